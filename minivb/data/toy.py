@@ -1,0 +1,327 @@
+"""The embedded toy data set: small synthetic videos whose class is *only* in the time order.
+
+Eight classes in four time-reversed twins::
+
+    left_to_right  ⟷ right_to_left          top_to_bottom      ⟷ bottom_to_top
+    growing        ⟷ shrinking              rotating_clockwise ⟷ rotating_counterclockwise
+
+Every video draws a fresh scene from its own random generator — background colour and
+texture, per-frame noise, a static distractor shape, the moving object's shape, colour,
+size, start position and speed (or angular speed). The first class of a twin pair renders
+that scene forward; the second renders the *same kind* of scene and plays it backwards.
+So the frames of a ``right_to_left`` video, taken as an unordered set, are distributed
+exactly like those of a ``left_to_right`` video: only their order tells the twins apart,
+and a model that ignores frame order cannot beat 50% within a pair.
+
+Files are real videos written with OpenCV (MPEG-4 part 2, ``mp4v``) in torchvision's
+class-folder layout, plus CSV indexes::
+
+    root/train/left_to_right/left_to_right_0000.mp4 ...
+    root/train.csv, root/val.csv   (columns: path,label,frames; path relative to root)
+    root/classes.txt               (class names, one a line, in class-index order)
+    root/meta.json                 (the settings the files were made with; written last)
+
+Deterministic from ``seed``; cached (a second call with the same settings reuses the files).
+
+    python -m minivb.data.toy --root data/toy
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = ["CLASSES", "TWINS", "HFLIP", "VFLIP", "ToyConfig", "render_clip", "generate", "read_index"]
+
+# Class index = position in this tuple; twins sit side by side (2k, 2k+1), the second is
+# the first played backwards.
+CLASSES = (
+    "left_to_right",
+    "right_to_left",
+    "top_to_bottom",
+    "bottom_to_top",
+    "growing",
+    "shrinking",
+    "rotating_clockwise",
+    "rotating_counterclockwise",
+)
+TWINS = tuple((CLASSES[i], CLASSES[i + 1]) for i in range(0, len(CLASSES), 2))
+
+# What a mirror does to a label (for augmentation): a horizontal flip turns left↔right
+# and reverses the sense of rotation; a vertical flip turns top↔bottom and rotation too.
+HFLIP = {c: c for c in CLASSES} | {
+    "left_to_right": "right_to_left",
+    "right_to_left": "left_to_right",
+    "rotating_clockwise": "rotating_counterclockwise",
+    "rotating_counterclockwise": "rotating_clockwise",
+}
+VFLIP = {c: c for c in CLASSES} | {
+    "top_to_bottom": "bottom_to_top",
+    "bottom_to_top": "top_to_bottom",
+    "rotating_clockwise": "rotating_counterclockwise",
+    "rotating_counterclockwise": "rotating_clockwise",
+}
+
+SPLITS = ("train", "val")
+FORMAT_VERSION = 1  # bump when the rendering changes, so cached sets are regenerated
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    seed: int = 0
+    train_per_class: int = 96
+    val_per_class: int = 24
+    frames: int = 16  # frames per video
+    size: int = 64  # frames are size × size pixels
+    fps: float = 8.0
+
+
+# --------------------------------------------------------------------------- drawing
+
+_SHIFT = 4  # OpenCV draws with 1/16-pixel precision, so slow motion stays smooth
+_ONE = 1 << _SHIFT
+
+
+def _pt(x: float, y: float) -> tuple[int, int]:
+    return int(round(x * _ONE)), int(round(y * _ONE))
+
+
+def _bright_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A saturated RGB colour of random hue (stands out from the muted background)."""
+    hsv = np.array([[[rng.integers(0, 180), rng.integers(170, 256), rng.integers(190, 256)]]], np.uint8)
+    return tuple(int(v) for v in cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0])
+
+
+def _draw_blob(img: np.ndarray, kind: str, cx: float, cy: float, r: float, colour) -> None:
+    """A filled circle, square, diamond or triangle of 'radius' r centred at (cx, cy)."""
+    if kind == "circle":
+        cv2.circle(img, _pt(cx, cy), int(round(r * _ONE)), colour, -1, cv2.LINE_AA, _SHIFT)
+        return
+    start, n, scale = {"square": (45, 4, 1.25), "diamond": (0, 4, 1.3), "triangle": (-90, 3, 1.4)}[kind]
+    angles = np.deg2rad(start + 360.0 * np.arange(n) / n)
+    pts = np.array([_pt(cx + scale * r * math.cos(a), cy + scale * r * math.sin(a)) for a in angles], np.int32)
+    cv2.fillPoly(img, [pts], colour, cv2.LINE_AA, _SHIFT)
+
+
+def _draw_hand(img: np.ndarray, cx: float, cy: float, length: float, angle: float, colour, tip, width: int) -> None:
+    """A clock hand: hub at (cx, cy), a bar, and a differently coloured disc at its tip.
+
+    The tip is the orientation marker that makes the sense of rotation visible."""
+    tx, ty = cx + length * math.cos(angle), cy + length * math.sin(angle)
+    cv2.line(img, _pt(cx, cy), _pt(tx, ty), colour, width, cv2.LINE_AA, _SHIFT)
+    cv2.circle(img, _pt(cx, cy), int(round(width * 0.8 * _ONE)), colour, -1, cv2.LINE_AA, _SHIFT)
+    cv2.circle(img, _pt(tx, ty), int(round(width * 1.3 * _ONE)), tip, -1, cv2.LINE_AA, _SHIFT)
+
+
+def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Muted base colour + smooth random texture → float32 (size, size, 3)."""
+    base = rng.uniform(35, 120, 3)
+    texture = cv2.resize(rng.normal(0, 22, (6, 6, 3)).astype(np.float32), (size, size), interpolation=cv2.INTER_CUBIC)
+    return (base + texture).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- scenes
+
+
+def render_clip(label: str, rng: np.random.Generator, frames: int = 16, size: int = 64) -> np.ndarray:
+    """Render one video of class ``label`` → uint8 RGB ``(frames, size, size, 3)``.
+
+    The random draws do not depend on which twin is asked for: the same ``rng`` state
+    gives, for the second twin, exactly the first twin's video reversed in time.
+    """
+    if label not in CLASSES:
+        raise ValueError(f"unknown toy class {label!r}; expected one of {', '.join(CLASSES)}")
+    if frames < 2 or size < 32:
+        raise ValueError(f"need frames >= 2 and size >= 32, got frames={frames}, size={size}")
+    pair = CLASSES.index(label) // 2
+    S, T = float(size), frames
+    t = np.linspace(0.0, 1.0, T)  # (T,) normalised time, forward
+
+    # The scene: background, a static distractor, the object's look.
+    bg = _background(rng, size)
+    distractor = (
+        ["circle", "square", "diamond", "triangle"][rng.integers(4)],
+        rng.uniform(0.1, 0.9) * S, rng.uniform(0.1, 0.9) * S, rng.uniform(0.06, 0.11) * S, _bright_colour(rng),
+    )
+    shape = ["circle", "square", "diamond", "triangle"][rng.integers(4)]
+    colour = _bright_colour(rng)
+    noise = rng.normal(0, 4, (T, size, size, 3)).astype(np.float32)
+
+    # The forward motion of this pair, one value per frame.
+    if pair in (0, 1):  # translation: along x (pair 0) or y (pair 1)
+        r = rng.uniform(0.08, 0.14) * S
+        dist = rng.uniform(0.35, 0.6) * S
+        start = rng.uniform(r + 1, S - r - 1 - dist)
+        across = rng.uniform(r + 1, S - r - 1)
+        along = start + dist * t
+        xs, ys = (along, np.full(T, across)) if pair == 0 else (np.full(T, across), along)
+
+        def draw(img, i):
+            _draw_blob(img, shape, xs[i], ys[i], r, colour)
+    elif pair == 2:  # scale: growing
+        r0, r1 = rng.uniform(0.06, 0.11) * S, rng.uniform(0.2, 0.27) * S
+        cx, cy = rng.uniform(1.2 * r1, S - 1.2 * r1, 2)  # polygons reach 1.3-1.4 r: a corner may leave the frame
+        radii = r0 + (r1 - r0) * t
+
+        def draw(img, i):
+            _draw_blob(img, shape, cx, cy, radii[i], colour)
+    else:  # rotation: clockwise on screen (image y points down, so the angle increases)
+        length = rng.uniform(0.2, 0.3) * S
+        width = max(2, int(round(rng.uniform(0.04, 0.06) * S)))
+        cx, cy = rng.uniform(length + 3, S - length - 3, 2)
+        theta0, turn = rng.uniform(0, 2 * math.pi), rng.uniform(0.5 * math.pi, math.pi)
+        angles = theta0 + turn * t
+        tip = _bright_colour(rng)
+
+        def draw(img, i):
+            _draw_hand(img, cx, cy, length, angles[i], colour, tip, width)
+
+    video = np.empty((T, size, size, 3), np.uint8)
+    for i in range(T):
+        img = bg.copy()
+        _draw_blob(img, *distractor)
+        draw(img, i)
+        video[i] = np.clip(img + noise[i], 0, 255).astype(np.uint8)
+    if CLASSES.index(label) % 2 == 1:  # the twin: the same kind of scene, played backwards
+        video = video[::-1].copy()
+    return video
+
+
+def _write_video(path: Path, video: np.ndarray, fps: float) -> None:
+    """uint8 RGB (T, H, W, 3) → an mp4v-encoded .mp4 file."""
+    T, H, W, _ = video.shape
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (W, H))
+    if not writer.isOpened():
+        raise RuntimeError(f"{path}: OpenCV cannot open an mp4v video writer")
+    try:
+        for frame in video:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+
+
+# --------------------------------------------------------------------------- the data set
+
+
+def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
+    """Each video has its own generator, so any file can be re-made on its own."""
+    return np.random.default_rng([seed, SPLITS.index(split), index])
+
+
+def _meta(cfg: ToyConfig) -> dict:
+    return {"format_version": FORMAT_VERSION, "classes": list(CLASSES), **asdict(cfg)}
+
+
+def _is_cached(root: Path, cfg: ToyConfig) -> bool:
+    meta = root / "meta.json"
+    try:
+        if json.loads(meta.read_text()) != _meta(cfg):
+            return False
+        return all((root / row["path"]).is_file() for split in SPLITS for row in read_index(root, split))
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, force: bool = False, verbose: bool = False) -> Path:
+    """Make the toy set under ``root`` (or reuse it if it is already there) → ``root``.
+
+    Class ``i % 8`` for video ``i`` of a split, so every class has exactly
+    ``train_per_class`` / ``val_per_class`` videos.
+    """
+    cfg = config or ToyConfig()
+    for name in ("train_per_class", "val_per_class"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.fps <= 0:
+        raise ValueError(f"fps must be > 0, got {cfg.fps}")
+    root = Path(root)
+    if not force and _is_cached(root, cfg):
+        if verbose:
+            print(f"toy set: reusing {root} (same settings; --force regenerates)")
+        return root
+
+    t0 = time.perf_counter()
+    (root / "meta.json").unlink(missing_ok=True)  # an interrupted run leaves no valid cache behind
+    for split in SPLITS:
+        shutil.rmtree(root / split, ignore_errors=True)
+    for split in SPLITS:
+        n = len(CLASSES) * (cfg.train_per_class if split == "train" else cfg.val_per_class)
+        rows = []
+        for i in range(n):
+            label = CLASSES[i % len(CLASSES)]
+            rel = Path(split) / label / f"{label}_{i // len(CLASSES):04d}.mp4"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            video = render_clip(label, _video_rng(cfg.seed, split, i), cfg.frames, cfg.size)
+            _write_video(root / rel, video, cfg.fps)
+            rows.append({"path": rel.as_posix(), "label": label, "frames": cfg.frames})
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["path", "label", "frames"])
+            writer.writeheader()
+            writer.writerows(rows)
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    (root / "meta.json").write_text(json.dumps(_meta(cfg), indent=2) + "\n")  # last: marks the set complete
+    if verbose:
+        n_train, n_val = (len(CLASSES) * k for k in (cfg.train_per_class, cfg.val_per_class))
+        print(f"toy set: wrote {n_train} train + {n_val} val videos ({len(CLASSES)} classes) to {root} "
+              f"in {time.perf_counter() - t0:.1f} s")
+    return root
+
+
+def read_index(root: str | Path, split: str) -> list[dict]:
+    """Rows of ``root/{split}.csv`` as dicts: ``path`` (relative to root), ``label``, ``frames`` (int)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    with open(Path(root) / f"{split}.csv", newline="") as f:
+        return [{**row, "frames": int(row["frames"])} for row in csv.DictReader(f)]
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+    return parse
+
+
+def main(argv: list[str] | None = None) -> int:
+    d = ToyConfig()
+    p = argparse.ArgumentParser(prog="python -m minivb.data.toy", description=__doc__.split("\n")[0])
+    p.add_argument("--root", default="data/toy", help="output folder (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    p.add_argument("--train-per-class", type=_positive(int), default=d.train_per_class, help="(default: %(default)s)")
+    p.add_argument("--val-per-class", type=_positive(int), default=d.val_per_class, help="(default: %(default)s)")
+    p.add_argument("--frames", type=_positive(int), default=d.frames, help="frames per video, >= 2 (default: %(default)s)")
+    p.add_argument("--size", type=_positive(int), default=d.size, help="frame side in pixels, >= 32 (default: %(default)s)")
+    p.add_argument("--fps", type=_positive(float), default=d.fps, help="(default: %(default)s)")
+    p.add_argument("--force", action="store_true", help="regenerate even if a matching set is cached")
+    a = p.parse_args(argv)
+    if a.frames < 2 or a.size < 32:
+        p.error(f"need --frames >= 2 and --size >= 32, got {a.frames} and {a.size}")
+    cfg = ToyConfig(a.seed, a.train_per_class, a.val_per_class, a.frames, a.size, a.fps)
+    try:
+        generate(a.root, cfg, force=a.force, verbose=True)
+    except OSError as e:
+        print(f"error: cannot write the toy set to {a.root}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

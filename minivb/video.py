@@ -1,0 +1,284 @@
+"""Video files → frame sequences → regions (seed §3.1).
+
+    "Video preprocessing: first, we convert the raw video into a frame sequence.
+     Then each frame is split into several regions, to capture the spatial
+     features in the video."                              — seed, §3 step 1
+
+Everything here works on uint8 RGB arrays shaped ``(T, H, W, 3)`` (channels last,
+as OpenCV and matplotlib like them). Decoding is done with OpenCV's FFmpeg backend,
+reading *forward only*: we never trust ``CAP_PROP_POS_FRAMES`` seeking or the
+container's frame count, because both can be wrong (B-frames, broken headers,
+truncated files). Frame ``i`` is always the ``i``-th frame in presentation order.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+# FFmpeg prints decoder complaints straight to stderr; we turn every failure into a
+# VideoDecodeError instead, so keep FFmpeg quiet (set before cv2 is imported; an
+# explicit value in the environment wins).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+__all__ = [
+    "VideoDecodeError",
+    "VideoInfo",
+    "video_info",
+    "read_frames",
+    "sample_indices",
+    "read_clip",
+    "split_regions",
+    "merge_regions",
+]
+
+
+class VideoDecodeError(RuntimeError):
+    """A file that cannot be decoded as asked. The message names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    frames: int  # decodable frames (counted by decoding, unless exact=False)
+    fps: float  # frames per second from the container; 0.0 if it gives none
+    width: int
+    height: int
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def _in_dataloader_worker() -> bool:
+    return torch.utils.data.get_worker_info() is not None
+
+
+def _decoder_threads() -> int:
+    """FFmpeg decoder threads: 1 inside a DataLoader worker, else FFmpeg's own choice (0).
+
+    N workers × (all cores each) would oversubscribe the machine; the workers are the
+    parallelism. OpenCV's own pool (colour conversion) is limited the same way.
+    """
+    if _in_dataloader_worker():
+        if cv2.getNumThreads() != 1:
+            cv2.setNumThreads(1)
+        return 1
+    return 0
+
+
+def _open(path: str | os.PathLike) -> cv2.VideoCapture:
+    p = Path(path)
+    if not p.exists():
+        raise VideoDecodeError(p, "no such file")
+    if not p.is_file():
+        raise VideoDecodeError(p, "not a regular file")
+    if p.stat().st_size == 0:
+        raise VideoDecodeError(p, "file is empty (0 bytes)")
+    cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, _decoder_threads()])
+    if not cap.isOpened():
+        raise VideoDecodeError(p, "not a readable video (FFmpeg cannot open it: unknown format or truncated)")
+    return cap
+
+
+# --------------------------------------------------------------------------- info
+
+
+@functools.lru_cache(maxsize=4096)
+def _count_frames(path: str, mtime_ns: int, size: int) -> int:
+    """Decode-count the frames (cached per file version: path, mtime and size)."""
+    cap = _open(path)
+    try:
+        n = 0
+        while cap.grab():  # grab() demuxes + decodes, but skips the colour conversion
+            n += 1
+        return n
+    finally:
+        cap.release()
+
+
+def video_info(path: str | os.PathLike, exact: bool = True) -> VideoInfo:
+    """Frame count, fps, width and height of a video.
+
+    ``exact=True`` (default) counts frames by decoding the whole file once (cached per
+    file version), because the container's count can be wrong; ``exact=False`` trusts
+    the header (fast, for indexing large data sets).
+    """
+    cap = _open(path)
+    try:
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        header_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        cap.release()
+    if width <= 0 or height <= 0:
+        raise VideoDecodeError(path, "no video stream (frame size is 0)")
+    if exact:
+        st = os.stat(path)
+        frames = _count_frames(str(path), st.st_mtime_ns, st.st_size)
+    else:
+        frames = header_frames
+    if frames <= 0:
+        raise VideoDecodeError(path, "no decodable frames")
+    fps = fps if np.isfinite(fps) and fps > 0 else 0.0
+    return VideoInfo(frames=frames, fps=fps, width=width, height=height)
+
+
+# --------------------------------------------------------------------------- frames
+
+
+def _as_indices(indices: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
+    idx = np.asarray(indices.tolist() if isinstance(indices, torch.Tensor) else indices)
+    if idx.ndim != 1 or idx.size == 0:
+        raise ValueError(f"indices must be a non-empty 1-D sequence of frame numbers, got shape {idx.shape}")
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"indices must be integers, got dtype {idx.dtype}")
+    if idx.min() < 0:
+        raise ValueError(f"indices must be >= 0, got {int(idx.min())}")
+    return idx.astype(np.int64)
+
+
+def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
+    """Decode the frames at ``indices`` → uint8 RGB ``(len(indices), H, W, 3)``.
+
+    Frame-exact: index ``i`` is the ``i``-th frame in presentation order, also for
+    H.264 with B-frames. Indices may be unsorted or repeated. The file is decoded
+    forward, once, and only up to the largest index.
+    """
+    idx = _as_indices(indices)
+    wanted = set(idx.tolist())
+    last = int(idx.max())
+    cap = _open(path)
+    got: dict[int, np.ndarray] = {}
+    try:
+        for i in range(last + 1):
+            if not cap.grab():
+                raise VideoDecodeError(
+                    path, f"frame {last} requested, but the video has only {i} decodable frames"
+                )
+            if i in wanted:
+                ok, bgr = cap.retrieve()  # (H, W, 3) uint8 BGR
+                if not ok or bgr is None:
+                    raise VideoDecodeError(path, f"frame {i} could not be decoded")
+                got[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)  # OpenCV is BGR; we are RGB
+    finally:
+        cap.release()
+    return np.stack([got[i] for i in idx.tolist()])  # (len(indices), H, W, 3)
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def sample_indices(
+    total_frames: int,
+    num_frames: int,
+    stride: int = 1,
+    mode: str = "center",
+    *,
+    num_clips: int = 1,
+    generator: torch.Generator | None = None,
+) -> np.ndarray:
+    """Which frames make a clip of ``num_frames`` frames taken ``stride`` apart.
+
+    mode:
+      * ``"center"`` — the clip in the middle of the video (evaluation) → ``(num_frames,)``
+      * ``"random"`` — a random start drawn from ``generator`` (training) → ``(num_frames,)``
+      * ``"uniform"`` — ``num_clips`` clips with evenly spaced starts, first clip at the
+        start and last clip at the end (multi-view testing) → ``(num_clips, num_frames)``
+
+    A video shorter than the clip's span ``(num_frames - 1) * stride + 1`` gets its
+    whole length spread evenly over the clip (``round(linspace(0, total - 1))``): the
+    frames stay in time order and some repeat when ``total_frames < num_frames``.
+    """
+    for name, value in (("total_frames", total_frames), ("num_frames", num_frames), ("stride", stride), ("num_clips", num_clips)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if mode not in ("center", "random", "uniform"):
+        raise ValueError(f"mode must be 'center', 'random' or 'uniform', got {mode!r}")
+
+    span = (num_frames - 1) * stride + 1
+    offsets = np.arange(num_frames, dtype=np.int64) * stride  # (num_frames,)
+    if span > total_frames:  # too short: cover the whole video instead
+        clip = np.round(np.linspace(0, total_frames - 1, num_frames)).astype(np.int64)
+        starts, offsets = np.zeros(num_clips if mode == "uniform" else 1, np.int64), clip
+    else:
+        max_start = total_frames - span
+        if mode == "center":
+            starts = np.array([max_start // 2])
+        elif mode == "random":
+            starts = np.array([int(torch.randint(0, max_start + 1, (1,), generator=generator))])
+        else:
+            starts = np.round(np.linspace(0, max_start, num_clips)).astype(np.int64)
+    clips = starts[:, None] + offsets[None, :]  # (clips, num_frames)
+    return clips if mode == "uniform" else clips[0]
+
+
+def read_clip(
+    path: str | os.PathLike,
+    num_frames: int,
+    stride: int = 1,
+    mode: str = "center",
+    *,
+    num_clips: int = 1,
+    generator: torch.Generator | None = None,
+    total_frames: int | None = None,
+) -> np.ndarray:
+    """Sample (:func:`sample_indices`) and decode (:func:`read_frames`) a clip.
+
+    Returns uint8 RGB ``(num_frames, H, W, 3)``, or ``(num_clips, num_frames, H, W, 3)``
+    for ``mode="uniform"``. Pass ``total_frames`` if you already know it (e.g. from a
+    data set's index) to skip the counting pass.
+    """
+    total = video_info(path).frames if total_frames is None else total_frames
+    idx = sample_indices(total, num_frames, stride, mode, num_clips=num_clips, generator=generator)
+    frames = read_frames(path, idx.reshape(-1))  # (clips * num_frames, H, W, 3)
+    return frames.reshape(idx.shape + frames.shape[1:])
+
+
+# --------------------------------------------------------------------------- regions
+
+
+def _permute(x, axes):
+    return x.permute(*axes) if isinstance(x, torch.Tensor) else x.transpose(axes)
+
+
+def split_regions(frames: np.ndarray | torch.Tensor, grid: int) -> np.ndarray | torch.Tensor:
+    """Split each frame into a ``grid × grid`` set of regions, row by row.
+
+    ``(..., H, W, C)`` → ``(..., grid*grid, H/grid, W/grid, C)``; region ``r`` is the
+    tile at row ``r // grid``, column ``r % grid``. Works on NumPy arrays and tensors.
+    H and W must be multiples of ``grid`` (crop or resize first).
+    """
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 1:
+        raise ValueError(f"grid must be a positive integer, got {grid!r}")
+    if frames.ndim < 3:
+        raise ValueError(f"frames must be shaped (..., H, W, C), got {tuple(frames.shape)}")
+    *lead, h, w, c = frames.shape
+    if h % grid or w % grid:
+        raise ValueError(f"frame size {h}x{w} (HxW) is not divisible by grid {grid}; crop or resize it to a multiple of {grid} first")
+    n = len(lead)
+    x = frames.reshape(*lead, grid, h // grid, grid, w // grid, c)  # (..., gy, h, gx, w, C)
+    x = _permute(x, (*range(n), n, n + 2, n + 1, n + 3, n + 4))  # (..., gy, gx, h, w, C)
+    return x.reshape(*lead, grid * grid, h // grid, w // grid, c)  # (..., R, h, w, C)
+
+
+def merge_regions(regions: np.ndarray | torch.Tensor, grid: int) -> np.ndarray | torch.Tensor:
+    """Inverse of :func:`split_regions`: ``(..., grid*grid, h, w, C)`` → ``(..., grid*h, grid*w, C)``."""
+    *lead, r, h, w, c = regions.shape
+    if r != grid * grid:
+        raise ValueError(f"expected {grid * grid} regions for grid {grid}, got {r}")
+    n = len(lead)
+    x = regions.reshape(*lead, grid, grid, h, w, c)  # (..., gy, gx, h, w, C)
+    x = _permute(x, (*range(n), n, n + 2, n + 1, n + 3, n + 4))  # (..., gy, h, gx, w, C)
+    return x.reshape(*lead, grid * h, grid * w, c)

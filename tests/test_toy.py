@@ -1,0 +1,141 @@
+"""minivb.data.toy: deterministic, cached, balanced, and the twins differ only in time order."""
+
+import collections
+import json
+
+import numpy as np
+import pytest
+
+from minivb.data import toy
+from minivb.data.toy import CLASSES, HFLIP, TWINS, VFLIP, ToyConfig, generate, read_index, render_clip
+from minivb.video import read_frames, video_info
+
+SMALL = ToyConfig(seed=3, train_per_class=3, val_per_class=1, frames=12)
+
+
+def _decode_all(root):
+    return {row["path"]: read_frames(root / row["path"], range(row["frames"]))
+            for split in ("train", "val") for row in read_index(root, split)}
+
+
+@pytest.fixture(scope="module")
+def small_set(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("toy"), SMALL)
+
+
+def test_same_seed_same_pixels_other_seed_other_pixels(small_set, tmp_path):
+    again = generate(tmp_path / "again", SMALL)
+    a, b = _decode_all(small_set), _decode_all(again)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    other = _decode_all(generate(tmp_path / "other", ToyConfig(**{**SMALL.__dict__, "seed": 4})))
+    assert not any(np.array_equal(a[k], other[k]) for k in a)
+
+
+def test_balanced_classes_and_honest_index(small_set):
+    assert (small_set / "classes.txt").read_text().split() == list(CLASSES)
+    for split, per_class in (("train", 3), ("val", 1)):
+        rows = read_index(small_set, split)
+        assert collections.Counter(r["label"] for r in rows) == {c: per_class for c in CLASSES}
+        for row in rows:
+            path = small_set / row["path"]
+            assert path.parent.name == row["label"] and path.parent.parent.name == split  # class-folder layout
+            info = video_info(path)
+            assert (info.frames, info.width, info.height, info.fps) == (12, 64, 64, 8.0)
+
+
+def test_cache_reuse_force_and_changed_settings(tmp_path):
+    root = generate(tmp_path, SMALL)
+    first = root / read_index(root, "train")[0]["path"]
+    stamp = first.stat().st_mtime_ns
+    generate(root, SMALL)
+    assert first.stat().st_mtime_ns == stamp  # reused
+    generate(root, SMALL, force=True)
+    assert first.stat().st_mtime_ns != stamp  # regenerated
+    generate(root, ToyConfig(**{**SMALL.__dict__, "train_per_class": 2}))
+    assert len(read_index(root, "train")) == 16 and json.loads((root / "meta.json").read_text())["train_per_class"] == 2
+    first.unlink()  # a lost file makes the cache invalid
+    generate(root, ToyConfig(**{**SMALL.__dict__, "train_per_class": 2}))
+    assert first.is_file()
+
+
+@pytest.mark.parametrize("forward,backward", TWINS)
+def test_twin_is_the_same_scene_played_backwards(forward, backward):
+    for seed in range(5):
+        a = render_clip(forward, np.random.default_rng(seed))
+        b = render_clip(backward, np.random.default_rng(seed))
+        np.testing.assert_array_equal(b, a[::-1])
+        assert not np.array_equal(a, a[::-1])  # and it does move
+
+
+def _moving_mask(video):
+    """Pixels that differ from the clip's per-pixel median (the static scene): the moving object."""
+    v = video.astype(np.float32)
+    return np.abs(v - np.median(v, axis=0)).sum(-1) > 60  # (T, H, W)
+
+
+def _centroids(video):
+    ys, xs = np.mgrid[: video.shape[1], : video.shape[2]]
+    mask = _moving_mask(video)
+    return np.array([(xs[m].mean(), ys[m].mean()) if m.any() else (np.nan, np.nan) for m in mask])  # (T, 2): x, y
+
+
+def _direction(video, label):
+    """Measure, from pixels only, which way a decoded clip moves (+1 or -1) along its pair's axis."""
+    if label in ("left_to_right", "right_to_left"):
+        return np.sign(np.subtract(*_centroids(video)[[-1, 0], 0]))
+    if label in ("top_to_bottom", "bottom_to_top"):
+        return np.sign(np.subtract(*_centroids(video)[[-1, 0], 1]))
+    if label in ("growing", "shrinking"):
+        # pixels that the object covers at one end of the clip but not the other form a ring
+        # around it; a growing object reaches a ring pixel the later, the further out it lies
+        v = video.astype(np.float32)
+        ring = np.abs(v[-1] - v[0]).sum(-1) > 60  # (H, W)
+        switch = np.abs(np.diff(v, axis=0)).sum(-1).argmax(0)[ring]  # when each ring pixel changes
+        ys, xs = np.nonzero(ring)
+        radius = np.hypot(xs - xs.mean(), ys - ys.mean())
+        return np.sign(np.corrcoef(radius, switch)[0, 1])
+    # rotation: the hand's centroid turns around the middle of its swept arc; in image
+    # coordinates (y down) a positive cross product is clockwise on screen
+    c = _centroids(video)
+    c = c[~np.isnan(c[:, 0])]  # frames where the hand is where it mostly is not
+    d = c - c.mean(0)
+    return np.sign(np.sum(d[:-1, 0] * d[1:, 1] - d[:-1, 1] * d[1:, 0]))
+
+
+FORWARD = {name: +1 for name, _ in TWINS} | {name: -1 for _, name in TWINS}
+
+
+def test_decoded_motion_runs_the_way_the_label_says_and_reverses_with_time(small_set):
+    for split in ("train", "val"):
+        for row in read_index(small_set, split):
+            video = read_frames(small_set / row["path"], range(row["frames"]))
+            assert _direction(video, row["label"]) == FORWARD[row["label"]], row["path"]
+            assert _direction(video[::-1], row["label"]) == -FORWARD[row["label"]], row["path"]
+
+
+@pytest.mark.parametrize("label", CLASSES)
+def test_flip_tables_say_what_a_mirror_does(label):
+    video = render_clip(label, np.random.default_rng(11))
+    assert FORWARD[HFLIP[label]] * _direction(video[:, :, ::-1], HFLIP[label]) == 1
+    assert FORWARD[VFLIP[label]] * _direction(video[:, ::-1], VFLIP[label]) == 1
+    assert HFLIP[HFLIP[label]] == label and VFLIP[VFLIP[label]] == label
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="unknown toy class"):
+        render_clip("jumping", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="train_per_class"):
+        generate("unused", ToyConfig(train_per_class=0))
+
+
+def test_cli(tmp_path, capsys):
+    assert toy.main(["--root", str(tmp_path), "--train-per-class", "1", "--val-per-class", "1", "--seed", "5"]) == 0
+    assert "wrote 8 train + 8 val videos" in capsys.readouterr().out
+    assert toy.main(["--root", str(tmp_path), "--train-per-class", "1", "--val-per-class", "1", "--seed", "5"]) == 0
+    assert "reusing" in capsys.readouterr().out
+    for bad in (["--train-per-class", "-3"], ["--size", "16"], ["--frames", "x"]):
+        with pytest.raises(SystemExit) as exit_:
+            toy.main(["--root", str(tmp_path), *bad])
+        assert exit_.value.code == 2
