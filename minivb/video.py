@@ -23,6 +23,7 @@ from typing import Sequence
 # VideoDecodeError instead, so keep FFmpeg quiet (set before cv2 is imported; an
 # explicit value in the environment wins).
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # and OpenCV its "cannot open" warnings
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

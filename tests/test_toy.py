@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minivb.data import toy
-from minivb.data.toy import CLASSES, HFLIP, TWINS, VFLIP, ToyConfig, generate, read_index, render_clip
+from minivb.data.toy import CLASSES, HFLIP, ROTATION, TWINS, VFLIP, ToyConfig, classes_of, generate, read_index, render_clip
 from minivb.video import read_frames, video_info
 
 SMALL = ToyConfig(seed=3, train_per_class=3, val_per_class=1, frames=12)
@@ -60,7 +60,7 @@ def test_cache_reuse_force_and_changed_settings(tmp_path):
     assert first.is_file()
 
 
-@pytest.mark.parametrize("forward,backward", TWINS)
+@pytest.mark.parametrize("forward,backward", TWINS + (ROTATION,))
 def test_twin_is_the_same_scene_played_backwards(forward, backward):
     for seed in range(5):
         a = render_clip(forward, np.random.default_rng(seed))
@@ -96,15 +96,23 @@ def _direction(video, label):
         ys, xs = np.nonzero(ring)
         radius = np.hypot(xs - xs.mean(), ys - ys.mean())
         return np.sign(np.corrcoef(radius, switch)[0, 1])
-    # rotation: the hand's centroid turns around the middle of its swept arc; in image
-    # coordinates (y down) a positive cross product is clockwise on screen
-    c = _centroids(video)
-    c = c[~np.isnan(c[:, 0])]  # frames where the hand is where it mostly is not
-    d = c - c.mean(0)
-    return np.sign(np.sum(d[:-1, 0] * d[1:, 1] - d[:-1, 1] * d[1:, 0]))
+    if label in ROTATION:
+        # the hand's centroid turns around the middle of its swept arc; in image coordinates
+        # (y down) a positive cross product is clockwise on screen
+        c = _centroids(video)
+        c = c[~np.isnan(c[:, 0])]  # frames where the hand is where it mostly is not
+        d = c - c.mean(0)
+        return np.sign(np.sum(d[:-1, 0] * d[1:, 1] - d[:-1, 1] * d[1:, 0]))
+    # opening / closing: the pixels that differ between the first and the last frame are the
+    # mouth's wedge; closed, it has the object's bright colour (value >= 190 by construction),
+    # open, the muted background shows through
+    v = video.astype(np.float32)
+    wedge = np.abs(v[-1] - v[0]).sum(-1) > 60  # (H, W)
+    brightness = [v[i][wedge].max(-1).mean() for i in (0, -1)]  # HSV value, first and last frame
+    return np.sign(brightness[0] - brightness[1])
 
 
-FORWARD = {name: +1 for name, _ in TWINS} | {name: -1 for _, name in TWINS}
+FORWARD = {name: +1 for name, _ in TWINS + (ROTATION,)} | {name: -1 for _, name in TWINS + (ROTATION,)}
 
 
 def test_decoded_motion_runs_the_way_the_label_says_and_reverses_with_time(small_set):
@@ -115,12 +123,25 @@ def test_decoded_motion_runs_the_way_the_label_says_and_reverses_with_time(small
             assert _direction(video[::-1], row["label"]) == -FORWARD[row["label"]], row["path"]
 
 
-@pytest.mark.parametrize("label", CLASSES)
+@pytest.mark.parametrize("label", CLASSES + ROTATION)
 def test_flip_tables_say_what_a_mirror_does(label):
     video = render_clip(label, np.random.default_rng(11))
     assert FORWARD[HFLIP[label]] * _direction(video[:, :, ::-1], HFLIP[label]) == 1
     assert FORWARD[VFLIP[label]] * _direction(video[:, ::-1], VFLIP[label]) == 1
     assert HFLIP[HFLIP[label]] == label and VFLIP[VFLIP[label]] == label
+
+
+def test_optional_rotation_pair(tmp_path):
+    cfg = ToyConfig(seed=1, train_per_class=2, val_per_class=1, frames=12, rotation=True)
+    root = generate(tmp_path, cfg)
+    assert classes_of(cfg) == CLASSES + ROTATION
+    assert (root / "classes.txt").read_text().split() == list(CLASSES + ROTATION)
+    rows = read_index(root, "train")
+    assert collections.Counter(r["label"] for r in rows) == {c: 2 for c in CLASSES + ROTATION}
+    for row in rows:
+        if row["label"] in ROTATION:
+            video = read_frames(root / row["path"], range(row["frames"]))
+            assert _direction(video, row["label"]) == FORWARD[row["label"]]
 
 
 def test_bad_arguments():

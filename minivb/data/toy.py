@@ -2,8 +2,16 @@
 
 Eight classes in four time-reversed twins::
 
-    left_to_right  ⟷ right_to_left          top_to_bottom      ⟷ bottom_to_top
-    growing        ⟷ shrinking              rotating_clockwise ⟷ rotating_counterclockwise
+    left_to_right  ⟷ right_to_left          top_to_bottom ⟷ bottom_to_top
+    growing        ⟷ shrinking              opening       ⟷ closing
+
+(``opening``: a disc whose mouth, a wedge cut out of it, opens — a "pac-man".) The first
+version of this set had ``rotating_clockwise`` / ``rotating_counterclockwise`` (a clock hand)
+in place of opening / closing. ``--rotation`` adds that pair back as a fifth: trained with
+the default preset, the model tells it from the other pairs but its sense of rotation
+stays at chance (38% / 54% where every other class reaches 79–100%; notebook 06). Telling
+clockwise from counter-clockwise needs the *product* of where the hand is and where it
+moves next; the other pairs need only a difference between early and late frames.
 
 Every video draws a fresh scene from its own random generator — background colour and
 texture, per-frame noise, a static distractor shape, the moving object's shape, colour,
@@ -41,7 +49,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-__all__ = ["CLASSES", "TWINS", "HFLIP", "VFLIP", "ToyConfig", "render_clip", "generate", "read_index"]
+__all__ = ["CLASSES", "ROTATION", "TWINS", "HFLIP", "VFLIP", "ToyConfig", "classes_of", "render_clip", "generate", "read_index"]
 
 # Class index = position in this tuple; twins sit side by side (2k, 2k+1), the second is
 # the first played backwards.
@@ -52,28 +60,24 @@ CLASSES = (
     "bottom_to_top",
     "growing",
     "shrinking",
-    "rotating_clockwise",
-    "rotating_counterclockwise",
+    "opening",
+    "closing",
 )
 TWINS = tuple((CLASSES[i], CLASSES[i + 1]) for i in range(0, len(CLASSES), 2))
+# The optional fifth pair (``--rotation``): a clock hand turning one way or the other. Kept
+# as a challenge — our model does not learn it within the CPU budget (see the docstring).
+ROTATION = ("rotating_clockwise", "rotating_counterclockwise")
+_ALL = CLASSES + ROTATION
 
-# What a mirror does to a label (for augmentation): a horizontal flip turns left↔right
-# and reverses the sense of rotation; a vertical flip turns top↔bottom and rotation too.
-HFLIP = {c: c for c in CLASSES} | {
-    "left_to_right": "right_to_left",
-    "right_to_left": "left_to_right",
-    "rotating_clockwise": "rotating_counterclockwise",
-    "rotating_counterclockwise": "rotating_clockwise",
-}
-VFLIP = {c: c for c in CLASSES} | {
-    "top_to_bottom": "bottom_to_top",
-    "bottom_to_top": "top_to_bottom",
-    "rotating_clockwise": "rotating_counterclockwise",
-    "rotating_counterclockwise": "rotating_clockwise",
-}
+# What a mirror does to a label (for augmentation): a horizontal flip turns left↔right,
+# a vertical flip turns top↔bottom; sizes and mouths stay what they are.
+# (A mirror also reverses the sense of a rotation.)
+_SPIN = {"rotating_clockwise": "rotating_counterclockwise", "rotating_counterclockwise": "rotating_clockwise"}
+HFLIP = {c: c for c in CLASSES} | {"left_to_right": "right_to_left", "right_to_left": "left_to_right"} | _SPIN
+VFLIP = {c: c for c in CLASSES} | {"top_to_bottom": "bottom_to_top", "bottom_to_top": "top_to_bottom"} | _SPIN
 
 SPLITS = ("train", "val")
-FORMAT_VERSION = 1  # bump when the rendering changes, so cached sets are regenerated
+FORMAT_VERSION = 2  # bump when the rendering changes, so cached sets are regenerated
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,12 @@ class ToyConfig:
     frames: int = 16  # frames per video
     size: int = 64  # frames are size × size pixels
     fps: float = 8.0
+    rotation: bool = False  # add the rotating_clockwise / rotating_counterclockwise pair
+
+
+def classes_of(config: ToyConfig) -> tuple[str, ...]:
+    """The class names of a toy set made with ``config``, in class-index order."""
+    return CLASSES + ROTATION if config.rotation else CLASSES
 
 
 # --------------------------------------------------------------------------- drawing
@@ -113,6 +123,12 @@ def _draw_blob(img: np.ndarray, kind: str, cx: float, cy: float, r: float, colou
     cv2.fillPoly(img, [pts], colour, cv2.LINE_AA, _SHIFT)
 
 
+def _draw_mouth(img: np.ndarray, cx: float, cy: float, r: float, facing: float, mouth: float, colour) -> None:
+    """A filled disc with a wedge of ``mouth`` degrees cut out, the wedge centred on ``facing``."""
+    axes = (int(round(r * _ONE)),) * 2
+    cv2.ellipse(img, _pt(cx, cy), axes, facing, mouth / 2, 360 - mouth / 2, colour, -1, cv2.LINE_AA, _SHIFT)
+
+
 def _draw_hand(img: np.ndarray, cx: float, cy: float, length: float, angle: float, colour, tip, width: int) -> None:
     """A clock hand: hub at (cx, cy), a bar, and a differently coloured disc at its tip.
 
@@ -139,11 +155,11 @@ def render_clip(label: str, rng: np.random.Generator, frames: int = 16, size: in
     The random draws do not depend on which twin is asked for: the same ``rng`` state
     gives, for the second twin, exactly the first twin's video reversed in time.
     """
-    if label not in CLASSES:
-        raise ValueError(f"unknown toy class {label!r}; expected one of {', '.join(CLASSES)}")
+    if label not in _ALL:
+        raise ValueError(f"unknown toy class {label!r}; expected one of {', '.join(_ALL)}")
     if frames < 2 or size < 32:
         raise ValueError(f"need frames >= 2 and size >= 32, got frames={frames}, size={size}")
-    pair = CLASSES.index(label) // 2
+    pair = _ALL.index(label) // 2
     S, T = float(size), frames
     t = np.linspace(0.0, 1.0, T)  # (T,) normalised time, forward
 
@@ -175,7 +191,16 @@ def render_clip(label: str, rng: np.random.Generator, frames: int = 16, size: in
 
         def draw(img, i):
             _draw_blob(img, shape, cx, cy, radii[i], colour)
-    else:  # rotation: clockwise on screen (image y points down, so the angle increases)
+    elif pair == 3:  # a disc whose mouth (a wedge cut out of it, facing any way) opens
+        r = rng.uniform(0.18, 0.26) * S
+        cx, cy = rng.uniform(r + 1, S - r - 1, 2)
+        facing = rng.uniform(0, 360)  # degrees
+        m0, m1 = rng.uniform(5, 20), rng.uniform(80, 120)  # mouth angle, degrees
+        mouths = m0 + (m1 - m0) * t
+
+        def draw(img, i):
+            _draw_mouth(img, cx, cy, r, facing, mouths[i], colour)
+    else:  # rotation: a clock hand turning clockwise on screen (image y points down: the angle grows)
         length = rng.uniform(0.2, 0.3) * S
         width = max(2, int(round(rng.uniform(0.04, 0.06) * S)))
         cx, cy = rng.uniform(length + 3, S - length - 3, 2)
@@ -192,7 +217,7 @@ def render_clip(label: str, rng: np.random.Generator, frames: int = 16, size: in
         _draw_blob(img, *distractor)
         draw(img, i)
         video[i] = np.clip(img + noise[i], 0, 255).astype(np.uint8)
-    if CLASSES.index(label) % 2 == 1:  # the twin: the same kind of scene, played backwards
+    if _ALL.index(label) % 2 == 1:  # the twin: the same kind of scene, played backwards
         video = video[::-1].copy()
     return video
 
@@ -219,7 +244,7 @@ def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
 
 
 def _meta(cfg: ToyConfig) -> dict:
-    return {"format_version": FORMAT_VERSION, "classes": list(CLASSES), **asdict(cfg)}
+    return {"format_version": FORMAT_VERSION, "classes": list(classes_of(cfg)), **asdict(cfg)}
 
 
 def _is_cached(root: Path, cfg: ToyConfig) -> bool:
@@ -235,7 +260,7 @@ def _is_cached(root: Path, cfg: ToyConfig) -> bool:
 def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, force: bool = False, verbose: bool = False) -> Path:
     """Make the toy set under ``root`` (or reuse it if it is already there) → ``root``.
 
-    Class ``i % 8`` for video ``i`` of a split, so every class has exactly
+    Class ``i % len(classes)`` for video ``i`` of a split, so every class has exactly
     ``train_per_class`` / ``val_per_class`` videos.
     """
     cfg = config or ToyConfig()
@@ -254,12 +279,13 @@ def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, 
     (root / "meta.json").unlink(missing_ok=True)  # an interrupted run leaves no valid cache behind
     for split in SPLITS:
         shutil.rmtree(root / split, ignore_errors=True)
+    classes = classes_of(cfg)
     for split in SPLITS:
-        n = len(CLASSES) * (cfg.train_per_class if split == "train" else cfg.val_per_class)
+        n = len(classes) * (cfg.train_per_class if split == "train" else cfg.val_per_class)
         rows = []
         for i in range(n):
-            label = CLASSES[i % len(CLASSES)]
-            rel = Path(split) / label / f"{label}_{i // len(CLASSES):04d}.mp4"
+            label = classes[i % len(classes)]
+            rel = Path(split) / label / f"{label}_{i // len(classes):04d}.mp4"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             video = render_clip(label, _video_rng(cfg.seed, split, i), cfg.frames, cfg.size)
             _write_video(root / rel, video, cfg.fps)
@@ -268,11 +294,11 @@ def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, 
             writer = csv.DictWriter(f, fieldnames=["path", "label", "frames"])
             writer.writeheader()
             writer.writerows(rows)
-    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    (root / "classes.txt").write_text("\n".join(classes) + "\n")
     (root / "meta.json").write_text(json.dumps(_meta(cfg), indent=2) + "\n")  # last: marks the set complete
     if verbose:
-        n_train, n_val = (len(CLASSES) * k for k in (cfg.train_per_class, cfg.val_per_class))
-        print(f"toy set: wrote {n_train} train + {n_val} val videos ({len(CLASSES)} classes) to {root} "
+        n_train, n_val = (len(classes) * k for k in (cfg.train_per_class, cfg.val_per_class))
+        print(f"toy set: wrote {n_train} train + {n_val} val videos ({len(classes)} classes) to {root} "
               f"in {time.perf_counter() - t0:.1f} s")
     return root
 
@@ -310,11 +336,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frames", type=_positive(int), default=d.frames, help="frames per video, >= 2 (default: %(default)s)")
     p.add_argument("--size", type=_positive(int), default=d.size, help="frame side in pixels, >= 32 (default: %(default)s)")
     p.add_argument("--fps", type=_positive(float), default=d.fps, help="(default: %(default)s)")
+    p.add_argument("--rotation", action="store_true", help="add a fifth twin pair, rotating_clockwise / rotating_counterclockwise (a challenge: see the module docstring)")
     p.add_argument("--force", action="store_true", help="regenerate even if a matching set is cached")
     a = p.parse_args(argv)
     if a.frames < 2 or a.size < 32:
         p.error(f"need --frames >= 2 and --size >= 32, got {a.frames} and {a.size}")
-    cfg = ToyConfig(a.seed, a.train_per_class, a.val_per_class, a.frames, a.size, a.fps)
+    cfg = ToyConfig(a.seed, a.train_per_class, a.val_per_class, a.frames, a.size, a.fps, a.rotation)
     try:
         generate(a.root, cfg, force=a.force, verbose=True)
     except OSError as e:

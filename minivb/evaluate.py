@@ -1,0 +1,440 @@
+"""Evaluate a trained VideoBERT: multi-view testing, top-1/top-5, per-class accuracy, confusion matrix.
+
+    "We train and evaluate our model with a training set and a validation set."
+                                                                   — seed, §5
+
+    python -m minivb.evaluate --checkpoint runs/toy-20250101-120000            # its last.pt, 3 clips × 1 crop
+    python -m minivb.evaluate --checkpoint runs/k400-…/best.pt --clips 4 --crops 3
+
+Multi-view testing: each video is seen as ``clips`` evenly spaced temporal clips ×
+``crops`` spatial crops; the model scores every view and the softmax probabilities are
+averaged over the views (one prediction per video)::
+
+    p(class | video) = 1/V · Σ_v softmax(logits(view_v)),   V = clips · crops
+
+1 clip × 1 crop is exactly the trainer's validation sample (centre clip, centre crop).
+Writes ``summary.json``, ``confusion.png`` and ``predictions.csv`` to ``--out``.
+The functions :func:`evaluate`, :func:`multiview_probs`, :func:`accuracy_metrics` and
+:func:`plot_confusion` work on their own (notebook 06 uses them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoint import load_checkpoint, read_checkpoint
+from .data.clips import ClipDataset, MultiViewDataset, Skipped, collate, load_items, report_skipped
+
+__all__ = [
+    "VIEW_DEFAULTS",
+    "multiview_probs",
+    "accuracy_metrics",
+    "evaluate",
+    "dataset_from_checkpoint",
+    "plot_confusion",
+    "main",
+]
+
+# (clips, crops) used when --clips / --crops are not given, per subset the checkpoint was trained on.
+VIEW_DEFAULTS = {"toy": (3, 1), "k400": (4, 3)}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class UsageError(Exception):
+    """A problem with the options or the inputs: reported as one line, exit status 2."""
+
+
+# --------------------------------------------------------------------------- the numbers
+
+
+def multiview_probs(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """Views ``(B, V, T, 3, H, W)`` (or one view ``(B, T, 3, H, W)``) → class probabilities ``(B, C)``.
+
+    Every view goes through the model as its own clip; the per-view softmaxes are averaged.
+    """
+    if views.ndim == 5:
+        views = views[:, None]  # (B, 1, T, 3, H, W)
+    if views.ndim != 6:
+        raise ValueError(f"views must be shaped (B, V, T, 3, H, W) or (B, T, 3, H, W), got {tuple(views.shape)}")
+    B, V = views.shape[:2]
+    logits = model(views.flatten(0, 1)).float()  # (B·V, C)
+    return logits.softmax(dim=-1).view(B, V, -1).mean(dim=1)  # (B, V, C) → (B, C)
+
+
+def accuracy_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> dict:
+    """Scores ``(N, C)`` (probabilities or logits) and labels ``(N,)`` → top-1, top-5, per-class, confusion.
+
+    ``top5`` is top-min(5, C). ``per_class[c]`` = fraction of class ``c``'s videos predicted
+    as ``c`` (NaN if the class has none) = ``confusion[c, c] / confusion[c].sum()``;
+    ``confusion[true, predicted]`` counts videos.
+    """
+    if scores.ndim != 2 or labels.shape != scores.shape[:1]:
+        raise ValueError(f"need scores (N, C) and labels (N,), got {tuple(scores.shape)} and {tuple(labels.shape)}")
+    C = scores.shape[1] if num_classes is None else num_classes
+    labels = labels.long().cpu()
+    top = scores.float().cpu().topk(min(5, C), dim=1).indices  # (N, k)
+    hits = top == labels[:, None]  # (N, k)
+    confusion = torch.bincount(labels * C + top[:, 0], minlength=C * C).view(C, C)  # (C, C)
+    per_class = confusion.diag().double() / confusion.sum(1).double()  # NaN where a class has no videos
+    n = max(len(labels), 1)
+    return {
+        "top1": hits[:, 0].sum().item() / n,
+        "top5": hits.any(1).sum().item() / n,
+        "per_class": per_class.tolist(),
+        "confusion": confusion,
+    }
+
+
+class _Views(Dataset):
+    """``ClipDataset`` → ``(views (V, T, 3, H, W), label)`` or :class:`Skipped`.
+
+    1 × 1 is the data set's own evaluation sample (centre clip, centre crop), exactly what the
+    trainer validates on; otherwise :meth:`ClipDataset.views` (uniform clips × crops).
+    """
+
+    def __init__(self, dataset: ClipDataset, num_clips: int, num_crops: int):
+        self.dataset, self.num_clips, self.num_crops = dataset, num_clips, num_crops
+        self.multi = MultiViewDataset(dataset, num_clips, num_crops)  # checks the numbers
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        if self.num_clips == 1 and self.num_crops == 1:
+            sample = self.dataset[i]
+            return sample if isinstance(sample, Skipped) else (sample[0][None], sample[1])
+        return self.multi[i]
+
+
+def _autocast(device: torch.device):
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    data: ClipDataset | Dataset | DataLoader | Iterable,
+    *,
+    num_clips: int = 1,
+    num_crops: int = 1,
+    batch_size: int = 8,
+    workers: int = 0,
+    device: str | torch.device | None = None,
+    classes: Sequence[str] | None = None,
+) -> dict:
+    """Multi-view evaluation of ``model`` on ``data`` → a dict of results.
+
+    ``data``: a :class:`~minivb.data.clips.ClipDataset` (its videos are cut into
+    ``num_clips × num_crops`` views); any other data set returning ``(views (V, T, 3, H, W)
+    or video (T, 3, H, W), label)`` or :class:`Skipped`; or a ready loader yielding
+    :func:`~minivb.data.clips.collate` batches ``(videos, labels, skipped)``. ``device``:
+    where to run (default: where the model is); bf16 autocast on CUDA.
+
+    Returns ``top1``, ``top5``, ``per_class`` (list, class-index order), ``confusion``
+    ``(C, C)`` int64 (rows: true class, columns: predicted), ``probs`` ``(N, C)`` (softmax
+    averaged over views), ``labels`` ``(N,)``, ``num_videos`` (N, evaluated), ``skipped``
+    (count) and ``skipped_files``, ``clips``, ``crops``, ``views`` (per video), ``seconds``,
+    and ``classes`` when known.
+    """
+    for name, value in (("num_clips", num_clips), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if num_crops not in (1, 3):
+        raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if classes is None:
+        classes = getattr(data, "classes", None) or getattr(getattr(data, "dataset", None), "classes", None)
+    if isinstance(data, ClipDataset):
+        data = _Views(data, num_clips, num_crops)
+    if isinstance(data, Dataset):
+        loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
+                            pin_memory=device.type == "cuda")
+    else:
+        loader = data
+
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    probs, labels, skipped, views_per_video = [], [], [], None
+    with _autocast(device):
+        for videos, y, bad in loader:
+            report_skipped(bad)
+            skipped.extend(bad)
+            if videos is None:  # every video of the batch was unreadable
+                continue
+            videos = videos.to(device, non_blocking=True)  # (B, V, T, 3, H, W) or (B, T, 3, H, W)
+            views_per_video = videos.shape[1] if videos.ndim == 6 else 1
+            probs.append(multiview_probs(model, videos).cpu())  # (B, C)
+            labels.append(y.cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    model.train(was_training)
+
+    num_classes = getattr(getattr(model, "config", None), "num_classes", None)
+    if num_classes is None:
+        num_classes = probs[0].shape[1] if probs else len(classes or ())
+    probs = torch.cat(probs) if probs else torch.zeros(0, num_classes)  # (N, C)
+    labels = torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long)  # (N,)
+    result = accuracy_metrics(probs, labels, num_classes)
+    result.update(
+        probs=probs, labels=labels, num_videos=len(labels), skipped=len(skipped),
+        skipped_files=[s.path for s in skipped], clips=num_clips, crops=num_crops,
+        views=views_per_video if views_per_video is not None else num_clips * num_crops, seconds=seconds,
+    )
+    if classes is not None:
+        result["classes"] = list(classes)
+    return result
+
+
+# --------------------------------------------------------------------------- data from a checkpoint
+
+
+def _limit(items: list, n: int | None, seed: int) -> list:
+    """The same fixed random subset the trainer's ``--limit-val`` takes (seed = training seed + 1)."""
+    if n is None or n >= len(items):
+        return items
+    keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return [items[i] for i in keep.tolist()]
+
+
+def dataset_from_checkpoint(
+    checkpoint: str | os.PathLike | dict,
+    data_root: str | os.PathLike | None = None,
+    split: str = "val",
+    limit: int | None = None,
+) -> ClipDataset:
+    """The evaluation :class:`ClipDataset` of a training checkpoint's data (its ``args``).
+
+    Same clips as training used (``num_frames``, ``stride``, ``size``) and the checkpoint's
+    class list; ``data_root`` overrides the stored one (a relative path in the checkpoint is
+    relative to where training ran). ``limit``: a fixed subset of that many videos, chosen
+    as the trainer's ``--limit-val`` chooses it. Missing root or split →
+    ``FileNotFoundError``; a checkpoint without training options → ``ValueError``.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
+    args = ckpt.get("args")
+    if not isinstance(args, dict) or not {"num_frames", "stride", "size"} <= args.keys():
+        raise ValueError("the checkpoint has no training options (args); it was not written by python -m minivb.train")
+    root = Path(data_root if data_root is not None else args.get("data_root", ""))
+    if not root.is_dir():
+        how = "" if data_root is not None else " (the checkpoint's data root)"
+        raise FileNotFoundError(f"data root {root}{how} does not exist; pass --data-root with the folder that holds {split}.csv or {split}/<label>/")
+    items, classes = load_items(root, split, list(ckpt["classes"]))
+    items = _limit(items, limit, int(args.get("seed", 0)) + 1)
+    return ClipDataset(items, classes, args["num_frames"], args["stride"], train=False, size=args["size"])
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def plot_confusion(confusion, classes: Sequence[str], ax=None, title: str | None = None, counts: bool | None = None):
+    """Draw a confusion matrix (rows: true class, columns: predicted) → the matplotlib Axes.
+
+    Colour = fraction of the true class's videos (each row sums to 1); ``counts`` (default:
+    when there are at most 20 classes) writes the number of videos in every cell. Without
+    ``ax`` a new Figure (Agg canvas, no pyplot) is made: ``ax.figure.savefig(...)``.
+    """
+    import numpy as np
+
+    cm = np.asarray(confusion.cpu() if isinstance(confusion, torch.Tensor) else confusion, dtype=np.int64)
+    C = len(classes)
+    if cm.shape != (C, C):
+        raise ValueError(f"confusion matrix is {cm.shape}, expected ({C}, {C}) for {C} class names")
+    if ax is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        side = min(3 + 0.45 * C, 30)
+        fig = Figure(figsize=(side + 1, side), tight_layout=True)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+    rows = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)  # (C, C), rows sum to 1
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if counts if counts is not None else C <= 20:
+        for i in range(C):
+            for j in range(C):
+                if cm[i, j]:
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if frac[i, j] > 0.5 else "black")
+    if C <= 60:
+        ax.set_xticks(range(C), classes, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(C), classes, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title=title or f"confusion matrix ({int(cm.sum())} videos)")
+    return ax
+
+
+# --------------------------------------------------------------------------- command line
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage block
+        print(f"error: {message} (see python -m minivb.evaluate --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _int_at_least(minimum: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m minivb.evaluate",
+        description="Evaluate a checkpoint written by python -m minivb.train with multi-view testing: each video is "
+        "cut into CLIPS evenly spaced temporal clips × CROPS spatial crops, the softmax probabilities are averaged "
+        "over those views, and top-1, top-5, per-class accuracy and a confusion matrix are reported. Writes "
+        "summary.json, confusion.png and predictions.csv to --out.",
+        epilog=textwrap.fill("views: the toy set defaults to 3 clips × 1 crop — its frames are square and already at the model's "
+        "size (3 crops would be the same picture) and its videos are short, so a few clips cover them. Kinetics-400 "
+        "defaults to 4 clips × 3 crops, as in Video Swin; SlowFast and X3D report 10 × 3. The reason: a Kinetics "
+        "video is about 10 s but one clip (16 frames, stride 4, at 25-30 fps) covers only about 2 s, so several "
+        "uniform clips are needed to see the whole action; and the frames are wider than tall, so after resizing the "
+        "shorter side, 3 crops (left, centre, right) cover the full width. Cost grows with clips × crops; accuracy "
+        "gains flatten after a few views. 1 × 1 is the trainer's own validation (centre clip, centre crop).", 100),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--checkpoint", required=True,
+                   help="a .pt file written by python -m minivb.train, or a run folder (uses its last.pt, the final "
+                   "weights that the run's summary.json reports; pass best.pt explicitly for the best epoch)")
+    p.add_argument("--data-root", help="data folder (default: the one the checkpoint was trained on)")
+    p.add_argument("--split", default="val", help="split to evaluate: root/SPLIT.csv or root/SPLIT/<label>/ (default: val)")
+    p.add_argument("--clips", type=_int_at_least(1), help="temporal clips per video (default: toy 3, k400 4)")
+    p.add_argument("--crops", type=int, choices=(1, 3), help="spatial crops per clip: 1 = centre, 3 = along the long side "
+                   "(default: toy 1, k400 3)")
+    p.add_argument("--limit", type=_int_at_least(1), help="evaluate only N videos (the same fixed subset the trainer's "
+                   "--limit-val takes)")
+    p.add_argument("--batch-size", type=_int_at_least(1), default=8, help="videos per batch; each brings clips × crops views (default: 8)")
+    p.add_argument("--workers", type=_int_at_least(0), default=0, help="DataLoader worker processes (default: 0)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda if available, else cpu; bf16 autocast on cuda (default: auto)")
+    p.add_argument("--out", help="output folder (default: CHECKPOINT_FOLDER/eval/<checkpoint name>-<split>-<clips>x<crops>); "
+                   "refused if it already holds a summary.json, unless --force")
+    p.add_argument("--force", action="store_true", help="overwrite an earlier evaluation's files in --out")
+    return p
+
+
+def _write_atomic(path: Path, data: str | bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available; use --device cpu (or auto)")
+    return torch.device(name)
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """The command line's work → the summary dict. Raises :class:`UsageError` for bad input."""
+    opts = build_parser().parse_args(argv)
+    path = Path(opts.checkpoint)
+    if path.is_dir():
+        if not (path / "last.pt").is_file():
+            raise UsageError(f"--checkpoint {path}: the folder holds no last.pt; pass a .pt file or a run folder of python -m minivb.train")
+        path = path / "last.pt"
+    try:
+        ckpt = read_checkpoint(path)
+    except FileNotFoundError:
+        raise UsageError(f"--checkpoint {path}: no such file; pass a .pt file or a run folder written by python -m minivb.train") from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    args = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
+    subset = args.get("subset", "toy")
+    clips, crops = VIEW_DEFAULTS.get(subset, (1, 1))
+    clips = opts.clips if opts.clips is not None else clips
+    crops = opts.crops if opts.crops is not None else crops
+    out = Path(opts.out) if opts.out else path.parent / "eval" / f"{path.stem}-{opts.split}-{clips}x{crops}"
+    if (out / "summary.json").exists() and not opts.force:
+        raise UsageError(f"--out {out} already holds an evaluation (summary.json); pass --force to overwrite it, or another --out")
+    device = _device(opts.device)
+    try:
+        dataset = dataset_from_checkpoint(ckpt, opts.data_root, opts.split, opts.limit)
+        model, classes = load_checkpoint(path, map_location="cpu")
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    model.to(device)
+    data_root = str(opts.data_root or args.get("data_root"))
+    print(f"minivb.evaluate: {path} ({ckpt.get('epoch', '?')} epochs) on {len(dataset)} {opts.split} videos of "
+          f"{data_root}, {clips} clip(s) × {crops} crop(s), {device.type} → {out}", flush=True)
+    result = evaluate(model, dataset, num_clips=clips, num_crops=crops, batch_size=opts.batch_size,
+                      workers=opts.workers, device=device)
+
+    per_class = {c: (None if math.isnan(a) else a) for c, a in zip(classes, result["per_class"])}
+    summary = {
+        "val_top1": result["top1"], "val_top5": result["top5"], "epochs": ckpt.get("epoch"),
+        "seconds": round(result["seconds"], 2), "clips": clips, "crops": crops, "per_class": per_class,
+        "num_videos": result["num_videos"], "skipped": result["skipped"], "skipped_files": result["skipped_files"],
+        "split": opts.split, "checkpoint": str(path), "data_root": data_root,
+        "subset": subset, "device": str(device), "confusion": result["confusion"].tolist(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    kept = [it for it in dataset.items if it.path not in set(result["skipped_files"])]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["path", "label", "predicted", "probability", "correct"])
+    for it, p, y in zip(kept, result["probs"], result["labels"].tolist()):
+        j = int(p.argmax())
+        writer.writerow([it.path, classes[y], classes[j], f"{p[j].item():.4f}", int(j == y)])
+    _write_atomic(out / "predictions.csv", buf.getvalue())
+    ax = plot_confusion(result["confusion"], classes,
+                        title=f"{opts.split}: top-1 {100 * result['top1']:.1f}% ({clips}×{crops} views)")
+    png = io.BytesIO()
+    ax.figure.savefig(png, format="png", dpi=100)
+    _write_atomic(out / "confusion.png", png.getvalue())
+
+    width = max(len(c) for c in classes)
+    if len(classes) <= 50:
+        for c, a in per_class.items():
+            n = int(result["confusion"][classes.index(c)].sum())
+            print(f"  {c:<{width}}  {'   -  ' if a is None else f'{100 * a:5.1f}%'}  ({n} videos)")
+    print(f"val top-1 {100 * result['top1']:.1f}%  top-5 {100 * result['top5']:.1f}%  ({result['num_videos']} videos, "
+          f"{result['skipped']} skipped, {clips}×{crops} views, {summary['seconds']:.0f} s) → {out}", flush=True)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m minivb.evaluate``: 0 on success, 2 on a usage error (one line on stderr)."""
+    import logging
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
+    try:
+        run(argv)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

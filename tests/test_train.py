@@ -1,0 +1,263 @@
+"""python -m minivb.train: outputs, exact resume after kill -9 and SIGTERM, DDP on the CPU, bad input.
+
+Every run trains a tiny model on a tiny toy set (16 train / 8 val videos) for 2 epochs of 8 steps.
+"""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from minivb import load_checkpoint
+from minivb.checkpoint import read_checkpoint, save_checkpoint
+from minivb.data.toy import CLASSES, ToyConfig, generate
+from minivb.train import PRESETS, main
+
+TINY = ["--epochs", "2", "--batch-size", "2", "--num-frames", "4", "--size", "32", "--dim", "32", "--depth", "1",
+        "--heads", "2", "--save-every", "3", "--limit-val", "6"]
+STEPS = 16  # 2 epochs × 16 videos / batch 2
+# One thread per process: tiny models gain nothing from more, and on a shared 2-core machine
+# OpenMP threads that wait for each other are many times slower.
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+# Runs minivb.train with clip_grad_norm_ wrapped: the STALL_AT-th training step writes a marker
+# file and then waits (for SIGKILL, or for a release file after SIGTERM) — a real process
+# interrupted mid-step, at a known point.
+DRIVER = """
+import os, sys, time, torch
+import minivb.train
+stall_at, marker, release = int(os.environ["STALL_AT"]), os.environ["STALL_MARKER"], os.environ.get("STALL_RELEASE")
+clip, calls = torch.nn.utils.clip_grad_norm_, [0]
+def stalling_clip(*args, **kwargs):
+    calls[0] += 1
+    if calls[0] == stall_at:
+        open(marker, "w").close()
+        while not (release and os.path.exists(release)):
+            time.sleep(0.02)
+    return clip(*args, **kwargs)
+torch.nn.utils.clip_grad_norm_ = stalling_clip
+sys.exit(minivb.train.main(sys.argv[1:]))
+"""
+
+
+def _run(args, cwd, **kw):
+    return subprocess.run([sys.executable, "-m", "minivb.train", *args], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=300, **kw)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    return generate(tmp_path_factory.mktemp("toy"), ToyConfig(train_per_class=2, val_per_class=1, frames=8))
+
+
+@pytest.fixture(scope="module")
+def reference(toy, tmp_path_factory):
+    """An uninterrupted run (workers 0): the result every resumed run must reproduce bit for bit."""
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    proc = _run(["--data-root", str(toy), "--out", str(out), *TINY], cwd=out.parent)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def _assert_same_training_state(a: Path, b: Path):
+    ca, cb = read_checkpoint(a), read_checkpoint(b)
+    assert ca["step"] == cb["step"] == STEPS
+    assert ca["model"].keys() == cb["model"].keys()
+    for k in ca["model"]:
+        assert torch.equal(ca["model"][k], cb["model"][k]), k
+    sa, sb = ca["optimizer"]["state"], cb["optimizer"]["state"]
+    assert sa.keys() == sb.keys() and len(sa) > 0
+    for i in sa:
+        for k in sa[i]:
+            assert torch.equal(sa[i][k], sb[i][k]), (i, k)
+    assert ca["scheduler"] == cb["scheduler"]
+    assert torch.equal(ca["rng"]["cpu"], cb["rng"]["cpu"])
+
+
+def _metrics(out: Path):
+    with open(out / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _same_numbers(a: Path, b: Path):
+    keys = ("epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "lr")
+    assert [{k: r[k] for k in keys} for r in _metrics(a)] == [{k: r[k] for k in keys} for r in _metrics(b)]
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout=120):
+    t0 = time.monotonic()
+    while not path.exists():
+        assert proc.poll() is None, f"run ended before the stall point: {proc.communicate()}"
+        assert time.monotonic() - t0 < timeout, "stall point not reached"
+        time.sleep(0.02)
+
+
+def _start_stalling(args, cwd, stall_at, release=None):
+    env = dict(ENV, STALL_AT=str(stall_at), STALL_MARKER=str(cwd / "stalled"))
+    if release:
+        env["STALL_RELEASE"] = str(release)
+    return subprocess.Popen([sys.executable, "-c", DRIVER, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+# --------------------------------------------------------------------------- a run's outputs
+
+
+def test_run_writes_its_output_folder(reference):
+    out, proc = reference
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "curves.png", "last.pt", "metrics.csv", "summary.json"]
+    rows = _metrics(out)
+    assert [r["epoch"] for r in rows] == ["1", "2"] and rows[-1]["step"] == str(STEPS)
+    assert list(rows[0]) == ["epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "clips_per_s", "seconds"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert {"val_top1", "val_top5", "epochs", "seconds", "per_class_top1", "device", "world_size"} <= summary.keys()
+    assert summary["epochs"] == 2 and summary["world_size"] == 1 and summary["val_clips"] == 6
+    assert list(summary["per_class_top1"]) == list(CLASSES)
+    assert float(rows[-1]["val_top1"]) == summary["val_top1"] or abs(float(rows[-1]["val_top1"]) - summary["val_top1"]) < 1e-5
+    config = json.loads((out / "config.json").read_text())
+    assert config["args"]["dim"] == 32 and config["args"]["encoder"] == PRESETS["toy"]["encoder"]
+    assert config["model"]["time_embedding"] is True and config["classes"] == list(CLASSES)
+    lines = proc.stdout.splitlines()
+    assert sum(line.startswith("epoch ") for line in lines) == 2 and "top-1" in lines[1] and "clips/s" in lines[1]
+    model, classes = load_checkpoint(out / "last.pt")
+    assert classes == list(CLASSES) and model.config.dim == 32
+    assert torch.load(out / "best.pt", weights_only=True)["epoch"] in (1, 2)
+
+
+def test_a_broken_video_is_skipped_with_one_warning(toy, tmp_path):
+    import shutil
+
+    data = tmp_path / "toy"
+    shutil.copytree(toy, data)
+    bad = data / "train" / "growing" / "growing_0000.mp4"
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated
+    proc = _run(["--data-root", str(data), "--out", str(tmp_path / "run"), "--no-preload", *TINY], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "skipping" in line]
+    assert len(warnings) == 1 and str(bad) in warnings[0], proc.stderr  # drawn in both epochs, reported once
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == STEPS
+
+
+# --------------------------------------------------------------------------- exact resume
+
+
+@pytest.mark.parametrize("workers, stall_at", [(0, 11), (2, 5)])
+def test_kill_9_then_resume_is_bit_identical(toy, reference, tmp_path, workers, stall_at):
+    out = tmp_path / "run"
+    args = ["--data-root", str(toy), "--out", str(out), "--workers", str(workers), *TINY]
+    proc = _start_stalling(args, tmp_path, stall_at)
+    _wait_for(tmp_path / "stalled", proc)
+    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its DataLoader workers, mid-step
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    saved = read_checkpoint(out / "last.pt")
+    assert 2 <= saved["step"] < stall_at and not (out / "summary.json").exists()  # the stalled step was lost
+    resumed = _run(["--resume", str(out), "--workers", str(workers)], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming at epoch {saved['epoch'] + 1}, step {saved['step']}" in resumed.stdout
+    _assert_same_training_state(reference[0] / "last.pt", out / "last.pt")
+    _same_numbers(reference[0], out)
+
+
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(toy, reference, tmp_path):
+    out = tmp_path / "run"
+    proc = _start_stalling(["--data-root", str(toy), "--out", str(out), *TINY], tmp_path, 6, release=tmp_path / "go")
+    _wait_for(tmp_path / "stalled", proc)
+    proc.send_signal(signal.SIGTERM)  # arrives mid-step: the step finishes, then the run saves and stops
+    time.sleep(0.2)
+    (tmp_path / "go").touch()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "stopped by SIGTERM" in stdout and "Traceback" not in stderr
+    assert read_checkpoint(out / "last.pt")["step"] == 6 and not (out / "summary.json").exists()
+    resumed = _run(["--resume", str(out / "last.pt")], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_training_state(reference[0] / "last.pt", out / "last.pt")
+    _same_numbers(reference[0], out)
+
+
+# --------------------------------------------------------------------------- distributed
+
+
+def test_torchrun_two_processes_on_the_cpu(toy, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "minivb.train",
+           "--data-root", str(toy), "--out", str(out), *TINY]
+    proc = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("done: val top-1") == 1 and proc.stdout.count("epoch   1/2") == 1  # rank 0 alone logs
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 8  # each rank: 8 videos per epoch, batch 2
+    assert summary["val_clips"] == 6  # the ranks' shards cover the validation set exactly once
+    for row in _metrics(out):
+        loss, top1, top5 = float(row["train_loss"]), float(row["val_top1"]), float(row["val_top5"])
+        assert 0 < loss < 10 and 0 <= top1 <= top5 <= 1 and float(row["clips_per_s"]) > 0
+    assert read_checkpoint(out / "last.pt")["world_size"] == 2
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
+        ["best.pt", "config.json", "curves.png", "last.pt", "metrics.csv", "summary.json"]
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def _one_line_error(capsys, argv, match):
+    code = None
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
+    return lines[0]
+
+
+def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path, capsys):
+    ref = reference[0]
+    before = {p.name: p.read_bytes() for p in ref.iterdir()}
+    fresh = tmp_path / "fresh"
+    data = ["--data-root", str(toy), "--out", str(fresh)]
+    _one_line_error(capsys, ["--subset", "ucf101"], "invalid choice: 'ucf101'")
+    _one_line_error(capsys, ["--preset", "huge"], "invalid choice: 'huge'")
+    _one_line_error(capsys, ["--batch-size", "-4"], "--batch-size: must be > 0")
+    _one_line_error(capsys, ["--num-frames", "0"], "--num-frames: must be > 0")
+    _one_line_error(capsys, ["--resume", str(tmp_path / "nothing")], "no such checkpoint")
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    _one_line_error(capsys, ["--resume", str(junk)], f"{junk} is not a readable minivb checkpoint")
+    model_only = save_checkpoint(tmp_path / "model.pt", {k: v for k, v in read_checkpoint(ref / "best.pt").items()
+                                                         if k in ("model", "config", "classes")})
+    _one_line_error(capsys, ["--resume", str(model_only)], "no training state")
+    _one_line_error(capsys, ["--resume", str(ref), "--dim", "64"], "was trained with --dim=32, not 64")
+    _one_line_error(capsys, ["--data-root", str(toy), "--out", str(ref), *TINY], f"--out {ref} already holds a run")
+    msg = _one_line_error(capsys, ["--subset", "k400", "--data-root", str(tmp_path / "k400"), "--out", str(fresh)],
+                          f"Kinetics-400 data root {tmp_path / 'k400'} does not exist")
+    assert "not available yet" in msg
+    _one_line_error(capsys, [*data, "--heads", "3", "--dim", "32"], "dim (32) must be divisible by num_heads (3)")
+    _one_line_error(capsys, [*data, "--size", "8"], "--size 8")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("my files")
+    _one_line_error(capsys, ["--data-root", str(tmp_path / "mine"), "--out", str(fresh)], "is not a toy set")
+    assert not fresh.exists()  # a failed start creates nothing
+    assert {p.name: p.read_bytes() for p in ref.iterdir()} == before  # and overwrites nothing
+
+
+def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
+    for args, code in ((["--epochs", "-1"], 2), (["--subset", "k400", "--data-root", str(tmp_path / "none")], 2)):
+        proc = _run(args, cwd=tmp_path)
+        assert proc.returncode == code
+        assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "runs").exists()
+    help_text = _run(["--help"], cwd=tmp_path).stdout
+    for option in ("--subset", "--data-root", "--preset", "--epochs", "--batch-size", "--lr", "--num-frames", "--stride",
+                   "--workers", "--device", "--seed", "--out", "--resume", "--save-every", "--compile",
+                   "--no-time-embedding", "--limit-train", "--limit-val"):
+        assert option in help_text, option
