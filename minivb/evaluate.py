@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import load_checkpoint, read_checkpoint
-from .data.clips import ClipDataset, MultiViewDataset, Skipped, collate, load_items, report_skipped
+from .data.clips import ClipDataset, MultiViewDataset, collate, limit_items, load_items, report_skipped
 
 __all__ = [
     "VIEW_DEFAULTS",
@@ -100,27 +100,6 @@ def accuracy_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: in
     }
 
 
-class _Views(Dataset):
-    """``ClipDataset`` → ``(views (V, T, 3, H, W), label)`` or :class:`Skipped`.
-
-    1 × 1 is the data set's own evaluation sample (centre clip, centre crop), exactly what the
-    trainer validates on; otherwise :meth:`ClipDataset.views` (uniform clips × crops).
-    """
-
-    def __init__(self, dataset: ClipDataset, num_clips: int, num_crops: int):
-        self.dataset, self.num_clips, self.num_crops = dataset, num_clips, num_crops
-        self.multi = MultiViewDataset(dataset, num_clips, num_crops)  # checks the numbers
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int):
-        if self.num_clips == 1 and self.num_crops == 1:
-            sample = self.dataset[i]
-            return sample if isinstance(sample, Skipped) else (sample[0][None], sample[1])
-        return self.multi[i]
-
-
 def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
@@ -162,7 +141,7 @@ def evaluate(
     if classes is None:
         classes = getattr(data, "classes", None) or getattr(getattr(data, "dataset", None), "classes", None)
     if isinstance(data, ClipDataset):
-        data = _Views(data, num_clips, num_crops)
+        data = MultiViewDataset(data, num_clips, num_crops)  # (views (V, T, 3, S, S), label)
     if isinstance(data, Dataset):
         loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
                             pin_memory=device.type == "cuda")
@@ -207,14 +186,6 @@ def evaluate(
 # --------------------------------------------------------------------------- data from a checkpoint
 
 
-def _limit(items: list, n: int | None, seed: int) -> list:
-    """The same fixed random subset the trainer's ``--limit-val`` takes (seed = training seed + 1)."""
-    if n is None or n >= len(items):
-        return items
-    keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return [items[i] for i in keep.tolist()]
-
-
 def dataset_from_checkpoint(
     checkpoint: str | os.PathLike | dict,
     data_root: str | os.PathLike | None = None,
@@ -238,7 +209,7 @@ def dataset_from_checkpoint(
         how = "" if data_root is not None else " (the checkpoint's data root)"
         raise FileNotFoundError(f"data root {root}{how} does not exist; pass --data-root with the folder that holds {split}.csv or {split}/<label>/")
     items, classes = load_items(root, split, list(ckpt["classes"]))
-    items = _limit(items, limit, int(args.get("seed", 0)) + 1)
+    items = limit_items(items, limit, int(args.get("seed", 0)) + 1)
     return ClipDataset(items, classes, args["num_frames"], args["stride"], train=False, size=args["size"])
 
 

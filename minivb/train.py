@@ -50,7 +50,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoint import read_checkpoint, save_checkpoint, unwrap_model
-from .data.clips import ClipDataset, ShardedSampler, collate, load_items, report_skipped, steps_per_epoch
+from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, load_items, report_skipped, steps_per_epoch
 from .model import VideoBERT, VideoBERTConfig
 
 __all__ = ["PRESETS", "UsageError", "parse_args", "train", "main"]
@@ -276,14 +276,6 @@ def _rank0_first(fn, rank: int, world_size: int, others: bool):
     return result
 
 
-def _limit(items: list, n: int | None, seed: int) -> list:
-    """A fixed random subset of ``n`` items (in their original order), or all of them."""
-    if n is None or n >= len(items):
-        return items
-    keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:n].sort().values
-    return [items[i] for i in keep.tolist()]
-
-
 def _load_data(opts: dict) -> tuple[list, list, list[str]]:
     root = Path(opts["data_root"])
     if opts["subset"] == "k400" and not root.is_dir():
@@ -297,7 +289,7 @@ def _load_data(opts: dict) -> tuple[list, list, list[str]]:
         val_items, _ = load_items(root, "val", classes)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
-    return _limit(train_items, opts["limit_train"], opts["seed"]), _limit(val_items, opts["limit_val"], opts["seed"] + 1), classes
+    return limit_items(train_items, opts["limit_train"], opts["seed"]), limit_items(val_items, opts["limit_val"], opts["seed"] + 1), classes
 
 
 def _model_config(opts: dict, num_classes: int, device: torch.device) -> VideoBERTConfig:

@@ -196,7 +196,8 @@ def sample_indices(
       * ``"center"`` — the clip in the middle of the video (evaluation) → ``(num_frames,)``
       * ``"random"`` — a random start drawn from ``generator`` (training) → ``(num_frames,)``
       * ``"uniform"`` — ``num_clips`` clips with evenly spaced starts, first clip at the
-        start and last clip at the end (multi-view testing) → ``(num_clips, num_frames)``
+        start and last clip at the end (multi-view testing) → ``(num_clips, num_frames)``;
+        ``num_clips=1`` gives the centre clip
 
     A video shorter than the clip's span ``(num_frames - 1) * stride + 1`` gets its
     whole length spread evenly over the clip (``round(linspace(0, total - 1))``): the
@@ -220,7 +221,8 @@ def sample_indices(
         elif mode == "random":
             starts = np.array([int(torch.randint(0, max_start + 1, (1,), generator=generator))])
         else:
-            starts = np.round(np.linspace(0, max_start, num_clips)).astype(np.int64)
+            # evenly spaced, first at the start and last at the end; a single clip sits in the centre
+            starts = np.round(np.linspace(0, max_start, num_clips)).astype(np.int64) if num_clips > 1 else np.array([max_start // 2])
     clips = starts[:, None] + offsets[None, :]  # (clips, num_frames)
     return clips if mode == "uniform" else clips[0]
 

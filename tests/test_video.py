@@ -191,6 +191,7 @@ def test_uniform_clips_span_the_video():
     assert clips.shape == (3, 8)
     assert clips[0, 0] == 0 and clips[-1, -1] == 99
     assert (np.diff(clips[:, 0]) > 0).all()
+    np.testing.assert_array_equal(sample_indices(100, 8, 2, "uniform", num_clips=1)[0], sample_indices(100, 8, 2))  # one view: the centre
 
 
 @pytest.mark.parametrize("mode", ["center", "random", "uniform"])

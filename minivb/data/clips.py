@@ -151,6 +151,16 @@ def load_items(root: str | os.PathLike, split: str, classes: Sequence[str] | Non
 # --------------------------------------------------------------------------- randomness
 
 
+def limit_items(items: list, n: int | None, seed: int) -> list:
+    """A fixed random subset of ``n`` items (in their original order), or all of them (``n=None``).
+
+    The trainer's ``--limit-train`` uses ``seed``, its ``--limit-val`` ``seed + 1`` (so does the evaluator)."""
+    if n is None or n >= len(items):
+        return items
+    keep = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed))[:n].sort().values
+    return [items[i] for i in keep.tolist()]
+
+
 def sample_seed(*keys: int) -> int:
     """A 63-bit seed that is a pure function of integer ``keys`` (e.g. ``seed, epoch, index``)."""
     state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint32)
@@ -170,7 +180,7 @@ def _to_video(frames: np.ndarray) -> torch.Tensor:
 
 def _crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[tuple[int, int]]:
     """Top-left corners of ``num_crops`` size×size crops: 1 = centre; 3 = start/centre/end of the long side."""
-    top, left = (height - size) // 2, (width - size) // 2
+    top, left = int(round((height - size) / 2)), int(round((width - size) / 2))  # as transforms.v2.CenterCrop
     if num_crops == 1:
         return [(top, left)]
     if width >= height:
