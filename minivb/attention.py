@@ -82,9 +82,10 @@ class MultiHeadAttention(nn.Module):
     back to dim and ``out_proj`` is W^H.
 
     ``forward(x, mask=None, need_weights=False) -> (out, attn)``: x ``(B, L, dim)``;
-    mask bool, True = may attend, either ``(B, L)`` key padding (True = real token) or
-    anything broadcastable to ``(B, heads, L, L)`` (a 2-D mask is always read as key
-    padding: pass an ``(L, L)`` pattern as ``pattern[None, None]``). ``attn`` is the
+    mask bool, True = may attend: ``(B, L)`` key padding (True = real token), ``(B, L, L)``
+    one pattern per clip (shared by the heads), or a 4-D mask broadcastable to
+    ``(B, heads, L, L)`` (a 2-D mask is always read as key padding: pass an ``(L, L)``
+    pattern as ``pattern[None, None]``). ``attn`` is the
     per-head maps ``(B, heads, L, L)`` when ``need_weights`` else None.
     Without ``need_weights`` it calls PyTorch's fused ``F.scaled_dot_product_attention``
     (flash / memory-efficient kernels on GPUs); with it, our own function above.
@@ -126,6 +127,8 @@ class MultiHeadAttention(nn.Module):
                     "pass an (L, L) attention pattern as mask[None, None]"
                 )
             return mask[:, None, None, :]  # (B, 1, 1, L): every query, every head sees the same keys
+        if mask.ndim == 3:
+            return mask[:, None]  # (B, L, L) → (B, 1, L, L): the same pattern for every head
         return mask  # broadcastable to (B, heads, L, L)
 
     def forward(
@@ -167,6 +170,8 @@ class MultiHeadAttention(nn.Module):
                 f"need an nn.MultiheadAttention with embed_dim={self.dim}, num_heads={self.num_heads} "
                 f"and no kdim/vdim, got embed_dim={mha.embed_dim}, num_heads={mha.num_heads}"
             )
+        if mha.bias_k is not None or mha.add_zero_attn:
+            raise ValueError("need an nn.MultiheadAttention without add_bias_kv and add_zero_attn (ours has neither)")
         if (mha.in_proj_bias is None) != (self.q_proj.bias is None):
             raise ValueError("bias mismatch: both modules must have biases, or neither")
         for proj, w in zip((self.q_proj, self.k_proj, self.v_proj), mha.in_proj_weight.chunk(3)):

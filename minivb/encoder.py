@@ -184,8 +184,10 @@ class FrameEncoder(nn.Module):
         return x.flatten(2).transpose(1, 2)  # (N, R, D); r = row * grid + col
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
-        if video.ndim != 5 or video.shape[2] != 3:
-            raise ValueError(f"video must be shaped (B, T, 3, H, W) with values in [0, 1], got {tuple(video.shape)}")
+        if video.ndim != 5 or video.shape[2] != 3 or video.shape[1] < 1:
+            raise ValueError(f"video must be shaped (B, T, 3, H, W) with T >= 1 and values in [0, 1], got {tuple(video.shape)}")
+        if not video.is_floating_point():
+            raise ValueError(f"video must be floating point in [0, 1], got {video.dtype}; convert uint8 frames with .float() / 255")
         b, t = video.shape[:2]
         fmap = self.feature_map(video.flatten(0, 1))  # (B·T, D, h, w): T folded into the batch
         regions = self.pool_regions(fmap)  # (B·T, R, D)

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="output folder (default: runs/<subset>-<date>-<time>); refused if it already holds a run")
     g.add_argument("--resume", help="continue a run: a checkpoint file, or a run folder (uses its last.pt)")
     g.add_argument("--save-every", type=_nonneg_int, help="also save last.pt every N steps (0: only at the end of each epoch)")
-    g.add_argument("--seed", type=int, help="seed for model init, data order and augmentation (default: 0)")
+    g.add_argument("--seed", type=_number(int, 0, False), help="seed for model init, data order and augmentation (default: 0)")
     g.add_argument("--device", choices=DEVICES, help="auto = cuda if available, else cpu (default: auto)")
     g.add_argument("--workers", type=_nonneg_int, help="DataLoader worker processes (0: load in the main process)")
     g.add_argument("--preload", action=argparse.BooleanOptionalAction, help="decode every video into memory first")
@@ -183,6 +183,9 @@ def _resolve(given: dict) -> tuple[dict, dict | None, Path | None]:
             raise UsageError(str(e)) from None
         if not isinstance(ckpt.get("args"), dict) or "optimizer" not in ckpt:
             raise UsageError(f"{ckpt_path} holds a model but no training state; resume from a last.pt written by python -m minivb.train")
+        if ckpt_path.name != "last.pt" and not given.get("out"):
+            raise UsageError(f"--resume {ckpt_path} would continue an older point of its run and overwrite the run's last.pt; "
+                             f"pass a new --out for the branch")
         opts = dict(ckpt["args"])
         for key, value in given.items():
             if key not in RUNTIME_OPTIONS and opts.get(key) != value:
@@ -250,13 +253,12 @@ def _ensure_toy(root: Path) -> None:
             raise UsageError(f"{meta} is not a toy set's meta.json; pass another --data-root or delete {root}") from None
         toy.generate(root, config)
         return
-    toy_names = {"train", "val", "train.csv", "val.csv", "classes.txt"}
-    if root.exists() and any(p.name not in toy_names for p in root.iterdir()):
-        raise UsageError(
-            f"--data-root {root} is not a toy set (no meta.json) and is not empty; pass an empty or new folder, "
-            f"or use --subset k400 for your own videos"
-        )
-    toy.generate(root, verbose=True)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--data-root {root} is a file; pass a folder")
+    try:
+        toy.generate(root, verbose=True)  # refuses a non-empty folder that is not a toy set
+    except ValueError as e:
+        raise UsageError(f"--data-root {e}; or use --subset k400 for your own videos") from None
 
 
 def _rank0_first(fn, rank: int, world_size: int, others: bool):
@@ -506,6 +508,9 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
     if ckpt is not None:
         if list(ckpt["classes"]) != classes:
             raise UsageError(f"the classes in {opts['data_root']} differ from the checkpoint's; resume with the data it was trained on")
+        if ckpt.get("world_size", 1) != world_size:
+            raise UsageError(f"the checkpoint was written by {ckpt.get('world_size', 1)} process(es), this run has {world_size}; "
+                             f"resume with the same number of processes (the data order and schedule depend on it)")
         if ckpt.get("train_items") not in (None, len(train_items)):
             raise UsageError(f"{opts['data_root']} has {len(train_items)} training videos, the checkpoint's run had "
                              f"{ckpt['train_items']}; resume with the same data and --limit-train")

@@ -69,6 +69,10 @@ class TransformerLayer(nn.Module):
         """Copy the weights of a matching ``nn.TransformerEncoderLayer`` (norm_first=True, GELU)."""
         if not layer.norm_first:
             raise ValueError("need an nn.TransformerEncoderLayer with norm_first=True (pre-norm), like ours")
+        if getattr(layer, "activation_relu_or_gelu", 2) != 2:
+            raise ValueError('need an nn.TransformerEncoderLayer with activation="gelu", like ours')
+        if (layer.norm1.eps, layer.norm2.eps) != (self.norm1.eps, self.norm2.eps):
+            raise ValueError(f"LayerNorm eps mismatch: theirs {layer.norm1.eps}, ours {self.norm1.eps}")
         if layer.linear1.weight.shape != self.mlp[0].weight.shape:
             raise ValueError(
                 f"MLP size mismatch: theirs {tuple(layer.linear1.weight.shape)}, ours {tuple(self.mlp[0].weight.shape)}"

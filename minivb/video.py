@@ -88,6 +88,7 @@ def _open(path: str | os.PathLike) -> cv2.VideoCapture:
         raise VideoDecodeError(p, "file is empty (0 bytes)")
     cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, _decoder_threads()])
     if not cap.isOpened():
+        cap.release()
         raise VideoDecodeError(p, "not a readable video (FFmpeg cannot open it: unknown format or truncated)")
     return cap
 
@@ -278,6 +279,10 @@ def split_regions(frames: np.ndarray | torch.Tensor, grid: int) -> np.ndarray | 
 
 def merge_regions(regions: np.ndarray | torch.Tensor, grid: int) -> np.ndarray | torch.Tensor:
     """Inverse of :func:`split_regions`: ``(..., grid*grid, h, w, C)`` → ``(..., grid*h, grid*w, C)``."""
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 1:
+        raise ValueError(f"grid must be a positive integer, got {grid!r}")
+    if regions.ndim < 4:
+        raise ValueError(f"regions must be shaped (..., R, h, w, C), got {tuple(regions.shape)}")
     *lead, r, h, w, c = regions.shape
     if r != grid * grid:
         raise ValueError(f"expected {grid * grid} regions for grid {grid}, got {r}")

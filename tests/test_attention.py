@@ -255,3 +255,20 @@ def test_bad_inputs_rejected():
         mha(torch.randn(2, 4, 8), torch.ones(4, 4, dtype=torch.bool))
     with pytest.raises(ValueError, match="bool"):
         mha(torch.randn(2, 4, 8), torch.ones(2, 4))
+
+
+def test_a_3d_mask_is_one_pattern_per_clip_even_when_batch_equals_heads():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(8, 2).eval()  # 2 heads, and a batch of 2
+    x = torch.randn(2, 4, 8)
+    mask = torch.ones(2, 4, 4, dtype=torch.bool)
+    mask[0, :, 3] = False  # clip 0 may not look at token 3; clip 1 may
+    _, attn = mha(x, mask, need_weights=True)
+    assert (attn[0, :, :, 3] == 0).all() and (attn[1, :, :, 3] > 0).all()
+    fast, _ = mha(x, mask)
+    torch.testing.assert_close(fast, mha(x, mask[:, None], need_weights=True)[0])
+
+
+def test_load_from_torch_refuses_modules_that_compute_something_else():
+    with pytest.raises(ValueError, match="add_bias_kv"):
+        MultiHeadAttention(8, 2).load_from_torch(nn.MultiheadAttention(8, 2, add_bias_kv=True, batch_first=True))

@@ -45,6 +45,16 @@ def test_load_items_csv_and_class_folders(toy, tmp_path):
     assert all(i.frames is None for i in items2)
 
 
+def test_an_empty_class_folder_is_still_a_class(tmp_path):
+    for label, n in (("archery", 1), ("bowling", 0), ("cooking", 1)):
+        (tmp_path / "train" / label).mkdir(parents=True)
+        for k in range(n):
+            (tmp_path / "train" / label / f"{k}.mp4").write_bytes(b"x")
+    items, classes = load_items(tmp_path, "train")
+    assert classes == ["archery", "bowling", "cooking"]  # indices do not shift when a class has no videos yet
+    assert [it.label for it in items] == ["archery", "cooking"]
+
+
 def test_load_items_errors_name_the_path_and_the_fix(toy, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_items(tmp_path / "nope", "train")

@@ -234,3 +234,11 @@ def test_config_defaults_and_replace():
         replace(cfg, num_heads=5)  # replace() validates too
     with pytest.raises(ValueError, match="config must be a VideoBERTConfig"):
         VideoBERT(dict(num_classes=8))
+
+
+def test_uint8_or_empty_video_is_a_clear_error():
+    model = VideoBERT(VideoBERTConfig(num_classes=3, num_frames=4, grid=2, dim=16, depth=1, num_heads=2)).eval()
+    with pytest.raises(ValueError, match="floating point"):
+        model(torch.zeros(1, 2, 3, 64, 64, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="T >= 1"):
+        model(torch.zeros(1, 0, 3, 64, 64))

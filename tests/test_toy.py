@@ -144,6 +144,18 @@ def test_optional_rotation_pair(tmp_path):
             assert _direction(video, row["label"]) == FORWARD[row["label"]]
 
 
+def test_never_replaces_a_folder_it_did_not_make(tmp_path):
+    """A user's own class-folder data set must survive a wrong --root."""
+    mine = tmp_path / "mine"
+    (mine / "train" / "abseiling").mkdir(parents=True)
+    (mine / "train" / "abseiling" / "a.mp4").write_bytes(b"not ours")
+    with pytest.raises(ValueError, match="is not a toy set"):
+        generate(mine, SMALL)
+    assert (mine / "train" / "abseiling" / "a.mp4").read_bytes() == b"not ours"
+    assert toy.main(["--root", str(mine)]) == 2
+    assert (mine / "train" / "abseiling" / "a.mp4").is_file()
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown toy class"):
         render_clip("jumping", np.random.default_rng(0))

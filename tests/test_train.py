@@ -200,6 +200,8 @@ def test_torchrun_two_processes_on_the_cpu(toy, tmp_path):
         loss, top1, top5 = float(row["train_loss"]), float(row["val_top1"]), float(row["val_top5"])
         assert 0 < loss < 10 and 0 <= top1 <= top5 <= 1 and float(row["clips_per_s"]) > 0
     assert read_checkpoint(out / "last.pt")["world_size"] == 2
+    # the data order and the schedule depend on the number of processes: resuming with another is refused
+    assert main(["--resume", str(out), "--data-root", str(toy)]) == 2
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
         ["best.pt", "config.json", "curves.png", "last.pt", "metrics.csv", "summary.json"]
 
@@ -246,6 +248,13 @@ def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("my files")
     _one_line_error(capsys, ["--data-root", str(tmp_path / "mine"), "--out", str(fresh)], "is not a toy set")
+    (tmp_path / "theirs" / "train" / "abseiling").mkdir(parents=True)  # someone's class-folder videos
+    (tmp_path / "theirs" / "train" / "abseiling" / "a.mp4").write_bytes(b"keep me")
+    _one_line_error(capsys, ["--data-root", str(tmp_path / "theirs"), "--out", str(fresh)], "is not a toy set")
+    assert (tmp_path / "theirs" / "train" / "abseiling" / "a.mp4").read_bytes() == b"keep me"
+    _one_line_error(capsys, ["--data-root", str(junk), "--out", str(fresh)], "is a file")
+    _one_line_error(capsys, [*data, "--seed", "-1"], "--seed: must be >= 0")
+    _one_line_error(capsys, ["--resume", str(ref / "best.pt")], "pass a new --out")
     assert not fresh.exists()  # a failed start creates nothing
     assert {p.name: p.read_bytes() for p in ref.iterdir()} == before  # and overwrites nothing
 

@@ -172,3 +172,9 @@ def test_load_from_torch_rejects_mismatch():
         layer.load_from_torch(post_norm)
     with pytest.raises(ValueError, match="MLP size"):
         layer.load_from_torch(_torch_layer(16, 4, 32))
+
+
+def test_load_from_torch_refuses_a_relu_layer():
+    relu = nn.TransformerEncoderLayer(8, 2, 32, dropout=0.0, batch_first=True, norm_first=True)  # activation="relu"
+    with pytest.raises(ValueError, match="gelu"):
+        TransformerLayer(8, 2).load_from_torch(relu)

@@ -241,6 +241,13 @@ def test_split_regions_matches_hand_slicing_and_round_trips():
     np.testing.assert_array_equal(split_regions(frames, 1)[:, 0], frames)
 
 
+def test_merge_regions_rejects_bad_grids():
+    with pytest.raises(ValueError, match="grid"):
+        merge_regions(np.zeros((2, 4, 3, 3, 3), np.uint8), 0)
+    with pytest.raises(ValueError, match="expected 9 regions"):
+        merge_regions(np.zeros((2, 4, 3, 3, 3), np.uint8), 3)
+
+
 @pytest.mark.parametrize("grid,shape,match", [
     (5, (2, 12, 18, 3), "not divisible by grid 5"), (0, (2, 12, 18, 3), "grid"), (2.0, (2, 12, 18, 3), "grid"),
     (2, (12, 18), "shaped"),

@@ -99,11 +99,15 @@ def _read_csv(root: Path, csv_path: Path) -> list[Item]:
 
 def _scan_folders(split_dir: Path) -> list[Item]:
     items = []
-    for label_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+    for label_dir in _class_dirs(split_dir):
         for f in sorted(label_dir.iterdir()):
             if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file():
                 items.append(Item(str(f), label_dir.name, None))
     return items
+
+
+def _class_dirs(split_dir: Path) -> list[Path]:
+    return sorted(p for p in split_dir.iterdir() if p.is_dir())
 
 
 def load_items(root: str | os.PathLike, split: str, classes: Sequence[str] | None = None) -> tuple[list[Item], list[str]]:
@@ -112,7 +116,7 @@ def load_items(root: str | os.PathLike, split: str, classes: Sequence[str] | Non
     Index: ``root/{split}.csv`` (header ``path,label[,frames]``; ``path`` relative to ``root``)
     if it exists, else the class-folder layout ``root/{split}/<label>/*.{mp4,avi,mkv,webm}``.
     Classes: ``classes`` if given, else ``root/classes.txt`` (one name a line, in class-index
-    order) if it exists, else the sorted label names of the split. Labels outside the class
+    order) if it exists, else the sorted class folder names (or label names of the CSV). Labels outside the class
     list, a missing root or split, or an empty split → one-line ``FileNotFoundError`` /
     ``ValueError`` naming the path and the fix.
     """
@@ -136,6 +140,8 @@ def load_items(root: str | os.PathLike, split: str, classes: Sequence[str] | Non
         names_file = root / "classes.txt"
         if names_file.is_file():
             classes = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+        elif where == split_dir:  # every class folder is a class, even an empty one (indices must not shift)
+            classes = [p.name for p in _class_dirs(split_dir)]
         else:
             classes = sorted({it.label for it in items})
     classes = list(classes)
@@ -275,7 +281,14 @@ class ClipDataset(Dataset):
     def _total_frames(self, i: int, exact: bool) -> int:
         if self.frames is not None:
             return len(self.frames[i])
-        return self.items[i].frames or video_info(self.items[i].path, exact=exact).frames
+        if self.items[i].frames:
+            return self.items[i].frames
+        try:
+            return video_info(self.items[i].path, exact=exact).frames
+        except VideoDecodeError:
+            if exact:
+                raise
+            return video_info(self.items[i].path, exact=True).frames  # the header has no count: count by decoding
 
     def _clip(self, i: int, mode: str, seed: int | None = None, num_clips: int = 1) -> np.ndarray:
         """uint8 frames of the clip(s) ``sample_indices(mode)`` picks → ``(T, H, W, 3)`` or ``(clips, T, H, W, 3)``.

@@ -247,6 +247,14 @@ def _meta(cfg: ToyConfig) -> dict:
     return {"format_version": FORMAT_VERSION, "classes": list(classes_of(cfg)), **asdict(cfg)}
 
 
+def _is_toy_root(root: Path) -> bool:
+    """Does ``root`` hold a toy set (of any version, complete or not)? Only then may generate() replace it."""
+    try:
+        return "format_version" in json.loads((root / "meta.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 def _is_cached(root: Path, cfg: ToyConfig) -> bool:
     meta = root / "meta.json"
     try:
@@ -275,8 +283,15 @@ def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, 
             print(f"toy set: reusing {root} (same settings; --force regenerates)")
         return root
 
+    if root.exists() and not root.is_dir():
+        raise ValueError(f"toy set root {root} is a file; pass a folder")
+    if root.is_dir() and any(root.iterdir()) and not _is_toy_root(root):
+        raise ValueError(f"{root} is not empty and is not a toy set (no toy meta.json); pass an empty or new folder")
     t0 = time.perf_counter()
-    (root / "meta.json").unlink(missing_ok=True)  # an interrupted run leaves no valid cache behind
+    root.mkdir(parents=True, exist_ok=True)
+    # until the end, meta.json says "incomplete": an interrupted run leaves no valid cache behind,
+    # but marks the folder as ours to replace
+    (root / "meta.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "incomplete": True}) + "\n")
     for split in SPLITS:
         shutil.rmtree(root / split, ignore_errors=True)
     classes = classes_of(cfg)
@@ -347,6 +362,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: cannot write the toy set to {a.root}: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
