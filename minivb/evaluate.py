@@ -21,7 +21,6 @@ The functions :func:`evaluate`, :func:`multiview_probs`, :func:`accuracy_metrics
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import io
 import json
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from .cli import DEVICES, UsageError, autocast, resolve_device, write_atomic
 from .checkpoint import load_checkpoint, read_checkpoint
 from .data.clips import ClipDataset, MultiViewDataset, collate, limit_items, load_items, report_skipped
 
@@ -52,11 +52,6 @@ __all__ = [
 
 # (clips, crops) used when --clips / --crops are not given, per subset the checkpoint was trained on.
 VIEW_DEFAULTS = {"toy": (3, 1), "k400": (4, 3)}
-DEVICES = ("auto", "cpu", "cuda")
-
-
-class UsageError(Exception):
-    """A problem with the options or the inputs: reported as one line, exit status 2."""
 
 
 # --------------------------------------------------------------------------- the numbers
@@ -98,10 +93,6 @@ def accuracy_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: in
         "per_class": per_class.tolist(),
         "confusion": confusion,
     }
-
-
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
 @torch.no_grad()
@@ -152,7 +143,7 @@ def evaluate(
     model.eval()
     start = time.perf_counter()
     probs, labels, skipped, views_per_video = [], [], [], None
-    with _autocast(device):
+    with autocast(device):
         for videos, y, bad in loader:
             report_skipped(bad)
             skipped.extend(bad)
@@ -310,20 +301,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_atomic(path: Path, data: str | bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available; use --device cpu (or auto)")
-    return torch.device(name)
-
-
 def run(argv: list[str] | None = None) -> dict:
     """The command line's work → the summary dict. Raises :class:`UsageError` for bad input."""
     opts = build_parser().parse_args(argv)
@@ -346,7 +323,7 @@ def run(argv: list[str] | None = None) -> dict:
     out = Path(opts.out) if opts.out else path.parent / "eval" / f"{path.stem}-{opts.split}-{clips}x{crops}"
     if (out / "summary.json").exists() and not opts.force:
         raise UsageError(f"--out {out} already holds an evaluation (summary.json); pass --force to overwrite it, or another --out")
-    device = _device(opts.device)
+    device = resolve_device(opts.device)
     try:
         dataset = dataset_from_checkpoint(ckpt, opts.data_root, opts.split, opts.limit)
         model, classes = load_checkpoint(path, map_location="cpu")
@@ -368,7 +345,7 @@ def run(argv: list[str] | None = None) -> dict:
         "subset": subset, "device": str(device), "confusion": result["confusion"].tolist(),
     }
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     kept = [it for it in dataset.items if it.path not in set(result["skipped_files"])]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -376,12 +353,12 @@ def run(argv: list[str] | None = None) -> dict:
     for it, p, y in zip(kept, result["probs"], result["labels"].tolist()):
         j = int(p.argmax())
         writer.writerow([it.path, classes[y], classes[j], f"{p[j].item():.4f}", int(j == y)])
-    _write_atomic(out / "predictions.csv", buf.getvalue())
+    write_atomic(out / "predictions.csv", buf.getvalue())
     ax = plot_confusion(result["confusion"], classes,
                         title=f"{opts.split}: top-1 {100 * result['top1']:.1f}% ({clips}×{crops} views)")
     png = io.BytesIO()
     ax.figure.savefig(png, format="png", dpi=100)
-    _write_atomic(out / "confusion.png", png.getvalue())
+    write_atomic(out / "confusion.png", png.getvalue())
 
     width = max(len(c) for c in classes)
     if len(classes) <= 50:

@@ -49,6 +49,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .cli import DEVICES, UsageError, autocast, resolve_device, write_atomic
 from .checkpoint import read_checkpoint, save_checkpoint, unwrap_model
 from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, load_items, report_skipped, steps_per_epoch
 from .model import VideoBERT, VideoBERTConfig
@@ -71,15 +72,10 @@ PRESETS: dict[str, dict] = {
     ),
 }
 SUBSETS = ("toy", "k400")
-DEVICES = ("auto", "cpu", "cuda")
 # Options that may differ when resuming (they do not change what is computed).
 RUNTIME_OPTIONS = {"out", "resume", "device", "workers", "save_every", "compile", "preload", "data_root"}
 RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "summary.json")
 METRICS = ("epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "clips_per_s", "seconds")
-
-
-class UsageError(Exception):
-    """A problem with the options or the inputs: reported as one line, exit status 2."""
 
 
 # --------------------------------------------------------------------------- options
@@ -216,16 +212,6 @@ def _distributed() -> tuple[int, int, int]:
     return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
 
 
-def _device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError("--device cuda: no CUDA device is available; use --device cpu (or auto)")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    return torch.device("cpu")
-
-
 def _check_out(out: Path, ckpt_path: Path | None) -> None:
     """Refuse an output folder that already holds a run, unless we are resuming that run."""
     held = [f for f in RUN_FILES if (out / f).exists()]
@@ -341,19 +327,13 @@ def _worker_init(_: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _write_metrics(out: Path, history: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=METRICS, lineterminator="\n")
     writer.writeheader()
     for row in history:
         writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRICS})
-    _write_atomic(out / "metrics.csv", buf.getvalue())
+    write_atomic(out / "metrics.csv", buf.getvalue())
 
 
 def _plot_curves(out: Path, history: list[dict]) -> None:
@@ -438,13 +418,12 @@ def validate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     k = min(5, num_classes)
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1 hits, top-5 hits, clips
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     for videos, labels, skipped in loader:
         report_skipped(skipped)
         if videos is None:
             continue
         videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with autocast:
+        with autocast(device):
             logits = model(videos).float()  # (B, C)
         top = logits.topk(k, dim=1).indices  # (B, k)
         hits = top == labels[:, None]  # (B, k)
@@ -476,7 +455,7 @@ def train(given: dict) -> dict:
     if opts["subset"] not in SUBSETS:
         raise UsageError(f"unknown subset {opts['subset']!r}; choose one of {', '.join(SUBSETS)}")
     rank, world_size, local_rank = _distributed()
-    device = _device(opts["device"], local_rank)
+    device = resolve_device(opts["device"], local_rank)
     is_main = rank == 0
     out = Path(opts["out"]) if opts.get("out") else (ckpt_path.parent if ckpt_path is not None else None)
     if out is not None:
@@ -581,7 +560,6 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
     def loader(dataset, sampler, bs):
         return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=opts["workers"], collate_fn=collate,
@@ -602,7 +580,7 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
                       "train_clips": len(train_set), "val_clips": len(val_set), "parameters": params,
                       "device": str(device), "world_size": world_size, "steps_per_epoch": n_steps,
                       "torch": torch.__version__}
-        _write_atomic(out / "config.json", json.dumps(run_config, indent=2) + "\n")
+        write_atomic(out / "config.json", json.dumps(run_config, indent=2) + "\n")
         if ckpt is not None:
             _write_metrics(out, state["history"])
     say(f"minivb.train: {opts['subset']} ({len(train_set)} train / {len(val_set)} val clips, {len(classes)} classes), "
@@ -638,7 +616,7 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
                 if flags[1].item():  # every clip of the batch was unreadable
                     continue
                 videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                with autocast:
+                with autocast(device):
                     logits = ddp(videos)  # (B, C)
                 loss = criterion(logits.float(), labels)
                 optimizer.zero_grad(set_to_none=True)
@@ -713,7 +691,7 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
         "out": str(out),
     }
     if is_main:
-        _write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     say(f"done: val top-1 {100 * summary['val_top1']:.1f}% (best {100 * summary['best_val_top1']:.1f}% at epoch "
         f"{summary['best_epoch']}), top-5 {100 * summary['val_top5']:.1f}%, {summary['seconds']:.0f} s → {out}")
     return summary
