@@ -1,20 +1,47 @@
-"""Small pieces the command lines (``minivb.train``, ``minivb.evaluate``) share."""
+"""Small pieces the command lines (``minivb.train``, ``minivb.evaluate``, ``minivb.data.kinetics``, …) share."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import math
 import os
+import sys
 from pathlib import Path
 
 import torch
 
-__all__ = ["DEVICES", "UsageError", "resolve_device", "autocast", "write_atomic"]
+__all__ = ["DEVICES", "UsageError", "Parser", "number", "positive_int", "nonnegative_int", "resolve_device", "autocast", "write_atomic"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
 
 class UsageError(Exception):
     """A problem with the options or the inputs: reported as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """``argparse`` whose errors are one line, ``error: … (see <prog> --help)``, exit status 2 (no usage block)."""
+
+    def error(self, message):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def number(kind, minimum, strict: bool):
+    """An argparse ``type``: text → ``kind`` (int or float), finite and ``> minimum`` (strict) or ``>= minimum``."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
+        return value
+    return parse
+
+
+positive_int, nonnegative_int = number(int, 0, True), number(int, 0, False)
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

@@ -5,7 +5,7 @@
      passed to the Transformer layers to learn temporal features."
                                                             — seed, §3 step 2
 
-    (B, T, 3, H, W) in [0, 1]  →  ImageNet-normalise  →  CNN on each frame (T folded
+    (B, T, 3, H, W) in [0, 1] (or uint8 0…255)  →  ImageNet-normalise  →  CNN on each frame (T folded
     into the batch)  →  feature map (B·T, D, h, w)  →  average over a grid × grid set
     of tiles  →  region features (B, T, R, D), R = grid².
 
@@ -185,9 +185,11 @@ class FrameEncoder(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         if video.ndim != 5 or video.shape[2] != 3 or video.shape[1] < 1:
-            raise ValueError(f"video must be shaped (B, T, 3, H, W) with T >= 1 and values in [0, 1], got {tuple(video.shape)}")
-        if not video.is_floating_point():
-            raise ValueError(f"video must be floating point in [0, 1], got {video.dtype}; convert uint8 frames with .float() / 255")
+            raise ValueError(f"video must be shaped (B, T, 3, H, W) with T >= 1, got {tuple(video.shape)}")
+        if video.dtype == torch.uint8:  # frames as decoded, 0…255 (data loaders ship uint8: 4× fewer bytes)
+            video = video.float().div_(255)  # (B, T, 3, H, W) in [0, 1], on the model's device
+        elif not video.is_floating_point():
+            raise ValueError(f"video must be uint8 (0…255) or floating point in [0, 1], got {video.dtype}")
         b, t = video.shape[:2]
         fmap = self.feature_map(video.flatten(0, 1))  # (B·T, D, h, w): T folded into the batch
         regions = self.pool_regions(fmap)  # (B·T, R, D)

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .cli import DEVICES, UsageError, autocast, resolve_device, write_atomic
+from .cli import DEVICES, Parser, UsageError, nonnegative_int, positive_int, autocast, resolve_device, write_atomic
 from .checkpoint import load_checkpoint, read_checkpoint
 from .data.clips import ClipDataset, MultiViewDataset, collate, limit_items, load_items, report_skipped
 
@@ -248,26 +248,10 @@ def plot_confusion(confusion, classes: Sequence[str], ax=None, title: str | None
 # --------------------------------------------------------------------------- command line
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
-        print(f"error: {message} (see python -m minivb.evaluate --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _int_at_least(minimum: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
-        return value
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = Parser(
         prog="python -m minivb.evaluate",
         description="Evaluate a checkpoint written by python -m minivb.train with multi-view testing: each video is "
         "cut into CLIPS evenly spaced temporal clips × CROPS spatial crops, the softmax probabilities are averaged "
@@ -287,13 +271,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "weights that the run's summary.json reports; pass best.pt explicitly for the best epoch)")
     p.add_argument("--data-root", help="data folder (default: the one the checkpoint was trained on)")
     p.add_argument("--split", default="val", help="split to evaluate: root/SPLIT.csv or root/SPLIT/<label>/ (default: val)")
-    p.add_argument("--clips", type=_int_at_least(1), help="temporal clips per video (default: toy 3, k400 4)")
+    p.add_argument("--clips", type=positive_int, help="temporal clips per video (default: toy 3, k400 4)")
     p.add_argument("--crops", type=int, choices=(1, 3), help="spatial crops per clip: 1 = centre, 3 = along the long side "
                    "(default: toy 1, k400 3)")
-    p.add_argument("--limit", type=_int_at_least(1), help="evaluate only N videos (the same fixed subset the trainer's "
+    p.add_argument("--limit", type=positive_int, help="evaluate only N videos (the same fixed subset the trainer's "
                    "--limit-val takes)")
-    p.add_argument("--batch-size", type=_int_at_least(1), default=8, help="videos per batch; each brings clips × crops views (default: 8)")
-    p.add_argument("--workers", type=_int_at_least(0), default=0, help="DataLoader worker processes (default: 0)")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="videos per batch; each brings clips × crops views (default: 8)")
+    p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader worker processes (default: 0)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda if available, else cpu; bf16 autocast on cuda (default: auto)")
     p.add_argument("--out", help="output folder (default: CHECKPOINT_FOLDER/eval/<checkpoint name>-<split>-<clips>x<crops>); "
                    "refused if it already holds a summary.json, unless --force")

@@ -88,7 +88,7 @@ class VideoBERTConfig:
 
 
 class VideoBERT(nn.Module):
-    """Video classifier: ``forward(video (B, T, 3, H, W) in [0, 1])`` → logits ``(B, num_classes)``.
+    """Video classifier: ``forward(video (B, T, 3, H, W) in [0, 1], or uint8)`` → logits ``(B, num_classes)``.
 
     Parts: ``encoder`` (:class:`~minivb.encoder.FrameEncoder`), ``proj`` (region features →
     model width), ``time_embed`` ``(num_frames, dim)``, ``region_embed`` ``(R, dim)``,
@@ -129,7 +129,7 @@ class VideoBERT(nn.Module):
     def initial_state(self, video: torch.Tensor) -> torch.Tensor:
         """H₀: video ``(B, T, 3, H, W)`` → ``(B, 1 + T·R, dim)``; token ``1 + t·R + r`` is region r of frame t."""
         if video.ndim != 5:
-            raise ValueError(f"video must be shaped (B, T, 3, H, W) with values in [0, 1], got {tuple(video.shape)}")
+            raise ValueError(f"video must be shaped (B, T, 3, H, W) (float in [0, 1] or uint8), got {tuple(video.shape)}")
         B, T = video.shape[:2]
         if T > self.config.num_frames:
             raise ValueError(

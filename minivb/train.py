@@ -4,7 +4,7 @@
                                                                    — seed, §5
 
     python -m minivb.train                                   # toy set, generated if missing
-    python -m minivb.train --subset k400 --data-root data/k400
+    python -m minivb.train --subset k400                      # data/kinetics400, prepared by minivb.data.kinetics
     torchrun --nproc_per_node=8 -m minivb.train --subset k400
     python -m minivb.train --resume runs/toy-20250101-120000  # continue exactly where it stopped
 
@@ -49,9 +49,9 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .cli import DEVICES, UsageError, autocast, resolve_device, write_atomic
+from .cli import DEVICES, Parser, UsageError, nonnegative_int, number, positive_int, autocast, resolve_device, write_atomic
 from .checkpoint import read_checkpoint, save_checkpoint, unwrap_model
-from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, load_items, report_skipped, steps_per_epoch
+from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, load_items, report_skipped, steps_per_epoch, worker_init
 from .model import VideoBERT, VideoBERTConfig
 
 __all__ = ["PRESETS", "UsageError", "parse_args", "train", "main"]
@@ -72,6 +72,7 @@ PRESETS: dict[str, dict] = {
     ),
 }
 SUBSETS = ("toy", "k400")
+DATA_ROOTS = {"toy": "data/toy", "k400": "data/kinetics400"}  # --data-root defaults
 # Options that may differ when resuming (they do not change what is computed).
 RUNTIME_OPTIONS = {"out", "resume", "device", "workers", "save_every", "compile", "preload", "data_root"}
 RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "summary.json")
@@ -81,26 +82,10 @@ METRICS = ("epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "l
 # --------------------------------------------------------------------------- options
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
-        print(f"error: {message} (see python -m minivb.train --help)", file=sys.stderr)
-        raise SystemExit(2)
 
 
-def _number(kind, minimum, strict):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
-        return value
-    return parse
-
-
-_pos_int, _nonneg_int = _number(int, 0, True), _number(int, 0, False)
-_pos_float, _nonneg_float = _number(float, 0.0, True), _number(float, 0.0, False)
+_pos_int, _nonneg_int = positive_int, nonnegative_int
+_pos_float, _nonneg_float = number(float, 0.0, True), number(float, 0.0, False)
 
 
 def _smoothing(text: str) -> float:
@@ -113,7 +98,7 @@ def _smoothing(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
     presets = "\n".join(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in p.items()) for name, p in PRESETS.items())
-    p = _Parser(
+    p = Parser(
         prog="python -m minivb.train",
         description="Train VideoBERT on the toy set (default) or Kinetics-400; writes config.json, metrics.csv, "
         "curves.png, last.pt, best.pt and summary.json to --out.",
@@ -124,12 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g = p.add_argument_group("data and run")
     g.add_argument("--subset", choices=SUBSETS, help="data set (default: toy)")
-    g.add_argument("--data-root", help="data folder (default: data/<subset>); the toy set is generated there if missing")
+    g.add_argument("--data-root", help="data folder (default: data/toy, or data/kinetics400 for k400); the toy set is generated there if missing")
     g.add_argument("--preset", choices=tuple(PRESETS), help="default settings to start from (default: the subset's name)")
     g.add_argument("--out", help="output folder (default: runs/<subset>-<date>-<time>); refused if it already holds a run")
     g.add_argument("--resume", help="continue a run: a checkpoint file, or a run folder (uses its last.pt)")
     g.add_argument("--save-every", type=_nonneg_int, help="also save last.pt every N steps (0: only at the end of each epoch)")
-    g.add_argument("--seed", type=_number(int, 0, False), help="seed for model init, data order and augmentation (default: 0)")
+    g.add_argument("--seed", type=_nonneg_int, help="seed for model init, data order and augmentation (default: 0)")
     g.add_argument("--device", choices=DEVICES, help="auto = cuda if available, else cpu (default: auto)")
     g.add_argument("--workers", type=_nonneg_int, help="DataLoader worker processes (0: load in the main process)")
     g.add_argument("--preload", action=argparse.BooleanOptionalAction, help="decode every video into memory first")
@@ -195,7 +180,7 @@ def _resolve(given: dict) -> tuple[dict, dict | None, Path | None]:
         return opts, ckpt, ckpt_path
     subset = given.get("subset", "toy")
     preset = given.get("preset", subset)
-    opts = dict(subset=subset, preset=preset, data_root=f"data/{subset}", out=None, seed=0, device="auto",
+    opts = dict(subset=subset, preset=preset, data_root=DATA_ROOTS[subset], out=None, seed=0, device="auto",
                 compile=False, limit_train=None, limit_val=None)
     opts.update(PRESETS[preset])
     opts.update(given)
@@ -266,11 +251,11 @@ def _rank0_first(fn, rank: int, world_size: int, others: bool):
 
 def _load_data(opts: dict) -> tuple[list, list, list[str]]:
     root = Path(opts["data_root"])
-    if opts["subset"] == "k400" and not root.is_dir():
+    if opts["subset"] == "k400" and not (root / "train.csv").is_file() and not (root / "train").is_dir():
         raise UsageError(
-            f"Kinetics-400 data root {root} does not exist; put the videos there as {root}/train/<label>/*.mp4 "
-            f"(or {root}/train.csv + {root}/val.csv) or pass --data-root — the download/preparation command "
-            f"(python -m minivb.data.kinetics) is not available yet"
+            f"no Kinetics-400 data in {root}; get it with: python -m minivb.data.kinetics download --root {root} && "
+            f"python -m minivb.data.kinetics prepare --root {root} (about 450 GB + 400 GB; see data/README.md), "
+            f"or pass --data-root with {{train,val}}.csv or train/<label>/*.mp4"
         )
     try:
         train_items, classes = load_items(root, "train")
@@ -322,9 +307,10 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
     return factor
 
 
-def _worker_init(_: int) -> None:
+def _worker_init(worker_id: int) -> None:
     # SIGTERM is for the main process (it saves a checkpoint); workers let it shut them down.
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    worker_init(worker_id)
 
 
 def _write_metrics(out: Path, history: list[dict]) -> None:
@@ -366,6 +352,15 @@ def _all_reduce(t: torch.Tensor, world_size: int) -> torch.Tensor:
     if world_size > 1:
         dist.all_reduce(t)
     return t
+
+
+def _count_distinct(paths: list[str], world_size: int) -> int:
+    """How many distinct ``paths`` all ranks together saw."""
+    if world_size == 1:
+        return len(set(paths))
+    every: list = [None] * world_size
+    dist.all_gather_object(every, paths)
+    return len(set().union(*every))
 
 
 def _any_rank(value: bool, device: torch.device, world_size: int) -> bool:
@@ -416,20 +411,22 @@ def validate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     """Centre-clip validation → loss, top-1, top-5 and the confusion matrix (summed over ranks)."""
     model.eval()
     k = min(5, num_classes)
-    sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1 hits, top-5 hits, clips
+    sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, top-1 hits, top-5 hits, clips, skipped clips
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
     for videos, labels, skipped in loader:
         report_skipped(skipped)
+        sums[4] += len(skipped)
         if videos is None:
             continue
         videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with autocast(device):
-            logits = model(videos).float()  # (B, C)
+            logits = model(videos).float()  # (B, C); uint8 videos become floats on the device
         top = logits.topk(k, dim=1).indices  # (B, k)
         hits = top == labels[:, None]  # (B, k)
         sums += torch.stack([
             nn.functional.cross_entropy(logits, labels, reduction="sum").double(),
             hits[:, 0].sum().double(), hits.any(1).sum().double(), torch.tensor(len(labels), dtype=torch.float64, device=device),
+            torch.zeros((), dtype=torch.float64, device=device),
         ])
         confusion += torch.bincount(labels * num_classes + top[:, 0], minlength=num_classes * num_classes)
     _all_reduce(sums, world_size)
@@ -438,7 +435,7 @@ def validate(model: nn.Module, loader: DataLoader, num_classes: int, device: tor
     n = max(sums[3].item(), 1.0)
     return {
         "val_loss": sums[0].item() / n, "val_top1": sums[1].item() / n, "val_top5": sums[2].item() / n,
-        "val_clips": int(sums[3].item()), "confusion": confusion.view(num_classes, num_classes).cpu(),
+        "val_clips": int(sums[3].item()), "val_skipped": int(sums[4].item()), "confusion": confusion.view(num_classes, num_classes).cpu(),
     }
 
 
@@ -460,7 +457,7 @@ def train(given: dict) -> dict:
     out = Path(opts["out"]) if opts.get("out") else (ckpt_path.parent if ckpt_path is not None else None)
     if out is not None:
         _check_out(out, ckpt_path)
-    if opts["subset"] == "k400" and not Path(opts["data_root"]).is_dir():
+    if opts["subset"] == "k400":
         _load_data(opts)  # raises the Kinetics-400 message before any process group is set up
 
     if world_size > 1:
@@ -531,7 +528,8 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
     common = dict(num_frames=opts["num_frames"], stride=opts["stride"], size=opts["size"], seed=opts["seed"])
     train_set = ClipDataset(train_items, classes, train=True, hflip=hflip, vflip=vflip, preload=opts["preload"], **common)
     val_set = ClipDataset(val_items, classes, train=False, preload=opts["preload"], **common)
-    train_sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], rank=rank, world_size=world_size, drop_last=world_size > 1)
+    train_sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], rank=rank, world_size=world_size,
+                                   drop_last=world_size > 1, with_epoch=True)  # (epoch, index): persistent workers know the epoch
     val_sampler = ShardedSampler(len(val_set), shuffle=False, rank=rank, world_size=world_size, drop_last=False)
     batch_size, epochs = opts["batch_size"], opts["epochs"]
     n_steps = steps_per_epoch(train_sampler, batch_size)
@@ -547,7 +545,7 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
     criterion = nn.CrossEntropyLoss(label_smoothing=opts["label_smoothing"])
 
     state = dict(step=0, epoch=0, step_in_epoch=0, loss_sum=0.0, loss_count=0, epoch_clips=0, epoch_seconds=0.0,
-                 elapsed=0.0, best_val_top1=-1.0, best_epoch=0, history=[])
+                 elapsed=0.0, best_val_top1=-1.0, best_epoch=0, history=[], skipped_train=[])
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -561,10 +559,14 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    def loader(dataset, sampler, bs):
-        return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=opts["workers"], collate_fn=collate,
-                          pin_memory=device.type == "cuda", worker_init_fn=_worker_init if opts["workers"] else None,
+    def loader(dataset, sampler, bs):  # made once; workers persist across epochs and prefetch uint8 batches
+        workers = opts["workers"]
+        return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=workers, collate_fn=collate,
+                          pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
+                          persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
                           generator=torch.Generator())  # own generator: the global RNG stays untouched
+
+    train_loader, val_loader = loader(train_set, train_sampler, batch_size), loader(val_set, val_sampler, 2 * batch_size)
 
     def checkpoint() -> dict:
         return {
@@ -600,11 +602,13 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
             ddp.train()
             t_epoch = time.perf_counter()
             lr_used = optimizer.param_groups[0]["lr"]
-            bar = tqdm(loader(train_set, train_sampler, batch_size), total=n_steps, initial=state["step_in_epoch"],
+            bar = tqdm(train_loader, total=n_steps, initial=state["step_in_epoch"],
                        desc=f"epoch {epoch + 1}/{epochs}", unit="step", leave=False, disable=None if is_main else True)
             stopped = False
             for videos, labels, skipped in bar:
                 report_skipped(skipped)
+                if skipped:  # broken files, replaced by other clips: counted for the summary
+                    state["skipped_train"] = sorted(set(state["skipped_train"]) | {s.path for s in skipped})
                 flags = torch.tensor([float(flag["stop"]), float(videos is None)])
                 if world_size > 1:  # every rank must agree to stop or to skip a step
                     flags = flags.to(device)
@@ -651,7 +655,7 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
             train_sums = _all_reduce(torch.tensor([state["loss_sum"], state["loss_count"], state["epoch_clips"]],
                                                   dtype=torch.float64, device=device), world_size)
             seconds = state["epoch_seconds"]
-            last = validate(compiled, loader(val_set, val_sampler, 2 * batch_size), len(classes), device, world_size)
+            last = validate(compiled, val_loader, len(classes), device, world_size)
             row = {"epoch": epoch + 1, "step": state["step"], "train_loss": train_sums[0].item() / max(train_sums[1].item(), 1),
                    "val_loss": last["val_loss"], "val_top1": last["val_top1"], "val_top5": last["val_top5"], "lr": lr_used,
                    "clips_per_s": train_sums[2].item() / max(seconds, 1e-9), "seconds": seconds}
@@ -676,7 +680,7 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
                 return {"stopped": True, "out": str(out), "step": state["step"], "epoch": epoch + 1}
 
     if last is None:  # resumed a finished run: validate once more for the summary
-        last = validate(compiled, loader(val_set, val_sampler, 2 * batch_size), len(classes), device, world_size)
+        last = validate(compiled, val_loader, len(classes), device, world_size)
     confusion = last["confusion"]
     per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1).double()).tolist()
     final = state["history"][-1] if state["history"] else {}
@@ -687,6 +691,7 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
         "train_loss": final.get("train_loss"), "clips_per_s": final.get("clips_per_s"),
         "per_class_top1": dict(zip(classes, per_class)),
         "train_clips": len(train_set), "val_clips": last["val_clips"], "parameters": params,
+        "skipped_train_clips": _count_distinct(state["skipped_train"], world_size), "skipped_val_clips": last["val_skipped"],
         "subset": opts["subset"], "preset": opts["preset"], "device": str(device), "world_size": world_size,
         "out": str(out),
     }

@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader
 
 import minivb
 from minivb.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, unwrap_model
-from minivb.data.clips import ClipDataset, MultiViewDataset, ShardedSampler, Skipped, collate, load_items, report_skipped
+from minivb.data.clips import ClipDataset, MultiViewDataset, Replaced, ShardedSampler, Skipped, collate, load_items, report_skipped
 from minivb.data.toy import CLASSES, HFLIP, VFLIP, ToyConfig, generate
 from minivb.model import VideoBERT, VideoBERTConfig
 from minivb.video import read_frames
@@ -73,10 +73,10 @@ def test_load_items_errors_name_the_path_and_the_fix(toy, tmp_path):
 def test_eval_sample_is_the_centre_clip_resized(toy):
     ds = _dataset(toy, "val", size=64, num_frames=4, stride=2)
     video, label = ds[3]
-    assert video.shape == (4, 3, 64, 64) and video.dtype == torch.float32 and 0 <= video.min() and video.max() <= 1
+    assert video.shape == (4, 3, 64, 64) and video.dtype == torch.uint8  # the model scales uint8 itself
     assert label == CLASSES.index(ds.items[3].label)
     frames = read_frames(ds.items[3].path, [0, 2, 4, 6])  # 8 frames, span 7: start (8 - 7) // 2 = 0
-    torch.testing.assert_close(video, torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255)
+    torch.testing.assert_close(video, torch.from_numpy(frames).permute(0, 3, 1, 2))
 
 
 def test_training_sample_is_a_function_of_seed_epoch_and_index(toy):
@@ -160,10 +160,11 @@ def test_views_uniform_clips_times_crops(toy):
     ds = _dataset(toy, "val", size=32, num_frames=2, stride=1)
     v = ds.views(0, num_clips=3, num_crops=3)
     assert v.shape == (9, 2, 3, 32, 32)
-    frames = torch.from_numpy(read_frames(ds.items[0].path, range(8))).permute(0, 3, 1, 2).float() / 255
+    frames = torch.from_numpy(read_frames(ds.items[0].path, range(8))).permute(0, 3, 1, 2).float()
     small = torch.nn.functional.interpolate(frames, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
-    torch.testing.assert_close(v[0], small[0:2], atol=1e-5, rtol=0)  # clip 0 = frames 0-1 (square video: 3 equal crops)
-    torch.testing.assert_close(v[8], small[6:8], atol=1e-5, rtol=0)  # last clip = frames 6-7
+    assert v.dtype == torch.uint8  # resized in uint8: within rounding of the float reference
+    torch.testing.assert_close(v[0].float(), small[0:2], atol=1.0, rtol=0)  # clip 0 = frames 0-1 (square video: 3 equal crops)
+    torch.testing.assert_close(v[8].float(), small[6:8], atol=1.0, rtol=0)  # last clip = frames 6-7
     assert ds.views(0, 1, 1).shape == (1, 2, 3, 32, 32)
     mv = MultiViewDataset(ds, num_clips=2, num_crops=1)
     videos, labels, skipped = collate([mv[0], mv[1]])
@@ -178,15 +179,15 @@ def test_three_crops_run_along_the_long_side(tmp_path):
     path = write_opencv(tmp_path / "wide.mp4", stamped_frames(6, height=48, width=96))
     ds = ClipDataset([(str(path), "a", None)], ["a"], 3, 2, train=False, size=32)
     v = ds.views(0, num_clips=1, num_crops=3)  # frames 0, 2, 4 resized to 32×64; crops at x = 0, 16, 32
-    frames = torch.from_numpy(read_frames(path, [0, 2, 4])).permute(0, 3, 1, 2).float() / 255
+    frames = torch.from_numpy(read_frames(path, [0, 2, 4])).permute(0, 3, 1, 2).float()
     small = torch.nn.functional.interpolate(frames, size=(32, 64), mode="bilinear", antialias=True, align_corners=False)
-    for k, left in enumerate((0, 16, 32)):
-        torch.testing.assert_close(v[k], small[..., left:left + 32], atol=1e-5, rtol=0)
+    for k, left in enumerate((0, 16, 32)):  # crop-then-resize equals resize-then-crop (interior pixels; uint8 rounding)
+        torch.testing.assert_close(v[k][..., 1:-1].float(), small[..., left + 1:left + 31], atol=1.0, rtol=0)
     torch.testing.assert_close(ds[0][0], v[1])  # the evaluation sample is the centre view
 
 
 @pytest.mark.parametrize("preload", [False, True])
-def test_broken_file_is_a_logged_skip(toy, tmp_path, caplog, preload):
+def test_broken_file_is_logged_once_replaced_in_training_and_skipped_in_evaluation(toy, tmp_path, caplog, preload):
     items, classes = load_items(toy, "train")
     bad = tmp_path / f"broken_{preload}.mp4"
     bad.write_bytes(Path(items[0].path).read_bytes()[:300])  # truncated
@@ -197,10 +198,19 @@ def test_broken_file_is_a_logged_skip(toy, tmp_path, caplog, preload):
         report_skipped(batches[0][2])
         report_skipped(collate([ds[0]])[2])  # drawn again: no second warning
     videos, labels, skipped = batches[0]
-    assert videos.shape == (3, 4, 3, 32, 32) and labels.tolist() == ds.labels[1:4]
+    # training: the broken clip's place is taken by another clip, the same one every time (seed, epoch, index)
+    assert videos.shape == (4, 4, 3, 32, 32) and labels[1:].tolist() == ds.labels[1:4]
     assert [s.path for s in skipped] == [str(bad)]  # (with preload, found at decode time and marked)
+    stand_in = ds[0]
+    assert isinstance(stand_in, Replaced) and stand_in.skipped.path == str(bad)
+    j = next(j for j in range(1, 4) if torch.equal(ds[j][0], stand_in.video))  # a real sample of another clip
+    assert stand_in.label == ds.labels[j] and torch.equal(videos[0], stand_in.video)
     warnings = [r.getMessage() for r in caplog.records if str(bad) in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].startswith(f"skipping {bad}: ")
+    # evaluation: never a stand-in (it would change the metrics), the clip is left out and named
+    val = ClipDataset(items, classes, 4, 2, train=False, size=32, preload=preload)
+    videos, labels, skipped = collate([val[i] for i in range(4)])
+    assert videos.shape == (3, 4, 3, 32, 32) and labels.tolist() == ds.labels[1:4] and [s.path for s in skipped] == [str(bad)]
     assert collate([Skipped("x", "y")])[:2] == (None, None)
 
 

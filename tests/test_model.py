@@ -236,9 +236,12 @@ def test_config_defaults_and_replace():
         VideoBERT(dict(num_classes=8))
 
 
-def test_uint8_or_empty_video_is_a_clear_error():
+def test_uint8_video_means_0_to_255_and_other_dtypes_or_empty_video_are_clear_errors():
     model = VideoBERT(VideoBERTConfig(num_classes=3, num_frames=4, grid=2, dim=16, depth=1, num_heads=2)).eval()
-    with pytest.raises(ValueError, match="floating point"):
-        model(torch.zeros(1, 2, 3, 64, 64, dtype=torch.uint8))
+    frames = torch.randint(0, 256, (2, 4, 3, 64, 64), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    with torch.no_grad():  # loaders ship uint8 batches; the model scales them itself, exactly as x / 255
+        torch.testing.assert_close(model(frames), model(frames.float() / 255))
+    with pytest.raises(ValueError, match="uint8 .* or floating point"):
+        model(torch.zeros(1, 2, 3, 64, 64, dtype=torch.int32))
     with pytest.raises(ValueError, match="T >= 1"):
         model(torch.zeros(1, 0, 3, 64, 64))

@@ -241,8 +241,9 @@ def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path
     _one_line_error(capsys, ["--resume", str(ref), "--dim", "64"], "was trained with --dim=32, not 64")
     _one_line_error(capsys, ["--data-root", str(toy), "--out", str(ref), *TINY], f"--out {ref} already holds a run")
     msg = _one_line_error(capsys, ["--subset", "k400", "--data-root", str(tmp_path / "k400"), "--out", str(fresh)],
-                          f"Kinetics-400 data root {tmp_path / 'k400'} does not exist")
-    assert "not available yet" in msg
+                          f"no Kinetics-400 data in {tmp_path / 'k400'}")
+    assert f"python -m minivb.data.kinetics download --root {tmp_path / 'k400'}" in msg  # the two commands to run
+    assert f"python -m minivb.data.kinetics prepare --root {tmp_path / 'k400'}" in msg
     _one_line_error(capsys, [*data, "--heads", "3", "--dim", "32"], "dim (32) must be divisible by num_heads (3)")
     _one_line_error(capsys, [*data, "--size", "8"], "--size 8")
     (tmp_path / "mine").mkdir()

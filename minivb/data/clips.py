@@ -6,14 +6,15 @@
 Three pieces, usable on their own:
 
 * :func:`load_items` reads a split's index — ``root/{split}.csv`` (columns
-  ``path,label[,frames]``, path relative to ``root``) or else torchvision's class-folder
+  ``path,label[,frames[,step]]``, path relative to ``root``) or else torchvision's class-folder
   layout ``root/{split}/<label>/*.mp4`` — and the class list (``root/classes.txt``, or the
-  sorted label names).
-* :class:`ClipDataset` turns an item into ``(video (T, 3, size, size) float in [0, 1], label)``.
+  sorted label names). The files are videos or prepared frame stores (``.jpgs``).
+* :class:`ClipDataset` turns an item into ``(video (T, 3, size, size) uint8, label)``.
   Training: a random temporal window, ``transforms.v2.RandomResizedCrop`` and a horizontal
   flip that remaps the label (``left_to_right`` ⟷ ``right_to_left`` on the toy set).
-  Evaluation: the centre clip, shorter side resized to ``size``, centre crop; multi-view
-  testing through :meth:`ClipDataset.views` / :class:`MultiViewDataset`.
+  Evaluation: the centre clip, its centre square resized to ``size``; multi-view testing
+  through :meth:`ClipDataset.views` / :class:`MultiViewDataset`. Frames stay uint8 and are
+  cropped before they are resized; the model turns them into floats on its own device.
 * :class:`ShardedSampler` orders the indices of an epoch and shards them across ranks.
 
 Reproducibility: every random choice for a sample is a function of ``(seed, epoch, index)``
@@ -22,8 +23,10 @@ depend on the number of DataLoader workers, on the process that decodes it, or o
 the run was interrupted and resumed (that is what makes exact resume possible).
 
 Broken files never crash a run: ``__getitem__`` returns a :class:`Skipped` marker instead
-of raising, :func:`collate` drops it from the batch and hands it on, and
-:func:`report_skipped` logs one warning per file (in the main process, once per run).
+of raising (in training, a :class:`Replaced` sample: another clip, chosen from the seed,
+epoch and index, that names the broken file), :func:`collate` drops or batches it and hands
+the name on, and :func:`report_skipped` logs one warning per file (in the main process,
+once per run).
 """
 
 from __future__ import annotations
@@ -42,17 +45,20 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ..video import VideoDecodeError, read_frames, sample_indices, video_info
+from .framestore import SUFFIX as STORE_SUFFIX, read_store_frames, store_info
 
 __all__ = [
     "VIDEO_EXTENSIONS",
     "Item",
     "Skipped",
+    "Replaced",
     "load_items",
     "sample_seed",
     "ClipDataset",
     "MultiViewDataset",
     "collate",
     "report_skipped",
+    "worker_init",
     "ShardedSampler",
     "steps_per_epoch",
 ]
@@ -63,11 +69,24 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 
 
 class Item(NamedTuple):
-    """One video of a split: absolute-or-relative file path, label name, frame count if known."""
+    """One video of a split: file path, label name, frame count if known, frame step of the file.
+
+    ``step`` > 1 for a prepared frame store (:mod:`minivb.data.framestore`) that keeps every
+    ``step``-th source frame; ``frames`` then counts the stored frames.
+    """
 
     path: str
     label: str
-    frames: int | None
+    frames: int | None = None
+    step: int = 1
+
+
+class Replaced(NamedTuple):
+    """A training sample drawn in place of a broken file's (which ``skipped`` names)."""
+
+    video: torch.Tensor
+    label: int
+    skipped: "Skipped"
 
 
 class Skipped(NamedTuple):
@@ -80,20 +99,25 @@ class Skipped(NamedTuple):
 # --------------------------------------------------------------------------- index
 
 
+def _csv_int(row: dict, key: str, where: str) -> int | None:
+    text = (row.get(key) or "").strip()
+    try:
+        value = int(text) if text else None
+    except ValueError:
+        raise ValueError(f"{where}: {key} must be an integer, got {text!r}") from None
+    return value if value and value > 0 else None
+
+
 def _read_csv(root: Path, csv_path: Path) -> list[Item]:
     with open(csv_path, newline="") as f:
         reader = csv.DictReader(f)
         missing = {"path", "label"} - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}; expected a header path,label[,frames]")
+            raise ValueError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}; expected a header path,label[,frames[,step]]")
         items = []
         for n, row in enumerate(reader, start=2):
-            frames = (row.get("frames") or "").strip()
-            try:
-                count = int(frames) if frames else None
-            except ValueError:
-                raise ValueError(f"{csv_path}, line {n}: frames must be an integer, got {frames!r}") from None
-            items.append(Item(str(root / row["path"]), row["label"], count if count and count > 0 else None))
+            where = f"{csv_path}, line {n}"
+            items.append(Item(str(root / row["path"]), row["label"], _csv_int(row, "frames", where), _csv_int(row, "step", where) or 1))
     return items
 
 
@@ -173,15 +197,15 @@ def sample_seed(*keys: int) -> int:
     return (int(state[0]) << 31 | int(state[1]) >> 1) & ((1 << 63) - 1)
 
 
-_SAMPLE, _SAMPLER = 1, 2  # domain tags, so a sample's stream never equals the sampler's
+_SAMPLE, _SAMPLER, _REPLACE = 1, 2, 3  # domain tags, so no two kinds of draw share a stream
 
 
 # --------------------------------------------------------------------------- data set
 
 
 def _to_video(frames: np.ndarray) -> torch.Tensor:
-    """uint8 ``(T, H, W, 3)`` → float ``(T, 3, H, W)`` in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float().div_(255)
+    """uint8 ``(T, H, W, 3)`` → uint8 ``(T, 3, H, W)`` (a view: channels-last memory, which the uint8 resize likes)."""
+    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
 
 
 def _crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[tuple[int, int]]:
@@ -195,21 +219,29 @@ def _crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[tupl
 
 
 class ClipDataset(Dataset):
-    """Clips of ``num_frames`` frames ``stride`` apart → ``(video (T, 3, size, size) float in [0, 1], label)``.
+    """Clips of ``num_frames`` frames ``stride`` apart → ``(video (T, 3, size, size) uint8, label)``.
 
-    ``items``: :class:`Item` s (or ``(path, label[, frames])`` tuples) with label names from
-    ``classes``; the returned label is the class index. ``train=True``: random temporal
-    window (``sample_indices(mode="random")``), ``RandomResizedCrop(size, scale)``, and with
+    ``items``: :class:`Item` s (or ``(path, label[, frames[, step]])`` tuples) with label names
+    from ``classes``; the returned label is the class index. Files are videos or prepared frame
+    stores (``.jpgs``, :mod:`minivb.data.framestore`; ``stride`` counts source frames, so it
+    must be a multiple of the store's step). ``train=True``: random temporal window
+    (``sample_indices(mode="random")``), ``RandomResizedCrop(size, scale)``, and with
     probability 0.5 a horizontal flip that maps the label through ``hflip`` (label name →
     label name, e.g. :data:`minivb.data.toy.HFLIP`; ``None`` = a mirror keeps the label),
     and, only if ``vflip`` is given (e.g. :data:`minivb.data.toy.VFLIP`; real videos are
     not upside down), a vertical flip with probability 0.5 that maps the label through it.
-    ``train=False``: the centre clip, shorter side resized to ``size``, centre crop.
+    ``train=False``: the centre clip, its centre square resized to ``size``.
 
-    Every random draw is a function of ``(seed, epoch, index)`` (:meth:`set_epoch`), so a
-    sample is the same in any worker and after a resume. ``preload=True`` decodes every
-    video once up front and keeps its uint8 frames in memory (small sets only). A file that
-    cannot be decoded gives a :class:`Skipped` marker instead of a sample (see :func:`collate`).
+    Frames stay uint8 from the file to the batch: crops are cut before anything is resized,
+    and the model scales 0…255 to [0, 1] on its own device (4× fewer bytes to move).
+
+    Every random draw is a function of ``(seed, epoch, index)``; the epoch comes from
+    :meth:`set_epoch` or with the index (``dataset[(epoch, i)]``, as :class:`ShardedSampler`
+    with ``with_epoch=True`` yields it, so persistent workers need no message). So a sample
+    is the same in any worker and after a resume. ``preload=True`` decodes every video once
+    up front and keeps its uint8 frames in memory (small sets only). A file that cannot be
+    decoded gives a :class:`Skipped` marker (evaluation), or in training a :class:`Replaced`
+    sample: another clip chosen deterministically, with the broken file's name (see :func:`collate`).
     """
 
     def __init__(
@@ -232,7 +264,11 @@ class ClipDataset(Dataset):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale!r}")
-        self.items = [Item(str(it[0]), str(it[1]), it[2] if len(it) > 2 else None) for it in items]
+        self.items = [Item(str(it[0]), str(it[1]), *it[2:4]) for it in items]
+        coarse = next((it for it in self.items if stride % it.step), None)
+        if coarse is not None:
+            raise ValueError(f"{coarse.path} keeps every {coarse.step}th source frame, so the stride must be a multiple of "
+                             f"{coarse.step}, got {stride}; choose another stride or prepare the data with a smaller frame step")
         self.classes = list(classes)
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = sorted({it.label for it in self.items} - set(index))
@@ -248,8 +284,6 @@ class ClipDataset(Dataset):
         self.num_frames, self.stride, self.size = num_frames, stride, size
         self.train, self.seed, self.epoch = bool(train), int(seed), 0
         self.crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
-        self.resize = v2.Resize(size, antialias=True)  # shorter side → size
-        self.center = v2.CenterCrop(size)
         self.frames: list[np.ndarray | Skipped] | None = None
         if preload:
             self.preload()
@@ -258,7 +292,7 @@ class ClipDataset(Dataset):
         return len(self.items)
 
     def set_epoch(self, epoch: int) -> None:
-        """Select the epoch whose random draws ``__getitem__`` makes (set before making the DataLoader iterator)."""
+        """Select the epoch whose random draws ``dataset[i]`` makes (``dataset[(epoch, i)]`` names it itself)."""
         self.epoch = int(epoch)
 
     # ---- decoding
@@ -268,27 +302,36 @@ class ClipDataset(Dataset):
         from tqdm import tqdm
 
         frames: list[np.ndarray | Skipped] = []
-        for it in tqdm(self.items, desc="decoding videos", unit="video", leave=False, disable=None):
+        for i, it in enumerate(tqdm(self.items, desc="decoding videos", unit="video", leave=False, disable=None)):
             try:
-                total = it.frames or video_info(it.path).frames
-                frames.append(read_frames(it.path, range(total)))
+                frames.append(self._decode(i, range(self._total_frames(i, exact=True))))
             except VideoDecodeError as e:
                 skipped = Skipped(it.path, e.reason)
                 report_skipped([skipped])
                 frames.append(skipped)
         self.frames = frames
 
+    def _decode(self, i: int, indices) -> np.ndarray:
+        """uint8 ``(len(indices), H, W, 3)`` from item ``i``'s file (a video or a frame store)."""
+        path = self.items[i].path
+        return read_store_frames(path, indices) if path.endswith(STORE_SUFFIX) else read_frames(path, indices)
+
     def _total_frames(self, i: int, exact: bool) -> int:
         if self.frames is not None:
+            if isinstance(self.frames[i], Skipped):
+                raise VideoDecodeError(*self.frames[i])
             return len(self.frames[i])
-        if self.items[i].frames:
-            return self.items[i].frames
+        it = self.items[i]
+        if it.frames:
+            return it.frames
+        if it.path.endswith(STORE_SUFFIX):
+            return store_info(it.path).frames  # the store's header is exact
         try:
-            return video_info(self.items[i].path, exact=exact).frames
+            return video_info(it.path, exact=exact).frames
         except VideoDecodeError:
             if exact:
                 raise
-            return video_info(self.items[i].path, exact=True).frames  # the header has no count: count by decoding
+            return video_info(it.path, exact=True).frames  # the header has no count: count by decoding
 
     def _clip(self, i: int, mode: str, seed: int | None = None, num_clips: int = 1) -> np.ndarray:
         """uint8 frames of the clip(s) ``sample_indices(mode)`` picks → ``(T, H, W, 3)`` or ``(clips, T, H, W, 3)``.
@@ -296,14 +339,14 @@ class ClipDataset(Dataset):
         Without a known frame count the container's count is tried first (fast); if it was
         wrong the frames are counted by decoding and the clip is drawn again (same seed).
         """
-        exact = self.frames is not None or self.items[i].frames is not None
+        it = self.items[i]
+        exact = self.frames is not None or it.frames is not None or it.path.endswith(STORE_SUFFIX)
+        stride = self.stride // it.step  # in the file's own frames
         while True:
             g = torch.Generator().manual_seed(seed) if seed is not None else None
-            idx = sample_indices(self._total_frames(i, exact), self.num_frames, self.stride, mode, num_clips=num_clips, generator=g)
+            idx = sample_indices(self._total_frames(i, exact), self.num_frames, stride, mode, num_clips=num_clips, generator=g)
             try:
-                if self.frames is not None:
-                    return self.frames[i][idx]
-                flat = read_frames(self.items[i].path, idx.reshape(-1))
+                flat = self.frames[i][idx.reshape(-1)] if self.frames is not None else self._decode(i, idx.reshape(-1))
                 return flat.reshape(idx.shape + flat.shape[1:])
             except VideoDecodeError:
                 if exact:
@@ -312,24 +355,34 @@ class ClipDataset(Dataset):
 
     # ---- samples
 
-    def __getitem__(self, i: int):
-        i = int(i)
-        if self.frames is not None and isinstance(self.frames[i], Skipped):
-            return self.frames[i]
+    def __getitem__(self, i: int | tuple[int, int]):
+        epoch, i = (int(i[0]), int(i[1])) if isinstance(i, tuple) else (self.epoch, int(i))
         try:
-            return self._train_sample(i) if self.train else self._eval_sample(i)
+            return self._sample(i, epoch)
         except VideoDecodeError as e:
-            return Skipped(self.items[i].path, e.reason)
+            skipped = Skipped(self.items[i].path, e.reason)
+        if not self.train:
+            return skipped
+        for attempt in range(1, 11):  # training: a stand-in chosen from (seed, epoch, index) keeps the batch full
+            j = sample_seed(_REPLACE, self.seed, epoch, i, attempt) % len(self)
+            try:
+                return Replaced(*self._sample(j, epoch), skipped)
+            except VideoDecodeError:
+                continue
+        return skipped
 
-    def _train_sample(self, i: int) -> tuple[torch.Tensor, int]:
-        seed = sample_seed(_SAMPLE, self.seed, self.epoch, i)  # four streams: time, flip, crop, vertical flip
-        video = _to_video(self._clip(i, "random", seed))  # (T, 3, H, W)
+    def _sample(self, i: int, epoch: int) -> tuple[torch.Tensor, int]:
+        return self._train_sample(i, epoch) if self.train else self._eval_sample(i)
+
+    def _train_sample(self, i: int, epoch: int) -> tuple[torch.Tensor, int]:
+        seed = sample_seed(_SAMPLE, self.seed, epoch, i)  # four streams: time, flip, crop, vertical flip
+        video = _to_video(self._clip(i, "random", seed))  # (T, 3, H, W) uint8
         flip = bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 1)) < 0.5)
         vflip = self.vflip is not None and bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 3)) < 0.5)
         # transforms.v2 draws from the global CPU generator: give it its own stream, then restore it.
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(seed + 2)
-            video = self.crop(tv_tensors.Video(video)).as_subclass(torch.Tensor)  # (T, 3, size, size), one crop for all frames
+            video = self.crop(tv_tensors.Video(video)).as_subclass(torch.Tensor)  # (T, 3, size, size): crop, then resize
         label = self.labels[i]
         if flip:
             video, label = video.flip(-1), self.hflip[label]  # a mirror can change the class (left ⟷ right)
@@ -337,36 +390,35 @@ class ClipDataset(Dataset):
             video, label = video.flip(-2), self.vflip[label]  # (top ⟷ bottom)
         return video.contiguous(), label
 
-    def _fit(self, video: torch.Tensor) -> torch.Tensor:
-        return self.resize(tv_tensors.Video(video)).as_subclass(torch.Tensor)  # shorter side = size
+    def _crops(self, video: torch.Tensor, num_crops: int) -> list[torch.Tensor]:
+        """``num_crops`` squares of side = the shorter side (:func:`_crop_boxes`), each resized to size×size."""
+        h, w = video.shape[-2:]
+        side = min(h, w)
+        return [v2.functional.resized_crop(video, top, left, side, side, [self.size, self.size], antialias=True)
+                for top, left in _crop_boxes(h, w, side, num_crops)]
 
     def _eval_sample(self, i: int) -> tuple[torch.Tensor, int]:
-        video = self._fit(_to_video(self._clip(i, "center")))
-        return self.center(video).contiguous(), self.labels[i]  # (T, 3, size, size)
+        video = _to_video(self._clip(i, "center"))  # (T, 3, H, W) uint8
+        return self._crops(video, 1)[0].contiguous(), self.labels[i]  # (T, 3, size, size)
 
     def views(self, i: int, num_clips: int = 1, num_crops: int = 1) -> torch.Tensor:
-        """Multi-view testing input for video ``i`` → ``(num_clips · num_crops, T, 3, size, size)``.
+        """Multi-view testing input for video ``i`` → uint8 ``(num_clips · num_crops, T, 3, size, size)``.
 
         Temporal clips: ``sample_indices(mode="uniform", num_clips=...)`` — evenly spaced
-        windows, the first at the start and the last at the end of the video. Spatial crops
-        of the frames resized to shorter side ``size``: ``num_crops=1`` the centre crop;
-        ``num_crops=3`` the start, centre and end of the long side (left/centre/right for
-        landscape, top/centre/bottom for portrait). View ``k`` is clip ``k // num_crops``,
-        crop ``k % num_crops``. Raises :class:`~minivb.video.VideoDecodeError` for a broken file.
+        windows, the first at the start and the last at the end of the video. Spatial crops:
+        squares as large as the shorter side, resized to ``size`` (crop first, then resize:
+        the same pixels as resizing the shorter side to ``size`` and cropping, for less work);
+        ``num_crops=1`` the centre square; ``num_crops=3`` the start, centre and end of the
+        long side (left/centre/right for landscape, top/centre/bottom for portrait). View
+        ``k`` is clip ``k // num_crops``, crop ``k % num_crops``. Raises
+        :class:`~minivb.video.VideoDecodeError` for a broken file.
         """
         if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
             raise ValueError(f"num_clips must be a positive integer, got {num_clips!r}")
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
-        i = int(i)
-        if self.frames is not None and isinstance(self.frames[i], Skipped):
-            raise VideoDecodeError(self.frames[i].path, self.frames[i].reason)
-        clips = self._clip(i, "uniform", num_clips=num_clips)  # (clips, T, H, W, 3) uint8
-        out = []
-        for clip in clips:
-            video = self._fit(_to_video(clip))  # (T, 3, H', W'), shorter side = size
-            for top, left in _crop_boxes(video.shape[-2], video.shape[-1], self.size, num_crops):
-                out.append(video[..., top:top + self.size, left:left + self.size])
+        clips = self._clip(int(i), "uniform", num_clips=num_clips)  # (clips, T, H, W, 3) uint8
+        out = [crop for clip in clips for crop in self._crops(_to_video(clip), num_crops)]
         return torch.stack(out).contiguous()  # (clips · crops, T, 3, size, size)
 
 
@@ -399,11 +451,12 @@ class MultiViewDataset(Dataset):
 def collate(samples: list) -> tuple[torch.Tensor | None, torch.Tensor | None, list[Skipped]]:
     """Batch ``(video, label)`` samples, dropping :class:`Skipped` ones → ``(videos, labels, skipped)``.
 
+    A :class:`Replaced` sample is batched and its broken file listed in ``skipped``.
     ``videos`` ``(B, …)`` and ``labels`` ``(B,)`` are ``None`` when every sample of the batch
     was skipped. Pass ``skipped`` to :func:`report_skipped` in the main process.
     """
-    good = [s for s in samples if not isinstance(s, Skipped)]
-    skipped = [s for s in samples if isinstance(s, Skipped)]
+    good = [s[:2] for s in samples if not isinstance(s, Skipped)]
+    skipped = [s.skipped if isinstance(s, Replaced) else s for s in samples if isinstance(s, (Skipped, Replaced))]
     if not good:
         return None, None, skipped
     videos, labels = default_collate(good)
@@ -421,6 +474,13 @@ def report_skipped(skipped: Sequence[Skipped]) -> None:
             log.warning("skipping %s: %s", s.path, s.reason)
 
 
+def worker_init(_: int = 0) -> None:
+    """In a DataLoader worker: OpenCV on one thread (the workers are the parallelism)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 # --------------------------------------------------------------------------- sampler
 
 
@@ -433,16 +493,19 @@ class ShardedSampler(Sampler[int]):
     the same count: needed for DDP training); ``drop_last=False`` keeps every index, so the
     ranks together cover each index exactly once (lengths may differ by one: evaluation).
     ``set_epoch(epoch, skip=k)`` starts the epoch after this rank's first ``k`` indices
-    (resume after ``k / batch_size`` batches) without loading them.
+    (resume after ``k / batch_size`` batches) without loading them. ``with_epoch=True``
+    yields ``(epoch, index)`` pairs, so that persistent DataLoader workers (which keep their
+    own copy of the data set) know the epoch without being told.
     """
 
-    def __init__(self, n: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False):
+    def __init__(self, n: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False,
+                 with_epoch: bool = False):
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
         if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
         self.n, self.shuffle, self.seed = n, bool(shuffle), int(seed)
-        self.rank, self.world_size, self.drop_last = rank, world_size, bool(drop_last)
+        self.rank, self.world_size, self.drop_last, self.with_epoch = rank, world_size, bool(drop_last), bool(with_epoch)
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -467,7 +530,8 @@ class ShardedSampler(Sampler[int]):
         return len(range(self.rank, total, self.world_size))
 
     def __iter__(self):
-        return iter(self.shard()[self.skip :])
+        indices = self.shard()[self.skip :]
+        return iter([(self.epoch, i) for i in indices] if self.with_epoch else indices)
 
     def __len__(self) -> int:
         return max(0, self.num_samples() - self.skip)

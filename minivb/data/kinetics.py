@@ -1,0 +1,438 @@
+"""Kinetics-400: download it, prepare it for fast training, check what is there.
+
+    python -m minivb.data.kinetics download --root data/kinetics400     # ≈450 GB from the CVDF mirror
+    python -m minivb.data.kinetics prepare  --root data/kinetics400     # index + JPEG frame stores
+    python -m minivb.data.kinetics check    --root data/kinetics400     # counts against the expected ones
+    python -m minivb.train --subset k400                                 # then train
+
+Layout under ``--root`` (see ``data/README.md``)::
+
+    annotations/{train,val,test}.csv      label,youtube_id,time_start,time_end,split,is_cc   (download)
+    tars/{split}/k400_{split}_path.txt    the part list; parts are deleted once unpacked    (download)
+    raw/{split}/…/*.mp4, raw/replacement/ the clips, {youtube_id}_{start:06d}_{end:06d}.mp4  (download)
+    originals/{split}.csv, classes.txt    index of the source clips: path,label,frames,fps,width,height
+    frames/{split}/<label>/<clip>.jpgs    the training format (minivb.data.framestore)      (prepare)
+    {split}.csv, classes.txt              its index: path,label,frames,fps,width,height,step (prepare)
+    bad_videos.csv                        split,path,label,reason for every clip left out    (prepare)
+
+``prepare`` also reads torchvision's class-folder layout, ``root/{split}/<label>/*.mp4``, when
+there are no annotation CSVs. Class indices are the sorted label names of the training split
+(``classes.txt``); the trainer stores them in every checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from multiprocessing import Pool
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..cli import Parser, UsageError, nonnegative_int, positive_int, write_atomic
+from .clips import VIDEO_EXTENSIONS
+from .download import ArchiveError, DownloadError, NotEnoughSpace, check_free_space, extract_tar, fetch, is_extracted, read_url_list
+
+__all__ = ["BASE_URL", "EXPECTED", "clip_name", "read_annotations", "find_clips", "download", "prepare", "check", "main"]
+
+BASE_URL = "https://s3.amazonaws.com/kinetics/400"  # the CVDF mirror (github.com/cvdfoundation/kinetics-dataset)
+SPLITS = ("train", "val", "test")
+REPLACEMENT = "replacement_for_corrupted_k400.tgz"  # ≈1,400 training clips that were corrupt in the parts
+# Clips in the CVDF archive (some YouTube videos were gone before it was made) and rows in the CSVs.
+EXPECTED = {"train": (240_258, 246_534), "val": (19_881, 19_906), "test": (38_685, 39_805)}
+PART_BYTES = 1.6e9  # a part is about 1.5 GB; the whole archive about 450 GB
+COLUMNS = ("path", "label", "frames", "fps", "width", "height")
+BAD_COLUMNS = ("split", "path", "label", "reason")
+
+
+# --------------------------------------------------------------------------- annotations
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip to prepare: its source file (or None if it is missing), label and name."""
+
+    split: str
+    label: str
+    name: str  # file stem, e.g. "abc123_000010_000020"
+    source: str | None
+
+
+def clip_name(youtube_id: str, time_start: float, time_end: float) -> str:
+    """The CVDF file stem of a clip: ``{youtube_id}_{start:06d}_{end:06d}``."""
+    return f"{youtube_id}_{int(float(time_start)):06d}_{int(float(time_end)):06d}"
+
+
+def read_annotations(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """An annotation CSV → ``[(label, clip stem)]`` (labels may hold quoted commas, parentheses, apostrophes)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = {"label", "youtube_id", "time_start", "time_end"} - set(reader.fieldnames or ())
+        if missing:
+            raise UsageError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected label,youtube_id,time_start,time_end,...")
+        try:
+            return [(row["label"], clip_name(row["youtube_id"], row["time_start"], row["time_end"])) for row in reader]
+        except (TypeError, ValueError) as e:
+            raise UsageError(f"{path}, line {reader.line_num}: {e}") from None
+
+
+def _video_files(folder: Path) -> Iterable[Path]:
+    return (p for p in folder.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+
+
+def find_clips(root: str | os.PathLike, split: str) -> list[Clip]:
+    """The clips of a split: CVDF (``annotations/{split}.csv`` + ``raw/``) or class folders ``{split}/<label>/``."""
+    root = Path(root)
+    annotations = root / "annotations" / f"{split}.csv"
+    if annotations.is_file():
+        on_disk = {p.stem: p for p in _video_files(root / "raw" / split)}
+        on_disk.update({p.stem: p for p in _video_files(root / "raw" / "replacement")})  # the fixed versions win
+        rows = read_annotations(annotations)
+        return [Clip(split, label, name, str(on_disk[name]) if name in on_disk else None) for label, name in rows]
+    folders = root / split
+    if folders.is_dir():
+        return [Clip(split, d.name, p.stem, str(p)) for d in sorted(folders.iterdir()) if d.is_dir()
+                for p in sorted(d.iterdir()) if p.suffix.lower() in VIDEO_EXTENSIONS]
+    raise UsageError(f"no {split} clips under {root}: expected {annotations} with {root / 'raw' / split}/ "
+                     f"(python -m minivb.data.kinetics download --root {root}) or class folders {folders}/<label>/*.mp4")
+
+
+def _limit(clips: list[Clip], classes: Sequence[str], per_class: int | None) -> list[Clip]:
+    """The clips of ``classes``, at most ``per_class`` of each (the first by name)."""
+    keep, taken = set(classes), Counter()
+    out = []
+    for clip in sorted(clips, key=lambda c: (c.label, c.name)):
+        if clip.label in keep and (per_class is None or taken[clip.label] < per_class):
+            taken[clip.label] += 1
+            out.append(clip)
+    return out
+
+
+# --------------------------------------------------------------------------- download
+
+
+def _fetch_part(url: str, root: Path, split: str, keep: bool, retries: int) -> None:
+    """One part: download (resumable), unpack safely into ``raw/{split}``, delete the archive."""
+    archive = root / "tars" / split / url.rsplit("/", 1)[-1]
+    dest = root / "raw" / split
+    if is_extracted(archive, dest):
+        return
+    fetch(url, archive, retries=retries, progress=False)
+    result = extract_tar(archive, dest)
+    for name, why in result.rejected:
+        print(f"warning: {archive.name}: refused member {name!r} ({why})", file=sys.stderr)
+    if not keep:
+        archive.unlink()
+
+
+def download(root: str | os.PathLike, splits: Sequence[str] = ("train", "val"), *, base_url: str = BASE_URL,
+             workers: int = 4, retries: int = 3, keep_archives: bool = False) -> list[str]:
+    """Fetch the annotations and parts of ``splits`` (+ the replacement clips with train) → failures (one line each).
+
+    Resumable: unpacked parts are skipped, a half-downloaded part is resumed, a failed part is
+    retried ``retries`` times and then reported (the others go on); run it again to finish.
+    """
+    from tqdm import tqdm
+
+    root, base = Path(root), base_url.rstrip("/")
+    jobs = []
+    for split in splits:
+        fetch(f"{base}/annotations/{split}.csv", root / "annotations" / f"{split}.csv", retries=retries, progress=False)
+        urls = read_url_list(f"{base}/{split}/k400_{split}_path.txt", retries=retries)
+        jobs += [(url, split) for url in urls]
+    if "train" in splits:
+        jobs.append((f"{base}/{REPLACEMENT}", "replacement"))
+    todo = [(url, split) for url, split in jobs if not is_extracted(root / "tars" / split / url.rsplit("/", 1)[-1], root / "raw" / split)]
+    need = int(len(todo) * PART_BYTES * (2 if keep_archives else 1) + min(workers, len(todo)) * PART_BYTES)
+    check_free_space(root, need, f"downloading {len(todo)} of {len(jobs)} parts")
+    failures = []
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        futures = {pool.submit(_fetch_part, url, root, split, keep_archives, retries): url for url, split in todo}
+        for future in tqdm(as_completed(futures), total=len(futures), desc="parts", unit="part", disable=None):
+            try:
+                future.result()
+            except (DownloadError, ArchiveError) as e:
+                failures.append(str(e))
+    return failures
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+@dataclass(frozen=True)
+class Settings:
+    short_side: int = 256  # frames larger than this are scaled down so that their shorter side is this
+    frame_step: int = 4  # keep every frame_step-th frame
+    quality: int = 90  # JPEG quality
+    min_frames: int = 16  # a clip with fewer decodable frames is too short
+
+
+def _convert(job: tuple[str, str, Settings]) -> dict:
+    """In a worker process: one source clip → frame store; returns what it found (or why it failed)."""
+    import cv2
+
+    from ..video import VideoDecodeError, video_info
+    from .framestore import convert_video
+
+    cv2.setNumThreads(1)
+    source, target, settings = job
+    try:
+        info = video_info(source, exact=False)  # fps and size from the header; frames counted while converting
+        frames, stored = convert_video(source, target, short_side=settings.short_side, step=settings.frame_step,
+                                       quality=settings.quality, min_frames=settings.min_frames)
+    except VideoDecodeError as e:
+        return {"source": source, "reason": e.reason}
+    return {"source": source, "frames": frames, "fps": info.fps, "width": info.width, "height": info.height,
+            "stored": asdict(stored)}
+
+
+def _stamp(path: str | None) -> list:
+    try:
+        st = os.stat(path)
+        return [st.st_size, st.st_mtime_ns]
+    except (OSError, TypeError):
+        return []
+
+
+class _Journal:
+    """``.prepare/{split}.jsonl``: one line per converted clip, so an interrupted prepare resumes."""
+
+    def __init__(self, path: Path, settings: Settings):
+        self.path, self.key = path, asdict(settings)
+        self.done: dict[str, dict] = {}
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # the last line of a killed run may be cut short
+                    continue
+                if entry.get("settings") == self.key:
+                    self.done[entry["source"]] = entry
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = open(path, "a", encoding="utf-8")
+
+    def finished(self, source: str, target: Path) -> dict | None:
+        entry = self.done.get(source)
+        if entry is None or entry.get("stamp") != _stamp(source) or ("stored" in entry and not target.is_file()):
+            return None
+        return entry
+
+    def add(self, entry: dict) -> None:
+        entry = entry | {"settings": self.key, "stamp": _stamp(entry["source"])}
+        self.file.write(json.dumps(entry) + "\n")
+        self.file.flush()
+        self.done[entry["source"]] = entry
+
+
+def _target(root: Path, clip: Clip) -> Path:
+    from .framestore import SUFFIX
+
+    return root / "frames" / clip.split / clip.label / f"{clip.name}{SUFFIX}"
+
+
+def _convert_all(root: Path, clips: list[Clip], settings: Settings, workers: int, progress: bool) -> dict[str, dict]:
+    """Convert every present clip (in parallel, resumable) → ``{source: result}``."""
+    from tqdm import tqdm
+
+    split = clips[0].split
+    journal = _Journal(root / ".prepare" / f"{split}.jsonl", settings)
+    results, jobs = {}, []
+    for clip in clips:
+        if clip.source is None:
+            continue
+        target = _target(root, clip)
+        entry = journal.finished(clip.source, target)
+        if entry is not None:
+            results[clip.source] = entry
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            jobs.append((clip.source, str(target), settings))
+    bar = tqdm(total=len(results) + len(jobs), initial=len(results), desc=f"prepare {split}", unit="clip",
+               disable=None if progress else True)
+    try:
+        with Pool(workers) as pool:
+            for entry in pool.imap_unordered(_convert, jobs, chunksize=4):
+                journal.add(entry)
+                results[entry["source"]] = entry
+                bar.update()
+    finally:
+        bar.close()
+        journal.file.close()
+    return results
+
+
+def _csv_text(header: Sequence[str], rows: Iterable[Sequence]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _write_split(root: Path, split: str, clips: list[Clip], results: dict[str, dict]) -> tuple[int, list[tuple]]:
+    """Write ``{split}.csv`` and ``originals/{split}.csv`` → (clips indexed, bad rows)."""
+    prepared, originals, bad = [], [], []
+    for clip in clips:
+        entry = results.get(clip.source) if clip.source else None
+        if clip.source is None:
+            bad.append((split, clip.name + ".mp4", clip.label, "listed in the annotations but not downloaded (missing)"))
+        elif "reason" in entry:
+            bad.append((split, clip.source, clip.label, entry["reason"]))
+        else:
+            s = entry["stored"]
+            prepared.append((os.path.relpath(_target(root, clip), root), clip.label, s["frames"], f"{s['fps']:.4g}",
+                             s["width"], s["height"], s["step"]))
+            originals.append((os.path.relpath(clip.source, root / "originals"), clip.label, entry["frames"],
+                              f"{entry['fps']:.4g}", entry["width"], entry["height"]))
+    write_atomic(root / f"{split}.csv", _csv_text((*COLUMNS, "step"), prepared))
+    (root / "originals").mkdir(exist_ok=True)
+    write_atomic(root / "originals" / f"{split}.csv", _csv_text(COLUMNS, originals))
+    return len(prepared), bad
+
+
+def prepare(root: str | os.PathLike, splits: Sequence[str] = ("train", "val"), *, short_side: int = 256,
+            frame_step: int = 4, quality: int = 90, min_frames: int = 16, workers: int | None = None,
+            limit_classes: int | None = None, limit_per_class: int | None = None, progress: bool = True) -> dict:
+    """Index every clip, convert it to the training format, report the bad ones → ``{split: {"clips", "bad"}}``.
+
+    Idempotent and resumable (a journal under ``root/.prepare`` remembers converted clips).
+    ``limit_classes`` keeps the first N classes (sorted), ``limit_per_class`` the first M clips of each.
+    """
+    root, settings = Path(root), Settings(short_side, frame_step, quality, min_frames)
+    found = {split: find_clips(root, split) for split in splits}
+    classes = sorted({c.label for c in (found["train"] if "train" in found else find_clips(root, "train"))})
+    if limit_classes is not None:
+        classes = classes[:limit_classes]
+    summary, bad_rows = {}, []
+    for split, clips in found.items():
+        clips = _limit(clips, classes, limit_per_class)
+        if not clips:
+            raise UsageError(f"no {split} clips of the chosen classes under {root}")
+        results = _convert_all(root, clips, settings, workers or os.cpu_count() or 1, progress)
+        count, bad = _write_split(root, split, clips, results)
+        bad_rows += bad
+        summary[split] = {"clips": count, "bad": len(bad)}
+    names = "".join(f"{c}\n" for c in classes)
+    write_atomic(root / "classes.txt", names)
+    write_atomic(root / "originals" / "classes.txt", names)
+    kept = [row for row in _read_rows(root / "bad_videos.csv") if row[0] not in found]  # other splits' reports stay
+    write_atomic(root / "bad_videos.csv", _csv_text(BAD_COLUMNS, kept + bad_rows))
+    return summary
+
+
+def _read_rows(path: Path) -> list[tuple]:
+    if not path.is_file():
+        return []
+    with open(path, newline="", encoding="utf-8") as f:
+        return [tuple(row) for row in list(csv.reader(f))[1:]]
+
+
+# --------------------------------------------------------------------------- check
+
+
+def _count_rows(path: Path) -> int | None:
+    return len(_read_rows(path)) if path.is_file() else None
+
+
+def check(root: str | os.PathLike, splits: Sequence[str] = SPLITS) -> list[dict]:
+    """What is under ``root`` per split: annotated, on disk, prepared, bad → one dict per split (also printed)."""
+    root = Path(root)
+    bad = Counter(row[0] for row in _read_rows(root / "bad_videos.csv"))
+    report = []
+    for split in splits:
+        annotations = root / "annotations" / f"{split}.csv"
+        found = find_clips(root, split) if annotations.is_file() or (root / split).is_dir() else []
+        report.append({
+            "split": split, "annotated": len(read_annotations(annotations)) if annotations.is_file() else None,
+            "on_disk": sum(c.source is not None for c in found), "prepared": _count_rows(root / f"{split}.csv"),
+            "bad": bad.get(split, 0), "expected_clips": EXPECTED[split][0] if split in EXPECTED else None,
+        })
+    return report
+
+
+def _print_check(root: Path, report: list[dict]) -> None:
+    show = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
+    print(f"Kinetics-400 under {root}  (the CVDF archive holds ≈{EXPECTED['train'][0]:,} train / ≈{EXPECTED['val'][0]:,} val / "
+          f"≈{EXPECTED['test'][0]:,} test clips; some listed clips are gone for good)")
+    print(f"{'split':<6} {'annotated':>10} {'on disk':>10} {'prepared':>10} {'bad':>8} {'expected':>10}")
+    for r in report:
+        print(f"{r['split']:<6} {show(r['annotated']):>10} {show(r['on_disk']):>10} {show(r['prepared']):>10} "
+              f"{show(r['bad']):>8} {show(r['expected_clips']):>10}")
+    if (root / "bad_videos.csv").is_file():
+        print(f"why each clip was left out: {root / 'bad_videos.csv'}")
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python -m minivb.data.kinetics", description="Kinetics-400: download, prepare, check (see data/README.md).")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,check}")
+    common = Parser(add_help=False)
+    common.add_argument("--root", default="data/kinetics400", help="data folder (default: data/kinetics400)")
+    d = sub.add_parser("download", parents=[common], help="fetch annotations and clips from the CVDF mirror (resumable)")
+    d.add_argument("--split", nargs="+", choices=SPLITS, default=["train", "val"], help="splits (default: train val)")
+    d.add_argument("--workers", type=positive_int, default=4, help="parts fetched at once (default: 4)")
+    d.add_argument("--retries", type=nonnegative_int, default=3, help="retries per part before it is reported (default: 3)")
+    d.add_argument("--base-url", default=BASE_URL, help=f"mirror (default: {BASE_URL})")
+    d.add_argument("--keep-archives", action="store_true", help="keep each part's .tar.gz after unpacking it")
+    r = sub.add_parser("prepare", parents=[common], help="index the clips and write the training format (resumable)")
+    r.add_argument("--split", nargs="+", choices=SPLITS, default=["train", "val"], help="splits (default: train val)")
+    r.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes (default: all cores)")
+    r.add_argument("--short-side", type=positive_int, default=256, help="shrink frames to this shorter side (default: 256)")
+    r.add_argument("--frame-step", type=positive_int, default=4, help="keep every N-th frame (default: 4)")
+    r.add_argument("--quality", type=positive_int, default=90, choices=range(1, 101), metavar="1..100", help="JPEG quality (default: 90)")
+    r.add_argument("--min-frames", type=positive_int, default=16, help="shorter clips are reported as bad (default: 16)")
+    r.add_argument("--limit-classes", type=positive_int, help="only the first N classes (sorted): a quick subset")
+    r.add_argument("--limit-per-class", type=positive_int, help="only the first N clips of each class")
+    c = sub.add_parser("check", parents=[common], help="count what is present against the expected numbers")
+    c.add_argument("--split", nargs="+", choices=SPLITS, default=list(SPLITS), help="splits (default: all)")
+    return p
+
+
+def _run(opts: argparse.Namespace) -> int:
+    root = Path(opts.root)
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"--root {root} is a file; pass a folder")
+    if opts.command == "download":
+        failures = download(root, opts.split, base_url=opts.base_url, workers=opts.workers, retries=opts.retries,
+                            keep_archives=opts.keep_archives)
+        for line in failures:
+            print(f"failed: {line}", file=sys.stderr)
+        if failures:
+            print(f"{len(failures)} part(s) failed; run the same command again to retry them", file=sys.stderr)
+            return 1
+        print(f"downloaded → {root}; next: python -m minivb.data.kinetics prepare --root {root}")
+    elif opts.command == "prepare":
+        summary = prepare(root, opts.split, short_side=opts.short_side, frame_step=opts.frame_step, quality=opts.quality,
+                          min_frames=opts.min_frames, workers=opts.workers, limit_classes=opts.limit_classes,
+                          limit_per_class=opts.limit_per_class)
+        for split, s in summary.items():
+            print(f"{split}: {s['clips']:,} clips prepared, {s['bad']:,} left out (see {root / 'bad_videos.csv'})")
+        print(f"next: python -m minivb.train --subset k400 --data-root {root}")
+    else:
+        _print_check(root, check(root, opts.split))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m minivb.data.kinetics``: 0 on success, 1 if parts failed to download, 2 on a usage error."""
+    opts = build_parser().parse_args(argv)
+    try:
+        return _run(opts)
+    except (UsageError, NotEnoughSpace, DownloadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; run the same command again to continue where it stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

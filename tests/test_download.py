@@ -1,0 +1,398 @@
+"""minivb.data.download against a local HTTP server (127.0.0.1 only) and hostile tarballs."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import os
+import re
+import tarfile
+import threading
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from minivb.data.download import (
+    ArchiveError,
+    DownloadError,
+    ExtractResult,
+    NotEnoughSpace,
+    check_free_space,
+    extract_tar,
+    fetch,
+    fetch_many,
+    free_bytes,
+    is_extracted,
+    read_url_list,
+)
+
+KB = 1024
+
+
+# --------------------------------------------------------------------------- test server
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves ``server.root`` with ``Range: bytes=N-`` support and injectable faults.
+
+    ``server.state`` (shared with the test):
+    ``requests``: ``(method, path, headers)`` of every request;
+    ``drop``: ``{path: [K, M]}`` send the full Content-Length but close after K body bytes,
+    for the next M requests (M None: always);
+    ``status``: ``{path: [code, M]}`` answer ``code`` (e.g. 500, 404) the next M times;
+    ``ignore_range``: paths answered 200 with the whole file even when Range is asked.
+    """
+
+    def log_message(self, *args):
+        pass
+
+    def do_HEAD(self):
+        self._serve(body=False)
+
+    def do_GET(self):
+        self._serve(body=True)
+
+    def _take(self, table: str, path: str):
+        """The fault for ``path`` in ``state[table]`` (using one of its M), or None."""
+        fault = self.server.state[table].get(path)
+        if fault is None or fault[1] == 0:
+            return None
+        if fault[1] is not None:
+            fault[1] -= 1
+        return fault[0]
+
+    def _serve(self, body: bool):
+        state = self.server.state
+        path = urllib.parse.urlsplit(self.path).path
+        with state["lock"]:
+            state["requests"].append((self.command, path, dict(self.headers)))
+            code = self._take("status", path)
+            drop = self._take("drop", path) if body else None
+        file = Path(self.server.root) / path.lstrip("/")
+        if code is None and not file.is_file():
+            code = 404
+        if code is not None:
+            return self.send_error(code)
+        data = file.read_bytes()
+        start, rng = 0, self.headers.get("Range")
+        if rng and path not in state["ignore_range"]:
+            start = int(re.fullmatch(r"bytes=(\d+)-", rng.strip()).group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                return self.end_headers()
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        if body:
+            payload = data[start:] if drop is None else data[start:start + drop]
+            self.close_connection = True
+            self.wfile.write(payload)
+
+
+class Server:
+    def __init__(self, root: Path):
+        self.root = root
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.root = str(root)
+        self.state = self.httpd.state = {
+            "lock": threading.Lock(), "requests": [], "drop": {}, "status": {}, "ignore_range": set(),
+        }
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}/{name}"
+
+    def put(self, name: str, data: bytes) -> str:
+        (self.root / name).write_bytes(data)
+        return self.url(name)
+
+    def gets(self, name: str) -> list[dict]:
+        """Headers of the GET requests made for ``name``."""
+        return [h for m, p, h in self.state["requests"] if m == "GET" and p == f"/{name}"]
+
+
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    srv = Server(root)
+    srv.thread.start()
+    yield srv
+    srv.httpd.shutdown()
+    srv.httpd.server_close()
+    srv.thread.join(timeout=5)
+
+
+@pytest.fixture
+def blob():
+    return os.urandom(300 * KB)
+
+
+def fast(**kwargs):
+    return dict(dict(retries=3, backoff=0, timeout=5, progress=False), **kwargs)
+
+
+def range_start(headers: dict) -> int | None:
+    rng = headers.get("Range")
+    return None if rng is None else int(re.fullmatch(r"bytes=(\d+)-", rng).group(1))
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+def test_fetch_downloads_exactly_and_skips_finished_file(server, tmp_path, blob):
+    url = server.put("a.bin", blob)
+    dest = tmp_path / "out" / "sub" / "a.bin"
+    assert fetch(url, dest, **fast()) == dest
+    assert dest.read_bytes() == blob
+    assert not dest.with_name("a.bin.part").exists()
+    assert len(server.gets("a.bin")) == 1
+    assert server.gets("a.bin")[0]["User-Agent"] == "minivb"
+    assert fetch(url, dest, **fast()) == dest
+    assert len(server.state["requests"]) == 1  # the second call did not ask the server
+
+
+def test_dropped_connection_is_resumed_with_range(server, tmp_path, blob):
+    url = server.put("a.bin", blob)
+    server.state["drop"]["/a.bin"] = [100 * KB, 1]
+    dest = tmp_path / "a.bin"
+    fetch(url, dest, **fast())
+    assert dest.read_bytes() == blob
+    first, second = server.gets("a.bin")
+    assert range_start(first) is None
+    assert range_start(second) == 100 * KB
+
+
+def test_part_from_a_crashed_run_is_resumed(server, tmp_path, blob):
+    url = server.put("a.bin", blob)
+    dest = tmp_path / "a.bin"
+    (tmp_path / "a.bin.part").write_bytes(blob[: 50 * KB])
+    fetch(url, dest, **fast())
+    assert dest.read_bytes() == blob
+    [headers] = server.gets("a.bin")
+    assert range_start(headers) == 50 * KB
+
+
+def test_retries_exhausted_keep_part_and_next_run_resumes(server, tmp_path, blob):
+    url = server.put("a.bin", blob)
+    server.state["drop"]["/a.bin"] = [50 * KB, 3]
+    dest = tmp_path / "a.bin"
+    with pytest.raises(DownloadError, match="connection closed after 153600 of 307200 bytes"):
+        fetch(url, dest, **fast(retries=2))
+    assert [range_start(h) for h in server.gets("a.bin")] == [None, 50 * KB, 100 * KB]
+    assert (tmp_path / "a.bin.part").read_bytes() == blob[: 150 * KB]
+    assert not dest.exists()
+    fetch(url, dest, **fast())
+    assert dest.read_bytes() == blob
+    assert range_start(server.gets("a.bin")[-1]) == 150 * KB
+
+
+def test_server_ignoring_range_restarts_part(server, tmp_path, blob):
+    url = server.put("a.bin", blob)
+    server.state["ignore_range"].add("/a.bin")
+    dest = tmp_path / "a.bin"
+    (tmp_path / "a.bin.part").write_bytes(os.urandom(50 * KB))  # not even the right bytes
+    fetch(url, dest, **fast())
+    assert dest.read_bytes() == blob
+    [headers] = server.gets("a.bin")
+    assert range_start(headers) == 50 * KB  # asked for a range, got the whole file
+
+
+def test_416_with_complete_part_finishes_without_download(server, tmp_path, blob):
+    url = server.put("a.bin", blob)
+    dest = tmp_path / "a.bin"
+    (tmp_path / "a.bin.part").write_bytes(blob)
+    fetch(url, dest, **fast())
+    assert dest.read_bytes() == blob
+    assert len(server.gets("a.bin")) == 1
+
+
+def test_416_with_overlong_part_restarts(server, tmp_path, blob):
+    url = server.put("a.bin", blob)
+    dest = tmp_path / "a.bin"
+    (tmp_path / "a.bin.part").write_bytes(blob + b"junk")
+    fetch(url, dest, **fast())
+    assert dest.read_bytes() == blob
+    assert [range_start(h) for h in server.gets("a.bin")] == [len(blob) + 4, None]
+
+
+def test_persistent_500_raises_after_all_attempts_and_keeps_part(server, tmp_path, blob):
+    url = server.put("a.bin", blob)
+    server.state["status"]["/a.bin"] = [500, None]
+    dest = tmp_path / "a.bin"
+    (tmp_path / "a.bin.part").write_bytes(blob[: 50 * KB])
+    with pytest.raises(DownloadError) as info:
+        fetch(url, dest, **fast(retries=2))
+    assert len(server.gets("a.bin")) == 3
+    err = info.value
+    assert err.url == url and "500" in err.reason
+    assert str(err).startswith(f"{url}: ") and "\n" not in str(err)
+    assert (tmp_path / "a.bin.part").read_bytes() == blob[: 50 * KB]
+    assert not dest.exists()
+
+
+def test_transient_500_is_retried(server, tmp_path, blob):
+    url = server.put("a.bin", blob)
+    server.state["status"]["/a.bin"] = [503, 2]
+    fetch(url, tmp_path / "a.bin", **fast(retries=2))
+    assert (tmp_path / "a.bin").read_bytes() == blob
+    assert len(server.gets("a.bin")) == 3
+
+
+def test_404_is_not_retried(server, tmp_path):
+    url = server.url("missing.bin")
+    with pytest.raises(DownloadError, match="404") as info:
+        fetch(url, tmp_path / "missing.bin", **fast(retries=3))
+    assert info.value.url == url
+    assert len(server.gets("missing.bin")) == 1
+    assert not (tmp_path / "missing.bin").exists()
+
+
+def test_file_url_is_copied(tmp_path, blob):
+    src = tmp_path / "src.bin"
+    src.write_bytes(blob)
+    dest = tmp_path / "out" / "copy.bin"
+    fetch(src.as_uri(), dest, **fast())
+    assert dest.read_bytes() == blob
+    with pytest.raises(DownloadError, match="copy2.bin|No such file"):
+        fetch((tmp_path / "nope.bin").as_uri(), tmp_path / "copy2.bin", **fast())
+
+
+def test_fetch_many_reports_failures_and_skips_finished(server, tmp_path):
+    blobs = {f"p{i}.bin": os.urandom(20 * KB + i) for i in range(3)}
+    jobs = [(server.put(name, data), tmp_path / "parts" / name) for name, data in blobs.items()]
+    jobs.insert(1, (server.url("bad.bin"), tmp_path / "parts" / "bad.bin"))
+    errors = fetch_many(jobs, workers=3, **fast())
+    assert len(errors) == 1
+    assert isinstance(errors[0], DownloadError) and errors[0].url == server.url("bad.bin")
+    for name, data in blobs.items():
+        assert (tmp_path / "parts" / name).read_bytes() == data
+    assert not (tmp_path / "parts" / "bad.bin").exists()
+    before = len(server.state["requests"])
+    assert len(fetch_many(jobs, workers=2, **fast())) == 1
+    assert len(server.state["requests"]) == before + 1  # only the failed part is asked again
+
+
+# --------------------------------------------------------------------------- url lists
+
+
+def test_read_url_list(server, tmp_path):
+    text = "  http://x/a.tar.gz  \n\nhttp://x/b.tar.gz\t\n   \nhttp://x/c.tar.gz"
+    expected = ["http://x/a.tar.gz", "http://x/b.tar.gz", "http://x/c.tar.gz"]
+    assert read_url_list(server.put("list.txt", text.encode())) == expected
+    (tmp_path / "list.txt").write_text(text + "\n")
+    assert read_url_list(str(tmp_path / "list.txt")) == expected
+    with pytest.raises(DownloadError, match="404"):
+        read_url_list(server.url("nope.txt"))
+    with pytest.raises(DownloadError):
+        read_url_list(str(tmp_path / "nope.txt"))
+
+
+# --------------------------------------------------------------------------- extraction
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes = b"", **attrs) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    for key, value in attrs.items():
+        setattr(info, key, value)
+    tar.addfile(info, io.BytesIO(data) if data else None)
+
+
+def test_hostile_tarball_only_writes_inside_dest(tmp_path):
+    absolute = tmp_path / "abs_target" / "abs.txt"
+    archive = tmp_path / "in" / "hostile.tar.gz"
+    archive.parent.mkdir()
+    with tarfile.open(archive, "w:gz") as tar:
+        _add(tar, "ok/a.mp4", b"video bytes")
+        _add(tar, "../evil.txt", b"evil")
+        _add(tar, str(absolute), b"abs")
+        _add(tar, "link", type=tarfile.SYMTYPE, linkname="/etc/passwd")
+        _add(tar, "ok/up", type=tarfile.SYMTYPE, linkname="../../../outside")
+        _add(tar, "hard", type=tarfile.LNKTYPE, linkname="../../outside.txt")
+        _add(tar, "dev", type=tarfile.CHRTYPE, devmajor=1, devminor=3)
+    dest = tmp_path / "work" / "dest"
+    dest.parent.mkdir()
+    before = sorted(tmp_path.rglob("*"))
+
+    result = extract_tar(archive, dest)
+
+    assert (dest / "ok" / "a.mp4").read_bytes() == b"video bytes"
+    assert result.extracted == 1
+    assert {name for name, _ in result.rejected} == {
+        "../evil.txt", str(absolute), "link", "ok/up", "hard", "dev"}
+    assert all(reason and "\n" not in reason for _, reason in result.rejected)
+    after = sorted(p for p in tmp_path.rglob("*") if p != dest and dest not in p.parents)
+    assert after == before  # nothing written outside dest
+    assert not absolute.exists() and not (tmp_path / "work" / "evil.txt").exists()
+    written = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if ".extracted" not in p.parts)
+    assert written == ["ok", "ok/a.mp4"]
+
+
+def _good_archive(tmp_path: Path, payload: bytes) -> Path:
+    archive = tmp_path / "good.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        _add(tar, "cls/a.mp4", payload)
+        _add(tar, "cls/b.mp4", b"b")
+    return archive
+
+
+def test_extract_is_idempotent(tmp_path):
+    archive = _good_archive(tmp_path, b"a" * 1000)
+    dest = tmp_path / "dest"
+    assert not is_extracted(archive, dest)
+    first = extract_tar(archive, dest)
+    assert first == ExtractResult(extracted=2, rejected=[])
+    assert is_extracted(archive, dest)
+    assert (dest / ".extracted" / "good.tar.gz.done").is_file()
+    (dest / "cls" / "a.mp4").unlink()
+    assert extract_tar(archive, dest) == first
+    assert not (dest / "cls" / "a.mp4").exists()  # the marker short-circuited extraction
+
+
+def test_truncated_archive_raises_archive_error_and_can_be_redone(tmp_path):
+    payload = os.urandom(200 * KB)  # incompressible, so half the .tar.gz is mid-member
+    archive = _good_archive(tmp_path, payload)
+    whole = archive.read_bytes()
+    archive.write_bytes(whole[: len(whole) // 2])
+    dest = tmp_path / "dest"
+    with pytest.raises(ArchiveError) as info:
+        extract_tar(archive, dest)
+    message = str(info.value)
+    assert message.startswith(f"{archive}: ") and "truncated or corrupt" in message
+    assert "\n" not in message
+    assert not is_extracted(archive, dest)
+    archive.write_bytes(whole)  # downloaded again: extraction redoes it
+    assert extract_tar(archive, dest).extracted == 2
+    assert (dest / "cls" / "a.mp4").read_bytes() == payload
+
+
+def test_garbage_archive_raises_archive_error(tmp_path):
+    archive = tmp_path / "junk.tar.gz"
+    archive.write_bytes(os.urandom(5000))
+    with pytest.raises(ArchiveError, match="junk.tar.gz: archive is truncated or corrupt"):
+        extract_tar(archive, tmp_path / "dest")
+
+
+# --------------------------------------------------------------------------- disk space
+
+
+def test_check_free_space(tmp_path):
+    with pytest.raises(NotEnoughSpace) as info:
+        check_free_space(tmp_path, 10**18, "Kinetics-400")
+    message = str(info.value)
+    assert isinstance(info.value, OSError)
+    assert "\n" not in message
+    assert message.startswith(f"Kinetics-400 needs about 1000000000.0 GB free on {tmp_path}, only ")
+    assert message.endswith(" GB are free; free some space or choose another --root")
+    check_free_space(tmp_path, 1, "one byte")
+    check_free_space(tmp_path / "not" / "yet" / "made", 1, "one byte")
+    assert free_bytes(tmp_path / "not" / "yet") > 0
