@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .cli import DEVICES, Parser, UsageError, nonnegative_int, positive_int, autocast, resolve_device, write_atomic
 from .checkpoint import load_checkpoint, read_checkpoint
-from .data.clips import ClipDataset, MultiViewDataset, collate, limit_items, load_items, report_skipped
+from .data.clips import ClipDataset, MultiViewDataset, collate, limit_items, load_items, report_skipped, worker_init
 
 __all__ = [
     "VIEW_DEFAULTS",
@@ -135,7 +135,7 @@ def evaluate(
         data = MultiViewDataset(data, num_clips, num_crops)  # (views (V, T, 3, S, S), label)
     if isinstance(data, Dataset):
         loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
-                            pin_memory=device.type == "cuda")
+                            pin_memory=device.type == "cuda", worker_init_fn=worker_init if workers else None)
     else:
         loader = data
 

@@ -109,7 +109,7 @@ def _csv_int(row: dict, key: str, where: str) -> int | None:
 
 
 def _read_csv(root: Path, csv_path: Path) -> list[Item]:
-    with open(csv_path, newline="") as f:
+    with open(csv_path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = {"path", "label"} - set(reader.fieldnames or ())
         if missing:
@@ -163,7 +163,7 @@ def load_items(root: str | os.PathLike, split: str, classes: Sequence[str] | Non
     if classes is None:
         names_file = root / "classes.txt"
         if names_file.is_file():
-            classes = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
+            classes = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]
         elif where == split_dir:  # every class folder is a class, even an empty one (indices must not shift)
             classes = [p.name for p in _class_dirs(split_dir)]
         else:

@@ -30,7 +30,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from ..video import VideoDecodeError, _as_indices, _open
+from ..video import VideoDecodeError, VideoInfo, _as_indices, _open
 
 __all__ = ["SUFFIX", "StoreInfo", "write_store", "store_info", "read_store_frames", "encode_frames", "convert_video"]
 
@@ -81,9 +81,10 @@ def _read_header(f, path) -> tuple[StoreInfo, np.ndarray]:
     if len(head) < _HEADER.size or head[:8] != MAGIC:
         raise VideoDecodeError(path, "not a minivb frame store (bad header)")
     _, n, width, height, step, fps = _HEADER.unpack(head)
-    offsets = np.frombuffer(f.read(8 * (n + 1)), "<u8")
-    if n == 0 or len(offsets) != n + 1:
+    table = f.read(8 * (n + 1))
+    if n == 0 or len(table) != 8 * (n + 1):
         raise VideoDecodeError(path, "frame store is truncated (offset table)")
+    offsets = np.frombuffer(table, "<u8")
     return StoreInfo(n, width, height, step, fps), offsets
 
 
@@ -142,14 +143,16 @@ def _shrink(rgb: np.ndarray, short_side: int) -> np.ndarray:
 
 
 def convert_video(source: str | os.PathLike, target: str | os.PathLike, *, short_side: int = 256, step: int = 4,
-                  quality: int = 90, min_frames: int = 1) -> tuple[int, StoreInfo]:
+                  quality: int = 90, min_frames: int = 1) -> tuple[VideoInfo, StoreInfo]:
     """Decode a video once, keep every ``step``-th frame, shrink, JPEG-encode → ``target`` (``.jpgs``).
 
-    Returns ``(decodable source frames, StoreInfo)``. Raises :class:`VideoDecodeError` for a file
+    Returns the source's :class:`~minivb.video.VideoInfo` (frames counted by decoding) and the
+    store's :class:`StoreInfo`. Raises :class:`VideoDecodeError` for a file
     that does not decode, or that has fewer than ``min_frames`` frames (a still image is not a video).
     """
     cap = _open(source)
     fps = float(cap.get(cv2.CAP_PROP_FPS))
+    fps = fps if np.isfinite(fps) and fps > 0 else 0.0
     jpegs, n = [], 0
     try:
         while cap.grab():  # every frame is decoded (that is how frames are counted) …
@@ -157,14 +160,14 @@ def convert_video(source: str | os.PathLike, target: str | os.PathLike, *, short
                 ok, bgr = cap.retrieve()
                 if not ok or bgr is None:
                     raise VideoDecodeError(source, f"frame {n} could not be decoded")
+                source_size = bgr.shape[1], bgr.shape[0]  # (W, H)
                 rgb = _shrink(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), short_side)
                 jpegs += encode_frames([rgb], quality)
-                height, width = rgb.shape[:2]
             n += 1
     finally:
         cap.release()
     if n < max(1, min_frames):
         raise VideoDecodeError(source, f"too short: {n} decodable frame(s), need at least {min_frames}")
-    fps = fps / step if np.isfinite(fps) and fps > 0 else 0.0
-    write_store(target, jpegs, width, height, step, fps)
-    return n, StoreInfo(len(jpegs), width, height, step, fps)
+    height, width = rgb.shape[:2]
+    write_store(target, jpegs, width, height, step, fps / step)
+    return VideoInfo(n, fps, *source_size), StoreInfo(len(jpegs), width, height, step, fps / step)

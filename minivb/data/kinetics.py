@@ -31,7 +31,7 @@ import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
-from multiprocessing import Pool
+import multiprocessing
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -177,19 +177,17 @@ def _convert(job: tuple[str, str, Settings]) -> dict:
     """In a worker process: one source clip → frame store; returns what it found (or why it failed)."""
     import cv2
 
-    from ..video import VideoDecodeError, video_info
+    from ..video import VideoDecodeError
     from .framestore import convert_video
 
     cv2.setNumThreads(1)
     source, target, settings = job
     try:
-        info = video_info(source, exact=False)  # fps and size from the header; frames counted while converting
-        frames, stored = convert_video(source, target, short_side=settings.short_side, step=settings.frame_step,
-                                       quality=settings.quality, min_frames=settings.min_frames)
+        info, stored = convert_video(source, target, short_side=settings.short_side, step=settings.frame_step,
+                                     quality=settings.quality, min_frames=settings.min_frames)
     except VideoDecodeError as e:
         return {"source": source, "reason": e.reason}
-    return {"source": source, "frames": frames, "fps": info.fps, "width": info.width, "height": info.height,
-            "stored": asdict(stored)}
+    return {"source": source, **asdict(info), "stored": asdict(stored)}
 
 
 def _stamp(path: str | None) -> list:
@@ -256,7 +254,8 @@ def _convert_all(root: Path, clips: list[Clip], settings: Settings, workers: int
     bar = tqdm(total=len(results) + len(jobs), initial=len(results), desc=f"prepare {split}", unit="clip",
                disable=None if progress else True)
     try:
-        with Pool(workers) as pool:
+        # spawn, not fork: a forked child can inherit a lock held by one of OpenCV's threads and hang
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
             for entry in pool.imap_unordered(_convert, jobs, chunksize=4):
                 journal.add(entry)
                 results[entry["source"]] = entry

@@ -1,0 +1,248 @@
+"""Kinetics-400 end to end on a fake CVDF mirror (loopback HTTP), the frame-store format, and bad clips.
+
+The mirror serves what the real one does — annotation CSVs, per split a list of part URLs, tarballs
+of ``{youtube_id}_{start:06d}_{end:06d}.mp4`` clips, the replacement tarball — made of tiny H.264
+clips whose every frame is stamped with its index (tests/videos.py), so "which frames" is checkable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from minivb import evaluate, train
+from minivb.data import kinetics
+from minivb.data.clips import ClipDataset, load_items
+from minivb.data.framestore import convert_video, read_store_frames, store_info
+from minivb.video import VideoDecodeError, read_frames
+from videos import read_stamp, stamped_frames, write_h264, write_opencv
+
+LABELS = ["passing American football (in game)", "massaging person's head", "cooking, stirring"]  # quotes, parentheses, a comma
+SMALL = ["--short-side", "48", "--frame-step", "2", "--min-frames", "16", "--workers", "2"]
+TINY_MODEL = ["--encoder", "small", "--no-pretrained", "--size", "32", "--num-frames", "4", "--stride", "4", "--grid", "2",
+              "--dim", "32", "--depth", "1", "--heads", "2", "--batch-size", "4", "--workers", "0"]
+
+
+def _clip(path: Path, n: int = 40, height: int = 64, width: int = 96) -> bytes:
+    return write_h264(path, stamped_frames(n, height, width)).read_bytes()
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _annotations(rows: list[tuple[str, str]], split: str) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["label", "youtube_id", "time_start", "time_end", "split", "is_cc"])
+    for label, yid in rows:
+        w.writerow([label, yid, 10, 20, split, 0])
+    return buf.getvalue()
+
+
+@pytest.fixture
+def mirror(server, tmp_path):
+    """A CVDF-shaped mirror: train in 2 parts (one clip corrupt there, fixed in the replacement tarball;
+    one listed clip in no part), val in 1 part holding a hostile member. → (base URL, facts)."""
+    good = _clip(tmp_path / "clip.mp4")
+    base = server.root / "400"
+    for d in ("annotations", "train", "val"):
+        (base / d).mkdir(parents=True)
+    train_rows = [(label, f"tr{c}{k}") for c, label in enumerate(LABELS) for k in range(4)]
+    val_rows = [(label, f"va{c}{k}") for c, label in enumerate(LABELS) for k in range(2)]
+    name = lambda yid: f"{yid}_000010_000020.mp4"  # noqa: E731
+    corrupt, missing = train_rows[1][1], train_rows[2][1]
+    clips = {name(y): (good[: len(good) // 3] if y == corrupt else good) for _, y in train_rows if y != missing}
+    names = sorted(clips)
+    parts = {"part_0.tar.gz": {n: clips[n] for n in names[:5]}, "part_1.tar.gz": {f"sub/{n}": clips[n] for n in names[5:]}}
+    for part, members in parts.items():
+        (base / "train" / part).write_bytes(_tar(members))
+    (base / "val" / "part_0.tar.gz").write_bytes(_tar({**{name(y): good for _, y in val_rows}, "../../escape.txt": b"x"}))
+    (base / "replacement_for_corrupted_k400.tgz").write_bytes(_tar({f"replacement/{name(corrupt)}": good}))
+    for split, rows in (("train", train_rows), ("val", val_rows)):
+        (base / "annotations" / f"{split}.csv").write_text(_annotations(rows, split), encoding="utf-8")
+        urls = [server.url(f"400/{split}/{p}") for p in sorted(os.listdir(base / split)) if p.endswith(".tar.gz")]
+        (base / split / f"k400_{split}_path.txt").write_text("\n".join(urls) + "\n")
+    return server.url("400"), {"missing": name(missing), "corrupt": name(corrupt), "train": len(train_rows), "val": len(val_rows)}
+
+
+def test_download_prepare_train_evaluate_end_to_end(mirror, server, tmp_path, capsys):
+    base_url, facts = mirror
+    root = tmp_path / "k400"
+    # ---- download: a failing part is reported (exit 1), the others finish; a rerun fetches only what is missing
+    server.state["status"]["/400/train/part_1.tar.gz"] = [500, None]
+    assert kinetics.main(["download", "--root", str(root), "--base-url", base_url, "--retries", "0"]) == 1
+    assert "part_1.tar.gz" in capsys.readouterr().err
+    server.state["status"].clear()
+    assert kinetics.main(["download", "--root", str(root), "--base-url", base_url]) == 0
+    gets = [p for m, p, _ in server.state["requests"] if m == "GET" and p.endswith(".tar.gz")]
+    assert gets.count("/400/train/part_0.tar.gz") == 1 and gets.count("/400/val/part_0.tar.gz") == 1  # never fetched twice
+    assert not (tmp_path / "escape.txt").exists() and not list(tmp_path.rglob("escape.txt"))  # hostile member refused
+    assert not list((root / "tars").rglob("*.tar.gz"))  # parts are deleted once unpacked
+
+    # ---- prepare: CVDF layout, the replacement wins over the corrupt clip, the missing clip is reported
+    assert kinetics.main(["prepare", "--root", str(root), *SMALL]) == 0
+    classes = (root / "classes.txt").read_text(encoding="utf-8").splitlines()
+    assert classes == sorted(LABELS)
+    bad = list(csv.DictReader(open(root / "bad_videos.csv", encoding="utf-8")))
+    assert [(b["split"], b["path"]) for b in bad] == [("train", facts["missing"])] and "missing" in bad[0]["reason"]
+    items, _ = load_items(root, "train")
+    assert len(items) == facts["train"] - 1 and all(it.step == 2 and it.frames == 20 for it in items)
+    assert {it.label for it in items} == set(LABELS)
+    originals, _ = load_items(root / "originals", "train")
+    assert any("replacement" in it.path for it in originals) and all(it.frames == 40 for it in originals)
+    mtimes = {p: p.stat().st_mtime_ns for p in (root / "frames").rglob("*.jpgs")}
+    assert kinetics.main(["prepare", "--root", str(root), *SMALL]) == 0  # idempotent: nothing converted again
+    assert {p: p.stat().st_mtime_ns for p in (root / "frames").rglob("*.jpgs")} == mtimes
+    capsys.readouterr()
+    assert kinetics.main(["check", "--root", str(root)]) == 0
+    table = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[2:5]}
+    assert table["train"][:4] == [str(facts["train"]), str(facts["train"] - 1), str(facts["train"] - 1), "1"]
+    assert table["val"][:4] == [str(facts["val"])] * 3 + ["0"]
+
+    # ---- a frame store broken after prepare: training replaces the clip and counts it
+    victim = Path(items[0].path)
+    victim.write_bytes(victim.read_bytes()[:100])
+    run = tmp_path / "run"
+    summary = train.train(train.parse_args(["--subset", "k400", "--data-root", str(root), "--epochs", "1", "--out", str(run), *TINY_MODEL]))
+    assert summary["train_clips"] == facts["train"] - 1 and summary["skipped_train_clips"] == 1
+    assert summary["val_clips"] == facts["val"] and 0 <= summary["val_top1"] <= 1
+    ckpt = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt["classes"] == sorted(LABELS)  # class indices = sorted labels, stored in the checkpoint
+    assert evaluate.main(["--checkpoint", str(run / "best.pt"), "--out", str(tmp_path / "eval"), "--clips", "2"]) == 0
+    result = json.loads((tmp_path / "eval" / "summary.json").read_text())
+    assert result["num_videos"] == facts["val"] if "num_videos" in result else result["val_clips"] == facts["val"]
+
+
+def test_train_without_data_names_the_two_commands(tmp_path, capsys):
+    assert train.main(["--subset", "k400", "--data-root", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "minivb.data.kinetics download" in err and "minivb.data.kinetics prepare" in err
+
+
+# --------------------------------------------------------------------------- the frame store
+
+
+@pytest.mark.parametrize("step", [1, 3])
+def test_frame_store_keeps_every_step_th_frame_frame_exactly(tmp_path, step):
+    src = write_h264(tmp_path / "s.mp4", stamped_frames(50, 64, 96))  # B-frames: decode order ≠ presentation order
+    source, info = convert_video(src, tmp_path / "s.jpgs", short_side=256, step=step, quality=90)
+    assert (source.frames, source.width, source.height, source.fps) == (50, 96, 64, 25) and info.frames == len(range(0, 50, step)) and (info.width, info.height, info.step) == (96, 64, step)
+    assert info == store_info(tmp_path / "s.jpgs") and info.fps == pytest.approx(25 / step)
+    idx = [info.frames - 1, 0, 5, 5, 2]  # any order, repeats
+    got = read_store_frames(tmp_path / "s.jpgs", idx)
+    assert [read_stamp(f) for f in got] == [i * step for i in idx]  # stored frame i = source frame i·step
+    ref = read_frames(src, [i * step for i in idx])
+    assert np.abs(got.astype(int) - ref.astype(int)).mean() < 2.0  # JPEG q90 on top of the codec: close
+
+
+def test_frame_store_shrinks_the_shorter_side_and_reports_damage(tmp_path):
+    src = write_opencv(tmp_path / "tall.mp4", stamped_frames(20, 160, 96))  # portrait: width is the short side
+    _, info = convert_video(src, tmp_path / "tall.jpgs", short_side=48, step=1)
+    assert (info.width, info.height) == (48, 80) and read_store_frames(tmp_path / "tall.jpgs", [3]).shape == (1, 80, 48, 3)
+    data = (tmp_path / "tall.jpgs").read_bytes()
+    (tmp_path / "cut.jpgs").write_bytes(data[: len(data) // 2])
+    with pytest.raises(VideoDecodeError, match="truncated"):
+        read_store_frames(tmp_path / "cut.jpgs", [19])
+    (tmp_path / "junk.jpgs").write_bytes(b"hello")
+    with pytest.raises(VideoDecodeError, match="bad header"):
+        store_info(tmp_path / "junk.jpgs")
+    with pytest.raises(VideoDecodeError, match="store has 20 frames"):
+        read_store_frames(tmp_path / "tall.jpgs", [20])
+
+
+@pytest.mark.parametrize("step", [1, 2])
+def test_prepared_clips_match_the_originals(tmp_path, step):
+    root = tmp_path / "k"
+    for label in ("a", "b"):
+        (root / "train" / label).mkdir(parents=True)
+        write_h264(root / "train" / label / f"{label}.mp4", stamped_frames(48, 64, 96))
+    kinetics.prepare(root, ("train",), short_side=64, frame_step=step, min_frames=16, workers=1, progress=False)
+    prepared, classes = load_items(root, "train")
+    originals, _ = load_items(root / "originals", "train")
+    common = dict(num_frames=6, stride=4, size=48, seed=3)
+    for train_mode in (False, True):  # evaluation: centre clip; training: random window, crop, flip from the same seed
+        a = ClipDataset(prepared, classes, train=train_mode, **common)
+        b = ClipDataset(originals, classes, train=train_mode, **common)
+        for i in range(2):
+            mode = "random" if train_mode else "center"
+            stamps = [read_stamp(f) for f in a._clip(i, mode, seed=7)]
+            source = [read_stamp(f) for f in b._clip(i, mode, seed=7)]
+            assert all(t % step == 0 for t in stamps) and np.diff(stamps).tolist() == [4] * 5  # stored frames only, stride kept
+            if step == 1:  # every frame kept: the same frames, the same crops, JPEG differences only
+                assert stamps == source
+                (va, la), (vb, lb) = a[i], b[i]
+                assert la == lb and va.dtype == vb.dtype == torch.uint8 and va.shape == vb.shape == (6, 3, 48, 48)
+                assert (va.float() - vb.float()).abs().mean() < 3.0
+            elif not train_mode:  # every other frame kept: the centre clip starts at most one source frame earlier
+                assert 0 <= source[0] - stamps[0] < step
+    if step > 1:
+        with pytest.raises(ValueError, match="multiple of 2"):
+            ClipDataset(prepared, classes, num_frames=4, stride=3, train=False, size=48)
+
+
+# --------------------------------------------------------------------------- bad clips
+
+
+def _bad_corpus(split_dir: Path) -> dict[str, str | None]:
+    """Write every kind of awkward file into class folders → {file name: expected reason, or None if it must load}."""
+    a, b = split_dir / "alpha", split_dir / "beta"
+    a.mkdir(parents=True)
+    b.mkdir(parents=True)
+    for k in range(2):
+        write_h264(a / f"good{k}.mp4", stamped_frames(24, 64, 96))
+        write_h264(b / f"good{k}.mp4", stamped_frames(24, 64, 96))
+    (a / "empty.mp4").write_bytes(b"")
+    whole = write_h264(a / "whole.mp4", stamped_frames(24, 64, 96)).read_bytes()  # moov at the end (no faststart)
+    (a / "nomoov.mp4").write_bytes(whole[: len(whole) // 2])
+    (a / "whole.mp4").unlink()
+    (a / "text.mp4").write_text("this is not a video\n")
+    cv2.imwrite(str(a / "image.png"), np.full((64, 96, 3), 128, np.uint8))
+    (a / "image.png").rename(a / "image.mp4")  # a still image named .mp4
+    write_h264(a / "short.mp4", stamped_frames(10, 64, 96))
+    (a / "folder.mp4").mkdir()
+    gray = cv2.VideoWriter(str(b / "gray.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 25, (96, 64), isColor=False)
+    for f in stamped_frames(24, 64, 96):
+        gray.write(f[..., 0])
+    gray.release()
+    write_opencv(b / "huge.mp4", np.repeat(np.repeat(stamped_frames(20, 68, 120), 32, axis=1), 32, axis=2))  # 3840×2176
+    write_opencv(b / "portrait.mp4", stamped_frames(20, 120, 64))
+    write_h264(b / "naïve_клип_動画.mp4", stamped_frames(20, 64, 96))
+    return {"empty.mp4": "empty", "nomoov.mp4": "not a readable video", "text.mp4": "not a readable video",
+            "image.mp4": "too short", "short.mp4": "too short", "folder.mp4": "not a regular file",
+            "gray.mp4": None, "huge.mp4": None, "portrait.mp4": None, "naïve_клип_動画.mp4": None}
+
+
+def test_bad_clips_are_reported_with_their_reason_and_the_rest_train(tmp_path):
+    root = tmp_path / "k"
+    expect = _bad_corpus(root / "train")
+    _bad_corpus(root / "val")
+    summary = kinetics.prepare(root, short_side=48, frame_step=2, min_frames=16, workers=2, progress=False)
+    bad = {Path(r["path"]).name: r for r in csv.DictReader(open(root / "bad_videos.csv", encoding="utf-8")) if r["split"] == "train"}
+    for name, reason in expect.items():
+        if reason is None:
+            assert name not in bad
+        else:
+            assert reason in bad[name]["reason"], (name, bad.get(name))
+    assert summary["train"] == {"clips": 8, "bad": 6}
+    items = {Path(it.path).stem: it for it in load_items(root, "train")[0]}
+    info = {name: store_info(it.path) for name, it in items.items()}
+    assert (info["huge"].width, info["huge"].height) == (85, 48) and (info["portrait"].width, info["portrait"].height) == (48, 90)
+    assert info["gray"].frames == 12 and "naïve_клип_動画" in items
+    run = train.train(train.parse_args(["--subset", "k400", "--data-root", str(root), "--epochs", "1", "--out", str(tmp_path / "run"), *TINY_MODEL]))
+    assert run["train_clips"] == 8 and run["val_clips"] == 8 and run["skipped_train_clips"] == 0
