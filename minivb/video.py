@@ -66,7 +66,7 @@ def _in_dataloader_worker() -> bool:
 
 
 def _decoder_threads() -> int:
-    """FFmpeg decoder threads: 1 inside a DataLoader worker, else FFmpeg's own choice (0).
+    """FFmpeg decoder threads: 1 inside a DataLoader worker or after ``cv2.setNumThreads(1)``, else FFmpeg's choice (0).
 
     N workers × (all cores each) would oversubscribe the machine; the workers are the
     parallelism. OpenCV's own pool (colour conversion) is limited the same way.
@@ -75,7 +75,7 @@ def _decoder_threads() -> int:
         if cv2.getNumThreads() != 1:
             cv2.setNumThreads(1)
         return 1
-    return 0
+    return 1 if cv2.getNumThreads() == 1 else 0
 
 
 def _open(path: str | os.PathLike) -> cv2.VideoCapture:
