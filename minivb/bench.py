@@ -49,12 +49,14 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from .cli import DEVICES, Parser, UsageError, positive_int, nonnegative_int, resolve_device  # noqa: E402
+from .cli import DEVICES, Parser, UsageError, nonnegative_int, positive_int, resolve_device  # noqa: E402
+from .data.framestore import convert_video, read_store_frames  # noqa: E402
 
 __all__ = ["main", "build_parser", "run_decode", "run_loader", "pyav_sequential", "pyav_seek", "write_test_video"]
 
 READERS = {"minivb": "minivb", "pyav_seq": "PyAV sequential", "pyav_seek": "PyAV seek", "store": "frame store"}
 MAX_DIFF = 2  # largest pixel difference that still counts as "the same frame" (colour conversion)
+STORE_MAX_MEAN_DIFF = 8.0  # JPEG at quality 90 stays far below this; another frame's pixels do not
 
 
 # --------------------------------------------------------------------------- numbers and output
@@ -74,8 +76,13 @@ def ratios(num: list[float], den: list[float]) -> dict:
     return summarize(values) | {"repeats": values}
 
 
-def fmt(value: float | None, digits: int = 1) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+def fmt(value: float | None, digits: int | None = None) -> str:
+    """A number for a table: ``digits`` decimals, or by default 2 below 10, 1 below 1000, else 0."""
+    if value is None:
+        return "—"
+    if digits is None:
+        digits = 2 if abs(value) < 10 else 1 if abs(value) < 1000 else 0
+    return f"{value:.{digits}f}"
 
 
 def fmt_range(stats: dict, digits: int = 2) -> str:
@@ -86,10 +93,10 @@ def fmt_range(stats: dict, digits: int = 2) -> str:
 
 
 def markdown_table(headers: list[str], rows: list[list[str]], left: int = 1) -> str:
-    """A Markdown table; the first ``left`` columns are left-aligned, the others right-aligned."""
+    """A Markdown table (``|`` in cells escaped); the first ``left`` columns are left-aligned, the others right-aligned."""
     align = ["---" if i < left else "---:" for i in range(len(headers))]
     lines = [headers, align, *rows]
-    return "\n".join("| " + " | ".join(str(c) for c in line) + " |" for line in lines)
+    return "\n".join("| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |" for line in lines)
 
 
 def _finite(obj):
@@ -136,12 +143,13 @@ def machine_facts(argv: list[str], device: torch.device | None = None) -> dict:
 
     name = torch.cuda.get_device_name(device) if device is not None and device.type == "cuda" else f"cpu ({_cpu_model()})"
     return {
-        "command": "python -m minivb.bench " + shlex.join(argv),
+        "command": f"python -m minivb.bench {shlex.join(argv)}".strip(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "cpu_count": os.cpu_count(), "usable_cpus": _usable_cpus(), "cpu": _cpu_model(),
         "platform": platform.platform(), "python": platform.python_version(),
         "torch": torch.__version__, "torchvision": torchvision.__version__, "opencv": cv2.__version__,
         "av": _version("av"), "numpy": np.__version__, "device": name,
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -150,7 +158,8 @@ def header(title: str, facts: dict) -> str:
         f"## minivb.bench {title}", "",
         f"- command: `{facts['command']}`",
         f"- date: {facts['date']}",
-        f"- machine: {facts['cpu_count']} CPUs ({facts['usable_cpus']} usable), {facts['cpu']}; {facts['platform']}",
+        f"- machine: {facts['cpu_count']} CPUs ({facts['usable_cpus']} usable), {facts['cpu']}; {facts['platform']}; "
+        f"load average at the start {fmt(facts['load_average'], 2)} (other work on the machine skews every number)",
         f"- device: {facts['device']}",
         f"- versions: Python {facts['python']}, torch {facts['torch']}, torchvision {facts['torchvision']}, "
         f"OpenCV {facts['opencv']}, PyAV {facts['av'] or 'not installed'}, NumPy {facts['numpy']}",
@@ -263,21 +272,19 @@ def _one_core() -> list[str]:
     """Restrict this process to one core; → notes saying how."""
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    notes = ["one core: cv2.setNumThreads(1), torch.set_num_threads(1), PyAV thread_type NONE / thread_count 1"]
+    notes = ["one core: cv2.setNumThreads(1) (minivb's FFmpeg decoder then runs on one thread), torch.set_num_threads(1), "
+             "PyAV stream thread_type NONE / thread_count 1"]
     if hasattr(os, "sched_setaffinity"):
         cpu = min(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpu})
-        notes.append(f"process pinned to CPU {cpu} (sched_setaffinity), so OpenCV's FFmpeg decodes on one thread too")
+        notes.append(f"process pinned to CPU {cpu} (sched_setaffinity)")
     else:
-        notes.append("could not pin the process to one CPU: OpenCV's FFmpeg may use several decoder threads")
+        notes.append("the process could not be pinned to one CPU (no sched_setaffinity here)")
     return notes
 
 
-def _make_store(video: Path, folder: Path) -> Path:
-    """The file as a frame store: every frame, shorter side shrunk to 256, JPEG quality 90."""
-    from .data.framestore import convert_video
-
-    target = folder / f"{video.stem}.jpgs"
+def _make_store(video: Path, target: Path) -> Path:
+    """The file as a frame store (``encode_frames`` + ``write_store``): every frame, shorter side 256, JPEG quality 90."""
     convert_video(video, target, short_side=256, step=1, quality=90)
     return target
 
@@ -300,7 +307,8 @@ def _check(name: str, fn, path, calls: list, reference: list[np.ndarray]) -> dic
         h, w = out[0].shape[1:3]
         scaled = [np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in r]) for r in reference]
         diff = float(np.mean([np.abs(a.astype(np.int16) - b).mean() for a, b in zip(out, scaled)]))
-        return {"ok": True, "mean_abs_diff": diff}
+        ok = diff <= STORE_MAX_MEAN_DIFF
+        return {"ok": ok, "mean_abs_diff": diff, **({} if ok else {"reason": f"mean |diff| {diff:.1f} > {STORE_MAX_MEAN_DIFF}"})}
     if any(a.shape != b.shape for a, b in zip(out, reference)):
         return {"ok": False, "reason": "frames of another shape"}
     diff = max(int(np.abs(a.astype(np.int16) - b).max()) for a, b in zip(out, reference))
@@ -337,14 +345,13 @@ def _bench_style(readers: dict, calls: list, clips: int, repeats: int) -> dict:
     return result
 
 
-def _bench_file(video: Path, opts, have_av: bool, folder: Path) -> dict:
+def _bench_file(video: Path, opts, have_av: bool, store: Path) -> dict:
+    """Every reader and style on one file (``store``: where its frame store goes)."""
     info = video_info(video)
-    store = _make_store(video, folder)
+    _make_store(video, store)
     readers = {"minivb": (read_frames, video)}
     if have_av:
         readers |= {"pyav_seq": (pyav_sequential, video), "pyav_seek": (pyav_seek, video)}
-    from .data.framestore import read_store_frames
-
     readers["store"] = (read_store_frames, store)
     calls = _clip_calls(info.frames, opts)
     styles = {style: _bench_style(readers, c, opts.clips, opts.repeats) for style, c in calls.items()}
@@ -382,7 +389,7 @@ def run_decode(opts, argv: list[str]) -> dict:
         notes.append("PyAV is not installed (pip install av): minivb and the frame store only")
     with tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
         videos = _decode_videos(opts, Path(tmp), notes)
-        files = [_bench_file(v, opts, have_av, Path(tmp)) for v in videos]
+        files = [_bench_file(v, opts, have_av, Path(tmp) / f"store_{i}.jpgs") for i, v in enumerate(videos)]
     notes.append(f"styles: train = {opts.clips} clips of {opts.num_frames} frames, stride {opts.stride}, random starts "
                  f"(seed {opts.seed}), one call each; eval = {opts.clips} evenly spaced clips in one call")
     settings = {k: getattr(opts, k) for k in ("repeats", "num_frames", "stride", "clips", "seed")}
@@ -397,8 +404,8 @@ def _check_cell(check: dict | None) -> str:
     if not check["ok"]:
         return f"not frame-exact ({check['reason']})"
     if "mean_abs_diff" in check:
-        return f"mean \\|diff\\| {check['mean_abs_diff']:.2f} (JPEG)"
-    return "identical" if check["equal"] else f"max \\|diff\\| {check['max_abs_diff']}"
+        return f"mean |diff| {check['mean_abs_diff']:.2f} (JPEG)"
+    return "identical" if check["equal"] else f"max |diff| {check['max_abs_diff']}"
 
 
 def decode_tables(files: list[dict]) -> str:
@@ -432,6 +439,9 @@ def _loader_settings(opts) -> dict:
     s = dict(PRESETS[opts.preset], pretrained=False, compile=opts.compile, seed=opts.seed)
     s.update({k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None})
     s["workers"] = opts.workers if opts.workers is not None else min(s["workers"], _usable_cpus())
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    s["threads"] = torch.get_num_threads()
     return s
 
 
@@ -572,7 +582,31 @@ def _toy_root(opts, folder: Path) -> Path:
     return toy.generate(folder / "toy")
 
 
-def _kinetics_root(opts, folder: Path, notes: list[str]) -> Path:
+def _clips_per_class(opts, s: dict) -> int:
+    """``--per-class``, or enough clips for two batches per worker in each epoch (at least 6).
+
+    On a tiny set every epoch ends with workers idle while the last batches are made; those tails would
+    dominate the loader's numbers.
+    """
+    if opts.per_class:
+        return opts.per_class
+    return max(6, math.ceil(2 * s["batch_size"] * max(1, s["workers"]) / opts.classes))
+
+
+def _fill_class_folders(root: Path, sources: list[Path], classes: int, per_class: int) -> None:
+    """``root/train/class_<c>/clip_<k>.mp4``: the sources in turn (hard links where possible, else copies)."""
+    for c in range(classes):
+        for k in range(per_class):
+            target = root / "train" / f"class_{c}" / f"clip_{k}.mp4"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = sources[(c * per_class + k) % len(sources)]
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+
+
+def _kinetics_root(opts, s: dict, folder: Path, notes: list[str]) -> Path:
     """``--data-root``, or a small Kinetics-shaped folder of H.264 clips, prepared by minivb.data.kinetics."""
     if opts.data_root:
         return Path(opts.data_root)
@@ -586,20 +620,17 @@ def _kinetics_root(opts, folder: Path, notes: list[str]) -> Path:
         for c in range(opts.classes):
             sources.append(folder / f"source_{c}.mp4")
             write_test_video(sources[-1], 340, 256, frames=300, fps=30, seed=c)
-    for c in range(opts.classes):
-        for k in range(opts.per_class):
-            target = root / "train" / f"class_{c}" / f"clip_{k}.mp4"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sources[(c * opts.per_class + k) % len(sources)], target)
+    per_class = _clips_per_class(opts, s)
+    _fill_class_folders(root, sources, opts.classes, per_class)
     t0 = time.perf_counter()
     prepare(root, splits=("train",), workers=max(1, _usable_cpus()), progress=False)
     what = ", ".join(p.name for p in sources) if opts.videos else "generated H.264 clips (340×256, 300 frames, 30 fps)"
-    notes.append(f"data: {opts.classes} classes × {opts.per_class} clips of {what} in a temp folder, prepared by "
+    notes.append(f"data: {opts.classes} classes × {per_class} clips of {what} in a temp folder, prepared by "
                  f"minivb.data.kinetics.prepare in {time.perf_counter() - t0:.1f} s")
     return root
 
 
-def _sources(opts, folder: Path, notes: list[str]) -> list[tuple[str, list, list[str]]]:
+def _sources(opts, s: dict, folder: Path, notes: list[str]) -> list[tuple[str, list, list[str]]]:
     """``[(source name, items, classes)]`` to measure."""
     if opts.data_root and not Path(opts.data_root).is_dir():
         raise UsageError(f"--data-root {opts.data_root}: no such folder")
@@ -610,22 +641,29 @@ def _sources(opts, folder: Path, notes: list[str]) -> list[tuple[str, list, list
         root = _toy_root(opts, folder)
         notes.append(f"data: the toy set in {root if opts.data_root else 'a temp folder'} (train split)")
         return [("toy", *_load(root, "toy set"))]
-    root = _kinetics_root(opts, folder, notes)
+    root = _kinetics_root(opts, s, folder, notes)
     bases = {"prepared": (root, "prepared frame stores"), "originals": (root / "originals", "original videos")}
     return [(name, *_load(*bases[name])) for name in opts.sources]
 
 
-def _loader_notes(s: dict, opts, device: torch.device, params: int) -> list[str]:
+def _loader_notes(s: dict, opts, device: torch.device, params: int | None, rows: list[dict]) -> list[str]:
     used = ", ".join(f"{k}={s[k]}" for k in ("encoder", "size", "num_frames", "stride", "grid", "dim", "depth", "heads"))
-    notes = [f"model: {used}, pretrained=False, {params / 1e6:.2f}M parameters"
+    built = f"{params / 1e6:.2f}M parameters" if params else "not built (--measure without model or training)"
+    notes = [f"model: {used}, pretrained=False, {built}"
              + (", torch.compile" if s["compile"] else "") + (", bf16 autocast, channels-last" if device.type == "cuda" else ""),
              f"loader: batch size {s['batch_size']}, "
              + (f"{s['workers']} workers (persistent, prefetch_factor 4)" if s["workers"] else "no workers (main process)")
-             + f", preload={s['preload']}; {opts.warmup} warm-up + {opts.steps} timed steps × {opts.repeats} repeats"]
+             + f", preload={s['preload']}; {opts.warmup} warm-up + {opts.steps} timed steps × {opts.repeats} repeats; "
+             f"torch threads in the main process: {s['threads']}"]
     if "training" in opts.measure and s["workers"] and opts.steps <= 4 * s["workers"]:
         notes.append(f"caution: the loader's queue holds up to {4 * s['workers']} batches, which can hide a loader slower "
                      f"than the model over {opts.steps} steps; use --steps > {4 * s['workers']} for steady state")
-    if device.type == "cpu" and s["workers"]:
+    for r in rows:
+        batches = math.ceil(r["files"] / s["batch_size"])
+        if batches < 2 * max(1, s["workers"]):
+            notes.append(f"caution: an epoch of {r['source']} is only {batches} batch(es), so epoch tails (idle workers) "
+                         f"weigh on the numbers; use more data (--per-class) for steady state")
+    if device.type == "cpu" and s["workers"] and "training" in opts.measure:
         notes.append("on the CPU the loader's workers and the model share the same cores")
     return notes
 
@@ -634,20 +672,23 @@ def run_loader(opts, argv: list[str]) -> dict:
     """The ``loader`` subcommand → its results (also printed)."""
     device = resolve_device(opts.device)
     facts, s, notes = machine_facts(argv, device), _loader_settings(opts), []
-    rows = []
+    rows, params, step = [], None, None
     with tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
-        for name, items, classes in _sources(opts, Path(tmp), notes):
-            params, step = _build_step(s, len(classes), device)
+        for name, items, classes in _sources(opts, s, Path(tmp), notes):
+            if {"model", "training"} & set(opts.measure):
+                params, step = _build_step(s, len(classes), device)
             dataset = _dataset(items, classes, s, toy=opts.preset == "toy")
             rates = _measure_source(dataset, s, device, opts, step)
             rows.append({"source": name, "files": len(items), "classes": len(classes),
                          "clips_per_s": {m: summarize(v) | {"repeats": v} for m, v in rates.items()},
                          "ratios": {f"{m}/model": ratios(rates[m], rates["model"]) for m in ("training", "loader")
                                     if m in rates and "model" in rates}})
-    notes = _loader_notes(s, opts, device, params) + notes
+    notes = _loader_notes(s, opts, device, params, rows) + notes
+    versus = source_ratios(rows)
     settings = s | {k: getattr(opts, k) for k in ("preset", "steps", "warmup", "repeats", "measure")} | {"device": str(device)}
     print(header("loader", facts), *[f"- {n}" for n in notes], "", loader_table(rows), sep="\n")
-    return {"benchmark": "loader", "machine": facts, "settings": settings, "notes": notes, "results": rows}
+    return {"benchmark": "loader", "machine": facts, "settings": settings, "notes": notes, "results": rows,
+            **({"prepared/originals": versus} if versus else {})}
 
 
 def loader_table(rows: list[dict]) -> str:
@@ -658,8 +699,22 @@ def loader_table(rows: list[dict]) -> str:
                      fmt_range(q.get("training/model", {})), fmt_range(q.get("loader/model", {}))])
     table = markdown_table(["source", "files", "loader alone clips/s", "model alone clips/s", "training clips/s",
                             "training / model", "loader / model"], body)
-    return (f"{table}\n\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
-            "training / model near 1: the loader keeps up; loader / model ≥ 1: it can.")
+    table += ("\n\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
+              "training / model near 1: the loader keeps up; loader / model ≥ 1: it can.")
+    versus = source_ratios(rows)
+    if versus:
+        cells = [[m, fmt_range(q)] for m, q in versus.items()]
+        table += "\n\n" + markdown_table(["clips/s of prepared / originals", "median (min–max)"], cells)
+    return table
+
+
+def source_ratios(rows: list[dict]) -> dict:
+    """prepared / originals for each measurement, repeat by repeat (when both sources were measured)."""
+    by = {r["source"]: r["clips_per_s"] for r in rows}
+    if not {"prepared", "originals"} <= by.keys():
+        return {}
+    return {m: ratios(by["prepared"][m]["repeats"], by["originals"][m]["repeats"]) for m in ("loader", "training")
+            if m in by["prepared"]}
 
 
 # --------------------------------------------------------------------------- command line
@@ -693,9 +748,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed batches first (default: 2)")
     g.add_argument("--repeats", type=positive_int, default=3, help="timed repeats (default: 3)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--threads", type=positive_int, help="torch threads in the main process (default: torch's choice)")
     g.add_argument("--videos", nargs="+", metavar="FILE", help="k400 without --data-root: clips to fill the class folders with")
     g.add_argument("--classes", type=positive_int, default=4, help="k400 without --data-root: classes (default: 4)")
-    g.add_argument("--per-class", type=positive_int, default=6, help="k400 without --data-root: clips per class (default: 6)")
+    g.add_argument("--per-class", type=positive_int, help="k400 without --data-root: clips per class "
+                   "(default: 2 batches per worker in an epoch, at least 6)")
     m = g.add_argument_group("overrides of the preset")
     m.add_argument("--encoder", choices=("small", "resnet18", "resnet50"))
     for flag in ("--size", "--num-frames", "--stride", "--grid", "--dim", "--depth", "--heads", "--batch-size"):

@@ -195,9 +195,9 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path, capsys):
     error(["--checkpoint", str(run), "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
           f"data root {tmp_path / 'nowhere'} does not exist")
     error(["--checkpoint", str(run), "--split", "test", "--out", str(tmp_path / "o")], "no test split")
-    error(["--checkpoint", str(run), "--clips", "0"], "--clips: must be >= 1")
+    error(["--checkpoint", str(run), "--clips", "0"], "--clips: must be > 0")
     error(["--checkpoint", str(run), "--crops", "2"], "--crops: invalid choice")
-    error(["--checkpoint", str(run), "--batch-size", "-1"], "--batch-size: must be >= 1")
+    error(["--checkpoint", str(run), "--batch-size", "-1"], "--batch-size: must be > 0")
     error(["--checkpoint", str(run), "--workers", "x"], "--workers: expected an integer")
     error([], "the following arguments are required: --checkpoint")
     assert not (tmp_path / "o").exists()

@@ -36,7 +36,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..cli import Parser, UsageError, nonnegative_int, positive_int, write_atomic
+from ..video import VideoDecodeError
 from .clips import VIDEO_EXTENSIONS
+from .framestore import SUFFIX, convert_video
 from .download import ArchiveError, DownloadError, NotEnoughSpace, check_free_space, extract_tar, fetch, is_extracted, read_url_list
 
 __all__ = ["BASE_URL", "EXPECTED", "clip_name", "read_annotations", "find_clips", "download", "prepare", "check", "main"]
@@ -177,9 +179,6 @@ def _convert(job: tuple[str, str, Settings]) -> dict:
     """In a worker process: one source clip → frame store; returns what it found (or why it failed)."""
     import cv2
 
-    from ..video import VideoDecodeError
-    from .framestore import convert_video
-
     cv2.setNumThreads(1)
     source, target, settings = job
     try:
@@ -229,8 +228,6 @@ class _Journal:
 
 
 def _target(root: Path, clip: Clip) -> Path:
-    from .framestore import SUFFIX
-
     return root / "frames" / clip.split / clip.label / f"{clip.name}{SUFFIX}"
 
 

@@ -1,0 +1,217 @@
+"""python -m minivb.bench: the readers deliver the frames asked for, the numbers are there and positive,
+the JSON is strict, bad options are one line with exit status 2. No speed thresholds (machines are noisy).
+
+Everything runs on tiny inputs: a 64×64 H.264 clip of 80 stamped frames, a toy set of 16 videos,
+a Kinetics-shaped folder of 2 × 2 copies of that clip.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minivb.bench import (NotFrameExact, _bench_style, decode_tables, main, pyav_seek, pyav_sequential, write_json,
+                          write_test_video)
+from minivb.data.framestore import convert_video, read_store_frames
+from minivb.data.toy import ToyConfig, generate
+from minivb.video import read_frames, video_info
+from videos import read_stamp, stamped_frames, write_h264
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+TINY_MODEL = ["--encoder", "small", "--size", "32", "--grid", "2", "--num-frames", "4", "--dim", "32", "--depth", "1",
+              "--heads", "2", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--repeats", "1"]
+
+
+def _strict_json(path):
+    def reject(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(path.read_text(), parse_constant=reject)
+
+
+def _bench(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "minivb.bench", *args], capture_output=True, text=True, env=ENV,
+                          timeout=120, **kw)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    """H.264 with B-frames and a keyframe every 24 frames; frame i shows i in its top band."""
+    return write_h264(tmp_path_factory.mktemp("bench") / "stamped.mp4", stamped_frames(80), fps=25)
+
+
+# --------------------------------------------------------------------------- readers
+
+
+@pytest.mark.parametrize("reader", [pyav_sequential, pyav_seek])
+def test_pyav_readers_are_frame_exact(clip, reader):
+    pytest.importorskip("av")
+    idx = [50, 5, 30, 31, 77, 24, 50]  # unsorted, repeated, across keyframes (0, 24, 48, 72)
+    frames = reader(clip, idx)
+    assert frames.shape == (len(idx), 64, 64, 3) and frames.dtype == np.uint8
+    assert [read_stamp(f) for f in frames] == idx
+    assert np.abs(frames.astype(int) - read_frames(clip, idx)).max() <= 2
+
+
+@pytest.mark.parametrize("reader", [pyav_sequential, pyav_seek])
+def test_pyav_readers_refuse_missing_frames(clip, reader):
+    pytest.importorskip("av")
+    with pytest.raises(NotFrameExact):
+        reader(clip, [10, 200])
+
+
+def test_generated_test_video(tmp_path):
+    codec = write_test_video(tmp_path / "t.mp4", 96, 64, frames=40)
+    info = video_info(tmp_path / "t.mp4")
+    assert codec in ("h264", "mp4v") and (info.width, info.height, info.frames) == (96, 64, 40)
+
+
+# --------------------------------------------------------------------------- decode
+
+
+def test_decode_numbers_and_frame_checks(clip, tmp_path):
+    pytest.importorskip("av")
+    out = tmp_path / "decode.json"
+    proc = _bench("decode", "--videos", str(clip), "--repeats", "2", "--clips", "2", "--json", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "| file | style |" in proc.stdout and "| stamped.mp4 | 64×64 | 80 |" in proc.stdout and "one core" in proc.stdout
+    data = _strict_json(out)
+    assert {"benchmark", "machine", "settings", "notes", "results"} <= data.keys()
+    assert data["machine"]["command"].startswith("python -m minivb.bench decode --videos")
+    (f,) = data["results"]
+    assert (f["width"], f["height"], f["frames"]) == (64, 64, 80)
+    for style in ("train", "eval"):
+        s = f["styles"][style]
+        for reader in ("minivb", "pyav_seq", "pyav_seek", "store"):
+            ms = s["ms_per_clip"][reader]
+            assert len(ms["repeats"]) == 2 and 0 < ms["min"] <= ms["median"] <= ms["max"]
+        for reader in ("pyav_seq", "pyav_seek"):  # the same frames (colour conversion may differ by a level or two)
+            check = s["checks"][reader]
+            assert check["ok"] is True and check["max_abs_diff"] <= 2 and check["equal"] == (check["max_abs_diff"] == 0)
+        assert s["checks"]["store"]["ok"] and s["checks"]["store"]["mean_abs_diff"] < 5  # JPEG at quality 90
+        for name in ("pyav_seq/minivb", "pyav_seek/minivb", "minivb/store"):
+            assert s["ratios"][name]["median"] > 0
+
+
+def test_a_reader_that_is_not_frame_exact_is_reported_not_timed(clip, tmp_path):
+    store = tmp_path / "s.jpgs"
+    convert_video(clip, store, step=1)
+
+    def off_by_one(path, idx):
+        return read_frames(path, np.asarray(idx) + 1)
+
+    def lost(path, idx):
+        raise NotFrameExact("seek landed after the frame")
+
+    readers = {"minivb": (read_frames, clip), "pyav_seq": (off_by_one, clip), "pyav_seek": (lost, clip),
+               "store": (read_store_frames, store)}
+    result = _bench_style(readers, [np.arange(0, 16, 4)], clips=1, repeats=2)
+    assert result["checks"]["pyav_seq"]["ok"] is False and result["checks"]["pyav_seq"]["max_abs_diff"] > 100
+    assert result["checks"]["pyav_seek"] == {"ok": False, "reason": "NotFrameExact: seek landed after the frame"}
+    for name in ("pyav_seq", "pyav_seek"):
+        assert result["ms_per_clip"][name]["median"] is None and result["ratios"][f"{name}/minivb"]["median"] is None
+    assert result["ms_per_clip"]["minivb"]["median"] > 0 and result["ratios"]["minivb/store"]["median"] > 0
+    table = decode_tables([{"name": "x.mp4", "width": 64, "height": 64, "frames": 80, "fps": 25.0,
+                            "styles": {"train": result}}])
+    assert table.count("not frame-exact") == 2
+
+
+def test_json_is_strict(tmp_path):
+    write_json(tmp_path / "x.json", {"nan": float("nan"), "inf": [float("inf")], "np": np.float32(1.5), "n": np.int64(3)})
+    assert _strict_json(tmp_path / "x.json") == {"nan": None, "inf": [None], "np": 1.5, "n": 3}
+
+
+def test_decode_without_pyav(clip, tmp_path):
+    out = tmp_path / "decode.json"
+    code = "import sys; sys.modules['av'] = None; from minivb.bench import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run([sys.executable, "-c", code, "decode", "--videos", str(clip), "--repeats", "1", "--clips", "1",
+                           "--json", str(out)], capture_output=True, text=True, env=ENV, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "PyAV is not installed" in proc.stdout
+    s = _strict_json(out)["results"][0]["styles"]["train"]
+    assert s["ms_per_clip"].keys() == {"minivb", "store"} and s["ms_per_clip"]["minivb"]["median"] > 0
+    assert "pyav_seq/minivb" not in s["ratios"] and s["ratios"]["minivb/store"]["median"] > 0
+
+
+# --------------------------------------------------------------------------- loader
+
+
+def _check_loader(data, sources, files):
+    assert data["benchmark"] == "loader" and data["settings"]["pretrained"] is False
+    assert [r["source"] for r in data["results"]] == sources
+    for r in data["results"]:
+        assert r["files"] == files
+        for m in ("loader", "model", "training"):
+            c = r["clips_per_s"][m]
+            assert len(c["repeats"]) == 1 and c["median"] > 0
+        for q in ("training/model", "loader/model"):
+            assert r["ratios"][q]["median"] > 0
+
+
+def test_loader_toy(tmp_path, capsys):
+    root = generate(tmp_path / "toy", ToyConfig(train_per_class=2, val_per_class=1, frames=8))
+    out = tmp_path / "loader.json"
+    assert main(["loader", "--preset", "toy", "--data-root", str(root), "--workers", "0", *TINY_MODEL, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| source | files | loader alone clips/s |" in printed and "| toy | 16 |" in printed
+    data = _strict_json(out)
+    _check_loader(data, ["toy"], 16)
+    assert data["settings"]["preload"] is True and data["settings"]["size"] == 32  # the preset's, and an override
+
+
+def test_loader_k400_prepared_and_originals(clip, tmp_path, capsys):
+    pytest.importorskip("minivb.data.kinetics")
+    out = tmp_path / "loader.json"
+    args = ["loader", "--preset", "k400", "--videos", str(clip), "--classes", "2", "--per-class", "2", "--workers", "1",
+            "--device", "cpu", *TINY_MODEL, "--json", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| prepared | 4 |" in printed and "| originals | 4 |" in printed
+    data = _strict_json(out)
+    _check_loader(data, ["prepared", "originals"], 4)
+    assert data["settings"]["workers"] == 1 and data["settings"]["stride"] == 4
+
+
+def test_loader_alone_builds_no_model(tmp_path, capsys):
+    root = generate(tmp_path / "toy", ToyConfig(train_per_class=1, val_per_class=1, frames=8))
+    out = tmp_path / "loader.json"
+    assert main(["loader", "--preset", "toy", "--data-root", str(root), "--measure", "loader", *TINY_MODEL,
+                 "--json", str(out)]) == 0
+    assert "not built" in capsys.readouterr().out
+    (row,) = _strict_json(out)["results"]
+    assert row["clips_per_s"].keys() == {"loader"} and row["clips_per_s"]["loader"]["median"] > 0 and row["ratios"] == {}
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def test_help(capsys):
+    proc = _bench("--help")
+    assert proc.returncode == 0 and "usage: python -m minivb.bench" in proc.stdout and "decode" in proc.stdout
+    for command, option in (("decode", "--videos"), ("loader", "--data-root")):
+        with pytest.raises(SystemExit) as stop:
+            main([command, "--help"])
+        assert stop.value.code == 0 and option in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, says", [
+    (["loader", "--data-root", "{tmp}/missing"], "--data-root"),
+    (["decode", "--videos", "{tmp}/missing.mp4"], "--videos"),
+    (["decode", "--repeats", "0"], "--repeats"),
+    (["loader", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
+    (["loader", "--preset", "imagenet"], "--preset"),
+    ([], "required"),
+])
+def test_bad_options_one_line_exit_2(tmp_path, capsys, args, says):
+    with pytest.raises(SystemExit) as stop:  # argparse errors leave through SystemExit, the others return 2
+        raise SystemExit(main([a.format(tmp=tmp_path) for a in args]))
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and err.startswith("error:") and says in err and err.count("\n") == 1
+
+
+def test_bad_option_from_the_shell(tmp_path):
+    proc = _bench("loader", "--preset", "toy", "--data-root", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
