@@ -105,6 +105,20 @@ def test_samples_are_the_same_in_dataloader_workers(toy):
         assert torch.equal(v0, v2) and torch.equal(l0, l2) and s0 == s2 == []
 
 
+def test_persistent_workers_learn_the_epoch_from_the_sampler(toy):
+    """The trainer keeps its workers across epochs; ``with_epoch`` carries the epoch to their copies of the data set."""
+    ds = _dataset(toy)
+    sampler = ShardedSampler(len(ds), shuffle=True, seed=0, with_epoch=True)
+    loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=2, collate_fn=collate, persistent_workers=True)
+    for epoch in (0, 3):
+        sampler.set_epoch(epoch, skip=4)  # resume-style: the epoch's first batch already done
+        ds.set_epoch(epoch)  # only the main process's copy sees this
+        expected = [ds[i] for i in sampler.shard()[4:]]
+        got = [sample for videos, labels, _ in loader for sample in zip(videos, labels.tolist())]
+        assert len(got) == len(expected) and all(torch.equal(v, e[0]) and y == e[1] for (v, y), e in zip(got, expected))
+    assert not torch.equal(ds[(0, 1)][0], ds[(3, 1)][0])  # the epochs really draw differently
+
+
 def test_horizontal_flip_remaps_the_label(toy):
     """With a full-frame crop, a training sample is the eval clip — or its mirror with the mirrored label."""
     train = _dataset(toy, size=64, num_frames=8, stride=1, scale=(1.0, 1.0))  # 8 of 8 frames: no temporal choice
