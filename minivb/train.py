@@ -68,7 +68,7 @@ PRESETS: dict[str, dict] = {
         encoder="resnet18", pretrained=True, size=224, num_frames=16, stride=4, grid=7,
         dim=512, depth=4, heads=8, dropout=0.1, time_embedding=True,
         batch_size=16, epochs=30, lr=5e-4, warmup_epochs=2.0, weight_decay=0.05, label_smoothing=0.1,
-        preload=False, workers=8, save_every=1000,
+        preload=False, workers=None, save_every=1000,  # workers None: every core this process may use, less one
     ),
 }
 SUBSETS = ("toy", "k400")
@@ -97,7 +97,7 @@ def _smoothing(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
-    presets = "\n".join(f"  {name}: " + ", ".join(f"{k}={v}" for k, v in p.items()) for name, p in PRESETS.items())
+    presets = "\n".join(f"  {name}: " + ", ".join(f"{k}={'auto' if v is None else v}" for k, v in p.items()) for name, p in PRESETS.items())
     p = Parser(
         prog="python -m minivb.train",
         description="Train VideoBERT on the toy set (default) or Kinetics-400; writes config.json, metrics.csv, "
@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--save-every", type=_nonneg_int, help="also save last.pt every N steps (0: only at the end of each epoch)")
     g.add_argument("--seed", type=_nonneg_int, help="seed for model init, data order and augmentation (default: 0)")
     g.add_argument("--device", choices=DEVICES, help="auto = cuda if available, else cpu (default: auto)")
-    g.add_argument("--workers", type=_nonneg_int, help="DataLoader worker processes (0: load in the main process)")
+    g.add_argument("--workers", type=_nonneg_int, help="DataLoader worker processes (0: load in the main process; "
+                   "k400 default: this process's share of the cores, less one)")
     g.add_argument("--preload", action=argparse.BooleanOptionalAction, help="decode every video into memory first")
     g.add_argument("--limit-train", type=_pos_int, help="use only N training videos (a fixed random subset; quick runs)")
     g.add_argument("--limit-val", type=_pos_int, help="use only N validation videos")
@@ -305,6 +306,12 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     return factor
+
+
+def _auto_workers() -> int:
+    """DataLoader workers when not given: this process's share of the cores (under torchrun), less one for itself."""
+    share = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    return max(1, share - 1)
 
 
 def _worker_init(worker_id: int) -> None:
@@ -560,7 +567,7 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
         torch.backends.cudnn.allow_tf32 = True
 
     def loader(dataset, sampler, bs):  # made once; workers persist across epochs and prefetch uint8 batches
-        workers = opts["workers"]
+        workers = opts["workers"] if opts["workers"] is not None else _auto_workers()
         return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=workers, collate_fn=collate,
                           pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
                           persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
