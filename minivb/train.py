@@ -82,9 +82,6 @@ METRICS = ("epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "l
 # --------------------------------------------------------------------------- options
 
 
-
-
-_pos_int, _nonneg_int = positive_int, nonnegative_int
 _pos_float, _nonneg_float = number(float, 0.0, True), number(float, 0.0, False)
 
 
@@ -113,31 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", choices=tuple(PRESETS), help="default settings to start from (default: the subset's name)")
     g.add_argument("--out", help="output folder (default: runs/<subset>-<date>-<time>); refused if it already holds a run")
     g.add_argument("--resume", help="continue a run: a checkpoint file, or a run folder (uses its last.pt)")
-    g.add_argument("--save-every", type=_nonneg_int, help="also save last.pt every N steps (0: only at the end of each epoch)")
-    g.add_argument("--seed", type=_nonneg_int, help="seed for model init, data order and augmentation (default: 0)")
+    g.add_argument("--save-every", type=nonnegative_int, help="also save last.pt every N steps (0: only at the end of each epoch)")
+    g.add_argument("--seed", type=nonnegative_int, help="seed for model init, data order and augmentation (default: 0)")
     g.add_argument("--device", choices=DEVICES, help="auto = cuda if available, else cpu (default: auto)")
-    g.add_argument("--workers", type=_nonneg_int, help="DataLoader worker processes (0: load in the main process; "
+    g.add_argument("--workers", type=nonnegative_int, help="DataLoader worker processes (0: load in the main process; "
                    "k400 default: this process's share of the cores, less one)")
     g.add_argument("--preload", action=argparse.BooleanOptionalAction, help="decode every video into memory first")
-    g.add_argument("--limit-train", type=_pos_int, help="use only N training videos (a fixed random subset; quick runs)")
-    g.add_argument("--limit-val", type=_pos_int, help="use only N validation videos")
+    g.add_argument("--limit-train", type=positive_int, help="use only N training videos (a fixed random subset; quick runs)")
+    g.add_argument("--limit-val", type=positive_int, help="use only N validation videos")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g = p.add_argument_group("clips and model")
-    g.add_argument("--num-frames", type=_pos_int, help="frames per clip")
-    g.add_argument("--stride", type=_pos_int, help="take every STRIDE-th frame")
-    g.add_argument("--size", type=_pos_int, help="frame side in pixels after cropping")
+    g.add_argument("--num-frames", type=positive_int, help="frames per clip")
+    g.add_argument("--stride", type=positive_int, help="take every STRIDE-th frame")
+    g.add_argument("--size", type=positive_int, help="frame side in pixels after cropping")
     g.add_argument("--encoder", choices=("small", "resnet18", "resnet50"), help="per-frame CNN")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction, help="ImageNet weights for a ResNet encoder")
-    g.add_argument("--grid", type=_pos_int, help="regions per frame = grid²")
-    g.add_argument("--dim", type=_pos_int, help="Transformer width")
-    g.add_argument("--depth", type=_pos_int, help="Transformer layers N")
-    g.add_argument("--heads", type=_pos_int, help="attention heads")
+    g.add_argument("--grid", type=positive_int, help="regions per frame = grid²")
+    g.add_argument("--dim", type=positive_int, help="Transformer width")
+    g.add_argument("--depth", type=positive_int, help="Transformer layers N")
+    g.add_argument("--heads", type=positive_int, help="attention heads")
     g.add_argument("--dropout", type=_smoothing, help="dropout rate in [0, 1)")
     g.add_argument("--no-time-embedding", dest="time_embedding", action="store_false",
                    help="drop the time embedding: the order-blind model (near 50%% within each toy twin pair)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=_pos_int, help="training epochs")
-    g.add_argument("--batch-size", type=_pos_int, help="clips per step (per process under torchrun)")
+    g.add_argument("--epochs", type=positive_int, help="training epochs")
+    g.add_argument("--batch-size", type=positive_int, help="clips per step (per process under torchrun)")
     g.add_argument("--lr", type=_pos_float, help="peak learning rate (AdamW)")
     g.add_argument("--warmup-epochs", type=_nonneg_float, help="linear warmup, then cosine decay to 0")
     g.add_argument("--weight-decay", type=_nonneg_float, help="AdamW weight decay (not on norms, biases, embeddings)")
