@@ -1,5 +1,6 @@
 """python -m minivb.bench: the readers deliver the frames asked for, the numbers are there and positive,
 the JSON is strict, bad options are one line with exit status 2. No speed thresholds (machines are noisy).
+The FLOP counts match a count by hand, layer by layer.
 
 Everything runs on tiny inputs: a 64×64 H.264 clip of 80 stamped frames, a toy set of 16 videos,
 a Kinetics-shaped folder of 2 × 2 copies of that clip.
@@ -12,9 +13,11 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
-from minivb.bench import (NotFrameExact, _bench_style, decode_tables, main, pyav_seek, pyav_sequential, write_json,
-                          write_test_video)
+from minivb.bench import flops, main, pyav_seek, pyav_sequential, write_test_video
+from minivb.bench.decode import NotFrameExact, _bench_style, decode_tables
+from minivb.bench.report import write_json
 from minivb.data.framestore import convert_video, read_store_frames
 from minivb.data.toy import ToyConfig, generate
 from minivb.video import read_frames, video_info
@@ -185,13 +188,71 @@ def test_loader_alone_builds_no_model(tmp_path, capsys):
     assert row["clips_per_s"].keys() == {"loader"} and row["clips_per_s"]["loader"]["median"] > 0 and row["ratios"] == {}
 
 
+# --------------------------------------------------------------------------- flops
+
+TINY = dict(encoder="small", num_frames=2, size=64, grid=2, dim=16, depth=1, heads=2)
+
+
+def _hand_count(s: dict) -> dict:
+    """FLOPs of a small-CNN VideoBERT by hand (2 per multiply-add; norms, softmax, GELU, additions: 0)."""
+    T, d, L, R = s["num_frames"], s["dim"], 1 + s["num_frames"] * s["grid"] ** 2, s["grid"] ** 2
+    cnn, side, c_in = 0, s["size"], 3
+    for c_out in (16, 32, 64, 128):  # SmallCNN's four blocks
+        side //= 2  # 3×3 convolution, stride 2, padding 1
+        cnn += 2 * T * side * side * c_out * c_in * 9
+        c_in = c_out
+    hidden = round(4.0 * d)  # mlp_ratio 4
+    layer = 4 * 2 * L * d * d + 2 * 2 * L * d * hidden + 4 * L * L * d  # q, k, v, out; MLP; QKᵀ and A·V
+    rest = 2 * (T * R) * c_in * d + s["depth"] * layer + 2 * d * 400  # proj (not on [CLS]); layers; head on [CLS]
+    return {"cnn": cnn, "transformer_head": rest, "attention": s["depth"] * 4 * L * L * d}
+
+
+@pytest.mark.parametrize("changes", [{}, {"depth": 2, "dim": 24, "heads": 3, "num_frames": 3}])
+def test_flops_match_a_count_by_hand(changes):
+    s = TINY | changes
+    row = flops.count_flops(s)
+    hand = _hand_count(s)
+    f = row["flops"]
+    assert row["tokens"] == 1 + s["num_frames"] * 4
+    assert {k: f[k] for k in hand} == hand  # FlopCounterMode counts matmuls and convolutions only: exact
+    assert f["total"] == f["cnn"] + f["transformer_head"] == f["counted"] + f["attention"]
+    model = flops.build_model(s)
+    x = torch.zeros(1, s["num_frames"], 3, s["size"], s["size"])
+    assert flops._count(model.encoder, x)[0] == f["cnn"]  # the encoder on its own, as in the same pass
+    assert row["params"] == sum(p.numel() for p in model.parameters())
+
+
+def test_fused_attention_is_what_the_counter_misses():
+    check = flops.attention_check(TINY)
+    L, d = check["tokens"], check["dim"]
+    assert check["equal"] and check["missed"] == check["formula"] == 4 * L * L * d
+    assert check["fused"] == 4 * 2 * L * d * d  # only the four projections
+
+
+def test_flops_command(tmp_path, capsys, monkeypatch):
+    from minivb import train
+
+    monkeypatch.setitem(train.PRESETS, "k400", train.PRESETS["k400"] | TINY)
+    out = tmp_path / "flops.json"
+    assert main(["flops", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| variant | encoder | T |" in printed and "| preset | small | 2 | 64² | 2 | 9 |" in printed
+    assert "equal" in printed and "4·L²·d" in printed
+    data = _strict_json(out)
+    assert [r["variant"] for r in data["results"]] == [name for name, _ in flops.VARIANTS]
+    assert data["attention_check"]["equal"] and data["results"][-1]["settings"]["encoder"] == "resnet50"
+    assert len(data["reading"]) == 6 and all(line in printed for line in data["reading"])
+    preset = data["results"][0]["flops"]
+    assert preset["total"] == sum(_hand_count(TINY)[k] for k in ("cnn", "transformer_head"))
+
+
 # --------------------------------------------------------------------------- command line
 
 
 def test_help(capsys):
     proc = _bench("--help")
     assert proc.returncode == 0 and "usage: python -m minivb.bench" in proc.stdout and "decode" in proc.stdout
-    for command, option in (("decode", "--videos"), ("loader", "--data-root")):
+    for command, option in (("decode", "--videos"), ("loader", "--data-root"), ("flops", "--preset")):
         with pytest.raises(SystemExit) as stop:
             main([command, "--help"])
         assert stop.value.code == 0 and option in capsys.readouterr().out
@@ -203,6 +264,8 @@ def test_help(capsys):
     (["decode", "--repeats", "0"], "--repeats"),
     (["loader", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
     (["loader", "--preset", "imagenet"], "--preset"),
+    (["flops", "--preset", "toy"], "--preset"),
+    (["flops", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
     ([], "required"),
 ])
 def test_bad_options_one_line_exit_2(tmp_path, capsys, args, says):

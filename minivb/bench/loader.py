@@ -1,0 +1,342 @@
+"""``python -m minivb.bench loader``: clips per second of the trainer's DataLoader alone, of the model's training
+step alone on synthetic input, and of both together, for frame stores and original videos (or the toy set)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import importlib
+import itertools
+import math
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from ..cli import DEVICES, UsageError, nonnegative_int, positive_int, resolve_device
+from .decode import write_test_video
+from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
+
+__all__ = ["run_loader", "loader_table", "source_ratios", "add_parser"]
+
+OVERRIDES = ("encoder", "size", "num_frames", "stride", "grid", "dim", "depth", "heads", "batch_size", "preload")
+MEASURES = ("loader", "model", "training")
+
+
+def _loader_settings(opts) -> dict:
+    """The preset, with the options given on the command line; never pretrained weights."""
+    from ..train import PRESETS, _auto_workers
+
+    s = dict(PRESETS[opts.preset], pretrained=False, compile=opts.compile, seed=opts.seed)
+    s.update({k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None})
+    preset = s["workers"] if s["workers"] is not None else _auto_workers()  # None: the trainer's choice
+    s["workers"] = opts.workers if opts.workers is not None else min(preset, usable_cpus())
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    s["threads"] = torch.get_num_threads()
+    return s
+
+
+def _build_step(s: dict, num_classes: int, device: torch.device):
+    """The trainer's model, AdamW and loss → ``(parameter count, step(videos, labels) → clips)``."""
+    from ..cli import autocast
+    from ..model import VideoBERT
+    from ..train import _check_frame_size, _model_config, _param_groups
+
+    model = VideoBERT(_model_config(s, num_classes, device)).to(device)
+    _check_frame_size(model, s["size"], device)
+    optimizer = torch.optim.AdamW(_param_groups(model, s["weight_decay"]), lr=s["lr"], fused=device.type == "cuda")
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=s["label_smoothing"])
+    forward = torch.compile(model) if s["compile"] else model
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+
+    def step(videos: torch.Tensor, labels: torch.Tensor) -> int:
+        with autocast(device):
+            logits = forward(videos)
+        loss = criterion(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        loss.item()  # the trainer reads the loss every step (a synchronisation on CUDA)
+        return len(labels)
+
+    return sum(p.numel() for p in model.parameters()), step
+
+
+def _dataset(items: list, classes: list[str], s: dict, toy: bool):
+    from ..data.clips import ClipDataset
+
+    flips = {}
+    if toy:
+        from ..data.toy import HFLIP, VFLIP
+
+        flips = dict(hflip=HFLIP, vflip=VFLIP)
+    try:
+        return ClipDataset(items, classes, s["num_frames"], s["stride"], train=True, size=s["size"],
+                           seed=s["seed"], preload=s["preload"], **flips)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def _batches(dataset, s: dict, device: torch.device):
+    """The trainer's DataLoader, epoch after epoch → endless ``(videos, labels)`` (uint8, on the CPU)."""
+    from torch.utils.data import DataLoader
+
+    from ..data.clips import ShardedSampler, collate, worker_init
+
+    sampler = ShardedSampler(len(dataset), shuffle=True, seed=s["seed"], with_epoch=True)
+    w = s["workers"]
+    loader = DataLoader(dataset, batch_size=s["batch_size"], sampler=sampler, num_workers=w, collate_fn=collate,
+                        pin_memory=device.type == "cuda", worker_init_fn=worker_init if w else None,
+                        persistent_workers=w > 0, prefetch_factor=4 if w else None, generator=torch.Generator())
+    for epoch in itertools.count():
+        sampler.set_epoch(epoch)
+        dataset.set_epoch(epoch)
+        good = 0
+        for videos, labels, _ in loader:
+            if videos is not None:
+                good += 1
+                yield videos, labels
+        if not good:
+            raise UsageError("no clip of the data set could be decoded")
+
+
+@contextlib.contextmanager
+def _loader(dataset, s: dict, device: torch.device):
+    """:func:`_batches` whose worker processes are shut down on exit (so they do not compete with what follows)."""
+    batches = _batches(dataset, s, device)
+    try:
+        yield batches
+    finally:
+        batches.close()
+        del batches
+        gc.collect()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rate(batches, consume, warmup: int, steps: int, device: torch.device) -> float:
+    """Clips per second of ``consume(videos, labels) → clips`` over ``steps`` batches, after ``warmup``."""
+    for _ in range(warmup):
+        consume(*next(batches))
+    _sync(device)
+    t0, clips = time.perf_counter(), 0
+    for _ in range(steps):
+        clips += consume(*next(batches))
+    _sync(device)
+    return clips / (time.perf_counter() - t0)
+
+
+def _measure_source(dataset, s: dict, device: torch.device, opts, step) -> dict[str, list[float]]:
+    """Per repeat: model alone, loader alone, both → clips/s lists."""
+    def move(videos, labels):
+        videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        _sync(device)
+        return len(labels)
+
+    def train(videos, labels):
+        return step(videos.to(device, non_blocking=True), labels.to(device, non_blocking=True))
+
+    shape = (s["batch_size"], s["num_frames"], 3, s["size"], s["size"])
+    synthetic = (torch.randint(0, 256, shape, dtype=torch.uint8, device=device),
+                 torch.randint(0, len(dataset.classes), (s["batch_size"],), device=device))
+    rates = {m: [] for m in opts.measure}
+    for _ in range(opts.repeats):
+        if "model" in rates:
+            rates["model"].append(_rate(itertools.repeat(synthetic), step, opts.warmup, opts.steps, device))
+        for name, consume in (("loader", move), ("training", train)):
+            if name in rates:
+                with _loader(dataset, s, device) as batches:
+                    rates[name].append(_rate(batches, consume, opts.warmup, opts.steps, device))
+    return rates
+
+
+def _load(root: Path, what: str):
+    from ..data.clips import load_items
+
+    try:
+        return load_items(root, "train")
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(f"{what}: {e}") from None
+
+
+def _toy_root(opts, folder: Path) -> Path:
+    if opts.data_root:
+        return Path(opts.data_root)
+    from ..data import toy
+
+    return toy.generate(folder / "toy")
+
+
+def _clips_per_class(opts, s: dict) -> int:
+    """``--per-class``, or enough clips for two batches per worker in each epoch (at least 6).
+
+    On a tiny set every epoch ends with workers idle while the last batches are made; those tails would
+    dominate the loader's numbers.
+    """
+    if opts.per_class:
+        return opts.per_class
+    return max(6, math.ceil(2 * s["batch_size"] * max(1, s["workers"]) / opts.classes))
+
+
+def _fill_class_folders(root: Path, sources: list[Path], classes: int, per_class: int) -> None:
+    """``root/train/class_<c>/clip_<k>.mp4``: the sources in turn (hard links where possible, else copies)."""
+    for c in range(classes):
+        for k in range(per_class):
+            target = root / "train" / f"class_{c}" / f"clip_{k}.mp4"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = sources[(c * per_class + k) % len(sources)]
+            try:
+                os.link(source, target)
+            except OSError:
+                shutil.copyfile(source, target)
+
+
+def _kinetics_root(opts, s: dict, folder: Path, notes: list[str]) -> Path:
+    """``--data-root``, or a small Kinetics-shaped folder of H.264 clips, prepared by minivb.data.kinetics."""
+    if opts.data_root:
+        return Path(opts.data_root)
+    try:
+        prepare = importlib.import_module("minivb.data.kinetics").prepare
+    except (ImportError, AttributeError):
+        raise UsageError("minivb.data.kinetics.prepare is not available; pass --data-root with a prepared folder") from None
+    root = folder / "k400"
+    sources = [Path(v) for v in opts.videos] if opts.videos else []
+    if not sources:
+        for c in range(opts.classes):
+            sources.append(folder / f"source_{c}.mp4")
+            write_test_video(sources[-1], 340, 256, frames=300, fps=30, seed=c)
+    per_class = _clips_per_class(opts, s)
+    _fill_class_folders(root, sources, opts.classes, per_class)
+    t0 = time.perf_counter()
+    prepare(root, splits=("train",), workers=max(1, usable_cpus()), progress=False)
+    what = ", ".join(p.name for p in sources) if opts.videos else "generated H.264 clips (340×256, 300 frames, 30 fps)"
+    notes.append(f"data: {opts.classes} classes × {per_class} clips of {what} in a temp folder, prepared by "
+                 f"minivb.data.kinetics.prepare in {time.perf_counter() - t0:.1f} s")
+    return root
+
+
+def _sources(opts, s: dict, folder: Path, notes: list[str]) -> list[tuple[str, list, list[str]]]:
+    """``[(source name, items, classes)]`` to measure."""
+    if opts.data_root and not Path(opts.data_root).is_dir():
+        raise UsageError(f"--data-root {opts.data_root}: no such folder")
+    for v in opts.videos or ():
+        if not Path(v).is_file():
+            raise UsageError(f"--videos {v}: no such file")
+    if opts.preset == "toy":
+        root = _toy_root(opts, folder)
+        notes.append(f"data: the toy set in {root if opts.data_root else 'a temp folder'} (train split)")
+        return [("toy", *_load(root, "toy set"))]
+    root = _kinetics_root(opts, s, folder, notes)
+    bases = {"prepared": (root, "prepared frame stores"), "originals": (root / "originals", "original videos")}
+    return [(name, *_load(*bases[name])) for name in opts.sources]
+
+
+def _loader_notes(s: dict, opts, device: torch.device, params: int | None, rows: list[dict]) -> list[str]:
+    used = ", ".join(f"{k}={s[k]}" for k in ("encoder", "size", "num_frames", "stride", "grid", "dim", "depth", "heads"))
+    built = f"{params / 1e6:.2f}M parameters" if params else "not built (--measure without model or training)"
+    notes = [f"model: {used}, pretrained=False, {built}"
+             + (", torch.compile" if s["compile"] else "") + (", bf16 autocast, channels-last" if device.type == "cuda" else ""),
+             f"loader: batch size {s['batch_size']}, "
+             + (f"{s['workers']} workers (persistent, prefetch_factor 4)" if s["workers"] else "no workers (main process)")
+             + f", preload={s['preload']}; {opts.warmup} warm-up + {opts.steps} timed steps × {opts.repeats} repeats; "
+             f"torch threads in the main process: {s['threads']}"]
+    if "training" in opts.measure and s["workers"] and opts.steps <= 4 * s["workers"]:
+        notes.append(f"caution: the loader's queue holds up to {4 * s['workers']} batches, which can hide a loader slower "
+                     f"than the model over {opts.steps} steps; use --steps > {4 * s['workers']} for steady state")
+    for r in rows:
+        batches = math.ceil(r["files"] / s["batch_size"])
+        if batches < 2 * max(1, s["workers"]):
+            notes.append(f"caution: an epoch of {r['source']} is only {batches} batch(es), so epoch tails (idle workers) "
+                         f"weigh on the numbers; use more data (--per-class) for steady state")
+    if device.type == "cpu" and s["workers"] and "training" in opts.measure:
+        notes.append("on the CPU the loader's workers and the model share the same cores")
+    return notes
+
+
+def run_loader(opts, argv: list[str]) -> dict:
+    """The ``loader`` subcommand → its results (also printed)."""
+    device = resolve_device(opts.device)
+    facts, s, notes = machine_facts(argv, device), _loader_settings(opts), []
+    rows, params, step = [], None, None
+    with tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
+        for name, items, classes in _sources(opts, s, Path(tmp), notes):
+            if {"model", "training"} & set(opts.measure):
+                params, step = _build_step(s, len(classes), device)
+            dataset = _dataset(items, classes, s, toy=opts.preset == "toy")
+            rates = _measure_source(dataset, s, device, opts, step)
+            rows.append({"source": name, "files": len(items), "classes": len(classes),
+                         "clips_per_s": {m: summarize(v) | {"repeats": v} for m, v in rates.items()},
+                         "ratios": {f"{m}/model": ratios(rates[m], rates["model"]) for m in ("training", "loader")
+                                    if m in rates and "model" in rates}})
+    notes = _loader_notes(s, opts, device, params, rows) + notes
+    versus = source_ratios(rows)
+    settings = s | {k: getattr(opts, k) for k in ("preset", "steps", "warmup", "repeats", "measure")} | {"device": str(device)}
+    print(header("loader", facts), *[f"- {n}" for n in notes], "", loader_table(rows), sep="\n")
+    return {"benchmark": "loader", "machine": facts, "settings": settings, "notes": notes, "results": rows,
+            **({"prepared/originals": versus} if versus else {})}
+
+
+def loader_table(rows: list[dict]) -> str:
+    body = []
+    for r in rows:
+        c, q = r["clips_per_s"], r["ratios"]
+        body.append([r["source"], r["files"], *[fmt(c.get(m, {}).get("median")) for m in MEASURES],
+                     fmt_range(q.get("training/model", {})), fmt_range(q.get("loader/model", {}))])
+    table = markdown_table(["source", "files", "loader alone clips/s", "model alone clips/s", "training clips/s",
+                            "training / model", "loader / model"], body)
+    table += ("\n\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
+              "training / model near 1: the loader keeps up; loader / model ≥ 1: it can.")
+    versus = source_ratios(rows)
+    if versus:
+        cells = [[m, fmt_range(q)] for m, q in versus.items()]
+        table += "\n\n" + markdown_table(["clips/s of prepared / originals", "median (min–max)"], cells)
+    return table
+
+
+def source_ratios(rows: list[dict]) -> dict:
+    """prepared / originals for each measurement, repeat by repeat (when both sources were measured)."""
+    by = {r["source"]: r["clips_per_s"] for r in rows}
+    if not {"prepared", "originals"} <= by.keys():
+        return {}
+    return {m: ratios(by["prepared"][m]["repeats"], by["originals"][m]["repeats"]) for m in ("loader", "training")
+            if m in by["prepared"]}
+
+
+
+def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """The ``loader`` subcommand and its options (``parents``: the shared options)."""
+    g = sub.add_parser("loader", parents=parents, help="clips/s: DataLoader alone, model step alone, both")
+    g.add_argument("--preset", choices=("k400", "toy"), default="k400", help="trainer preset (default: k400)")
+    g.add_argument("--data-root", help="prepared data (k400: train.csv and originals/train.csv; toy: a toy set); "
+                   "default: made in a temp folder")
+    g.add_argument("--sources", nargs="+", choices=("prepared", "originals"), default=["prepared", "originals"],
+                   help="k400: frame stores and/or the original videos (default: both)")
+    g.add_argument("--measure", nargs="+", choices=MEASURES, default=list(MEASURES), help="what to time (default: all)")
+    g.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda if available (default)")
+    g.add_argument("--workers", type=nonnegative_int, help="DataLoader workers (default: the preset's, at most the CPUs)")
+    g.add_argument("--steps", type=positive_int, default=10, help="timed batches (default: 10)")
+    g.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed batches first (default: 2)")
+    g.add_argument("--repeats", type=positive_int, default=3, help="timed repeats (default: 3)")
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--threads", type=positive_int, help="torch threads in the main process (default: torch's choice)")
+    g.add_argument("--videos", nargs="+", metavar="FILE", help="k400 without --data-root: clips to fill the class folders with")
+    g.add_argument("--classes", type=positive_int, default=4, help="k400 without --data-root: classes (default: 4)")
+    g.add_argument("--per-class", type=positive_int, help="k400 without --data-root: clips per class "
+                   "(default: 2 batches per worker in an epoch, at least 6)")
+    m = g.add_argument_group("overrides of the preset")
+    m.add_argument("--encoder", choices=("small", "resnet18", "resnet50"))
+    for flag in ("--size", "--num-frames", "--stride", "--grid", "--dim", "--depth", "--heads", "--batch-size"):
+        m.add_argument(flag, type=positive_int)
+    m.add_argument("--preload", action=argparse.BooleanOptionalAction, help="decode every video into memory first")
+    return g
