@@ -246,3 +246,13 @@ def test_bad_clips_are_reported_with_their_reason_and_the_rest_train(tmp_path):
     assert info["gray"].frames == 12 and "naïve_клип_動画" in items
     run = train.train(train.parse_args(["--subset", "k400", "--data-root", str(root), "--epochs", "1", "--out", str(tmp_path / "run"), *TINY_MODEL]))
     assert run["train_clips"] == 8 and run["val_clips"] == 8 and run["skipped_train_clips"] == 0
+
+
+def test_prepare_refuses_early_without_disk_space(tmp_path, monkeypatch, capsys):
+    (tmp_path / "k" / "train" / "a").mkdir(parents=True)
+    write_h264(tmp_path / "k" / "train" / "a" / "a.mp4", stamped_frames(20, 64, 96))
+    monkeypatch.setattr(kinetics, "STORE_BYTES", 1e18)
+    assert kinetics.main(["prepare", "--root", str(tmp_path / "k"), "--split", "train", "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "needs about" in err and "GB free" in err
+    assert not (tmp_path / "k" / "frames").exists() or not list((tmp_path / "k" / "frames").rglob("*.jpgs"))
