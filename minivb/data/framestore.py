@@ -15,7 +15,8 @@ A ``.jpgs`` file (little-endian)::
     JPEG bytes of frame 0, 1, …                    frame i = data[offsets[i]:offsets[i + 1]]
 
 Stored frame ``i`` is source frame ``i · step`` (presentation order, as :mod:`minivb.video`
-counts them). Files are written to a temporary name and renamed, so a file that exists is
+counts them). Every stored frame is its own keyframe: a clip is read from where it starts, never
+decoded from frame 0. Files are written to a temporary name and renamed, so a file that exists is
 complete.
 """
 
