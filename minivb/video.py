@@ -93,6 +93,24 @@ def _open(path: str | os.PathLike) -> cv2.VideoCapture:
     return cap
 
 
+def _before_fork() -> None:
+    _threads_before_fork.append(cv2.getNumThreads())
+    cv2.setNumThreads(1)  # stops the pool's threads, so the child starts with a consistent (empty) pool
+
+
+def _after_fork_in_parent() -> None:
+    cv2.setNumThreads(_threads_before_fork.pop())
+
+
+# OpenCV's thread pool does not survive fork(): a DataLoader worker forked while the parent's pool
+# has threads hangs at its first OpenCV call that touches the pool. So every fork (a DataLoader
+# worker, a multiprocessing pool) happens with the pool shrunk to one thread; the parent gets its
+# threads back at once, the child keeps one (what a worker wants anyway).
+_threads_before_fork: list[int] = []
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent)
+
+
 # --------------------------------------------------------------------------- info
 
 

@@ -1,6 +1,8 @@
 """minivb.video: frame-exact decoding, honest frame counts, sampling, regions, bad input."""
 
 import struct
+import subprocess
+import sys
 
 import cv2
 import numpy as np
@@ -278,3 +280,25 @@ def test_safe_and_single_threaded_in_dataloader_workers(h264):
     frames = torch.cat(frames).numpy()
     assert [[read_stamp(f) for f in clip] for clip in frames] == [[i, i + 10] for i in range(6)]
     assert torch.cat(threads).tolist() == [1] * 6  # OpenCV's pool limited to 1 thread per worker
+
+
+def test_dataloader_workers_do_not_hang_after_opencv_used_its_threads(h264):
+    """OpenCV's thread pool does not survive fork(): minivb.video shrinks it around every fork."""
+    script = f"""
+import numpy as np, cv2, torch
+import minivb.video as video
+big = np.zeros((2160, 3840, 3), np.uint8)
+for _ in range(3):
+    cv2.cvtColor(big, cv2.COLOR_RGB2BGR)  # large enough for OpenCV to start its pool's threads
+class Clips(torch.utils.data.Dataset):
+    def __len__(self):
+        return 4
+    def __getitem__(self, i):
+        return torch.from_numpy(cv2.cvtColor(np.ascontiguousarray(big[:1080]), cv2.COLOR_RGB2BGR)[:1, :1]), len(video.read_frames({str(h264)!r}, [i]))
+if __name__ == "__main__":
+    threads = cv2.getNumThreads()
+    print(sum(int(n.sum()) for _, n in torch.utils.data.DataLoader(Clips(), batch_size=2, num_workers=2)), cv2.getNumThreads() == threads)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["4", "True"]  # every worker answered; the parent kept its threads

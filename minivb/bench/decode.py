@@ -7,6 +7,7 @@ Also the pieces it is built from, usable on their own: the PyAV readers (:func:`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -132,19 +133,27 @@ def pyav_seek(path, indices) -> np.ndarray:
 # --------------------------------------------------------------------------- decode benchmark
 
 
-def _one_core() -> list[str]:
-    """Restrict this process to one core; → notes saying how."""
+@contextlib.contextmanager
+def _one_core():
+    """Restrict this process to one core while the block runs (then restore it); yields notes saying how."""
+    saved = cv2.getNumThreads(), torch.get_num_threads(), os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     notes = ["one core: cv2.setNumThreads(1) (minivb's FFmpeg decoder then runs on one thread), torch.set_num_threads(1), "
              "PyAV stream thread_type NONE / thread_count 1"]
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0))
+    if saved[2] is not None:
+        cpu = min(saved[2])
         os.sched_setaffinity(0, {cpu})
         notes.append(f"process pinned to CPU {cpu} (sched_setaffinity)")
     else:
         notes.append("the process could not be pinned to one CPU (no sched_setaffinity here)")
-    return notes
+    try:
+        yield notes
+    finally:  # a caller in the same process (a test, a notebook) gets its cores and threads back
+        cv2.setNumThreads(saved[0])
+        torch.set_num_threads(saved[1])
+        if saved[2] is not None:
+            os.sched_setaffinity(0, saved[2])
 
 
 def _make_store(video: Path, target: Path) -> Path:
@@ -244,14 +253,14 @@ def run_decode(opts, argv: list[str]) -> dict:
         if not Path(v).is_file():
             raise UsageError(f"--videos {v}: no such file")
     facts = machine_facts(argv)
-    notes = _one_core()
     try:
         import av  # noqa: F401
         have_av = True
     except ImportError:
         have_av = False
-        notes.append("PyAV is not installed (pip install av): minivb and the frame store only")
-    with tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
+    with _one_core() as notes, tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
+        if not have_av:
+            notes.append("PyAV is not installed (pip install av): minivb and the frame store only")
         videos = _decode_videos(opts, Path(tmp), notes)
         files = [_bench_file(v, opts, have_av, Path(tmp) / f"store_{i}.jpgs") for i, v in enumerate(videos)]
     notes.append(f"styles: train = {opts.clips} clips of {opts.num_frames} frames, stride {opts.stride}, random starts "
