@@ -252,7 +252,7 @@ def _load_data(opts: dict) -> tuple[list, list, list[str]]:
     if opts["subset"] == "k400" and not (root / "train.csv").is_file() and not (root / "train").is_dir():
         raise UsageError(
             f"no Kinetics-400 data in {root}; get it with: python -m minivb.data.kinetics download --root {root} && "
-            f"python -m minivb.data.kinetics prepare --root {root} (about 450 GB + 400 GB; see data/README.md), "
+            f"python -m minivb.data.kinetics prepare --root {root} (about 450 GB of downloads + 370–620 GB prepared; see data/README.md), "
             f"or pass --data-root with {{train,val}}.csv or train/<label>/*.mp4"
         )
     try:
