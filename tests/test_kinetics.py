@@ -256,3 +256,15 @@ def test_prepare_refuses_early_without_disk_space(tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "needs about" in err and "GB free" in err
     assert not (tmp_path / "k" / "frames").exists() or not list((tmp_path / "k" / "frames").rglob("*.jpgs"))
+
+
+def test_a_corrupt_part_is_reported_deleted_and_fetched_again(mirror, server, tmp_path, capsys):
+    base_url, facts = mirror
+    root, part = tmp_path / "k400", server.root / "400" / "val" / "part_0.tar.gz"
+    good = part.read_bytes()
+    part.write_bytes(good[: len(good) // 2])  # served whole, but the archive inside is cut short
+    assert kinetics.main(["download", "--root", str(root), "--base-url", base_url, "--split", "val"]) == 1
+    assert "part_0.tar.gz" in capsys.readouterr().err and not (root / "tars" / "val" / "part_0.tar.gz").exists()
+    part.write_bytes(good)
+    assert kinetics.main(["download", "--root", str(root), "--base-url", base_url, "--split", "val"]) == 0
+    assert len(list((root / "raw" / "val").glob("*.mp4"))) == facts["val"]

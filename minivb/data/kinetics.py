@@ -29,7 +29,6 @@ import json
 import os
 import sys
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 import multiprocessing
 from pathlib import Path
@@ -39,7 +38,8 @@ from ..cli import Parser, UsageError, nonnegative_int, positive_int, write_atomi
 from ..video import VideoDecodeError
 from .clips import VIDEO_EXTENSIONS
 from .framestore import SUFFIX, convert_video
-from .download import ArchiveError, DownloadError, NotEnoughSpace, check_free_space, extract_tar, fetch, is_extracted, read_url_list
+from .download import (ArchiveError, DownloadError, NotEnoughSpace, check_free_space, extract_tar, fetch, fetch_many,
+                       is_extracted, read_url_list)
 
 __all__ = ["BASE_URL", "EXPECTED", "clip_name", "read_annotations", "find_clips", "download", "prepare", "check", "main"]
 
@@ -120,14 +120,17 @@ def _limit(clips: list[Clip], classes: Sequence[str], per_class: int | None) -> 
 # --------------------------------------------------------------------------- download
 
 
-def _fetch_part(url: str, root: Path, split: str, keep: bool, retries: int) -> None:
-    """One part: download (resumable), unpack safely into ``raw/{split}``, delete the archive."""
-    archive = root / "tars" / split / url.rsplit("/", 1)[-1]
-    dest = root / "raw" / split
-    if is_extracted(archive, dest):
-        return
-    fetch(url, archive, retries=retries, progress=False)
-    result = extract_tar(archive, dest)
+def _archive(root: Path, split: str, url: str) -> Path:
+    return root / "tars" / split / url.rsplit("/", 1)[-1]
+
+
+def _unpack(archive: Path, dest: Path, keep: bool) -> None:
+    """Unpack a downloaded part safely into ``dest``; delete it afterwards (unless ``keep``) or when it is corrupt."""
+    try:
+        result = extract_tar(archive, dest)
+    except ArchiveError:
+        archive.unlink()  # complete but unreadable: the next run downloads it again
+        raise
     for name, why in result.rejected:
         print(f"warning: {archive.name}: refused member {name!r} ({why})", file=sys.stderr)
     if not keep:
@@ -140,27 +143,29 @@ def download(root: str | os.PathLike, splits: Sequence[str] = ("train", "val"), 
 
     Resumable: unpacked parts are skipped, a half-downloaded part is resumed, a failed part is
     retried ``retries`` times and then reported (the others go on); run it again to finish.
+    Parts are downloaded ``workers`` at a time, then unpacked one by one, each archive deleted
+    once unpacked (so the disk holds the parts plus one unpacked part at most).
     """
     from tqdm import tqdm
 
     root, base = Path(root), base_url.rstrip("/")
-    jobs = []
+    parts = []
     for split in splits:
         fetch(f"{base}/annotations/{split}.csv", root / "annotations" / f"{split}.csv", retries=retries, progress=False)
-        urls = read_url_list(f"{base}/{split}/k400_{split}_path.txt", retries=retries)
-        jobs += [(url, split) for url in urls]
+        parts += [(url, split) for url in read_url_list(f"{base}/{split}/k400_{split}_path.txt", retries=retries)]
     if "train" in splits:
-        jobs.append((f"{base}/{REPLACEMENT}", "replacement"))
-    todo = [(url, split) for url, split in jobs if not is_extracted(root / "tars" / split / url.rsplit("/", 1)[-1], root / "raw" / split)]
-    need = int(len(todo) * PART_BYTES * (2 if keep_archives else 1) + min(workers, len(todo)) * PART_BYTES)
-    check_free_space(root, need, f"downloading {len(todo)} of {len(jobs)} parts")
-    failures = []
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        futures = {pool.submit(_fetch_part, url, root, split, keep_archives, retries): url for url, split in todo}
-        for future in tqdm(as_completed(futures), total=len(futures), desc="parts", unit="part", disable=None):
+        parts.append((f"{base}/{REPLACEMENT}", "replacement"))
+    todo = [(url, split) for url, split in parts if not is_extracted(_archive(root, split, url), root / "raw" / split)]
+    check_free_space(root, int((len(todo) * (2 if keep_archives else 1) + 1) * PART_BYTES),
+                     f"downloading {len(todo)} of {len(parts)} parts")
+    failures = [str(e) for e in fetch_many([(url, _archive(root, split, url)) for url, split in todo],
+                                           workers=workers, retries=retries)]
+    for url, split in tqdm(todo, desc="unpack", unit="part", disable=None):
+        archive = _archive(root, split, url)
+        if archive.exists():  # (a part whose download failed is among the failures already)
             try:
-                future.result()
-            except (DownloadError, ArchiveError) as e:
+                _unpack(archive, root / "raw" / split, keep_archives)
+            except ArchiveError as e:
                 failures.append(str(e))
     return failures
 
