@@ -54,7 +54,7 @@ from .checkpoint import read_checkpoint, save_checkpoint, unwrap_model
 from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, load_items, report_skipped, steps_per_epoch, worker_init
 from .model import VideoBERT, VideoBERTConfig
 
-__all__ = ["PRESETS", "UsageError", "parse_args", "train", "main"]
+__all__ = ["PRESETS", "UsageError", "auto_workers", "parse_args", "train", "main"]
 
 # Defaults of each preset; command-line options override them. One dict per preset.
 PRESETS: dict[str, dict] = {
@@ -305,7 +305,7 @@ def warmup_cosine(warmup_steps: int, total_steps: int):
     return factor
 
 
-def _auto_workers() -> int:
+def auto_workers() -> int:
     """DataLoader workers when not given: this process's share of the cores (under torchrun), less one for itself."""
     share = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
     return max(1, share - 1)
@@ -564,7 +564,7 @@ def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device
         torch.backends.cudnn.allow_tf32 = True
 
     def loader(dataset, sampler, bs):  # made once; workers persist across epochs and prefetch uint8 batches
-        workers = opts["workers"] if opts["workers"] is not None else _auto_workers()
+        workers = opts["workers"] if opts["workers"] is not None else auto_workers()
         return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=workers, collate_fn=collate,
                           pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
                           persistent_workers=workers > 0, prefetch_factor=4 if workers else None,

@@ -29,11 +29,11 @@ MEASURES = ("loader", "model", "training")
 
 def _loader_settings(opts) -> dict:
     """The preset, with the options given on the command line; never pretrained weights."""
-    from ..train import PRESETS, _auto_workers
+    from ..train import PRESETS, auto_workers
 
     s = dict(PRESETS[opts.preset], pretrained=False, compile=opts.compile, seed=opts.seed)
     s.update({k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None})
-    preset = s["workers"] if s["workers"] is not None else _auto_workers()  # None: the trainer's choice
+    preset = s["workers"] if s["workers"] is not None else auto_workers()  # None: the trainer's choice
     s["workers"] = opts.workers if opts.workers is not None else min(preset, usable_cpus())
     if opts.threads:
         torch.set_num_threads(opts.threads)

@@ -68,28 +68,32 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-class DownloadError(RuntimeError):
+class _NamedError(RuntimeError):
+    """An error about one thing (a URL, a file); ``str()`` is ``"<what>: <reason>"`` on one line."""
+
+    def __init__(self, what: str, reason: str):
+        self.what = str(what)
+        self.reason = _one_line(reason)
+        super().__init__(f"{self.what}: {self.reason}")
+
+    def __reduce__(self):  # picklable with its two arguments (errors cross thread and process pools)
+        return type(self), (self.what, self.reason)
+
+
+class DownloadError(_NamedError):
     """A URL that could not be fetched (after retries); ``str()`` is ``"<url>: <reason>"``."""
 
-    def __init__(self, url: str, reason: str):
-        self.url = str(url)
-        self.reason = _one_line(reason)
-        super().__init__(f"{self.url}: {self.reason}")
-
-    def __reduce__(self):
-        return type(self), (self.url, self.reason)
+    @property
+    def url(self) -> str:
+        return self.what
 
 
-class ArchiveError(RuntimeError):
+class ArchiveError(_NamedError):
     """An archive that could not be read (truncated, corrupt); ``str()`` is ``"<archive>: <reason>"``."""
 
-    def __init__(self, archive: str, reason: str):
-        self.archive = str(archive)
-        self.reason = _one_line(reason)
-        super().__init__(f"{self.archive}: {self.reason}")
-
-    def __reduce__(self):
-        return type(self), (self.archive, self.reason)
+    @property
+    def archive(self) -> str:
+        return self.what
 
 
 class NotEnoughSpace(OSError):
