@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import logging
 import math
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-__all__ = ["DEVICES", "UsageError", "Parser", "number", "positive_int", "nonnegative_int", "resolve_device", "autocast", "write_atomic"]
+__all__ = ["DEVICES", "UsageError", "Parser", "number", "positive_int", "nonnegative_int", "run_main", "resolve_device",
+           "autocast", "write_atomic", "write_json"]
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -44,6 +48,26 @@ def number(kind, minimum, strict: bool):
 positive_int, nonnegative_int = number(int, 0, True), number(int, 0, False)
 
 
+def run_main(work: Callable[[], int | None], errors: tuple[type[Exception], ...] = ()) -> int:
+    """Every command line's ``main``: run ``work()`` → its exit status (``None`` → 0).
+
+    :class:`UsageError` (and any of ``errors``) → ``error: <one line>`` on stderr, status 2;
+    Ctrl-C → one line, status 130 (``work`` saves what it must before re-raising). Log records
+    (skipped videos, …) print as ``LEVEL: message`` unless the caller configured logging.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
+    try:
+        status = work()
+    except (UsageError, *errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    return 0 if status is None else int(status)
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``"auto" | "cpu" | "cuda"`` → a device; ``cuda`` picks GPU ``local_rank`` (one per process under torchrun)."""
     if name == "auto":
@@ -60,8 +84,29 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
+def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
     """Write a small file so that a reader sees the old or the new version, never half of one."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _finite(obj):
+    """``obj`` with every NaN / ±inf float replaced by ``None`` (JSON has no such numbers)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """``obj`` as strict JSON (non-finite numbers → ``null``), indented, written atomically."""
+    write_atomic(path, json.dumps(_finite(obj), indent=2, allow_nan=False) + "\n")

@@ -14,8 +14,8 @@ averaged over the views (one prediction per video)::
 
 1 clip × 1 crop is exactly the trainer's validation sample (centre clip, centre crop).
 Writes ``summary.json``, ``confusion.png`` and ``predictions.csv`` to ``--out``.
-The functions :func:`evaluate`, :func:`multiview_probs`, :func:`accuracy_metrics` and
-:func:`plot_confusion` work on their own (notebook 06 uses them).
+The functions :func:`evaluate`, :func:`multiview_probs` and :func:`plot_confusion` work on their
+own (notebook 06 uses them); the metrics are :mod:`minivb.metrics`' (the trainer's too).
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
-import math
 import os
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -36,9 +33,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .cli import DEVICES, Parser, UsageError, nonnegative_int, positive_int, autocast, resolve_device, write_atomic
+from . import runs
+from .checks import check_int
+from .cli import DEVICES, Parser, UsageError, autocast, nonnegative_int, positive_int, resolve_device, run_main, write_atomic, write_json
 from .checkpoint import load_checkpoint, read_checkpoint
 from .data.clips import ClipDataset, MultiViewDataset, collate, limit_items, load_items, report_skipped, worker_init
+from .metrics import accuracy_metrics
 
 __all__ = [
     "VIEW_DEFAULTS",
@@ -71,31 +71,35 @@ def multiview_probs(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
     return logits.softmax(dim=-1).view(B, V, -1).mean(dim=1)  # (B, V, C) → (B, C)
 
 
-def accuracy_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> dict:
-    """Scores ``(N, C)`` (probabilities or logits) and labels ``(N,)`` → top-1, top-5, per-class, confusion.
-
-    ``top5`` is top-min(5, C). ``per_class[c]`` = fraction of class ``c``'s videos predicted
-    as ``c`` (NaN if the class has none) = ``confusion[c, c] / confusion[c].sum()``;
-    ``confusion[true, predicted]`` counts videos.
-    """
-    if scores.ndim != 2 or labels.shape != scores.shape[:1]:
-        raise ValueError(f"need scores (N, C) and labels (N,), got {tuple(scores.shape)} and {tuple(labels.shape)}")
-    C = scores.shape[1] if num_classes is None else num_classes
-    labels = labels.long().cpu()
-    top = scores.float().cpu().topk(min(5, C), dim=1).indices  # (N, k)
-    hits = top == labels[:, None]  # (N, k)
-    confusion = torch.bincount(labels * C + top[:, 0], minlength=C * C).view(C, C)  # (C, C)
-    per_class = confusion.diag().double() / confusion.sum(1).double()  # NaN where a class has no videos
-    n = max(len(labels), 1)
-    return {
-        "top1": hits[:, 0].sum().item() / n,
-        "top5": hits.any(1).sum().item() / n,
-        "per_class": per_class.tolist(),
-        "confusion": confusion,
-    }
+def _loader(data, num_clips: int, num_crops: int, batch_size: int, workers: int, device: torch.device):
+    """``data`` → batches ``(videos, labels, skipped)``: a ClipDataset is cut into views, a data set gets a DataLoader."""
+    if isinstance(data, ClipDataset):
+        data = MultiViewDataset(data, num_clips, num_crops)  # (views (V, T, 3, S, S), label)
+    if not isinstance(data, Dataset):
+        return data  # a ready loader
+    return DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
+                      pin_memory=device.type == "cuda", worker_init_fn=worker_init if workers else None)
 
 
 @torch.no_grad()
+def _predict(model: nn.Module, loader, device: torch.device) -> tuple[list, list, list, int | None]:
+    """Every batch through :func:`multiview_probs` → (probabilities, labels, skipped files, views per video)."""
+    probs, labels, skipped, views = [], [], [], None
+    with autocast(device):
+        for videos, y, bad in loader:
+            report_skipped(bad)
+            skipped.extend(bad)
+            if videos is None:  # every video of the batch was unreadable
+                continue
+            videos = videos.to(device, non_blocking=True)  # (B, V, T, 3, H, W) or (B, T, 3, H, W)
+            views = videos.shape[1] if videos.ndim == 6 else 1
+            probs.append(multiview_probs(model, videos).cpu())  # (B, C)
+            labels.append(y.cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return probs, labels, skipped, views
+
+
 def evaluate(
     model: nn.Module,
     data: ClipDataset | Dataset | DataLoader | Iterable,
@@ -115,46 +119,24 @@ def evaluate(
     :func:`~minivb.data.clips.collate` batches ``(videos, labels, skipped)``. ``device``:
     where to run (default: where the model is); bf16 autocast on CUDA.
 
-    Returns ``top1``, ``top5``, ``per_class`` (list, class-index order), ``confusion``
-    ``(C, C)`` int64 (rows: true class, columns: predicted), ``probs`` ``(N, C)`` (softmax
-    averaged over views), ``labels`` ``(N,)``, ``num_videos`` (N, evaluated), ``skipped``
-    (count) and ``skipped_files``, ``clips``, ``crops``, ``views`` (per video), ``seconds``,
-    and ``classes`` when known.
+    Returns :func:`~minivb.metrics.accuracy_metrics`' ``top1``, ``top5``, ``per_class_top1``
+    (list in class-index order, None for a class without videos), ``confusion`` ``(C, C)``
+    (rows: true class, columns: predicted); ``probs`` ``(N, C)`` (softmax averaged over views),
+    ``labels`` ``(N,)``, ``num_videos`` (N, evaluated), ``skipped`` (count) and ``skipped_files``,
+    ``clips``, ``crops``, ``views`` (per video), ``seconds``, and ``classes`` when known.
     """
-    for name, value in (("num_clips", num_clips), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_int("num_clips", num_clips)
+    check_int("batch_size", batch_size)
+    check_int("workers", workers, minimum=0)
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if classes is None:
         classes = getattr(data, "classes", None) or getattr(getattr(data, "dataset", None), "classes", None)
-    if isinstance(data, ClipDataset):
-        data = MultiViewDataset(data, num_clips, num_crops)  # (views (V, T, 3, S, S), label)
-    if isinstance(data, Dataset):
-        loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate,
-                            pin_memory=device.type == "cuda", worker_init_fn=worker_init if workers else None)
-    else:
-        loader = data
-
     was_training = model.training
     model.eval()
     start = time.perf_counter()
-    probs, labels, skipped, views_per_video = [], [], [], None
-    with autocast(device):
-        for videos, y, bad in loader:
-            report_skipped(bad)
-            skipped.extend(bad)
-            if videos is None:  # every video of the batch was unreadable
-                continue
-            videos = videos.to(device, non_blocking=True)  # (B, V, T, 3, H, W) or (B, T, 3, H, W)
-            views_per_video = videos.shape[1] if videos.ndim == 6 else 1
-            probs.append(multiview_probs(model, videos).cpu())  # (B, C)
-            labels.append(y.cpu())
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    probs, labels, skipped, views = _predict(model, _loader(data, num_clips, num_crops, batch_size, workers, device), device)
     seconds = time.perf_counter() - start
     model.train(was_training)
 
@@ -167,7 +149,7 @@ def evaluate(
     result.update(
         probs=probs, labels=labels, num_videos=len(labels), skipped=len(skipped),
         skipped_files=[s.path for s in skipped], clips=num_clips, crops=num_crops,
-        views=views_per_video if views_per_video is not None else num_clips * num_crops, seconds=seconds,
+        views=views if views is not None else num_clips * num_crops, seconds=seconds,
     )
     if classes is not None:
         result["classes"] = list(classes)
@@ -285,52 +267,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """The command line's work → the summary dict. Raises :class:`UsageError` for bad input."""
-    opts = build_parser().parse_args(argv)
-    path = Path(opts.checkpoint)
-    if path.is_dir():
-        if not (path / "last.pt").is_file():
-            raise UsageError(f"--checkpoint {path}: the folder holds no last.pt; pass a .pt file or a run folder of python -m minivb.train")
-        path = path / "last.pt"
+def _open(opts: argparse.Namespace) -> tuple[Path, dict, int, int, Path]:
+    """The checkpoint (a file or a run folder's last.pt), its training options, the views and --out."""
+    path = runs.checkpoint_path(opts.checkpoint, "--checkpoint")
     try:
         ckpt = read_checkpoint(path)
-    except FileNotFoundError:
-        raise UsageError(f"--checkpoint {path}: no such file; pass a .pt file or a run folder written by python -m minivb.train") from None
     except ValueError as e:
         raise UsageError(str(e)) from None
-    args = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
-    subset = args.get("subset", "toy")
+    subset = ckpt["args"].get("subset", "toy") if isinstance(ckpt.get("args"), dict) else "toy"
     clips, crops = VIEW_DEFAULTS.get(subset, (1, 1))
     clips = opts.clips if opts.clips is not None else clips
     crops = opts.crops if opts.crops is not None else crops
     out = Path(opts.out) if opts.out else path.parent / "eval" / f"{path.stem}-{opts.split}-{clips}x{crops}"
     if (out / "summary.json").exists() and not opts.force:
         raise UsageError(f"--out {out} already holds an evaluation (summary.json); pass --force to overwrite it, or another --out")
-    device = resolve_device(opts.device)
-    try:
-        dataset = dataset_from_checkpoint(ckpt, opts.data_root, opts.split, opts.limit)
-        model, classes = load_checkpoint(path, map_location="cpu")
-    except (FileNotFoundError, ValueError) as e:
-        raise UsageError(str(e)) from None
-    model.to(device)
-    data_root = str(opts.data_root or args.get("data_root"))
-    print(f"minivb.evaluate: {path} ({ckpt.get('epoch', '?')} epochs) on {len(dataset)} {opts.split} videos of "
-          f"{data_root}, {clips} clip(s) × {crops} crop(s), {device.type} → {out}", flush=True)
-    result = evaluate(model, dataset, num_clips=clips, num_crops=crops, batch_size=opts.batch_size,
-                      workers=opts.workers, device=device)
+    return path, ckpt, clips, crops, out
 
-    per_class = {c: (None if math.isnan(a) else a) for c, a in zip(classes, result["per_class"])}
-    summary = {
-        "val_top1": result["top1"], "val_top5": result["top5"], "epochs": ckpt.get("epoch"),
-        "seconds": round(result["seconds"], 2), "clips": clips, "crops": crops, "per_class": per_class,
-        "num_videos": result["num_videos"], "skipped": result["skipped"], "skipped_files": result["skipped_files"],
-        "split": opts.split, "checkpoint": str(path), "data_root": data_root,
-        "subset": subset, "device": str(device), "confusion": result["confusion"].tolist(),
-    }
+
+def _write_outputs(out: Path, summary: dict, result: dict, items: list, classes: list[str]) -> None:
+    """summary.json, predictions.csv (one row per evaluated video) and confusion.png → ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    kept = [it for it in dataset.items if it.path not in set(result["skipped_files"])]
+    write_json(out / "summary.json", summary)
+    skipped = set(result["skipped_files"])
+    kept = [it for it in items if it.path not in skipped]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "label", "predicted", "probability", "correct"])
@@ -338,17 +297,41 @@ def run(argv: list[str] | None = None) -> dict:
         j = int(p.argmax())
         writer.writerow([it.path, classes[y], classes[j], f"{p[j].item():.4f}", int(j == y)])
     write_atomic(out / "predictions.csv", buf.getvalue())
-    ax = plot_confusion(result["confusion"], classes,
-                        title=f"{opts.split}: top-1 {100 * result['top1']:.1f}% ({clips}×{crops} views)")
+    ax = plot_confusion(result["confusion"], classes, title=f"{summary['split']}: top-1 {100 * result['top1']:.1f}% "
+                        f"({summary['clips']}×{summary['crops']} views)")
     png = io.BytesIO()
     ax.figure.savefig(png, format="png", dpi=100)
     write_atomic(out / "confusion.png", png.getvalue())
 
-    width = max(len(c) for c in classes)
+
+def run(argv: list[str] | None = None) -> dict:
+    """The command line's work → the summary dict. Raises :class:`UsageError` for bad input."""
+    opts = build_parser().parse_args(argv)
+    path, ckpt, clips, crops, out = _open(opts)
+    device = resolve_device(opts.device)
+    try:
+        dataset = dataset_from_checkpoint(ckpt, opts.data_root, opts.split, opts.limit)
+        model, classes = load_checkpoint(path, map_location="cpu")
+    except (FileNotFoundError, ValueError) as e:
+        raise UsageError(str(e)) from None
+    data_root = str(opts.data_root or ckpt["args"].get("data_root"))
+    print(f"minivb.evaluate: {path} ({ckpt.get('epoch', '?')} epochs) on {len(dataset)} {opts.split} videos of "
+          f"{data_root}, {clips} clip(s) × {crops} crop(s), {device.type} → {out}", flush=True)
+    result = evaluate(model.to(device), dataset, num_clips=clips, num_crops=crops, batch_size=opts.batch_size,
+                      workers=opts.workers, device=device)
+    summary = {
+        "val_top1": result["top1"], "val_top5": result["top5"], "epochs": ckpt.get("epoch"),
+        "seconds": round(result["seconds"], 2), "clips": clips, "crops": crops,
+        "per_class_top1": dict(zip(classes, result["per_class_top1"])),
+        "num_videos": result["num_videos"], "skipped": result["skipped"], "skipped_files": result["skipped_files"],
+        "split": opts.split, "checkpoint": str(path), "data_root": data_root,
+        "subset": ckpt["args"].get("subset", "toy"), "device": str(device), "confusion": result["confusion"].tolist(),
+    }
+    _write_outputs(out, summary, result, dataset.items, classes)
     if len(classes) <= 50:
-        for c, a in per_class.items():
-            n = int(result["confusion"][classes.index(c)].sum())
-            print(f"  {c:<{width}}  {'   -  ' if a is None else f'{100 * a:5.1f}%'}  ({n} videos)")
+        width = max(len(c) for c in classes)
+        for i, (c, a) in enumerate(summary["per_class_top1"].items()):
+            print(f"  {c:<{width}}  {'   -  ' if a is None else f'{100 * a:5.1f}%'}  ({int(result['confusion'][i].sum())} videos)")
     print(f"val top-1 {100 * result['top1']:.1f}%  top-5 {100 * result['top5']:.1f}%  ({result['num_videos']} videos, "
           f"{result['skipped']} skipped, {clips}×{crops} views, {summary['seconds']:.0f} s) → {out}", flush=True)
     return summary
@@ -356,16 +339,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m minivb.evaluate``: 0 on success, 2 on a usage error (one line on stderr)."""
-    import logging
-
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
-    try:
-        run(argv)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: run(argv) and 0)
 
 
 if __name__ == "__main__":

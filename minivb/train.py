@@ -8,53 +8,52 @@
     torchrun --nproc_per_node=8 -m minivb.train --subset k400
     python -m minivb.train --resume runs/toy-20250101-120000  # continue exactly where it stopped
 
-One file, top to bottom: options and presets → data (:mod:`minivb.data.clips`) → model
-(:class:`~minivb.model.VideoBERT`) → AdamW with linear warmup + cosine decay (per step),
-label smoothing, gradient clipping → a loop of epochs, each validated → an output folder::
-
-    config.json  metrics.csv  curves.png  last.pt  best.pt  summary.json
+Read top to bottom: options and presets → the loop (:func:`train_one_epoch`, :func:`validate`,
+the counters in :class:`TrainState`) → set-up (data, model, optimizer: :func:`build_run`) →
+:func:`train`, which runs epochs of train → validate → log → save. The run's folder and files are
+:mod:`minivb.runs`; the distributed helpers :mod:`minivb.distributed`; the metrics
+:mod:`minivb.metrics`. Optimisation: AdamW (the model's own parameter groups,
+:meth:`~minivb.model.VideoBERT.configure_optimizers`) with linear warmup + cosine decay per step,
+label smoothing, gradient clipping.
 
 Exact resume: the model is initialised from ``--seed``, the sampler's order is a function of
 ``(seed, epoch)`` and every augmentation a function of ``(seed, epoch, index)``; checkpoints
 (atomic, every ``--save-every`` steps and every epoch) carry model, optimizer, scheduler,
-position (epoch, batch) and the torch RNG state. So a run killed at any point (``kill -9``)
-and resumed with ``--resume`` ends with bit-identical weights on a CPU. SIGTERM (cluster
-preemption) saves a checkpoint and exits with status 0.
+the counters and the torch RNG state. So a run killed at any point (``kill -9``) and resumed
+with ``--resume`` ends with bit-identical weights on a CPU. SIGTERM (cluster preemption) and
+Ctrl-C save a checkpoint and stop (exit status 0 and 130).
 
-Distributed: under ``torchrun`` (environment ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``) every
-process trains a shard of each epoch inside DistributedDataParallel (NCCL on GPUs, gloo on
-CPUs); ``--batch-size`` is per process; metrics are summed across processes; rank 0 alone
-logs and writes. On CUDA: bf16 autocast and channels-last convolutions; ``--compile`` adds
-``torch.compile``.
+Distributed: under ``torchrun`` every process trains a shard of each epoch inside
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs); ``--batch-size`` is per process; metrics
+are summed across processes; rank 0 alone logs and writes. On CUDA: bf16 autocast and
+channels-last convolutions; ``--compile`` adds ``torch.compile``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import datetime
-import io
-import json
 import math
-import os
 import signal
-import sys
 import threading
 import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .cli import DEVICES, Parser, UsageError, nonnegative_int, number, positive_int, autocast, resolve_device, write_atomic
+from . import distributed, runs
 from .checkpoint import read_checkpoint, save_checkpoint, unwrap_model
+from .cli import DEVICES, Parser, UsageError, autocast, nonnegative_int, number, positive_int, resolve_device, run_main, write_atomic, write_json
 from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, load_items, report_skipped, steps_per_epoch, worker_init
+from .metrics import Accuracy
 from .model import VideoBERT, VideoBERTConfig
 
-__all__ = ["PRESETS", "UsageError", "auto_workers", "parse_args", "train", "main"]
+__all__ = ["PRESETS", "TrainState", "UsageError", "auto_workers", "build_run", "parse_args", "train", "train_one_epoch",
+           "validate", "warmup_cosine", "main"]
 
 # Defaults of each preset; command-line options override them. One dict per preset.
 PRESETS: dict[str, dict] = {
@@ -75,8 +74,6 @@ SUBSETS = ("toy", "k400")
 DATA_ROOTS = {"toy": "data/toy", "k400": "data/kinetics400"}  # --data-root defaults
 # Options that may differ when resuming (they do not change what is computed).
 RUNTIME_OPTIONS = {"out", "resume", "device", "workers", "save_every", "compile", "preload", "data_root"}
-RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "summary.json")
-METRICS = ("epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "clips_per_s", "seconds")
 
 
 # --------------------------------------------------------------------------- options
@@ -147,69 +144,193 @@ def parse_args(argv: list[str] | None = None) -> dict:
     return vars(build_parser().parse_args(argv))
 
 
-def _resolve(given: dict) -> tuple[dict, dict | None, Path | None]:
+def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
     """Given options → (full options, checkpoint to resume from or None, its path)."""
-    ckpt, ckpt_path = None, None
-    if "resume" in given:
-        ckpt_path = Path(given["resume"])
-        if ckpt_path.is_dir():
-            ckpt_path = ckpt_path / "last.pt"
-        if not ckpt_path.is_file():
-            raise UsageError(f"--resume {given['resume']}: no such checkpoint; pass a .pt file or a run folder that holds last.pt")
-        try:
-            ckpt = read_checkpoint(ckpt_path)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        if not isinstance(ckpt.get("args"), dict) or "optimizer" not in ckpt:
-            raise UsageError(f"{ckpt_path} holds a model but no training state; resume from a last.pt written by python -m minivb.train")
-        if ckpt_path.name != "last.pt" and not given.get("out"):
-            raise UsageError(f"--resume {ckpt_path} would continue an older point of its run and overwrite the run's last.pt; "
-                             f"pass a new --out for the branch")
-        opts = dict(ckpt["args"])
-        for key, value in given.items():
-            if key not in RUNTIME_OPTIONS and opts.get(key) != value:
-                flag = "--" + key.replace("_", "-")
-                raise UsageError(
-                    f"{ckpt_path} was trained with {flag}={opts.get(key)!r}, not {value!r}; drop {flag} to resume "
-                    f"it, or start a new run (without --resume)"
-                )
-        opts.update({k: v for k, v in given.items() if k in RUNTIME_OPTIONS})
-        opts.update(out=given.get("out"), resume=given["resume"], compile=given.get("compile", False))
-        return opts, ckpt, ckpt_path
-    subset = given.get("subset", "toy")
-    preset = given.get("preset", subset)
-    opts = dict(subset=subset, preset=preset, data_root=DATA_ROOTS[subset], out=None, seed=0, device="auto",
-                compile=False, limit_train=None, limit_val=None)
-    opts.update(PRESETS[preset])
-    opts.update(given)
-    return opts, None, None
+    if "resume" not in given:
+        subset = given.get("subset", "toy")
+        preset = given.get("preset", subset)
+        opts = dict(subset=subset, preset=preset, data_root=DATA_ROOTS[subset], out=None, seed=0, device="auto",
+                    compile=False, limit_train=None, limit_val=None)
+        return opts | PRESETS[preset] | given, None, None
+    path = runs.checkpoint_path(given["resume"], "--resume")
+    try:
+        ckpt = read_checkpoint(path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not isinstance(ckpt.get("args"), dict) or "optimizer" not in ckpt:
+        raise UsageError(f"{path} holds a model but no training state; resume from a last.pt written by python -m minivb.train")
+    if path.name != "last.pt" and not given.get("out"):
+        raise UsageError(f"--resume {path} would continue an older point of its run and overwrite the run's last.pt; "
+                         f"pass a new --out for the branch")
+    opts = dict(ckpt["args"])
+    for key, value in given.items():
+        if key not in RUNTIME_OPTIONS and opts.get(key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"{path} was trained with {flag}={opts.get(key)!r}, not {value!r}; drop {flag} to resume "
+                             f"it, or start a new run (without --resume)")
+    opts |= {k: v for k, v in given.items() if k in RUNTIME_OPTIONS}
+    opts |= dict(out=given.get("out") or str(path.parent), compile=given.get("compile", False))
+    return opts, ckpt, path
 
 
-# --------------------------------------------------------------------------- set-up helpers
+# --------------------------------------------------------------------------- the loop
 
 
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) without it."""
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return 0, 1, 0
-    return int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+@dataclass
+class TrainState:
+    """The run's counters: with the model, optimizer, scheduler and RNG states, all a checkpoint needs to resume."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps done
+    step_in_epoch: int = 0  # batches of the current epoch done (a resume continues after them)
+    loss_sum: float = 0.0  # Σ loss · clips over this epoch's steps
+    loss_count: int = 0  # clips trained on this epoch
+    lr: float = 0.0  # learning rate of the latest step
+    epoch_seconds: float = 0.0  # training time of this epoch (validation and saving excluded)
+    elapsed: float = 0.0  # wall-clock time of the whole run
+    best_val_top1: float = -1.0
+    best_epoch: int = 0
+    history: list = field(default_factory=list)  # one metrics row per epoch
+    skipped_train: list = field(default_factory=list)  # broken training files met so far
+
+    def __post_init__(self):
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        self._clock = time.perf_counter()
+
+    def tick(self, training: bool = True) -> None:
+        """Add the time since the last tick to the run's seconds (and, if ``training``, to the epoch's)."""
+        now = time.perf_counter()
+        self.elapsed += now - self._clock
+        if training:
+            self.epoch_seconds += now - self._clock
+        self._clock = now
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> "TrainState":
+        return cls(**{f.name: ckpt[f.name] for f in fields(cls) if f.name in ckpt})
 
 
-def _check_out(out: Path, ckpt_path: Path | None) -> None:
-    """Refuse an output folder that already holds a run, unless we are resuming that run."""
-    held = [f for f in RUN_FILES if (out / f).exists()]
-    if not held:
-        return
-    if ckpt_path is not None and ckpt_path.resolve().parent == out.resolve():
-        return
-    raise UsageError(
-        f"--out {out} already holds a run ({', '.join(held)}); continue it with --resume {out}, or choose another --out"
-    )
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scheduler, criterion: nn.Module,
+                    state: TrainState, device: torch.device, *, world_size: int = 1, stop: Callable[[], bool] = lambda: False,
+                    on_step: Callable[[TrainState], None] | None = None) -> bool:
+    """One pass over ``loader``: forward → loss → backward → clip gradients → optimizer and schedule step.
+
+    Updates ``state`` (steps, loss sums, seconds, skipped files) and calls ``on_step(state)`` after
+    each step. Returns False if ``stop()`` turned true (on any process) before the epoch's end.
+    """
+    model.train()
+    state.tick(training=False)  # time since the last tick (validation, saving) is not training time
+    for videos, labels, skipped in loader:  # (B, T, 3, H, W) uint8, (B,), broken files replaced in this batch
+        report_skipped(skipped)
+        state.skipped_train = sorted(set(state.skipped_train) | {s.path for s in skipped})
+        stopping, empty = distributed.any_rank([stop(), videos is None], device, world_size)  # all ranks agree
+        if stopping:
+            return False
+        state.step_in_epoch += 1
+        if empty:  # every clip of the batch was unreadable
+            continue
+        videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast(device):  # bf16 on CUDA
+            logits = model(videos)  # (B, C)
+        loss = criterion(logits.float(), labels)  # cross-entropy with label smoothing
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # (DDP averages the gradients across processes here)
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        state.lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()  # the learning rate of the next step
+        state.step += 1
+        state.loss_sum += loss.item() * len(labels)
+        state.loss_count += len(labels)
+        state.tick()
+        if on_step is not None:
+            on_step(state)
+    state.tick()
+    return True
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device, world_size: int = 1) -> dict:
+    """Centre-clip validation → :meth:`~minivb.metrics.Accuracy.result` (loss, top-1, top-5, per class,
+    confusion; summed over processes) + ``skipped`` (unreadable videos)."""
+    model.eval()
+    metrics, skipped = Accuracy(num_classes, device), torch.zeros((), dtype=torch.int64, device=device)
+    for videos, labels, bad in loader:
+        report_skipped(bad)
+        skipped += len(bad)
+        if videos is None:
+            continue
+        videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with autocast(device):
+            logits = model(videos).float()  # (B, C); uint8 videos become floats on the device
+        metrics.update(logits, labels, nn.functional.cross_entropy(logits, labels, reduction="sum"))
+    metrics.all_reduce(world_size)
+    model.train()
+    return metrics.result() | {"skipped": int(distributed.all_reduce(skipped, world_size))}
+
+
+def warmup_cosine(warmup_steps: int, total_steps: int):
+    """LR multiplier for step s: linear warmup to 1 over ``warmup_steps``, then cosine decay to 0."""
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return factor
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class Run:
+    """Everything one training run works with, made by :func:`build_run`."""
+
+    opts: dict
+    out: Path
+    device: torch.device
+    rank: int
+    world_size: int
+    classes: list[str]
+    train_set: ClipDataset
+    val_set: ClipDataset
+    train_sampler: ShardedSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    steps_per_epoch: int
+    model: VideoBERT  # the bare model (checkpoints, parameters)
+    forward: nn.Module  # what the loop calls: the model, compiled and/or inside DDP
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: nn.Module
+    state: TrainState
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def say(self, *args) -> None:
+        if self.is_main:
+            print(*args, flush=True)
+
+
+def auto_workers() -> int:
+    """DataLoader workers when not given: this process's share of the cores (under torchrun), less one for itself."""
+    return max(1, distributed.local_cores() - 1)
+
+
+def _ignore_sigterm(worker_id: int) -> None:
+    # SIGTERM and Ctrl-C are for the main process (it saves a checkpoint); workers let it shut them down.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker_init(worker_id)
 
 
 def _ensure_toy(root: Path) -> None:
     """Make the toy set at ``root`` if it is missing (or incomplete, or from an older generator)."""
-    from dataclasses import fields
+    import json
 
     from .data import toy
 
@@ -230,24 +351,8 @@ def _ensure_toy(root: Path) -> None:
         raise UsageError(f"--data-root {e}; or use --subset k400 for your own videos") from None
 
 
-def _rank0_first(fn, rank: int, world_size: int, others: bool):
-    """Run ``fn`` on rank 0, then (if ``others``) on the other ranks; a UsageError on rank 0 stops every rank."""
-    result, error = None, [None]
-    if rank == 0:
-        try:
-            result = fn()
-        except UsageError as e:
-            error = [str(e)]
-    if world_size > 1:
-        dist.broadcast_object_list(error, src=0)
-    if error[0] is not None:
-        raise UsageError(error[0])
-    if rank != 0 and others:
-        result = fn()
-    return result
-
-
-def _load_data(opts: dict) -> tuple[list, list, list[str]]:
+def load_data(opts: dict) -> tuple[list, list, list[str]]:
+    """(training items, validation items, class names) from ``--data-root``; one-line errors for what is missing."""
     root = Path(opts["data_root"])
     if opts["subset"] == "k400" and not (root / "train.csv").is_file() and not (root / "train").is_dir():
         raise UsageError(
@@ -263,117 +368,111 @@ def _load_data(opts: dict) -> tuple[list, list, list[str]]:
     return limit_items(train_items, opts["limit_train"], opts["seed"]), limit_items(val_items, opts["limit_val"], opts["seed"] + 1), classes
 
 
-def _model_config(opts: dict, num_classes: int, device: torch.device) -> VideoBERTConfig:
+def _check_resume(ckpt: dict, opts: dict, classes: list[str], n_train: int, world_size: int) -> None:
+    if list(ckpt["classes"]) != classes:
+        raise UsageError(f"the classes in {opts['data_root']} differ from the checkpoint's; resume with the data it was trained on")
+    if ckpt.get("world_size", 1) != world_size:
+        raise UsageError(f"the checkpoint was written by {ckpt.get('world_size', 1)} process(es), this run has {world_size}; "
+                         f"resume with the same number of processes (the data order and schedule depend on it)")
+    if ckpt.get("train_items") not in (None, n_train):
+        raise UsageError(f"{opts['data_root']} has {n_train} training videos, the checkpoint's run had "
+                         f"{ckpt['train_items']}; resume with the same data and --limit-train")
+
+
+def build_data(opts: dict, classes: list[str], train_items: list, val_items: list, device: torch.device, rank: int,
+               world_size: int) -> tuple[ClipDataset, ClipDataset, ShardedSampler, DataLoader, DataLoader]:
+    """The data sets, the training sampler and the two loaders (made once: workers persist across epochs)."""
+    hflip = vflip = None
+    if opts["subset"] == "toy":
+        from .data.toy import HFLIP as hflip, VFLIP as vflip  # a mirror swaps left ⟷ right (top ⟷ bottom) motion
+    common = dict(num_frames=opts["num_frames"], stride=opts["stride"], size=opts["size"], seed=opts["seed"],
+                  preload=opts["preload"])
     try:
-        return VideoBERTConfig(
+        train_set = ClipDataset(train_items, classes, train=True, hflip=hflip, vflip=vflip, **common)
+        val_set = ClipDataset(val_items, classes, train=False, **common)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    train_sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], rank=rank, world_size=world_size,
+                                   drop_last=world_size > 1, with_epoch=True)  # (epoch, index): persistent workers know the epoch
+    val_sampler = ShardedSampler(len(val_set), shuffle=False, rank=rank, world_size=world_size, drop_last=False)
+    workers = opts["workers"] if opts["workers"] is not None else auto_workers()
+
+    def loader(dataset, sampler, batch_size):  # uint8 batches, prefetched by persistent workers
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
+                          pin_memory=device.type == "cuda", worker_init_fn=_ignore_sigterm if workers else None,
+                          persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+                          generator=torch.Generator())  # own generator: the global RNG stays untouched
+
+    bs = opts["batch_size"]
+    return train_set, val_set, train_sampler, loader(train_set, train_sampler, bs), loader(val_set, val_sampler, 2 * bs)
+
+
+def build_model(opts: dict, num_classes: int, device: torch.device, rank: int, world_size: int) -> VideoBERT:
+    """The model, initialised from ``--seed`` (every process and every rerun starts the same), size checked."""
+    try:
+        config = VideoBERTConfig(
             num_classes=num_classes, num_frames=opts["num_frames"], grid=opts["grid"], encoder=opts["encoder"],
             pretrained=opts["pretrained"], dim=opts["dim"], depth=opts["depth"], num_heads=opts["heads"],
-            dropout=opts["dropout"], time_embedding=opts["time_embedding"], channels_last=device.type == "cuda",
-        )
+            dropout=opts["dropout"], time_embedding=opts["time_embedding"], channels_last=device.type == "cuda")
     except ValueError as e:
         raise UsageError(f"model options: {e}") from None
 
+    def build() -> VideoBERT:
+        torch.manual_seed(opts["seed"])
+        try:
+            return VideoBERT(config).to(device)
+        except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
+            raise UsageError(" ".join(str(e).split())) from None
 
-def _check_frame_size(model: VideoBERT, size: int, device: torch.device) -> None:
-    """One frame through the CNN (eval mode: BatchNorm statistics untouched) to check size vs grid."""
-    model.eval()
-    try:
+    # rank 0 first: it downloads any ImageNet weights into the cache the others then read
+    model = distributed.rank0_first(build, rank, world_size, others=True, errors=(UsageError,))
+    try:  # one frame through the CNN (eval mode: BatchNorm statistics untouched) checks --size against --grid
         with torch.no_grad():
-            model.encoder(torch.zeros(1, 1, 3, size, size, device=device))
+            model.eval().encoder(torch.zeros(1, 1, 3, opts["size"], opts["size"], device=device))
     except ValueError as e:
-        raise UsageError(f"--size {size}: {e}") from None
-    finally:
-        model.train()
+        raise UsageError(f"--size {opts['size']}: {e}") from None
+    return model.train()
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay on weight matrices and conv kernels only (not norms, biases, embeddings)."""
-    no_decay_names = ("time_embed", "region_embed", "cls_token")
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim < 2 or name in no_decay_names else decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def build_run(opts: dict, ckpt: dict | None, device: torch.device, rank: int, world_size: int) -> Run:
+    """Data, model, optimizer, schedule and counters of a run (restored from ``ckpt`` when resuming)."""
+    if opts["subset"] == "toy":  # rank 0 makes the toy set; the others wait for it
+        distributed.rank0_first(lambda: _ensure_toy(Path(opts["data_root"])), rank, world_size, others=False, errors=(UsageError,))
+    train_items, val_items, classes = load_data(opts)
+    if ckpt is not None:
+        _check_resume(ckpt, opts, classes, len(train_items), world_size)
+    out = Path(opts["out"]) if opts["out"] else distributed.broadcast(runs.new_run_folder(opts["subset"]), world_size)
+    model = build_model(opts, len(classes), device, rank, world_size)
+    if ckpt is not None:
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:
+            raise UsageError(f"the checkpoint's weights do not fit the model ({' '.join(str(e).split())[:160]}); start a new run") from None
+    train_set, val_set, sampler, train_loader, val_loader = build_data(opts, classes, train_items, val_items, device, rank, world_size)
+    n_steps = steps_per_epoch(sampler, opts["batch_size"])
+    if n_steps == 0:
+        raise UsageError(f"{len(train_set)} training videos are too few for {world_size} processes; use more data or fewer processes")
 
+    # AdamW (weight decay on matrices and kernels only), warmup + cosine per step, label smoothing
+    optimizer = model.configure_optimizers(opts["lr"], opts["weight_decay"], fused=device.type == "cuda")
+    total_steps = opts["epochs"] * n_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(round(opts["warmup_epochs"] * n_steps), total_steps))
+    criterion = nn.CrossEntropyLoss(label_smoothing=opts["label_smoothing"])
+    state = TrainState()
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state = TrainState.from_checkpoint(ckpt)
+        _set_rng_state(ckpt["rng"], device)
 
-def warmup_cosine(warmup_steps: int, total_steps: int):
-    """LR multiplier for step s: linear warmup to 1 over ``warmup_steps``, then cosine decay to 0."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-    return factor
-
-
-def auto_workers() -> int:
-    """DataLoader workers when not given: this process's share of the cores (under torchrun), less one for itself."""
-    share = len(os.sched_getaffinity(0)) // int(os.environ.get("LOCAL_WORLD_SIZE", 1))
-    return max(1, share - 1)
-
-
-def _worker_init(worker_id: int) -> None:
-    # SIGTERM is for the main process (it saves a checkpoint); workers let it shut them down.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    worker_init(worker_id)
-
-
-def _write_metrics(out: Path, history: list[dict]) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=METRICS, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRICS})
-    write_atomic(out / "metrics.csv", buf.getvalue())
-
-
-def _plot_curves(out: Path, history: list[dict]) -> None:
-    """Loss and accuracy per epoch → curves.png (Agg canvas: no GUI, no global backend change)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = [r["epoch"] for r in history]
-    fig = Figure(figsize=(9, 3.4), tight_layout=True)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot(1, 2, 1)
-    ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
-    ax.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
-    ax.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax.legend()
-    ax = fig.add_subplot(1, 2, 2)
-    ax.plot(epochs, [100 * r["val_top1"] for r in history], "o-", label="val top-1")
-    ax.plot(epochs, [100 * r["val_top5"] for r in history], "o-", label="val top-5")
-    ax.set(xlabel="epoch", ylabel="%", title="validation accuracy", ylim=(0, 101))
-    ax.legend()
-    for ax in fig.axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    tmp = out / ".curves.png.tmp"
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, out / "curves.png")
-
-
-def _all_reduce(t: torch.Tensor, world_size: int) -> torch.Tensor:
+    forward = torch.compile(model) if opts["compile"] else model
     if world_size > 1:
-        dist.all_reduce(t)
-    return t
-
-
-def _count_distinct(paths: list[str], world_size: int) -> int:
-    """How many distinct ``paths`` all ranks together saw."""
-    if world_size == 1:
-        return len(set(paths))
-    every: list = [None] * world_size
-    dist.all_gather_object(every, paths)
-    return len(set().union(*every))
-
-
-def _any_rank(value: bool, device: torch.device, world_size: int) -> bool:
-    """True on every rank if ``value`` is True on any rank (ranks decide together)."""
-    if world_size == 1:
-        return bool(value)
-    t = torch.tensor([float(value)], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+        forward = nn.parallel.DistributedDataParallel(forward, device_ids=[device.index] if device.type == "cuda" else None)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return Run(opts, out, device, rank, world_size, classes, train_set, val_set, sampler, train_loader, val_loader, n_steps,
+               model, forward, optimizer, scheduler, criterion, state)
 
 
 def _rng_state(device: torch.device) -> dict:
@@ -389,336 +488,181 @@ def _set_rng_state(state: dict, device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+# --------------------------------------------------------------------------- bookkeeping: checkpoints, metrics, summary
+
+
+def save(run: Run, *names: str) -> None:
+    """The run as a checkpoint (model, optimizer, scheduler, counters, RNG, options) → ``out/<name>`` (rank 0)."""
+    if not run.is_main:
+        return
+    ckpt = {
+        "model": unwrap_model(run.model).state_dict(), "config": run.model.config.to_dict(), "classes": run.classes,
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(), **asdict(run.state),
+        "rng": _rng_state(run.device), "args": run.opts | {"out": str(run.out)},
+        "train_items": len(run.train_set), "world_size": run.world_size,
+    }
+    for name in names:
+        save_checkpoint(run.out / name, ckpt)
+
+
+def start_log(run: Run, resuming: bool) -> None:
+    """``config.json`` (and, when resuming, the metrics so far) and the opening line."""
+    params = sum(p.numel() for p in run.model.parameters())
+    if run.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        write_json(run.out / "config.json", {
+            "args": run.opts | {"out": str(run.out)}, "model": run.model.config.to_dict(), "classes": run.classes,
+            "train_clips": len(run.train_set), "val_clips": len(run.val_set), "parameters": params,
+            "device": str(run.device), "world_size": run.world_size, "steps_per_epoch": run.steps_per_epoch,
+            "torch": torch.__version__})
+        if resuming:
+            runs.write_metrics(run.out, run.state.history)
+    s = run.state
+    run.say(f"minivb.train: {run.opts['subset']} ({len(run.train_set)} train / {len(run.val_set)} val clips, "
+            f"{len(run.classes)} classes), {params / 1e6:.2f}M parameters, {run.device.type} × {run.world_size}, "
+            f"{run.opts['epochs']} epochs × {run.steps_per_epoch} steps → {run.out}"
+            + (f" (resuming at epoch {s.epoch + 1}, step {s.step})" if resuming else ""))
+
+
+def end_epoch(run: Run, val: dict) -> None:
+    """Close an epoch: its metrics row (training numbers summed over processes), best epoch, log line, files."""
+    s = run.state
+    sums = torch.tensor([s.loss_sum, s.loss_count], dtype=torch.float64, device=run.device)
+    loss_sum, clips = distributed.all_reduce(sums, run.world_size).tolist()
+    row = {"epoch": s.epoch + 1, "step": s.step, "train_loss": loss_sum / max(clips, 1), "val_loss": val["loss"],
+           "val_top1": val["top1"], "val_top5": val["top5"], "lr": s.lr, "clips_per_s": clips / max(s.epoch_seconds, 1e-9),
+           "seconds": s.epoch_seconds}
+    s.history = s.history + [row]
+    is_best = row["val_top1"] > s.best_val_top1
+    if is_best:
+        s.best_val_top1, s.best_epoch = row["val_top1"], s.epoch + 1
+    s.epoch, s.step_in_epoch, s.loss_sum, s.loss_count, s.epoch_seconds = s.epoch + 1, 0, 0.0, 0, 0.0
+    s.tick(training=False)
+    run.say(f"epoch {row['epoch']:>3}/{run.opts['epochs']}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+            f"top-1 {100 * row['val_top1']:5.1f}%  top-5 {100 * row['val_top5']:5.1f}%  lr {row['lr']:.2e}  "
+            f"{row['clips_per_s']:.0f} clips/s")
+    save(run, "last.pt", *(("best.pt",) if is_best else ()))
+    if run.is_main:
+        runs.write_metrics(run.out, s.history)
+        runs.plot_curves(run.out, s.history)
+
+
+def finish(run: Run, val: dict) -> dict:
+    """The run's ``summary.json`` (final validation, best epoch, speed, per-class accuracy, skipped files)."""
+    s = run.state
+    final = s.history[-1] if s.history else {}
+    summary = {
+        "val_top1": val["top1"], "val_top5": val["top5"], "val_loss": val["loss"],
+        "best_val_top1": s.best_val_top1, "best_epoch": s.best_epoch,
+        "epochs": run.opts["epochs"], "steps": s.step, "seconds": round(s.elapsed, 2),
+        "train_loss": final.get("train_loss"), "clips_per_s": final.get("clips_per_s"),
+        "per_class_top1": dict(zip(run.classes, val["per_class_top1"])),
+        "train_clips": len(run.train_set), "val_clips": val["count"], "parameters": sum(p.numel() for p in run.model.parameters()),
+        "skipped_train_clips": distributed.count_distinct(s.skipped_train, run.world_size), "skipped_val_clips": val["skipped"],
+        "subset": run.opts["subset"], "preset": run.opts["preset"], "device": str(run.device), "world_size": run.world_size,
+        "out": str(run.out),
+    }
+    if run.is_main:
+        write_json(run.out / "summary.json", summary)
+    run.say(f"done: val top-1 {100 * summary['val_top1']:.1f}% (best {100 * summary['best_val_top1']:.1f}% at epoch "
+            f"{summary['best_epoch']}), top-5 {100 * summary['val_top5']:.1f}%, {summary['seconds']:.0f} s → {run.out}")
+    return summary
+
+
 @contextlib.contextmanager
-def _sigterm_flag():
-    """Yield a dict whose "stop" turns True on SIGTERM (handler only installable in the main thread)."""
-    flag = {"stop": False}
+def _stop_signals():
+    """Yield ``stopped()`` → the name of a stop signal received (SIGTERM, SIGINT) or None.
+
+    The first SIGTERM / Ctrl-C asks the loop to save and stop; a second Ctrl-C stops at once.
+    Handlers can only be installed in the main thread; elsewhere nothing is caught.
+    """
+    got: list[str] = []
     if threading.current_thread() is not threading.main_thread():
-        yield flag
+        yield lambda: None
         return
 
     def handler(signum, frame):
-        flag["stop"] = True
+        if signum == signal.SIGINT and got:
+            raise KeyboardInterrupt
+        got.append(signal.Signals(signum).name)
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield flag
+        yield lambda: got[0] if got else None
     finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-# --------------------------------------------------------------------------- evaluation
-
-
-@torch.no_grad()
-def validate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device, world_size: int = 1) -> dict:
-    """Centre-clip validation → loss, top-1, top-5 and the confusion matrix (summed over ranks)."""
-    model.eval()
-    k = min(5, num_classes)
-    sums = torch.zeros(5, dtype=torch.float64, device=device)  # loss, top-1 hits, top-5 hits, clips, skipped clips
-    confusion = torch.zeros(num_classes * num_classes, dtype=torch.int64, device=device)
-    for videos, labels, skipped in loader:
-        report_skipped(skipped)
-        sums[4] += len(skipped)
-        if videos is None:
-            continue
-        videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with autocast(device):
-            logits = model(videos).float()  # (B, C); uint8 videos become floats on the device
-        top = logits.topk(k, dim=1).indices  # (B, k)
-        hits = top == labels[:, None]  # (B, k)
-        sums += torch.stack([
-            nn.functional.cross_entropy(logits, labels, reduction="sum").double(),
-            hits[:, 0].sum().double(), hits.any(1).sum().double(), torch.tensor(len(labels), dtype=torch.float64, device=device),
-            torch.zeros((), dtype=torch.float64, device=device),
-        ])
-        confusion += torch.bincount(labels * num_classes + top[:, 0], minlength=num_classes * num_classes)
-    _all_reduce(sums, world_size)
-    _all_reduce(confusion, world_size)
-    model.train()
-    n = max(sums[3].item(), 1.0)
-    return {
-        "val_loss": sums[0].item() / n, "val_top1": sums[1].item() / n, "val_top5": sums[2].item() / n,
-        "val_clips": int(sums[3].item()), "val_skipped": int(sums[4].item()), "confusion": confusion.view(num_classes, num_classes).cpu(),
-    }
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 # --------------------------------------------------------------------------- training
 
 
-def train(given: dict) -> dict:
-    """Run training with the options ``given`` (as from :func:`parse_args`) → the summary dict.
-
-    Raises :class:`UsageError` for bad options or inputs (before anything is written).
-    Returns ``{"stopped": True, ...}`` if SIGTERM ended the run early (after saving last.pt).
-    """
-    opts, ckpt, ckpt_path = _resolve(given)
-    if opts["subset"] not in SUBSETS:
-        raise UsageError(f"unknown subset {opts['subset']!r}; choose one of {', '.join(SUBSETS)}")
-    rank, world_size, local_rank = _distributed()
-    device = resolve_device(opts["device"], local_rank)
-    is_main = rank == 0
-    out = Path(opts["out"]) if opts.get("out") else (ckpt_path.parent if ckpt_path is not None else None)
-    if out is not None:
-        _check_out(out, ckpt_path)
-    if opts["subset"] == "k400":
-        _load_data(opts)  # raises the Kinetics-400 message before any process group is set up
-
-    if world_size > 1:
-        if device.type == "cpu":  # share the cores between the processes on this machine
-            local = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-            torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local))
-        else:
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    try:
-        return _train(opts, ckpt, out, device, rank, world_size, is_main)
-    finally:
-        if world_size > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def _train(opts: dict, ckpt: dict | None, out: Path | None, device: torch.device, rank: int, world_size: int, is_main: bool) -> dict:
-    say = (lambda *a: print(*a, flush=True)) if is_main else (lambda *a: None)
-
-    # ---- data (rank 0 makes the toy set; the others wait for it)
-    if opts["subset"] == "toy":
-        _rank0_first(lambda: _ensure_toy(Path(opts["data_root"])), rank, world_size, others=False)
-    train_items, val_items, classes = _load_data(opts)
-    if ckpt is not None:
-        if list(ckpt["classes"]) != classes:
-            raise UsageError(f"the classes in {opts['data_root']} differ from the checkpoint's; resume with the data it was trained on")
-        if ckpt.get("world_size", 1) != world_size:
-            raise UsageError(f"the checkpoint was written by {ckpt.get('world_size', 1)} process(es), this run has {world_size}; "
-                             f"resume with the same number of processes (the data order and schedule depend on it)")
-        if ckpt.get("train_items") not in (None, len(train_items)):
-            raise UsageError(f"{opts['data_root']} has {len(train_items)} training videos, the checkpoint's run had "
-                             f"{ckpt['train_items']}; resume with the same data and --limit-train")
-    if out is None:  # default: a fresh folder named by the time (rank 0 picks it for everyone)
-        name = [None]
-        if is_main:
-            stamp = name[0] = f"runs/{opts['subset']}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
-            for n in range(2, 1000):
-                if not any((Path(name[0]) / f).exists() for f in RUN_FILES):
-                    break
-                name[0] = f"{stamp}-{n}"
-        if world_size > 1:
-            dist.broadcast_object_list(name, src=0)
-        out = Path(name[0])
-
-    # ---- model (initialised from the seed, so every rank and every rerun starts the same)
-    config = _model_config(opts, len(classes), device)
-
-    def build() -> VideoBERT:
-        torch.manual_seed(opts["seed"])
-        try:
-            return VideoBERT(config).to(device)
-        except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
-            raise UsageError(" ".join(str(e).split())) from None
-
-    # rank 0 first: it downloads any ImageNet weights into the cache the others then read
-    model = _rank0_first(build, rank, world_size, others=True)
-    _check_frame_size(model, opts["size"], device)
-    if ckpt is not None:
-        try:
-            model.load_state_dict(ckpt["model"])
-        except RuntimeError as e:
-            raise UsageError(f"the checkpoint's weights do not fit the model ({' '.join(str(e).split())[:160]}); start a new run") from None
-    params = sum(p.numel() for p in model.parameters())
-
-    hflip = vflip = None
-    if opts["subset"] == "toy":
-        from .data.toy import HFLIP as hflip, VFLIP as vflip  # a mirror swaps left ⟷ right (top ⟷ bottom) motion
-    common = dict(num_frames=opts["num_frames"], stride=opts["stride"], size=opts["size"], seed=opts["seed"])
-    train_set = ClipDataset(train_items, classes, train=True, hflip=hflip, vflip=vflip, preload=opts["preload"], **common)
-    val_set = ClipDataset(val_items, classes, train=False, preload=opts["preload"], **common)
-    train_sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], rank=rank, world_size=world_size,
-                                   drop_last=world_size > 1, with_epoch=True)  # (epoch, index): persistent workers know the epoch
-    val_sampler = ShardedSampler(len(val_set), shuffle=False, rank=rank, world_size=world_size, drop_last=False)
-    batch_size, epochs = opts["batch_size"], opts["epochs"]
-    n_steps = steps_per_epoch(train_sampler, batch_size)
-    if n_steps == 0:
-        raise UsageError(f"{len(train_set)} training videos are too few for {world_size} processes; use more data or fewer processes")
-    total_steps = epochs * n_steps
-    warmup_steps = round(opts["warmup_epochs"] * n_steps)
-
-    # ---- optimisation: AdamW, warmup + cosine per step, label smoothing, clipping
-    optimizer = torch.optim.AdamW(_param_groups(model, opts["weight_decay"]), lr=opts["lr"], betas=(0.9, 0.999),
-                                  fused=device.type == "cuda")
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup_steps, total_steps))
-    criterion = nn.CrossEntropyLoss(label_smoothing=opts["label_smoothing"])
-
-    state = dict(step=0, epoch=0, step_in_epoch=0, loss_sum=0.0, loss_count=0, epoch_clips=0, epoch_seconds=0.0,
-                 elapsed=0.0, best_val_top1=-1.0, best_epoch=0, history=[], skipped_train=[])
-    if ckpt is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        state.update({k: ckpt[k] for k in state if k in ckpt})
-        _set_rng_state(ckpt["rng"], device)
-
-    compiled = torch.compile(model) if opts["compile"] else model
-    ddp = nn.parallel.DistributedDataParallel(compiled, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else compiled
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-    def loader(dataset, sampler, bs):  # made once; workers persist across epochs and prefetch uint8 batches
-        workers = opts["workers"] if opts["workers"] is not None else auto_workers()
-        return DataLoader(dataset, batch_size=bs, sampler=sampler, num_workers=workers, collate_fn=collate,
-                          pin_memory=device.type == "cuda", worker_init_fn=_worker_init if workers else None,
-                          persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
-                          generator=torch.Generator())  # own generator: the global RNG stays untouched
-
-    train_loader, val_loader = loader(train_set, train_sampler, batch_size), loader(val_set, val_sampler, 2 * batch_size)
-
-    def checkpoint() -> dict:
-        return {
-            "model": unwrap_model(model).state_dict(), "config": config.to_dict(), "classes": classes,
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            **{k: v for k, v in state.items()}, "rng": _rng_state(device), "args": opts | {"out": str(out)},
-            "train_items": len(train_items), "world_size": world_size,
-        }
-
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        run_config = {"args": opts | {"out": str(out)}, "model": config.to_dict(), "classes": classes,
-                      "train_clips": len(train_set), "val_clips": len(val_set), "parameters": params,
-                      "device": str(device), "world_size": world_size, "steps_per_epoch": n_steps,
-                      "torch": torch.__version__}
-        write_atomic(out / "config.json", json.dumps(run_config, indent=2) + "\n")
-        if ckpt is not None:
-            _write_metrics(out, state["history"])
-    say(f"minivb.train: {opts['subset']} ({len(train_set)} train / {len(val_set)} val clips, {len(classes)} classes), "
-        f"{params / 1e6:.2f}M parameters, {device.type} × {world_size}, {epochs} epochs × {n_steps} steps → {out}"
-        + (f" (resuming at epoch {state['epoch'] + 1}, step {state['step']})" if ckpt is not None else ""))
-
+def fit(run: Run, on_step: Callable[[TrainState], None] | None = None) -> dict:
+    """Epochs of train → validate → log → save until ``--epochs`` (or a stop signal) → the summary."""
     from tqdm import tqdm
 
-    start = time.perf_counter()
-    elapsed0 = state["elapsed"]
-    last = None
-    with _sigterm_flag() as flag:
-        while state["epoch"] < epochs:
-            epoch = state["epoch"]
-            train_sampler.set_epoch(epoch, skip=state["step_in_epoch"] * batch_size)
-            train_set.set_epoch(epoch)
-            ddp.train()
-            t_epoch = time.perf_counter()
-            lr_used = optimizer.param_groups[0]["lr"]
-            bar = tqdm(train_loader, total=n_steps, initial=state["step_in_epoch"],
-                       desc=f"epoch {epoch + 1}/{epochs}", unit="step", leave=False, disable=None if is_main else True)
-            stopped = False
-            for videos, labels, skipped in bar:
-                report_skipped(skipped)
-                if skipped:  # broken files, replaced by other clips: counted for the summary
-                    state["skipped_train"] = sorted(set(state["skipped_train"]) | {s.path for s in skipped})
-                flags = torch.tensor([float(flag["stop"]), float(videos is None)])
-                if world_size > 1:  # every rank must agree to stop or to skip a step
-                    flags = flags.to(device)
-                    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
-                if flags[0].item():
-                    stopped = True
-                    break
-                state["step_in_epoch"] += 1
-                if flags[1].item():  # every clip of the batch was unreadable
-                    continue
-                videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                with autocast(device):
-                    logits = ddp(videos)  # (B, C)
-                loss = criterion(logits.float(), labels)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                lr_used = optimizer.param_groups[0]["lr"]
-                optimizer.step()
-                scheduler.step()
-                state["step"] += 1
-                loss_value = loss.item()
-                state["loss_sum"] += loss_value * len(labels)
-                state["loss_count"] += len(labels)
-                state["epoch_clips"] += len(labels)
-                bar.set_postfix(loss=f"{loss_value:.3f}", refresh=False)
-                if opts["save_every"] and state["step"] % opts["save_every"] == 0:
-                    state["epoch_seconds"] += time.perf_counter() - t_epoch
-                    t_epoch = time.perf_counter()
-                    state["elapsed"] = elapsed0 + time.perf_counter() - start
-                    if is_main:
-                        save_checkpoint(out / "last.pt", checkpoint())
+    s, opts = run.state, run.opts
+
+    def step_done(state: TrainState) -> None:
+        if on_step is not None:
+            on_step(state)
+        if opts["save_every"] and state.step % opts["save_every"] == 0:
+            save(run, "last.pt")
+
+    val = None
+    with _stop_signals() as stopped:
+        while s.epoch < opts["epochs"]:
+            run.train_sampler.set_epoch(s.epoch, skip=s.step_in_epoch * opts["batch_size"])
+            bar = tqdm(run.train_loader, total=run.steps_per_epoch, initial=s.step_in_epoch, unit="step", leave=False,
+                       desc=f"epoch {s.epoch + 1}/{opts['epochs']}", disable=None if run.is_main else True)
+            done = train_one_epoch(run.forward, bar, run.optimizer, run.scheduler, run.criterion, s, run.device,
+                                   world_size=run.world_size, stop=lambda: stopped() is not None, on_step=step_done)
             bar.close()
-            state["epoch_seconds"] += time.perf_counter() - t_epoch
-            state["elapsed"] = elapsed0 + time.perf_counter() - start
-            if stopped:
-                if is_main:
-                    save_checkpoint(out / "last.pt", checkpoint())
-                say(f"stopped by SIGTERM at epoch {epoch + 1}, step {state['step']}; saved {out / 'last.pt'} "
-                    f"(continue with --resume {out})")
-                return {"stopped": True, "out": str(out), "step": state["step"], "epoch": epoch}
-
-            # ---- end of epoch: reduce the training numbers, validate, log, save
-            train_sums = _all_reduce(torch.tensor([state["loss_sum"], state["loss_count"], state["epoch_clips"]],
-                                                  dtype=torch.float64, device=device), world_size)
-            seconds = state["epoch_seconds"]
-            last = validate(compiled, val_loader, len(classes), device, world_size)
-            row = {"epoch": epoch + 1, "step": state["step"], "train_loss": train_sums[0].item() / max(train_sums[1].item(), 1),
-                   "val_loss": last["val_loss"], "val_top1": last["val_top1"], "val_top5": last["val_top5"], "lr": lr_used,
-                   "clips_per_s": train_sums[2].item() / max(seconds, 1e-9), "seconds": seconds}
-            state["history"] = state["history"] + [row]
-            is_best = row["val_top1"] > state["best_val_top1"]
-            if is_best:
-                state["best_val_top1"], state["best_epoch"] = row["val_top1"], epoch + 1
-            state.update(epoch=epoch + 1, step_in_epoch=0, loss_sum=0.0, loss_count=0, epoch_clips=0, epoch_seconds=0.0)
-            state["elapsed"] = elapsed0 + time.perf_counter() - start
-            say(f"epoch {epoch + 1:>3}/{epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
-                f"top-1 {100 * row['val_top1']:5.1f}%  top-5 {100 * row['val_top5']:5.1f}%  lr {row['lr']:.2e}  "
-                f"{row['clips_per_s']:.0f} clips/s")
-            if is_main:
-                ck = checkpoint()
-                save_checkpoint(out / "last.pt", ck)
-                if is_best:
-                    save_checkpoint(out / "best.pt", ck)
-                _write_metrics(out, state["history"])
-                _plot_curves(out, state["history"])
-            if state["epoch"] < epochs and _any_rank(flag["stop"], device, world_size):
-                say(f"stopped by SIGTERM after epoch {epoch + 1}; saved {out / 'last.pt'} (continue with --resume {out})")
-                return {"stopped": True, "out": str(out), "step": state["step"], "epoch": epoch + 1}
-
-    if last is None:  # resumed a finished run: validate once more for the summary
-        last = validate(compiled, val_loader, len(classes), device, world_size)
-    confusion = last["confusion"]
-    per_class = (confusion.diag().double() / confusion.sum(1).clamp(min=1).double()).tolist()
-    final = state["history"][-1] if state["history"] else {}
-    summary = {
-        "val_top1": last["val_top1"], "val_top5": last["val_top5"], "val_loss": last["val_loss"],
-        "best_val_top1": state["best_val_top1"], "best_epoch": state["best_epoch"],
-        "epochs": epochs, "steps": state["step"], "seconds": round(state["elapsed"], 2),
-        "train_loss": final.get("train_loss"), "clips_per_s": final.get("clips_per_s"),
-        "per_class_top1": dict(zip(classes, per_class)),
-        "train_clips": len(train_set), "val_clips": last["val_clips"], "parameters": params,
-        "skipped_train_clips": _count_distinct(state["skipped_train"], world_size), "skipped_val_clips": last["val_skipped"],
-        "subset": opts["subset"], "preset": opts["preset"], "device": str(device), "world_size": world_size,
-        "out": str(out),
-    }
-    if is_main:
-        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    say(f"done: val top-1 {100 * summary['val_top1']:.1f}% (best {100 * summary['best_val_top1']:.1f}% at epoch "
-        f"{summary['best_epoch']}), top-5 {100 * summary['val_top5']:.1f}%, {summary['seconds']:.0f} s → {out}")
-    return summary
+            if done:
+                val = validate(run.forward, run.val_loader, len(run.classes), run.device, run.world_size)
+                end_epoch(run, val)
+            if not done or (s.epoch < opts["epochs"] and distributed.any_rank([stopped() is not None], run.device, run.world_size)[0]):
+                save(run, "last.pt")
+                where = f"epoch {s.epoch + 1}, step {s.step}" if not done else f"the end of epoch {s.epoch}"
+                run.say(f"stopped by {stopped() or 'another process'} at {where}; saved {run.out / 'last.pt'} "
+                        f"(continue with --resume {run.out})")
+                return {"stopped": True, "signal": stopped(), "out": str(run.out), "step": s.step, "epoch": s.epoch}
+    if val is None:  # resumed a finished run: validate once more for the summary
+        val = validate(run.forward, run.val_loader, len(run.classes), run.device, run.world_size)
+    s.tick(training=False)
+    return finish(run, val)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m minivb.train``: 0 on success (or a clean SIGTERM stop), 2 on a usage error."""
-    import logging
+def train(given: dict, on_step: Callable[[TrainState], None] | None = None) -> dict:
+    """Train with the options ``given`` (as from :func:`parse_args`) → the summary dict.
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
-    given = parse_args(argv)
+    ``on_step(state)`` is called after every optimizer step (progress, tests that stop a run at
+    a known step). Raises :class:`UsageError` for bad options or inputs (before anything is
+    written). Returns ``{"stopped": True, ...}`` if SIGTERM or Ctrl-C ended the run early
+    (after saving last.pt).
+    """
+    opts, ckpt, ckpt_path = resolve_options(given)
+    rank, world_size, local_rank = distributed.process_place()
+    device = resolve_device(opts["device"], local_rank)
+    if opts["out"]:
+        runs.check_out(Path(opts["out"]), ckpt_path)
+    if opts["subset"] == "k400":
+        load_data(opts)  # raises the Kinetics-400 message before any process group is set up
+    distributed.setup(device, world_size)
     try:
-        train(given)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+        run = build_run(opts, ckpt, device, rank, world_size)
+        start_log(run, resuming=ckpt is not None)
+        return fit(run, on_step)
+    finally:
+        distributed.teardown(world_size)
+
+
+def main(argv: list[str] | None = None, on_step: Callable[[TrainState], None] | None = None) -> int:
+    """``python -m minivb.train``: 0 on success or after SIGTERM, 130 after Ctrl-C, 2 on a usage error."""
+    def work() -> int:
+        summary = train(parse_args(argv), on_step)
+        return 130 if summary.get("signal") == "SIGINT" else 0
+    return run_main(work)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ A tiny model is trained for 2 epochs on a tiny toy set (16 train / 8 val videos)
 
 import csv
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -86,8 +85,8 @@ def test_metrics_equal_an_independent_computation():
     assert m["top5"] == sum(labels[n].item() in order[n][:5] for n in range(N)) / N
     for c in range(C - 1):
         mine = [n for n in range(N) if labels[n] == c]
-        assert m["per_class"][c] == pytest.approx(sum(order[n][0] == c for n in mine) / len(mine))
-    assert math.isnan(m["per_class"][C - 1])
+        assert m["per_class_top1"][c] == pytest.approx(sum(order[n][0] == c for n in mine) / len(mine))
+    assert m["per_class_top1"][C - 1] is None  # no videos: no accuracy (JSON null), not 0
     for t in range(C):
         for p in range(C):
             assert m["confusion"][t, p] == sum(labels[n] == t and order[n][0] == p for n in range(N))
@@ -106,7 +105,7 @@ def test_one_view_equals_the_trainers_validation(run, capsys):
     assert result["num_videos"] == 8 and classes == list(CLASSES)
     assert result["top1"] == pytest.approx(trainer["val_top1"]) and result["top5"] == pytest.approx(trainer["val_top5"])
     summary = json.loads((run / "summary.json").read_text())
-    assert result["per_class"] == pytest.approx(list(summary["per_class_top1"].values()))
+    assert result["per_class_top1"] == list(summary["per_class_top1"].values())  # one metrics path, the same numbers
 
     code, out, err = _cli(capsys, ["--checkpoint", str(run), "--clips", "1", "--crops", "1"])
     assert code == 0, err
@@ -121,15 +120,15 @@ def test_cli_writes_summary_confusion_and_predictions(run, capsys, tmp_path):
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "predictions.csv", "summary.json"]
     s = json.loads((out / "summary.json").read_text())
-    assert {"val_top1", "val_top5", "epochs", "seconds", "clips", "crops", "per_class", "num_videos", "skipped"} <= s.keys()
+    assert {"val_top1", "val_top5", "epochs", "seconds", "clips", "crops", "per_class_top1", "num_videos", "skipped"} <= s.keys()
     assert (s["clips"], s["crops"], s["num_videos"], s["skipped"]) == (3, 1, 8, 0)  # the toy default: 3 clips × 1 crop
     assert s["epochs"] == read_checkpoint(run / "best.pt")["epoch"] and s["seconds"] >= 0
-    assert list(s["per_class"]) == list(CLASSES)
+    assert list(s["per_class_top1"]) == list(CLASSES)
     cm = torch.tensor(s["confusion"])
     assert cm.sum() == s["num_videos"]
     rows = cm.sum(1)
     for c, name in enumerate(CLASSES):
-        assert s["per_class"][name] == pytest.approx(cm[c, c].item() / rows[c].item())
+        assert s["per_class_top1"][name] == pytest.approx(cm[c, c].item() / rows[c].item())
     assert s["val_top1"] == pytest.approx(cm.diag().sum().item() / s["num_videos"])
     with open(out / "predictions.csv") as f:
         preds = list(csv.DictReader(f))
@@ -169,7 +168,7 @@ def test_a_broken_video_is_skipped_and_counted(run, toy, tmp_path, capsys, caplo
     assert code == 0, err
     s = json.loads((out / "summary.json").read_text())
     assert s["skipped"] == 1 and s["num_videos"] == 7 and s["skipped_files"] == [str(bad)]
-    assert sum(sum(row) for row in s["confusion"]) == 7 and s["per_class"]["growing"] is None
+    assert sum(sum(row) for row in s["confusion"]) == 7 and s["per_class_top1"]["growing"] is None
     warnings = [r.getMessage() for r in caplog.records if "skipping" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].startswith(f"skipping {bad}: "), warnings
 
@@ -184,7 +183,7 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path, capsys):
         lines = err.strip().splitlines()
         assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
 
-    error(["--checkpoint", str(tmp_path / "missing.pt")], "no such file")
+    error(["--checkpoint", str(tmp_path / "missing.pt")], "no such checkpoint")
     error(["--checkpoint", str(tmp_path)], "holds no last.pt")
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")

@@ -27,23 +27,19 @@ STEPS = 16  # 2 epochs × 16 videos / batch 2
 # OpenMP threads that wait for each other are many times slower.
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 
-# Runs minivb.train with clip_grad_norm_ wrapped: the STALL_AT-th training step writes a marker
-# file and then waits (for SIGKILL, or for a release file after SIGTERM) — a real process
-# interrupted mid-step, at a known point.
+# Runs minivb.train with an on_step hook (the loop's own seam): after the STALL_AT-th optimizer
+# step it writes a marker file and then waits (for SIGKILL, or for a release file after SIGTERM /
+# SIGINT) — a real process interrupted between two steps, at a known point.
 DRIVER = """
-import os, sys, time, torch
+import os, sys, time
 import minivb.train
 stall_at, marker, release = int(os.environ["STALL_AT"]), os.environ["STALL_MARKER"], os.environ.get("STALL_RELEASE")
-clip, calls = torch.nn.utils.clip_grad_norm_, [0]
-def stalling_clip(*args, **kwargs):
-    calls[0] += 1
-    if calls[0] == stall_at:
+def stall(state):
+    if state.step == stall_at:
         open(marker, "w").close()
         while not (release and os.path.exists(release)):
             time.sleep(0.02)
-    return clip(*args, **kwargs)
-torch.nn.utils.clip_grad_norm_ = stalling_clip
-sys.exit(minivb.train.main(sys.argv[1:]))
+sys.exit(minivb.train.main(sys.argv[1:], on_step=stall))
 """
 
 
@@ -154,7 +150,7 @@ def test_kill_9_then_resume_is_bit_identical(toy, reference, tmp_path, workers, 
     args = ["--data-root", str(toy), "--out", str(out), "--workers", str(workers), *TINY]
     proc = _start_stalling(args, tmp_path, stall_at)
     _wait_for(tmp_path / "stalled", proc)
-    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its DataLoader workers, mid-step
+    os.killpg(proc.pid, signal.SIGKILL)  # the trainer and its DataLoader workers, between two steps
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     saved = read_checkpoint(out / "last.pt")
@@ -170,7 +166,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(toy, reference, tmp_path):
     out = tmp_path / "run"
     proc = _start_stalling(["--data-root", str(toy), "--out", str(out), *TINY], tmp_path, 6, release=tmp_path / "go")
     _wait_for(tmp_path / "stalled", proc)
-    proc.send_signal(signal.SIGTERM)  # arrives mid-step: the step finishes, then the run saves and stops
+    proc.send_signal(signal.SIGTERM)  # arrives inside the step's hook: the run saves before the next batch and stops
     time.sleep(0.2)
     (tmp_path / "go").touch()
     stdout, stderr = proc.communicate(timeout=60)
@@ -181,6 +177,71 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(toy, reference, tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     _assert_same_training_state(reference[0] / "last.pt", out / "last.pt")
     _same_numbers(reference[0], out)
+
+
+def test_ctrl_c_saves_says_how_to_resume_and_exits_130(toy, reference, tmp_path):
+    out = tmp_path / "run"
+    proc = _start_stalling(["--data-root", str(toy), "--out", str(out), "--workers", "1", *TINY], tmp_path, 7,
+                           release=tmp_path / "go")
+    _wait_for(tmp_path / "stalled", proc)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the trainer and its workers get SIGINT
+    time.sleep(0.2)
+    (tmp_path / "go").touch()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "stopped by SIGINT" in stdout and f"--resume {out}" in stdout
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert read_checkpoint(out / "last.pt")["step"] == 7
+    resumed = _run(["--resume", str(out)], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_training_state(reference[0] / "last.pt", out / "last.pt")
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def test_train_one_epoch_is_the_loop_written_out(toy):
+    """The package's loop = the six lines of notebook 06 (same seed → bit-identical weights and counters)."""
+    from minivb.data.clips import ClipDataset, ShardedSampler, collate, load_items
+    from minivb.model import VideoBERT, VideoBERTConfig
+    from minivb.train import TrainState, train_one_epoch, warmup_cosine
+
+    items, classes = load_items(toy, "train")
+    data = ClipDataset(items, classes, 4, 2, train=True, size=32, seed=0)
+    sampler = ShardedSampler(len(data), shuffle=True, seed=0, with_epoch=True)
+    loader = torch.utils.data.DataLoader(data, batch_size=4, sampler=sampler, collate_fn=collate)
+
+    def setup():
+        torch.manual_seed(0)
+        model = VideoBERT(VideoBERTConfig(num_classes=len(classes), num_frames=4, grid=2, dim=32, depth=1, num_heads=2))
+        optimizer = model.configure_optimizers(lr=1e-3, weight_decay=0.05)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(2, 8))
+        return model, optimizer, scheduler
+
+    criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.1)
+    model, optimizer, scheduler = setup()
+    losses = []
+    for videos, labels, _ in loader:
+        loss = criterion(model(videos), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        losses.append(loss.item())
+
+    package, p_optimizer, p_scheduler = setup()
+    state = TrainState()
+    assert train_one_epoch(package, loader, p_optimizer, p_scheduler, criterion, state, torch.device("cpu"))
+    assert state.step == state.step_in_epoch == len(losses) == 4 and state.loss_count == 16
+    assert state.loss_sum == pytest.approx(sum(4 * x for x in losses), rel=1e-6)
+    for (name, a), b in zip(model.state_dict().items(), package.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert p_scheduler.state_dict() == scheduler.state_dict()
+
+    stopped = TrainState()  # stop() is asked before each batch: stopping at once trains nothing
+    assert not train_one_epoch(package, loader, p_optimizer, p_scheduler, criterion, stopped, torch.device("cpu"), stop=lambda: True)
+    assert stopped.step == 0
 
 
 # --------------------------------------------------------------------------- distributed

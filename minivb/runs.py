@@ -1,0 +1,97 @@
+"""A training run's folder: what it holds, how to find its checkpoint, and how it is written.
+
+    runs/toy-20250101-120000/
+        config.json    options, model config, classes, data sizes (written at the start)
+        metrics.csv    one row per epoch (:data:`METRICS`)
+        curves.png     loss and accuracy per epoch
+        last.pt        the latest checkpoint (every epoch, and every --save-every steps)
+        best.pt        the checkpoint of the epoch with the best validation top-1
+        summary.json   the final numbers (written at the end)
+
+Every file is written atomically (a temporary file renamed over the target), so a run killed
+at any moment leaves each file whole: old or new.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import os
+from pathlib import Path
+
+from .cli import UsageError, write_atomic
+
+__all__ = ["RUN_FILES", "METRICS", "checkpoint_path", "check_out", "new_run_folder", "write_metrics", "plot_curves"]
+
+RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "summary.json")
+METRICS = ("epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "clips_per_s", "seconds")
+
+
+def checkpoint_path(given: str | os.PathLike, option: str) -> Path:
+    """A checkpoint named on the command line: a ``.pt`` file, or a run folder (→ its ``last.pt``).
+
+    A missing file → :class:`UsageError` that names ``option`` and what to pass instead.
+    """
+    path = Path(given)
+    if path.is_dir():
+        path = path / "last.pt"
+    if not path.is_file():
+        where = "the folder holds no last.pt" if path.name == "last.pt" and path.parent == Path(given) else "no such checkpoint"
+        raise UsageError(f"{option} {given}: {where}; pass a .pt file or a run folder written by python -m minivb.train")
+    return path
+
+
+def check_out(out: Path, resuming: Path | None) -> None:
+    """Refuse an output folder that already holds a run, unless it is the run being resumed."""
+    held = [f for f in RUN_FILES if (out / f).exists()]
+    if not held or (resuming is not None and resuming.resolve().parent == out.resolve()):
+        return
+    raise UsageError(
+        f"--out {out} already holds a run ({', '.join(held)}); continue it with --resume {out}, or choose another --out"
+    )
+
+
+def new_run_folder(subset: str) -> Path:
+    """``runs/<subset>-<date>-<time>`` (``-2``, ``-3``, … if that already holds a run)."""
+    stamp = f"runs/{subset}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    name = stamp
+    for n in range(2, 1000):
+        if not any((Path(name) / f).exists() for f in RUN_FILES):
+            break
+        name = f"{stamp}-{n}"
+    return Path(name)
+
+
+def write_metrics(out: Path, history: list[dict]) -> None:
+    """One row per epoch → ``metrics.csv`` (6 significant digits)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=METRICS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{row[k]:.6g}" if isinstance(row[k], float) else row[k]) for k in METRICS})
+    write_atomic(out / "metrics.csv", buf.getvalue())
+
+
+def plot_curves(out: Path, history: list[dict]) -> None:
+    """Loss and accuracy per epoch → ``curves.png`` (Agg canvas: no GUI, no global backend change)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    epochs = [r["epoch"] for r in history]
+    fig = Figure(figsize=(9, 3.4), tight_layout=True)
+    FigureCanvasAgg(fig)
+    loss, acc = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    loss.plot(epochs, [r["val_loss"] for r in history], "o-", label="val")
+    loss.set(xlabel="epoch", ylabel="loss", title="loss")
+    acc.plot(epochs, [100 * r["val_top1"] for r in history], "o-", label="val top-1")
+    acc.plot(epochs, [100 * r["val_top5"] for r in history], "o-", label="val top-5")
+    acc.set(xlabel="epoch", ylabel="%", title="validation accuracy", ylim=(0, 101))
+    for ax in (loss, acc):
+        ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    write_atomic(out / "curves.png", png.getvalue())
