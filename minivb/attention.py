@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_int
+
 __all__ = ["scaled_dot_product_attention", "MultiHeadAttention"]
 
 
@@ -94,10 +96,7 @@ class MultiHeadAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim!r}")
-        if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
-            raise ValueError(f"num_heads must be a positive integer, got {num_heads!r}")
+        dim, num_heads = check_int("dim", dim), check_int("num_heads", num_heads)
         if dim % num_heads:
             raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads}) so every head gets dim // num_heads channels")
         if not 0.0 <= dropout < 1.0:

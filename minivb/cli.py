@@ -39,7 +39,9 @@ def number(kind, minimum, strict: bool):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if value < minimum or (strict and value == minimum):
             raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {minimum}, got {text}")
         return value
     return parse
@@ -97,13 +99,15 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
 
 
 def _finite(obj):
-    """``obj`` with every NaN / ±inf float replaced by ``None`` (JSON has no such numbers)."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
+    """A copy of ``obj`` that strict JSON accepts: NaN / ±inf → ``None``, NumPy scalars → Python numbers."""
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {str(k): _finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and getattr(obj, "shape", None) == ():  # a NumPy scalar or 0-d tensor
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
     return obj
 
 

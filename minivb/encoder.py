@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_int
+
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
@@ -78,8 +80,9 @@ class SmallCNN(nn.Sequential):
 
     def __init__(self, widths: Sequence[int] = (16, 32, 64, 128)):
         widths = tuple(widths)
-        if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
-            raise ValueError(f"widths must be a non-empty sequence of positive integers, got {widths!r}")
+        if not widths:
+            raise ValueError("widths must be a non-empty sequence of positive integers, got ()")
+        widths = tuple(check_int(f"widths[{i}]", w) for i, w in enumerate(widths))
         channels = (3,) + widths
         super().__init__(*(ConvBNReLU(channels[i], channels[i + 1], stride=2) for i in range(len(widths))))
         self.out_dim = widths[-1]
@@ -148,8 +151,7 @@ class FrameEncoder(nn.Module):
 
     def __init__(self, backbone: nn.Module, out_dim: int, grid: int, *, channels_last: bool = False):
         super().__init__()
-        if isinstance(grid, bool) or not isinstance(grid, int) or grid < 1:
-            raise ValueError(f"grid must be a positive integer, got {grid!r}")
+        grid = check_int("grid", grid)
         self.backbone = backbone
         self.out_dim = int(out_dim)
         self.grid = grid

@@ -25,15 +25,11 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .checks import check_int
 from .encoder import ENCODERS, build_encoder
 from .transformer import Transformer
 
 __all__ = ["VideoBERTConfig", "VideoBERT"]
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass
@@ -64,7 +60,7 @@ class VideoBERTConfig:
 
     def __post_init__(self):
         for name in ("num_classes", "num_frames", "grid", "dim", "depth", "num_heads"):
-            _check_positive_int(name, getattr(self, name))
+            setattr(self, name, check_int(name, getattr(self, name)))  # NumPy integers → int (for asdict / JSON)
         if self.encoder not in ENCODERS:
             raise ValueError(f"unknown encoder {self.encoder!r}; choose one of {list(ENCODERS)}")
         for name in ("pretrained", "time_embedding", "region_embedding", "channels_last"):
@@ -159,6 +155,19 @@ class VideoBERT(nn.Module):
         """The [CLS] state ``(B, dim)``: one vector per clip (for retrieval)."""
         h, _ = self.hidden_states(video)
         return h[:, 0]
+
+    def configure_optimizers(self, lr: float, weight_decay: float, *, fused: bool = False) -> torch.optim.AdamW:
+        """AdamW over two parameter groups: weight decay on weight matrices and conv kernels only.
+
+        Norms, biases, and the learned embeddings (``time_embed``, ``region_embed``,
+        ``cls_token``) are not decayed: pulling them toward zero only removes what they encode.
+        """
+        embeddings = {"time_embed", "region_embed", "cls_token"}
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            (no_decay if p.ndim < 2 or name in embeddings else decay).append(p)
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=fused)
 
     def cls_attention(self, attn: torch.Tensor) -> torch.Tensor:
         """One layer's maps ``(B, heads, L, L)`` → [CLS]'s attention to each (frame, region) ``(B, T, R)``, mean over heads."""

@@ -47,7 +47,7 @@ from torch.utils.data import DataLoader
 
 from . import distributed, runs
 from .checkpoint import read_checkpoint, save_checkpoint, unwrap_model
-from .cli import DEVICES, Parser, UsageError, autocast, nonnegative_int, number, positive_int, resolve_device, run_main, write_atomic, write_json
+from .cli import DEVICES, Parser, UsageError, autocast, nonnegative_int, number, positive_int, resolve_device, run_main, write_json
 from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, load_items, report_skipped, steps_per_epoch, worker_init
 from .metrics import Accuracy
 from .model import VideoBERT, VideoBERTConfig

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from .attention import MultiHeadAttention
+from .checks import check_int
 
 __all__ = ["TransformerLayer", "Transformer"]
 
@@ -94,8 +95,7 @@ class Transformer(nn.Module):
 
     def __init__(self, dim: int, depth: int, num_heads: int, mlp_ratio: float = 4.0, dropout: float = 0.0):
         super().__init__()
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be a positive integer, got {depth!r}")
+        depth = check_int("depth", depth)
         self.layers = nn.ModuleList(TransformerLayer(dim, num_heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)  # pre-norm leaves the residual stream unnormalised: normalise once here
 

@@ -29,6 +29,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .checks import check_int  # noqa: E402
+
 __all__ = [
     "VideoDecodeError",
     "VideoInfo",
@@ -222,9 +224,9 @@ def sample_indices(
     whole length spread evenly over the clip (``round(linspace(0, total - 1))``): the
     frames stay in time order and some repeat when ``total_frames < num_frames``.
     """
-    for name, value in (("total_frames", total_frames), ("num_frames", num_frames), ("stride", stride), ("num_clips", num_clips)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    total_frames, num_frames, stride, num_clips = (
+        check_int(name, value) for name, value in
+        (("total_frames", total_frames), ("num_frames", num_frames), ("stride", stride), ("num_clips", num_clips)))
     if mode not in ("center", "random", "uniform"):
         raise ValueError(f"mode must be 'center', 'random' or 'uniform', got {mode!r}")
 
@@ -282,8 +284,7 @@ def split_regions(frames: np.ndarray | torch.Tensor, grid: int) -> np.ndarray | 
     tile at row ``r // grid``, column ``r % grid``. Works on NumPy arrays and tensors.
     H and W must be multiples of ``grid`` (crop or resize first).
     """
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 1:
-        raise ValueError(f"grid must be a positive integer, got {grid!r}")
+    grid = check_int("grid", grid)
     if frames.ndim < 3:
         raise ValueError(f"frames must be shaped (..., H, W, C), got {tuple(frames.shape)}")
     *lead, h, w, c = frames.shape
@@ -297,8 +298,7 @@ def split_regions(frames: np.ndarray | torch.Tensor, grid: int) -> np.ndarray | 
 
 def merge_regions(regions: np.ndarray | torch.Tensor, grid: int) -> np.ndarray | torch.Tensor:
     """Inverse of :func:`split_regions`: ``(..., grid*grid, h, w, C)`` → ``(..., grid*h, grid*w, C)``."""
-    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or grid < 1:
-        raise ValueError(f"grid must be a positive integer, got {grid!r}")
+    grid = check_int("grid", grid)
     if regions.ndim < 4:
         raise ValueError(f"regions must be shaped (..., R, h, w, C), got {tuple(regions.shape)}")
     *lead, r, h, w, c = regions.shape

@@ -17,9 +17,8 @@ import torch
 
 from minivb.bench import flops, main, pyav_seek, pyav_sequential, write_test_video
 from minivb.bench.decode import NotFrameExact, _bench_style, decode_tables
-from minivb.bench.report import write_json
+from minivb.cli import write_json
 from minivb.data.framestore import convert_video, read_store_frames
-from minivb.data.toy import ToyConfig, generate
 from minivb.video import read_frames, video_info
 from videos import read_stamp, stamped_frames, write_h264
 
@@ -33,11 +32,6 @@ def _strict_json(path):
         raise ValueError(f"non-standard JSON constant {name}")
 
     return json.loads(path.read_text(), parse_constant=reject)
-
-
-def _bench(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "minivb.bench", *args], capture_output=True, text=True, env=ENV,
-                          timeout=120, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -75,10 +69,10 @@ def test_generated_test_video(tmp_path):
 # --------------------------------------------------------------------------- decode
 
 
-def test_decode_numbers_and_frame_checks(clip, tmp_path):
+def test_decode_numbers_and_frame_checks(clip, tmp_path, run_module):
     pytest.importorskip("av")
     out = tmp_path / "decode.json"
-    proc = _bench("decode", "--videos", str(clip), "--repeats", "2", "--clips", "2", "--json", str(out))
+    proc = run_module("minivb.bench", "decode", "--videos", str(clip), "--repeats", "2", "--clips", "2", "--json", str(out))
     assert proc.returncode == 0, proc.stderr
     assert "| file | style |" in proc.stdout and "| stamped.mp4 | 64×64 | 80 |" in proc.stdout and "one core" in proc.stdout
     data = _strict_json(out)
@@ -154,10 +148,9 @@ def _check_loader(data, sources, files):
             assert r["ratios"][q]["median"] > 0
 
 
-def test_loader_toy(tmp_path, capsys):
-    root = generate(tmp_path / "toy", ToyConfig(train_per_class=2, val_per_class=1, frames=8))
+def test_loader_toy(toy, tmp_path, capsys):
     out = tmp_path / "loader.json"
-    assert main(["loader", "--preset", "toy", "--data-root", str(root), "--workers", "0", *TINY_MODEL, "--json", str(out)]) == 0
+    assert main(["loader", "--preset", "toy", "--data-root", str(toy), "--workers", "0", *TINY_MODEL, "--json", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| source | files | loader alone clips/s |" in printed and "| toy | 16 |" in printed
     data = _strict_json(out)
@@ -178,10 +171,9 @@ def test_loader_k400_prepared_and_originals(clip, tmp_path, capsys):
     assert data["settings"]["workers"] == 1 and data["settings"]["stride"] == 4
 
 
-def test_loader_alone_builds_no_model(tmp_path, capsys):
-    root = generate(tmp_path / "toy", ToyConfig(train_per_class=1, val_per_class=1, frames=8))
+def test_loader_alone_builds_no_model(toy, tmp_path, capsys):
     out = tmp_path / "loader.json"
-    assert main(["loader", "--preset", "toy", "--data-root", str(root), "--measure", "loader", *TINY_MODEL,
+    assert main(["loader", "--preset", "toy", "--data-root", str(toy), "--measure", "loader", *TINY_MODEL,
                  "--json", str(out)]) == 0
     assert "not built" in capsys.readouterr().out
     (row,) = _strict_json(out)["results"]
@@ -249,8 +241,8 @@ def test_flops_command(tmp_path, capsys, monkeypatch):
 # --------------------------------------------------------------------------- command line
 
 
-def test_help(capsys):
-    proc = _bench("--help")
+def test_help(capsys, run_module):
+    proc = run_module("minivb.bench", "--help")
     assert proc.returncode == 0 and "usage: python -m minivb.bench" in proc.stdout and "decode" in proc.stdout
     for command, option in (("decode", "--videos"), ("loader", "--data-root"), ("flops", "--preset")):
         with pytest.raises(SystemExit) as stop:
@@ -268,13 +260,10 @@ def test_help(capsys):
     (["flops", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
     ([], "required"),
 ])
-def test_bad_options_one_line_exit_2(tmp_path, capsys, args, says):
-    with pytest.raises(SystemExit) as stop:  # argparse errors leave through SystemExit, the others return 2
-        raise SystemExit(main([a.format(tmp=tmp_path) for a in args]))
-    err = capsys.readouterr().err
-    assert stop.value.code == 2 and err.startswith("error:") and says in err and err.count("\n") == 1
+def test_bad_options_one_line_exit_2(tmp_path, one_line_error, args, says):
+    one_line_error(main, [a.format(tmp=tmp_path) for a in args], says)  # argparse's errors and ours alike
 
 
-def test_bad_option_from_the_shell(tmp_path):
-    proc = _bench("loader", "--preset", "toy", "--data-root", str(tmp_path / "missing"))
+def test_bad_option_from_the_shell(tmp_path, run_module):
+    proc = run_module("minivb.bench", "loader", "--preset", "toy", "--data-root", str(tmp_path / "missing"))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

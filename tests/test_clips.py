@@ -13,14 +13,9 @@ from torch.utils.data import DataLoader
 import minivb
 from minivb.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, unwrap_model
 from minivb.data.clips import ClipDataset, MultiViewDataset, Replaced, ShardedSampler, Skipped, collate, load_items, report_skipped
-from minivb.data.toy import CLASSES, HFLIP, VFLIP, ToyConfig, generate
+from minivb.data.toy import CLASSES, HFLIP, VFLIP
 from minivb.model import VideoBERT, VideoBERTConfig
 from minivb.video import read_frames
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("toy"), ToyConfig(train_per_class=2, val_per_class=1, frames=8))
 
 
 def _dataset(root, split="train", **kw):

@@ -5,10 +5,6 @@ A tiny model is trained for 2 epochs on a tiny toy set (16 train / 8 val videos)
 
 import csv
 import json
-import os
-import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,18 +12,13 @@ import torch
 from minivb import load_checkpoint
 from minivb.checkpoint import read_checkpoint, save_checkpoint
 from minivb.data.clips import ClipDataset
-from minivb.data.toy import CLASSES, ToyConfig, generate
+from minivb.data.toy import CLASSES
 from minivb.evaluate import accuracy_metrics, dataset_from_checkpoint, evaluate, main, multiview_probs, plot_confusion
 from minivb.model import VideoBERT, VideoBERTConfig
 from minivb.train import parse_args, train
 
 TINY = ["--epochs", "2", "--batch-size", "2", "--num-frames", "4", "--stride", "1", "--size", "32", "--dim", "32",
         "--depth", "1", "--heads", "2"]
-
-
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("toy"), ToyConfig(train_per_class=2, val_per_class=1, frames=8))
 
 
 @pytest.fixture(scope="module")
@@ -157,9 +148,8 @@ def test_confusion_picture_has_class_names_and_counts():
 # --------------------------------------------------------------------------- broken files and bad input
 
 
-def test_a_broken_video_is_skipped_and_counted(run, toy, tmp_path, capsys, caplog):
-    data = tmp_path / "toy"
-    shutil.copytree(toy, data)
+def test_a_broken_video_is_skipped_and_counted(run, toy_copy, tmp_path, capsys, caplog):
+    data = toy_copy
     bad = data / "val" / "growing" / "growing_0000.mp4"
     bad.write_bytes(bad.read_bytes()[:200])  # truncated
     out = tmp_path / "ev"
@@ -173,15 +163,9 @@ def test_a_broken_video_is_skipped_and_counted(run, toy, tmp_path, capsys, caplo
     assert len(warnings) == 1 and warnings[0].startswith(f"skipping {bad}: "), warnings
 
 
-def test_bad_input_is_one_line_exit_2(run, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2(run, tmp_path, one_line_error):
     def error(argv, match):
-        try:
-            code = main(argv)
-        except SystemExit as e:  # argparse
-            code = e.code
-        err = capsys.readouterr().err
-        lines = err.strip().splitlines()
-        assert code == 2 and len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
+        one_line_error(main, argv, match)
 
     error(["--checkpoint", str(tmp_path / "missing.pt")], "no such checkpoint")
     error(["--checkpoint", str(tmp_path)], "holds no last.pt")
@@ -202,13 +186,10 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
-def test_shell_help_and_no_traceback(tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "-m", "minivb.evaluate", "--checkpoint", str(tmp_path / "none.pt")],
-                          capture_output=True, text=True, env=env, timeout=120)
+def test_shell_help_and_no_traceback(tmp_path, run_module):
+    proc = run_module("minivb.evaluate", "--checkpoint", tmp_path / "none.pt")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
-    help_text = subprocess.run([sys.executable, "-m", "minivb.evaluate", "--help"], capture_output=True, text=True,
-                               env=env, timeout=120).stdout
+    help_text = run_module("minivb.evaluate", "--help").stdout
     for option in ("--checkpoint", "--data-root", "--split", "--clips", "--crops", "--batch-size", "--workers",
                    "--device", "--out", "--force", "10 × 3", "4 clips × 3 crops"):
         assert option in help_text, option

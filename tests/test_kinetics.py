@@ -129,10 +129,9 @@ def test_download_prepare_train_evaluate_end_to_end(mirror, server, tmp_path, ca
     assert result["num_videos"] == facts["val"] if "num_videos" in result else result["val_clips"] == facts["val"]
 
 
-def test_train_without_data_names_the_two_commands(tmp_path, capsys):
-    assert train.main(["--subset", "k400", "--data-root", str(tmp_path / "nothing")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "minivb.data.kinetics download" in err and "minivb.data.kinetics prepare" in err
+def test_train_without_data_names_the_two_commands(tmp_path, one_line_error):
+    err = one_line_error(train.main, ["--subset", "k400", "--data-root", str(tmp_path / "nothing")])
+    assert "minivb.data.kinetics download" in err and "minivb.data.kinetics prepare" in err
 
 
 # --------------------------------------------------------------------------- the frame store
@@ -248,13 +247,22 @@ def test_bad_clips_are_reported_with_their_reason_and_the_rest_train(tmp_path):
     assert run["train_clips"] == 8 and run["val_clips"] == 8 and run["skipped_train_clips"] == 0
 
 
-def test_prepare_refuses_early_without_disk_space(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kinetics, "download", interrupted)
+    assert kinetics.main(["download", "--root", str(tmp_path / "k")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "run the same command again to continue" in err and "Traceback" not in err
+
+
+def test_prepare_refuses_early_without_disk_space(tmp_path, monkeypatch, one_line_error):
     (tmp_path / "k" / "train" / "a").mkdir(parents=True)
     write_h264(tmp_path / "k" / "train" / "a" / "a.mp4", stamped_frames(20, 64, 96))
     monkeypatch.setattr(kinetics, "STORE_BYTES", 1e18)
-    assert kinetics.main(["prepare", "--root", str(tmp_path / "k"), "--split", "train", "--workers", "1"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "needs about" in err and "GB free" in err
+    err = one_line_error(kinetics.main, ["prepare", "--root", str(tmp_path / "k"), "--split", "train", "--workers", "1"])
+    assert "needs about" in err and "GB free" in err
     assert not (tmp_path / "k" / "frames").exists() or not list((tmp_path / "k" / "frames").rglob("*.jpgs"))
 
 

@@ -159,8 +159,10 @@ def test_never_replaces_a_folder_it_did_not_make(tmp_path):
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown toy class"):
         render_clip("jumping", np.random.default_rng(0))
-    with pytest.raises(ValueError, match="train_per_class"):
+    with pytest.raises(ValueError, match="train_per_class must be a positive integer"):
         generate("unused", ToyConfig(train_per_class=0))
+    with pytest.raises(ValueError, match="frames must be an integer >= 2"):
+        render_clip("growing", np.random.default_rng(0), frames=1)
 
 
 def test_cli(tmp_path, capsys):
@@ -168,7 +170,34 @@ def test_cli(tmp_path, capsys):
     assert "wrote 8 train + 8 val videos" in capsys.readouterr().out
     assert toy.main(["--root", str(tmp_path), "--train-per-class", "1", "--val-per-class", "1", "--seed", "5"]) == 0
     assert "reusing" in capsys.readouterr().out
-    for bad in (["--train-per-class", "-3"], ["--size", "16"], ["--frames", "x"]):
-        with pytest.raises(SystemExit) as exit_:
-            toy.main(["--root", str(tmp_path), *bad])
-        assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize("bad, says", [
+    (["--train-per-class", "-3"], "--train-per-class: must be > 0"),
+    (["--size", "16"], "--size: must be >= 32"),
+    (["--frames", "x"], "--frames: expected an integer"),
+    (["--frames", "1"], "--frames: must be >= 2"),
+    (["--fps", "inf"], "--fps"),  # OpenCV's writer would hang on an infinite rate
+    (["--fps", "nan"], "--fps"),
+    (["--fps", "0"], "--fps: must be > 0"),
+    (["--fps", "1e30"], "fps must be between 0.01 and 65535"),
+    (["--seed", "-1"], "--seed: must be >= 0"),
+])
+def test_bad_options_are_one_line_exit_2_and_write_nothing(tmp_path, one_line_error, bad, says):
+    one_line_error(toy.main, ["--root", str(tmp_path / "toy"), *bad], says)
+    assert not (tmp_path / "toy").exists()
+
+
+def test_bad_option_from_the_shell_does_not_hang(tmp_path, run_module):
+    proc = run_module("minivb.data.toy", "--root", tmp_path / "toy", "--fps", "inf", timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: argument --fps") and not (tmp_path / "toy").exists()
+
+
+def test_generate_checks_its_config_before_writing(tmp_path):
+    for bad, says in ((dict(fps=float("inf")), "fps must be between"), (dict(fps=1e5), "fps must be between"), (dict(seed=-1), "seed must be a non-negative integer"),
+                      (dict(frames=1), "frames must be an integer >= 2"), (dict(size=31), "size must be an integer >= 32"),
+                      (dict(val_per_class=0), "val_per_class must be a positive integer")):
+        with pytest.raises(ValueError, match=says):
+            generate(tmp_path / "toy", ToyConfig(**bad))
+    assert not (tmp_path / "toy").exists()

@@ -17,7 +17,7 @@ import torch
 
 from minivb import load_checkpoint
 from minivb.checkpoint import read_checkpoint, save_checkpoint
-from minivb.data.toy import CLASSES, ToyConfig, generate
+from minivb.data.toy import CLASSES
 from minivb.train import PRESETS, main
 
 TINY = ["--epochs", "2", "--batch-size", "2", "--num-frames", "4", "--size", "32", "--dim", "32", "--depth", "1",
@@ -43,18 +43,13 @@ sys.exit(minivb.train.main(sys.argv[1:], on_step=stall))
 """
 
 
-def _run(args, cwd, **kw):
-    return subprocess.run([sys.executable, "-m", "minivb.train", *args], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=300, **kw)
+@pytest.fixture(scope="module")
+def _run(run_module):
+    return lambda args, cwd: run_module("minivb.train", *args, cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module")
-def toy(tmp_path_factory):
-    return generate(tmp_path_factory.mktemp("toy"), ToyConfig(train_per_class=2, val_per_class=1, frames=8))
-
-
-@pytest.fixture(scope="module")
-def reference(toy, tmp_path_factory):
+def reference(toy, tmp_path_factory, _run):
     """An uninterrupted run (workers 0): the result every resumed run must reproduce bit for bit."""
     out = tmp_path_factory.mktemp("runs") / "reference"
     proc = _run(["--data-root", str(toy), "--out", str(out), *TINY], cwd=out.parent)
@@ -127,11 +122,8 @@ def test_run_writes_its_output_folder(reference):
     assert torch.load(out / "best.pt", weights_only=True)["epoch"] in (1, 2)
 
 
-def test_a_broken_video_is_skipped_with_one_warning(toy, tmp_path):
-    import shutil
-
-    data = tmp_path / "toy"
-    shutil.copytree(toy, data)
+def test_a_broken_video_is_skipped_with_one_warning(toy_copy, tmp_path, _run):
+    data = toy_copy
     bad = data / "train" / "growing" / "growing_0000.mp4"
     bad.write_bytes(bad.read_bytes()[:200])  # truncated
     proc = _run(["--data-root", str(data), "--out", str(tmp_path / "run"), "--no-preload", *TINY], cwd=tmp_path)
@@ -145,7 +137,7 @@ def test_a_broken_video_is_skipped_with_one_warning(toy, tmp_path):
 
 
 @pytest.mark.parametrize("workers, stall_at", [(0, 11), (2, 5)])
-def test_kill_9_then_resume_is_bit_identical(toy, reference, tmp_path, workers, stall_at):
+def test_kill_9_then_resume_is_bit_identical(toy, reference, tmp_path, workers, stall_at, _run):
     out = tmp_path / "run"
     args = ["--data-root", str(toy), "--out", str(out), "--workers", str(workers), *TINY]
     proc = _start_stalling(args, tmp_path, stall_at)
@@ -162,7 +154,7 @@ def test_kill_9_then_resume_is_bit_identical(toy, reference, tmp_path, workers, 
     _same_numbers(reference[0], out)
 
 
-def test_sigterm_saves_a_checkpoint_and_exits_cleanly(toy, reference, tmp_path):
+def test_sigterm_saves_a_checkpoint_and_exits_cleanly(toy, reference, tmp_path, _run):
     out = tmp_path / "run"
     proc = _start_stalling(["--data-root", str(toy), "--out", str(out), *TINY], tmp_path, 6, release=tmp_path / "go")
     _wait_for(tmp_path / "stalled", proc)
@@ -179,7 +171,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(toy, reference, tmp_path):
     _same_numbers(reference[0], out)
 
 
-def test_ctrl_c_saves_says_how_to_resume_and_exits_130(toy, reference, tmp_path):
+def test_ctrl_c_saves_says_how_to_resume_and_exits_130(toy, reference, tmp_path, _run):
     out = tmp_path / "run"
     proc = _start_stalling(["--data-root", str(toy), "--out", str(out), "--workers", "1", *TINY], tmp_path, 7,
                            release=tmp_path / "go")
@@ -270,58 +262,45 @@ def test_torchrun_two_processes_on_the_cpu(toy, tmp_path):
 # --------------------------------------------------------------------------- bad input
 
 
-def _one_line_error(capsys, argv, match):
-    code = None
-    try:
-        code = main(argv)
-    except SystemExit as e:  # argparse
-        code = e.code
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
-    return lines[0]
-
-
-def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path, capsys):
+def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path, one_line_error):
     ref = reference[0]
     before = {p.name: p.read_bytes() for p in ref.iterdir()}
     fresh = tmp_path / "fresh"
     data = ["--data-root", str(toy), "--out", str(fresh)]
-    _one_line_error(capsys, ["--subset", "ucf101"], "invalid choice: 'ucf101'")
-    _one_line_error(capsys, ["--preset", "huge"], "invalid choice: 'huge'")
-    _one_line_error(capsys, ["--batch-size", "-4"], "--batch-size: must be > 0")
-    _one_line_error(capsys, ["--num-frames", "0"], "--num-frames: must be > 0")
-    _one_line_error(capsys, ["--resume", str(tmp_path / "nothing")], "no such checkpoint")
+    one_line_error(main, ["--subset", "ucf101"], "invalid choice: 'ucf101'")
+    one_line_error(main, ["--preset", "huge"], "invalid choice: 'huge'")
+    one_line_error(main, ["--batch-size", "-4"], "--batch-size: must be > 0")
+    one_line_error(main, ["--num-frames", "0"], "--num-frames: must be > 0")
+    one_line_error(main, ["--resume", str(tmp_path / "nothing")], "no such checkpoint")
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
-    _one_line_error(capsys, ["--resume", str(junk)], f"{junk} is not a readable minivb checkpoint")
+    one_line_error(main, ["--resume", str(junk)], f"{junk} is not a readable minivb checkpoint")
     model_only = save_checkpoint(tmp_path / "model.pt", {k: v for k, v in read_checkpoint(ref / "best.pt").items()
                                                          if k in ("model", "config", "classes")})
-    _one_line_error(capsys, ["--resume", str(model_only)], "no training state")
-    _one_line_error(capsys, ["--resume", str(ref), "--dim", "64"], "was trained with --dim=32, not 64")
-    _one_line_error(capsys, ["--data-root", str(toy), "--out", str(ref), *TINY], f"--out {ref} already holds a run")
-    msg = _one_line_error(capsys, ["--subset", "k400", "--data-root", str(tmp_path / "k400"), "--out", str(fresh)],
+    one_line_error(main, ["--resume", str(model_only)], "no training state")
+    one_line_error(main, ["--resume", str(ref), "--dim", "64"], "was trained with --dim=32, not 64")
+    one_line_error(main, ["--data-root", str(toy), "--out", str(ref), *TINY], f"--out {ref} already holds a run")
+    msg = one_line_error(main, ["--subset", "k400", "--data-root", str(tmp_path / "k400"), "--out", str(fresh)],
                           f"no Kinetics-400 data in {tmp_path / 'k400'}")
     assert f"python -m minivb.data.kinetics download --root {tmp_path / 'k400'}" in msg  # the two commands to run
     assert f"python -m minivb.data.kinetics prepare --root {tmp_path / 'k400'}" in msg
-    _one_line_error(capsys, [*data, "--heads", "3", "--dim", "32"], "dim (32) must be divisible by num_heads (3)")
-    _one_line_error(capsys, [*data, "--size", "8"], "--size 8")
+    one_line_error(main, [*data, "--heads", "3", "--dim", "32"], "dim (32) must be divisible by num_heads (3)")
+    one_line_error(main, [*data, "--size", "8"], "--size 8")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("my files")
-    _one_line_error(capsys, ["--data-root", str(tmp_path / "mine"), "--out", str(fresh)], "is not a toy set")
+    one_line_error(main, ["--data-root", str(tmp_path / "mine"), "--out", str(fresh)], "is not a toy set")
     (tmp_path / "theirs" / "train" / "abseiling").mkdir(parents=True)  # someone's class-folder videos
     (tmp_path / "theirs" / "train" / "abseiling" / "a.mp4").write_bytes(b"keep me")
-    _one_line_error(capsys, ["--data-root", str(tmp_path / "theirs"), "--out", str(fresh)], "is not a toy set")
+    one_line_error(main, ["--data-root", str(tmp_path / "theirs"), "--out", str(fresh)], "is not a toy set")
     assert (tmp_path / "theirs" / "train" / "abseiling" / "a.mp4").read_bytes() == b"keep me"
-    _one_line_error(capsys, ["--data-root", str(junk), "--out", str(fresh)], "is a file")
-    _one_line_error(capsys, [*data, "--seed", "-1"], "--seed: must be >= 0")
-    _one_line_error(capsys, ["--resume", str(ref / "best.pt")], "pass a new --out")
+    one_line_error(main, ["--data-root", str(junk), "--out", str(fresh)], "is a file")
+    one_line_error(main, [*data, "--seed", "-1"], "--seed: must be >= 0")
+    one_line_error(main, ["--resume", str(ref / "best.pt")], "pass a new --out")
     assert not fresh.exists()  # a failed start creates nothing
     assert {p.name: p.read_bytes() for p in ref.iterdir()} == before  # and overwrites nothing
 
 
-def test_bad_input_from_the_shell_has_no_traceback(tmp_path):
+def test_bad_input_from_the_shell_has_no_traceback(tmp_path, _run):
     for args, code in ((["--epochs", "-1"], 2), (["--subset", "k400", "--data-root", str(tmp_path / "none")], 2)):
         proc = _run(args, cwd=tmp_path)
         assert proc.returncode == code

@@ -39,12 +39,12 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from ..cli import Parser, UsageError, nonnegative_int  # noqa: E402
+from ..cli import Parser, UsageError, nonnegative_int, run_main  # noqa: E402
 from . import decode, flops, loader  # noqa: E402
 from .decode import pyav_seek, pyav_sequential, run_decode, write_test_video  # noqa: E402
 from .flops import run_flops  # noqa: E402
 from .loader import run_loader  # noqa: E402
-from .report import write_json  # noqa: E402
+from ..cli import write_json  # noqa: E402
 
 __all__ = ["main", "build_parser", "run_decode", "run_loader", "run_flops", "pyav_sequential", "pyav_seek",
            "write_test_video"]
@@ -71,14 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m minivb.bench``: 0 on success, 2 on a usage error."""
     argv = sys.argv[1:] if argv is None else list(argv)
     opts = build_parser().parse_args(argv)
-    try:
+
+    def work() -> None:
         if opts.json and not Path(opts.json).resolve().parent.is_dir():
             raise UsageError(f"--json {opts.json}: its folder does not exist")
         result = COMMANDS[opts.command](opts, argv)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if opts.json:
-        write_json(opts.json, result)
-        print(f"\nwrote {opts.json}")
-    return 0
+        if opts.json:
+            write_json(opts.json, result)
+            print(f"\nwrote {opts.json}")
+
+    return run_main(work)

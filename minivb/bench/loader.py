@@ -44,12 +44,10 @@ def _loader_settings(opts) -> dict:
 def _build_step(s: dict, num_classes: int, device: torch.device):
     """The trainer's model, AdamW and loss → ``(parameter count, step(videos, labels) → clips)``."""
     from ..cli import autocast
-    from ..model import VideoBERT
-    from ..train import _check_frame_size, _model_config, _param_groups
+    from ..train import build_model
 
-    model = VideoBERT(_model_config(s, num_classes, device)).to(device)
-    _check_frame_size(model, s["size"], device)
-    optimizer = torch.optim.AdamW(_param_groups(model, s["weight_decay"]), lr=s["lr"], fused=device.type == "cuda")
+    model = build_model(s, num_classes, device, rank=0, world_size=1)  # seeded from s["seed"]; --size checked
+    optimizer = model.configure_optimizers(s["lr"], s["weight_decay"], fused=device.type == "cuda")
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=s["label_smoothing"])
     forward = torch.compile(model) if s["compile"] else model
     if device.type == "cuda":

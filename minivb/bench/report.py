@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import importlib
-import json
 import math
 import os
 import platform
@@ -19,7 +18,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-__all__ = ["summarize", "ratios", "fmt", "fmt_range", "markdown_table", "write_json", "usable_cpus", "machine_facts",
+
+__all__ = ["summarize", "ratios", "fmt", "fmt_range", "markdown_table", "usable_cpus", "machine_facts",
            "header"]
 
 
@@ -58,23 +58,6 @@ def markdown_table(headers: list[str], rows: list[list[str]], left: int = 1) -> 
     align = ["---" if i < left else "---:" for i in range(len(headers))]
     lines = [headers, align, *rows]
     return "\n".join("| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |" for line in lines)
-
-
-def _finite(obj):
-    """A copy of ``obj`` that strict JSON accepts: NaN/inf → None, NumPy scalars → Python numbers."""
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json(path: str | os.PathLike, data: dict) -> None:
-    Path(path).write_text(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
 def _cpu_model() -> str:

@@ -44,6 +44,7 @@ from torch.utils.data import Dataset, Sampler, default_collate
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from ..checks import check_int
 from ..video import VideoDecodeError, read_frames, sample_indices, video_info
 from .framestore import SUFFIX as STORE_SUFFIX, read_store_frames, store_info
 
@@ -259,9 +260,8 @@ class ClipDataset(Dataset):
         preload: bool = False,
         scale: tuple[float, float] = (0.6, 1.0),
     ):
-        for name, value in (("num_frames", num_frames), ("stride", stride), ("size", size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        num_frames, stride, size = (check_int(name, value) for name, value in
+                                    (("num_frames", num_frames), ("stride", stride), ("size", size)))
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale!r}")
         self.items = [Item(str(it[0]), str(it[1]), *it[2:4]) for it in items]
@@ -413,8 +413,7 @@ class ClipDataset(Dataset):
         ``k`` is clip ``k // num_crops``, crop ``k % num_crops``. Raises
         :class:`~minivb.video.VideoDecodeError` for a broken file.
         """
-        if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
-            raise ValueError(f"num_clips must be a positive integer, got {num_clips!r}")
+        num_clips = check_int("num_clips", num_clips)
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
         clips = self._clip(int(i), "uniform", num_clips=num_clips)  # (clips, T, H, W, 3) uint8
@@ -429,8 +428,7 @@ class MultiViewDataset(Dataset):
     """
 
     def __init__(self, dataset: ClipDataset, num_clips: int = 1, num_crops: int = 1):
-        if isinstance(num_clips, bool) or not isinstance(num_clips, int) or num_clips < 1:
-            raise ValueError(f"num_clips must be a positive integer, got {num_clips!r}")
+        num_clips = check_int("num_clips", num_clips)
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
         self.dataset, self.num_clips, self.num_crops = dataset, num_clips, num_crops
@@ -500,18 +498,15 @@ class ShardedSampler(Sampler[int]):
 
     def __init__(self, n: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False,
                  with_epoch: bool = False):
-        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        if not isinstance(world_size, int) or world_size < 1 or not isinstance(rank, int) or not 0 <= rank < world_size:
+        n, world_size, rank = check_int("n", n, minimum=0), check_int("world_size", world_size), check_int("rank", rank, minimum=0)
+        if rank >= world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
         self.n, self.shuffle, self.seed = n, bool(shuffle), int(seed)
         self.rank, self.world_size, self.drop_last, self.with_epoch = rank, world_size, bool(drop_last), bool(with_epoch)
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
-        if skip < 0:
-            raise ValueError(f"skip must be >= 0, got {skip}")
-        self.epoch, self.skip = int(epoch), int(skip)
+        self.epoch, self.skip = int(epoch), check_int("skip", skip, minimum=0)
 
     def shard(self) -> list[int]:
         """This rank's full index list for the current epoch (ignoring ``skip``)."""

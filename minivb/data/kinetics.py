@@ -34,7 +34,7 @@ import multiprocessing
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..cli import Parser, UsageError, nonnegative_int, positive_int, write_atomic
+from ..cli import Parser, UsageError, nonnegative_int, positive_int, run_main, write_atomic
 from ..video import VideoDecodeError
 from .clips import VIDEO_EXTENSIONS
 from .framestore import SUFFIX, convert_video
@@ -427,14 +427,10 @@ def _run(opts: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m minivb.data.kinetics``: 0 on success, 1 if parts failed to download, 2 on a usage error."""
     opts = build_parser().parse_args(argv)
-    try:
-        return _run(opts)
-    except (UsageError, NotEnoughSpace, DownloadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; run the same command again to continue where it stopped", file=sys.stderr)
-        return 130
+    status = run_main(lambda: _run(opts), errors=(NotEnoughSpace, DownloadError))
+    if status == 130:  # Ctrl-C: download and prepare both pick up where they stopped
+        print("run the same command again to continue where it stopped", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

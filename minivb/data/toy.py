@@ -36,8 +36,8 @@ Deterministic from ``seed``; cached (a second call with the same settings reuses
 
 from __future__ import annotations
 
-import argparse
 import csv
+import functools
 import json
 import math
 import shutil
@@ -48,6 +48,9 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from ..checks import check_int
+from ..cli import Parser, nonnegative_int, number, positive_int, run_main
 
 __all__ = ["CLASSES", "ROTATION", "TWINS", "HFLIP", "VFLIP", "ToyConfig", "classes_of", "render_clip", "generate", "read_index"]
 
@@ -78,6 +81,7 @@ VFLIP = {c: c for c in CLASSES} | {"top_to_bottom": "bottom_to_top", "bottom_to_
 
 SPLITS = ("train", "val")
 FORMAT_VERSION = 2  # bump when the rendering changes, so cached sets are regenerated
+FPS_RANGE = (0.01, 65535)  # frame rates OpenCV's mp4v writer accepts (its time base is 16-bit)
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,62 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- scenes
+#
+# A scene is a static part (background, distractor, per-frame noise) and one moving object.
+# Each motion below draws its random settings from ``rng`` and returns ``draw(img, i)``, which
+# paints the object as it is in frame ``i``; ``t`` (T,) is normalised time, 0 → 1, forward.
+
+_SHAPES = ("circle", "square", "diamond", "triangle")
+
+
+def _random_blob(rng: np.random.Generator, S: float) -> tuple:
+    """The static distractor: ``_draw_blob`` arguments (shape, cx, cy, r, colour) for a ``S × S`` frame."""
+    shape = _SHAPES[rng.integers(4)]
+    return shape, rng.uniform(0.1, 0.9) * S, rng.uniform(0.1, 0.9) * S, rng.uniform(0.06, 0.11) * S, _bright_colour(rng)
+
+
+def _sliding(rng, S, t, shape, colour, *, axis: int):
+    """Translation along x (``axis=0``: left to right) or y (``axis=1``: top to bottom)."""
+    r = rng.uniform(0.08, 0.14) * S
+    dist = rng.uniform(0.35, 0.6) * S
+    start = rng.uniform(r + 1, S - r - 1 - dist)
+    across = rng.uniform(r + 1, S - r - 1)
+    along = start + dist * t  # (T,)
+    xs, ys = (along, np.full(len(t), across)) if axis == 0 else (np.full(len(t), across), along)
+    return lambda img, i: _draw_blob(img, shape, xs[i], ys[i], r, colour)
+
+
+def _growing(rng, S, t, shape, colour):
+    """Scale: the object grows in place."""
+    r0, r1 = rng.uniform(0.06, 0.11) * S, rng.uniform(0.2, 0.27) * S
+    cx, cy = rng.uniform(1.2 * r1, S - 1.2 * r1, 2)  # polygons reach 1.3-1.4 r: a corner may leave the frame
+    radii = r0 + (r1 - r0) * t  # (T,)
+    return lambda img, i: _draw_blob(img, shape, cx, cy, radii[i], colour)
+
+
+def _opening(rng, S, t, shape, colour):
+    """A disc whose mouth (a wedge cut out of it, facing any way) opens; ``shape`` is not used."""
+    r = rng.uniform(0.18, 0.26) * S
+    cx, cy = rng.uniform(r + 1, S - r - 1, 2)
+    facing = rng.uniform(0, 360)  # degrees
+    m0, m1 = rng.uniform(5, 20), rng.uniform(80, 120)  # mouth angle, degrees
+    mouths = m0 + (m1 - m0) * t  # (T,)
+    return lambda img, i: _draw_mouth(img, cx, cy, r, facing, mouths[i], colour)
+
+
+def _rotating(rng, S, t, shape, colour):
+    """A clock hand turning clockwise on screen (image y points down: the angle grows); ``shape`` is not used."""
+    length = rng.uniform(0.2, 0.3) * S
+    width = max(2, int(round(rng.uniform(0.04, 0.06) * S)))
+    cx, cy = rng.uniform(length + 3, S - length - 3, 2)
+    theta0, turn = rng.uniform(0, 2 * math.pi), rng.uniform(0.5 * math.pi, math.pi)
+    angles = theta0 + turn * t  # (T,)
+    tip = _bright_colour(rng)
+    return lambda img, i: _draw_hand(img, cx, cy, length, angles[i], colour, tip, width)
+
+
+# The forward motion of each twin pair, in the order of _ALL (pair k = classes 2k, 2k+1).
+_MOTIONS = (functools.partial(_sliding, axis=0), functools.partial(_sliding, axis=1), _growing, _opening, _rotating)
 
 
 def render_clip(label: str, rng: np.random.Generator, frames: int = 16, size: int = 64) -> np.ndarray:
@@ -157,59 +217,17 @@ def render_clip(label: str, rng: np.random.Generator, frames: int = 16, size: in
     """
     if label not in _ALL:
         raise ValueError(f"unknown toy class {label!r}; expected one of {', '.join(_ALL)}")
-    if frames < 2 or size < 32:
-        raise ValueError(f"need frames >= 2 and size >= 32, got frames={frames}, size={size}")
-    pair = _ALL.index(label) // 2
+    frames, size = check_int("frames", frames, minimum=2), check_int("size", size, minimum=32)
     S, T = float(size), frames
     t = np.linspace(0.0, 1.0, T)  # (T,) normalised time, forward
 
-    # The scene: background, a static distractor, the object's look.
-    bg = _background(rng, size)
-    distractor = (
-        ["circle", "square", "diamond", "triangle"][rng.integers(4)],
-        rng.uniform(0.1, 0.9) * S, rng.uniform(0.1, 0.9) * S, rng.uniform(0.06, 0.11) * S, _bright_colour(rng),
-    )
-    shape = ["circle", "square", "diamond", "triangle"][rng.integers(4)]
+    # The scene: background, a static distractor, the object's look and motion.
+    bg = _background(rng, size)  # (size, size, 3) float32
+    distractor = _random_blob(rng, S)
+    shape = _SHAPES[rng.integers(4)]
     colour = _bright_colour(rng)
-    noise = rng.normal(0, 4, (T, size, size, 3)).astype(np.float32)
-
-    # The forward motion of this pair, one value per frame.
-    if pair in (0, 1):  # translation: along x (pair 0) or y (pair 1)
-        r = rng.uniform(0.08, 0.14) * S
-        dist = rng.uniform(0.35, 0.6) * S
-        start = rng.uniform(r + 1, S - r - 1 - dist)
-        across = rng.uniform(r + 1, S - r - 1)
-        along = start + dist * t
-        xs, ys = (along, np.full(T, across)) if pair == 0 else (np.full(T, across), along)
-
-        def draw(img, i):
-            _draw_blob(img, shape, xs[i], ys[i], r, colour)
-    elif pair == 2:  # scale: growing
-        r0, r1 = rng.uniform(0.06, 0.11) * S, rng.uniform(0.2, 0.27) * S
-        cx, cy = rng.uniform(1.2 * r1, S - 1.2 * r1, 2)  # polygons reach 1.3-1.4 r: a corner may leave the frame
-        radii = r0 + (r1 - r0) * t
-
-        def draw(img, i):
-            _draw_blob(img, shape, cx, cy, radii[i], colour)
-    elif pair == 3:  # a disc whose mouth (a wedge cut out of it, facing any way) opens
-        r = rng.uniform(0.18, 0.26) * S
-        cx, cy = rng.uniform(r + 1, S - r - 1, 2)
-        facing = rng.uniform(0, 360)  # degrees
-        m0, m1 = rng.uniform(5, 20), rng.uniform(80, 120)  # mouth angle, degrees
-        mouths = m0 + (m1 - m0) * t
-
-        def draw(img, i):
-            _draw_mouth(img, cx, cy, r, facing, mouths[i], colour)
-    else:  # rotation: a clock hand turning clockwise on screen (image y points down: the angle grows)
-        length = rng.uniform(0.2, 0.3) * S
-        width = max(2, int(round(rng.uniform(0.04, 0.06) * S)))
-        cx, cy = rng.uniform(length + 3, S - length - 3, 2)
-        theta0, turn = rng.uniform(0, 2 * math.pi), rng.uniform(0.5 * math.pi, math.pi)
-        angles = theta0 + turn * t
-        tip = _bright_colour(rng)
-
-        def draw(img, i):
-            _draw_hand(img, cx, cy, length, angles[i], colour, tip, width)
+    noise = rng.normal(0, 4, (T, size, size, 3)).astype(np.float32)  # (T, size, size, 3)
+    draw = _MOTIONS[_ALL.index(label) // 2](rng, S, t, shape, colour)
 
     video = np.empty((T, size, size, 3), np.uint8)
     for i in range(T):
@@ -272,11 +290,11 @@ def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, 
     ``train_per_class`` / ``val_per_class`` videos.
     """
     cfg = config or ToyConfig()
-    for name in ("train_per_class", "val_per_class"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    if cfg.fps <= 0:
-        raise ValueError(f"fps must be > 0, got {cfg.fps}")
+    check_int("seed", cfg.seed, minimum=0)
+    for name, minimum in (("train_per_class", 1), ("val_per_class", 1), ("frames", 2), ("size", 32)):
+        check_int(name, getattr(cfg, name), minimum)  # before anything is written
+    if not FPS_RANGE[0] <= cfg.fps <= FPS_RANGE[1]:  # (an infinite rate would make OpenCV's writer hang)
+        raise ValueError(f"fps must be between {FPS_RANGE[0]} and {FPS_RANGE[1]} (what mp4v files can hold), got {cfg.fps}")
     root = Path(root)
     if not force and _is_cached(root, cfg):
         if verbose:
@@ -329,43 +347,35 @@ def read_index(root: str | Path, split: str) -> list[dict]:
 # --------------------------------------------------------------------------- CLI
 
 
-def _positive(kind):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-    return parse
+def build_parser() -> Parser:
+    d = ToyConfig()
+    p = Parser(prog="python -m minivb.data.toy", description=__doc__.split("\n")[0])
+    p.add_argument("--root", default="data/toy", help="output folder (default: %(default)s)")
+    p.add_argument("--seed", type=nonnegative_int, default=d.seed, help="random seed (default: %(default)s)")
+    p.add_argument("--train-per-class", type=positive_int, default=d.train_per_class, help="(default: %(default)s)")
+    p.add_argument("--val-per-class", type=positive_int, default=d.val_per_class, help="(default: %(default)s)")
+    p.add_argument("--frames", type=number(int, 2, False), default=d.frames, help="frames per video, >= 2 (default: %(default)s)")
+    p.add_argument("--size", type=number(int, 32, False), default=d.size, help="frame side in pixels, >= 32 (default: %(default)s)")
+    p.add_argument("--fps", type=number(float, 0, True), default=d.fps, help="frames per second, 0.01 to 65535 (default: %(default)s)")
+    p.add_argument("--rotation", action="store_true", help="add a fifth twin pair, rotating_clockwise / rotating_counterclockwise (a challenge: see the module docstring)")
+    p.add_argument("--force", action="store_true", help="regenerate even if a matching set is cached")
+    return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    d = ToyConfig()
-    p = argparse.ArgumentParser(prog="python -m minivb.data.toy", description=__doc__.split("\n")[0])
-    p.add_argument("--root", default="data/toy", help="output folder (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
-    p.add_argument("--train-per-class", type=_positive(int), default=d.train_per_class, help="(default: %(default)s)")
-    p.add_argument("--val-per-class", type=_positive(int), default=d.val_per_class, help="(default: %(default)s)")
-    p.add_argument("--frames", type=_positive(int), default=d.frames, help="frames per video, >= 2 (default: %(default)s)")
-    p.add_argument("--size", type=_positive(int), default=d.size, help="frame side in pixels, >= 32 (default: %(default)s)")
-    p.add_argument("--fps", type=_positive(float), default=d.fps, help="(default: %(default)s)")
-    p.add_argument("--rotation", action="store_true", help="add a fifth twin pair, rotating_clockwise / rotating_counterclockwise (a challenge: see the module docstring)")
-    p.add_argument("--force", action="store_true", help="regenerate even if a matching set is cached")
-    a = p.parse_args(argv)
-    if a.frames < 2 or a.size < 32:
-        p.error(f"need --frames >= 2 and --size >= 32, got {a.frames} and {a.size}")
+    """``python -m minivb.data.toy``: 0 on success, 1 if the files cannot be written, 2 on a usage error."""
+    a = build_parser().parse_args(argv)
     cfg = ToyConfig(a.seed, a.train_per_class, a.val_per_class, a.frames, a.size, a.fps, a.rotation)
-    try:
-        generate(a.root, cfg, force=a.force, verbose=True)
-    except OSError as e:
-        print(f"error: cannot write the toy set to {a.root}: {e}", file=sys.stderr)
-        return 1
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+
+    def work() -> int:
+        try:
+            generate(a.root, cfg, force=a.force, verbose=True)
+        except OSError as e:
+            print(f"error: cannot write the toy set to {a.root}: {e}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run_main(work, errors=(ValueError,))  # ValueError: settings out of range, or a --root that is not a toy set
 
 
 if __name__ == "__main__":
