@@ -29,7 +29,13 @@ from .checks import check_int
 from .encoder import ENCODERS, build_encoder
 from .transformer import Transformer
 
-__all__ = ["VideoBERTConfig", "VideoBERT"]
+__all__ = ["VideoBERTConfig", "VideoBERT", "EMBED_STD"]
+
+# Initial scale of the learned embeddings (time, region, [CLS]): that of the projected region features they are
+# added to (rms ≈ 0.3 at the start of training, toy preset), so "when" and "where" are as visible as "what" from
+# the first step. At BERT's 0.02 they must first grow ~15× — AdamW moves a weight by about lr per step, so that
+# takes hundreds of steps: the toy preset then reached 73% after 15 epochs, against 98–99% at 0.3 (2-core CPU).
+EMBED_STD = 0.3
 
 
 @dataclass
@@ -41,7 +47,7 @@ class VideoBERTConfig:
     "resnet50"; pretrained: ImageNet weights for a ResNet encoder. dim, depth (N),
     num_heads, mlp_ratio, dropout: the Transformer. time_embedding / region_embedding:
     add the learned embeddings (switch off to study what they do). channels_last: run the
-    CNN in channels-last memory format (faster on GPUs; same results).
+    CNN in channels-last memory format (faster on GPUs and CPUs; the same results up to float rounding).
     """
 
     num_classes: int
@@ -116,7 +122,7 @@ class VideoBERT(nn.Module):
         self.head = nn.Linear(c.dim, c.num_classes)  # the output layer: fully connected
         for p in (self.time_embed, self.region_embed, self.cls_token):
             if p is not None:
-                nn.init.trunc_normal_(p, std=0.02)
+                nn.init.trunc_normal_(p, std=EMBED_STD)
 
     @property
     def num_regions(self) -> int:

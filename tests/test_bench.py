@@ -238,13 +238,50 @@ def test_flops_command(tmp_path, capsys, monkeypatch):
     assert preset["total"] == sum(_hand_count(TINY)[k] for k in ("cnn", "transformer_head"))
 
 
+# --------------------------------------------------------------------------- contention
+
+
+def test_contention_tiny(tmp_path, capsys):
+    out = tmp_path / "contention.json"
+    args = ["contention", "--settings", "1-thread", "--neighbours", "spin", "--seconds", "0", "--warmup", "0",
+            "--repeats", "1", "--size", "32", "--num-frames", "2", "--dim", "32", "--depth", "1", "--heads", "2",
+            "--batch-size", "2", "--json", str(out)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "| setting | neighbour | clips/s |" in printed and "| 1-thread | spin |" in printed
+    rows = _strict_json(out)["results"]
+    assert [(r["setting"], r["neighbour"]) for r in rows] == [("1-thread", "none"), ("1-thread", "spin")]
+    for r in rows:
+        assert r["clips_per_s"]["median"] > 0 and r["steps"] == [2] and r["cpu_ms_per_clip"]["median"] > 0
+        assert r["vs_idle"]["median"] > 0 and r["vs_reference_idle"]["median"] > 0
+    assert rows[0]["vs_idle"]["median"] == rows[0]["vs_reference_idle"]["median"] == 1.0  # the reference itself
+    assert rows[1]["vs_idle"] == rows[1]["vs_reference_idle"] and rows[0]["threads"] == rows[1]["threads"] == 1
+    assert rows[1]["others"]["median"] is None or rows[1]["others"]["median"] > 0  # the neighbour was busy
+
+
+@pytest.mark.parametrize("given, spincount", [({}, "1000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, "0"),
+                                             ({"GOMP_SPINCOUNT": "20"}, "20")])
+def test_import_minivb_shortens_the_spin_wait(given, spincount):
+    """``import minivb`` before torch: libgomp starts with GOMP_SPINCOUNT=1000, unless the environment sets a wait."""
+    env = {k: v for k, v in ENV.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | given
+    code = "import os, minivb, torch; torch.ones(4) + 1; print(os.environ.get('GOMP_SPINCOUNT'))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env=env | {"OMP_DISPLAY_ENV": "VERBOSE"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[-1] == given.get("GOMP_SPINCOUNT", "1000" if not given else "None")
+    if "GOMP_SPINCOUNT = " not in proc.stderr:
+        pytest.skip("torch is not built with GNU OpenMP (libgomp) here")
+    assert f"GOMP_SPINCOUNT = '{spincount}'" in proc.stderr  # what libgomp itself uses
+
+
 # --------------------------------------------------------------------------- command line
 
 
 def test_help(capsys, run_module):
     proc = run_module("minivb.bench", "--help")
     assert proc.returncode == 0 and "usage: python -m minivb.bench" in proc.stdout and "decode" in proc.stdout
-    for command, option in (("decode", "--videos"), ("loader", "--data-root"), ("flops", "--preset")):
+    for command, option in (("decode", "--videos"), ("loader", "--data-root"), ("flops", "--preset"),
+                            ("contention", "--neighbours")):
         with pytest.raises(SystemExit) as stop:
             main([command, "--help"])
         assert stop.value.code == 0 and option in capsys.readouterr().out
@@ -258,6 +295,7 @@ def test_help(capsys, run_module):
     (["loader", "--preset", "imagenet"], "--preset"),
     (["flops", "--preset", "toy"], "--preset"),
     (["flops", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
+    (["contention", "--settings", "fast"], "--settings"),
     ([], "required"),
 ])
 def test_bad_options_one_line_exit_2(tmp_path, one_line_error, args, says):

@@ -7,6 +7,7 @@
     python -m minivb.bench loader --preset k400 --data-root data/kinetics400 --device cuda --workers 8
     python -m minivb.bench decode --json decode.json       # every number as strict JSON too
     python -m minivb.bench flops                           # GFLOPs per clip: the k400 model and variants
+    python -m minivb.bench contention                      # toy training clips/s alone and beside a busy process
 
 ``decode``: milliseconds per clip on one core for the same files and frame indices, read by
 :func:`minivb.video.read_frames` (OpenCV), by PyAV (decode from the start; or seek to the
@@ -23,12 +24,17 @@ more frames, a coarser grid, smaller frames, a bigger Transformer, a ResNet-50 t
 into CNN and Transformer + head, counted by ``torch.utils.flop_counter.FlopCounterMode`` with
 the fused attention kernel's matmuls added by formula.
 
+``contention``: clips per second of the toy model's training step with the cores to itself and beside
+a busy process (a Python loop; a multithreaded torch matmul loop), under libgomp's default wait
+policy (long spins), under ``GOMP_SPINCOUNT=1000`` (what ``import minivb`` sets), under
+``OMP_WAIT_POLICY=PASSIVE`` and on one thread.
+
 Machines are noisy, so speed is reported as ratios against a reference measured in the same
 run, as min/median/max over ``--repeats`` repeats. Output: a header with the machine and the
 command line, then Markdown tables (ready for the README).
 
 Modules: :mod:`~minivb.bench.report` (numbers, tables, JSON, header), :mod:`~minivb.bench.decode`,
-:mod:`~minivb.bench.loader`, :mod:`~minivb.bench.flops`.
+:mod:`~minivb.bench.loader`, :mod:`~minivb.bench.flops`, :mod:`~minivb.bench.contention`.
 """
 
 from __future__ import annotations
@@ -40,23 +46,25 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from ..cli import Parser, UsageError, nonnegative_int, run_main  # noqa: E402
-from . import decode, flops, loader  # noqa: E402
+from . import contention, decode, flops, loader  # noqa: E402
+from .contention import run_contention  # noqa: E402
 from .decode import pyav_seek, pyav_sequential, run_decode, write_test_video  # noqa: E402
 from .flops import run_flops  # noqa: E402
 from .loader import run_loader  # noqa: E402
 from ..cli import write_json  # noqa: E402
 
-__all__ = ["main", "build_parser", "run_decode", "run_loader", "run_flops", "pyav_sequential", "pyav_seek",
+__all__ = ["main", "build_parser", "run_decode", "run_loader", "run_flops", "run_contention", "pyav_sequential", "pyav_seek",
            "write_test_video"]
 
-COMMANDS = {"decode": run_decode, "loader": run_loader, "flops": run_flops}
+COMMANDS = {"decode": run_decode, "loader": run_loader, "flops": run_flops, "contention": run_contention}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``python -m minivb.bench {decode,loader,flops}``; each module adds its own subcommand's options."""
+    """``python -m minivb.bench {decode,loader,flops,contention}``; each module adds its own subcommand's options."""
     p = Parser(prog="python -m minivb.bench", description=__doc__.split("\n\n")[0],
-               epilog="python -m minivb.bench decode --help / loader --help / flops --help for the options of each")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{decode,loader,flops}")
+               epilog="python -m minivb.bench decode --help / loader --help / flops --help / contention --help "
+               "for the options of each")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{decode,loader,flops,contention}")
     json_opt = argparse.ArgumentParser(add_help=False)
     json_opt.add_argument("--json", metavar="PATH", help="also write every number to PATH as strict JSON")
     seed_opt = argparse.ArgumentParser(add_help=False)
@@ -64,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_parser(sub, [json_opt, seed_opt])
     loader.add_parser(sub, [json_opt, seed_opt])
     flops.add_parser(sub, [json_opt])
+    contention.add_parser(sub, [json_opt])
     return p
 
 
