@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["DEVICES", "UsageError", "Parser", "number", "positive_int", "nonnegative_int", "run_main", "resolve_device",
+__all__ = ["DEVICES", "UsageError", "Parser", "number", "positive_int", "nonnegative_int", "seed", "run_main", "resolve_device",
            "autocast", "write_atomic", "write_json"]
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -48,6 +48,14 @@ def number(kind, minimum, strict: bool):
 
 
 positive_int, nonnegative_int = number(int, 0, True), number(int, 0, False)
+
+
+def seed(text: str) -> int:
+    """An argparse ``type`` for seeds: an integer in [0, 2**63) (what torch's generators take)."""
+    value = nonnegative_int(text)
+    if value >= 2**63:
+        raise argparse.ArgumentTypeError(f"must be < 2**63, got {text}")
+    return value
 
 
 def run_main(work: Callable[[], int | None], errors: tuple[type[Exception], ...] = ()) -> int:

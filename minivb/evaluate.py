@@ -317,6 +317,7 @@ def run(argv: list[str] | None = None) -> dict:
     data_root = str(opts.data_root or ckpt["args"].get("data_root"))
     print(f"minivb.evaluate: {path} ({ckpt.get('epoch', '?')} epochs) on {len(dataset)} {opts.split} videos of "
           f"{data_root}, {clips} clip(s) × {crops} crop(s), {device.type} → {out}", flush=True)
+    runs.writable_folder(out)  # before the work, not after it
     result = evaluate(model.to(device), dataset, num_clips=clips, num_crops=crops, batch_size=opts.batch_size,
                       workers=opts.workers, device=device)
     summary = {

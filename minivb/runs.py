@@ -9,20 +9,24 @@
         summary.json   the final numbers (written at the end)
 
 Every file is written atomically (a temporary file renamed over the target), so a run killed
-at any moment leaves each file whole: old or new.
+at any moment leaves each file whole: old or new; a run (or its resume) removes the temporary files
+a killed run left behind. While a run works in its folder it holds ``.lock`` (an exclusive lock the
+system releases when the process ends), so a second run cannot write into the same folder.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime
+import fcntl
 import io
 import os
 from pathlib import Path
 
 from .cli import UsageError, write_atomic
 
-__all__ = ["RUN_FILES", "METRICS", "checkpoint_path", "check_out", "new_run_folder", "write_metrics", "plot_curves"]
+__all__ = ["RUN_FILES", "METRICS", "checkpoint_path", "check_out", "writable_folder", "claim", "release", "new_run_folder",
+           "write_metrics", "plot_curves"]
 
 RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "summary.json")
 METRICS = ("epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "clips_per_s", "seconds")
@@ -35,6 +39,9 @@ def checkpoint_path(given: str | os.PathLike, option: str) -> Path:
     """
     path = Path(given)
     if path.is_dir():
+        if not (path / "last.pt").is_file() and (path / "config.json").is_file():
+            raise UsageError(f"{option} {given}: that run stopped before its first checkpoint, so there is nothing to "
+                             f"continue; start it again with --out {given}")
         path = path / "last.pt"
     if not path.is_file():
         where = "the folder holds no last.pt" if path.name == "last.pt" and path.parent == Path(given) else "no such checkpoint"
@@ -43,13 +50,57 @@ def checkpoint_path(given: str | os.PathLike, option: str) -> Path:
 
 
 def check_out(out: Path, resuming: Path | None) -> None:
-    """Refuse an output folder that already holds a run, unless it is the run being resumed."""
-    held = [f for f in RUN_FILES if (out / f).exists()]
+    """Refuse an output folder that holds a run (a checkpoint or a summary), unless it is the run being resumed.
+
+    A folder whose run stopped before its first checkpoint (only config.json, metrics.csv) may be reused.
+    """
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; choose a folder")
+    held = [f for f in ("last.pt", "best.pt", "summary.json") if (out / f).exists()]
     if not held or (resuming is not None and resuming.resolve().parent == out.resolve()):
         return
     raise UsageError(
         f"--out {out} already holds a run ({', '.join(held)}); continue it with --resume {out}, or choose another --out"
     )
+
+
+def writable_folder(out: Path, option: str = "--out") -> None:
+    """Make ``out`` (and its parents) and prove a file can be written there; else a one-line :class:`UsageError`."""
+    probe = out / ".write-test.tmp"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"{option} {out}: cannot write there ({e.strerror or e}); choose another {option}") from None
+
+
+def claim(out: Path) -> int:
+    """Hold ``out`` for this process → the lock's file descriptor (pass it to :func:`release`).
+
+    Another process holding it → :class:`UsageError`. Temporary files that a killed run left
+    (``.last.pt.*.tmp``, ``.curves.png.tmp``, …) are removed once the folder is ours.
+    """
+    writable_folder(out)
+    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise UsageError(f"--out {out} is in use by another run (process {holder or '?'}); wait for it, or choose "
+                         f"another --out") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    for debris in out.glob(".*.tmp"):
+        debris.unlink(missing_ok=True)
+    return fd
+
+
+def release(out: Path, fd: int) -> None:
+    """Let go of ``out`` (the lock file is removed; a killed process's lock is released by the system)."""
+    (out / ".lock").unlink(missing_ok=True)
+    os.close(fd)
 
 
 def new_run_folder(subset: str) -> Path:

@@ -35,6 +35,7 @@ import argparse
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -47,12 +48,12 @@ from torch.utils.data import DataLoader
 
 from . import distributed, runs
 from .checkpoint import read_checkpoint, save_checkpoint, unwrap_model
-from .cli import DEVICES, Parser, UsageError, autocast, nonnegative_int, number, positive_int, resolve_device, run_main, write_json
+from .cli import DEVICES, Parser, UsageError, autocast, nonnegative_int, number, positive_int, resolve_device, run_main, seed, write_json
 from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, load_items, report_skipped, steps_per_epoch, worker_init
 from .metrics import Accuracy
 from .model import VideoBERT, VideoBERTConfig
 
-__all__ = ["PRESETS", "TrainState", "UsageError", "auto_workers", "build_run", "parse_args", "train", "train_one_epoch",
+__all__ = ["PRESETS", "Diverged", "TrainState", "UsageError", "auto_workers", "build_run", "parse_args", "train", "train_one_epoch",
            "validate", "warmup_cosine", "main"]
 
 # Defaults of each preset; command-line options override them. One dict per preset.
@@ -108,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", help="output folder (default: runs/<subset>-<date>-<time>); refused if it already holds a run")
     g.add_argument("--resume", help="continue a run: a checkpoint file, or a run folder (uses its last.pt)")
     g.add_argument("--save-every", type=nonnegative_int, help="also save last.pt every N steps (0: only at the end of each epoch)")
-    g.add_argument("--seed", type=nonnegative_int, help="seed for model init, data order and augmentation (default: 0)")
+    g.add_argument("--seed", type=seed, help="seed for model init, data order and augmentation (default: 0)")
     g.add_argument("--device", choices=DEVICES, help="auto = cuda if available, else cpu (default: auto)")
     g.add_argument("--workers", type=nonnegative_int, help="DataLoader worker processes (0: load in the main process; "
                    "k400 default: this process's share of the cores, less one)")
@@ -176,6 +177,10 @@ def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
 # --------------------------------------------------------------------------- the loop
 
 
+class Diverged(Exception):
+    """The loss stopped being a finite number (exit status 1; nothing is saved after it)."""
+
+
 @dataclass
 class TrainState:
     """The run's counters: with the model, optimizer, scheduler and RNG states, all a checkpoint needs to resume."""
@@ -236,6 +241,10 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         with autocast(device):  # bf16 on CUDA
             logits = model(videos)  # (B, C)
         loss = criterion(logits.float(), labels)  # cross-entropy with label smoothing
+        loss_value = loss.item()
+        if distributed.any_rank([not math.isfinite(loss_value)], device, world_size)[0]:  # before the weights change
+            raise Diverged(f"the training loss became {loss_value} at step {state.step + 1}: training diverged; the "
+                           f"last checkpoint is kept; lower --lr (or --warmup-epochs higher) and start again")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # (DDP averages the gradients across processes here)
         nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
@@ -243,7 +252,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         optimizer.step()
         scheduler.step()  # the learning rate of the next step
         state.step += 1
-        state.loss_sum += loss.item() * len(labels)
+        state.loss_sum += loss_value * len(labels)
         state.loss_count += len(labels)
         state.tick()
         if on_step is not None:
@@ -652,16 +661,26 @@ def train(given: dict, on_step: Callable[[TrainState], None] | None = None) -> d
     distributed.setup(device, world_size)
     try:
         run = build_run(opts, ckpt, device, rank, world_size)
-        start_log(run, resuming=ckpt is not None)
-        return fit(run, on_step)
+        lock = distributed.rank0_first(lambda: runs.claim(run.out), rank, world_size, others=False, errors=(UsageError,))
+        try:  # the folder is this run's until it ends
+            start_log(run, resuming=ckpt is not None)
+            return fit(run, on_step)
+        finally:
+            if lock is not None:
+                runs.release(run.out, lock)
     finally:
         distributed.teardown(world_size)
 
 
 def main(argv: list[str] | None = None, on_step: Callable[[TrainState], None] | None = None) -> int:
-    """``python -m minivb.train``: 0 on success or after SIGTERM, 130 after Ctrl-C, 2 on a usage error."""
+    """``python -m minivb.train``: 0 on success or after SIGTERM, 130 after Ctrl-C, 1 if training diverged,
+    2 on a usage error."""
     def work() -> int:
-        summary = train(parse_args(argv), on_step)
+        try:
+            summary = train(parse_args(argv), on_step)
+        except Diverged as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         return 130 if summary.get("signal") == "SIGINT" else 0
     return run_main(work)
 

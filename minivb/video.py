@@ -80,6 +80,20 @@ def _decoder_threads() -> int:
     return 1 if cv2.getNumThreads() == 1 else 0
 
 
+# The first bytes of still-image files (GIF is left out: an animated GIF is a short video).
+_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
+                (b"MM\x00*", "TIFF"))
+
+
+def _still_image_format(path: Path) -> str | None:
+    """"PNG", "JPEG", … if the file starts like a still image (whatever its name says), else None."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WebP"
+    return next((name for magic, name in _IMAGE_MAGIC if head.startswith(magic)), None)
+
+
 def _open(path: str | os.PathLike) -> cv2.VideoCapture:
     p = Path(path)
     if not p.exists():
@@ -88,6 +102,9 @@ def _open(path: str | os.PathLike) -> cv2.VideoCapture:
         raise VideoDecodeError(p, "not a regular file")
     if p.stat().st_size == 0:
         raise VideoDecodeError(p, "file is empty (0 bytes)")
+    image = _still_image_format(p)
+    if image:  # FFmpeg would open it as a one-frame "video"
+        raise VideoDecodeError(p, f"a still image ({image}), not a video")
     cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, _decoder_threads()])
     if not cap.isOpened():
         cap.release()

@@ -183,6 +183,11 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path, one_line_error):
     error(["--checkpoint", str(run), "--batch-size", "-1"], "--batch-size: must be > 0")
     error(["--checkpoint", str(run), "--workers", "x"], "--workers: expected an integer")
     error([], "the following arguments are required: --checkpoint")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    error(["--checkpoint", str(run), "--out", str(a_file)], "cannot write there")  # refused before evaluating
+    error(["--checkpoint", str(run), "--out", "/proc/minivb-eval"], "cannot write there")
+    assert a_file.read_text() == "x"
     assert not (tmp_path / "o").exists()
 
 

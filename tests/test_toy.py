@@ -156,6 +156,23 @@ def test_never_replaces_a_folder_it_did_not_make(tmp_path):
     assert (mine / "train" / "abseiling" / "a.mp4").is_file()
 
 
+def test_a_users_meta_json_does_not_make_their_folder_ours(tmp_path):
+    """A folder with its own meta.json (even one with a format_version) is not a toy set: nothing is deleted."""
+    mine = tmp_path / "mine"
+    (mine / "train" / "dogs").mkdir(parents=True)
+    (mine / "train" / "dogs" / "d1.mp4").write_bytes(b"my dog")
+    (mine / "meta.json").write_text(json.dumps({"format_version": 3, "owner": "me"}))
+    with pytest.raises(ValueError, match="is not a toy set"):
+        generate(mine, SMALL)
+    assert toy.main(["--root", str(mine)]) == 2
+    assert (mine / "train" / "dogs" / "d1.mp4").read_bytes() == b"my dog"
+    # a set made before meta.json named its generator is still recognised (only generator-made files in it)
+    made = generate(tmp_path / "old", SMALL)
+    meta = json.loads((made / "meta.json").read_text())
+    (made / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "generator"}))
+    assert generate(made, SMALL) == made and json.loads((made / "meta.json").read_text())["generator"] == "minivb.data.toy"
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown toy class"):
         render_clip("jumping", np.random.default_rng(0))
@@ -182,6 +199,7 @@ def test_cli(tmp_path, capsys):
     (["--fps", "0"], "--fps: must be > 0"),
     (["--fps", "1e30"], "fps must be between 0.01 and 65535"),
     (["--seed", "-1"], "--seed: must be >= 0"),
+    (["--seed", "1208925819614629174706176"], "--seed: must be < 2**63"),
 ])
 def test_bad_options_are_one_line_exit_2_and_write_nothing(tmp_path, one_line_error, bad, says):
     one_line_error(toy.main, ["--root", str(tmp_path / "toy"), *bad], says)

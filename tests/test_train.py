@@ -189,6 +189,65 @@ def test_ctrl_c_saves_says_how_to_resume_and_exits_130(toy, reference, tmp_path,
     _assert_same_training_state(reference[0] / "last.pt", out / "last.pt")
 
 
+# --------------------------------------------------------------------------- the run folder
+
+
+def test_two_runs_cannot_share_an_output_folder(toy, tmp_path, one_line_error):
+    out = tmp_path / "run"
+    first = _start_stalling(["--data-root", str(toy), "--out", str(out), *TINY], tmp_path, 2, release=tmp_path / "go")
+    _wait_for(tmp_path / "stalled", first)  # the first run holds the folder (no checkpoint in it yet)
+    one_line_error(main, ["--data-root", str(toy), "--out", str(out), *TINY], f"--out {out} is in use by another run")
+    (tmp_path / "go").touch()
+    stdout, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert json.loads((out / "summary.json").read_text())["steps"] == STEPS  # the first run's, whole
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "curves.png", "last.pt", "metrics.csv",
+                                                     "summary.json"]  # the lock is gone with its run
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(toy, tmp_path, one_line_error):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")  # what a run killed (or out of disk) before its first checkpoint leaves
+    one_line_error(main, ["--resume", str(out)], "stopped before its first checkpoint")
+    assert main(["--data-root", str(toy), "--out", str(out), *TINY]) == 0
+    assert json.loads((out / "config.json").read_text())["args"]["out"] == str(out)
+
+
+def test_debris_of_a_killed_run_is_removed_and_checkpoints_get_usual_permissions(toy, reference, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    for name in (".last.pt.x1y2.tmp", ".curves.png.tmp", ".summary.json.tmp"):
+        (out / name).write_bytes(b"half a file")
+    assert main(["--data-root", str(toy), "--out", str(out), *TINY]) == 0
+    assert not list(out.glob(".*"))
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("last.pt", "best.pt", "summary.json"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_an_unusable_out_is_one_line_before_any_work(toy, tmp_path, one_line_error):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    data = ["--data-root", str(toy), *TINY]
+    one_line_error(main, [*data, "--out", str(a_file)], f"--out {a_file} is a file")
+    one_line_error(main, [*data, "--out", str(a_file / "run")], "cannot write there")
+    one_line_error(main, [*data, "--out", "/proc/minivb-run"], "cannot write there")
+    assert a_file.read_text() == "x"
+
+
+def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(toy, tmp_path, _run):
+    out = tmp_path / "run"
+    proc = _run(["--data-root", str(toy), "--out", str(out), *TINY, "--lr", "1e30"], cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "training diverged" in lines[0] and "Traceback" not in proc.stderr
+    assert not (out / "summary.json").exists() and not (out / "best.pt").exists()
+    if (out / "last.pt").exists():  # a checkpoint from before the divergence: finite weights only
+        assert all(torch.isfinite(v).all() for v in read_checkpoint(out / "last.pt")["model"].values())
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -295,6 +354,8 @@ def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path
     assert (tmp_path / "theirs" / "train" / "abseiling" / "a.mp4").read_bytes() == b"keep me"
     one_line_error(main, ["--data-root", str(junk), "--out", str(fresh)], "is a file")
     one_line_error(main, [*data, "--seed", "-1"], "--seed: must be >= 0")
+    one_line_error(main, [*data, "--seed", "1208925819614629174706176"], "--seed: must be < 2**63")
+    one_line_error(main, [*data, "--lr", "nan"], "--lr: must be a finite number")
     one_line_error(main, ["--resume", str(ref / "best.pt")], "pass a new --out")
     assert not fresh.exists()  # a failed start creates nothing
     assert {p.name: p.read_bytes() for p in ref.iterdir()} == before  # and overwrites nothing

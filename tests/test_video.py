@@ -129,16 +129,21 @@ def _bad_files(tmp_path, h264_source):
     # OpenCV/ffmpeg write the mp4 index (moov) at the end: cut it off.
     truncated = tmp_path / "truncated.mp4"
     truncated.write_bytes(h264_source.read_bytes()[: h264_source.stat().st_size // 2])
+    png, jpeg = tmp_path / "photo.mp4", tmp_path / "picture.avi"  # still images under a video's name
+    png.write_bytes(cv2.imencode(".png", np.zeros((32, 32, 3), np.uint8))[1].tobytes())
+    jpeg.write_bytes(cv2.imencode(".jpg", np.zeros((32, 32, 3), np.uint8))[1].tobytes())
     return {
         "missing": (tmp_path / "nope.mp4", "no such file"),
         "directory": (tmp_path, "not a regular file"),
         "empty": (empty, "empty"),
         "not a video": (text, "not a readable video"),
         "truncated": (truncated, "not a readable video"),
+        "png": (png, r"a still image \(PNG\), not a video"),
+        "jpeg": (jpeg, r"a still image \(JPEG\), not a video"),
     }
 
 
-@pytest.mark.parametrize("kind", ["missing", "directory", "empty", "not a video", "truncated"])
+@pytest.mark.parametrize("kind", ["missing", "directory", "empty", "not a video", "truncated", "png", "jpeg"])
 def test_bad_files_raise_video_decode_error_naming_the_file(kind, tmp_path, h264):
     path, reason = _bad_files(tmp_path, h264)[kind]
     for call in (lambda: read_frames(path, [0]), lambda: video_info(path), lambda: read_clip(path, 4)):

@@ -45,7 +45,7 @@ import argparse  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from ..cli import Parser, UsageError, nonnegative_int, run_main  # noqa: E402
+from ..cli import Parser, UsageError, run_main, seed  # noqa: E402
 from . import contention, decode, flops, loader  # noqa: E402
 from .contention import run_contention  # noqa: E402
 from .decode import pyav_seek, pyav_sequential, run_decode, write_test_video  # noqa: E402
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     json_opt = argparse.ArgumentParser(add_help=False)
     json_opt.add_argument("--json", metavar="PATH", help="also write every number to PATH as strict JSON")
     seed_opt = argparse.ArgumentParser(add_help=False)
-    seed_opt.add_argument("--seed", type=nonnegative_int, default=0, help="seed of the random choices (default: 0)")
+    seed_opt.add_argument("--seed", type=seed, default=0, help="seed of the random choices (default: 0)")
     decode.add_parser(sub, [json_opt, seed_opt])
     loader.add_parser(sub, [json_opt, seed_opt])
     flops.add_parser(sub, [json_opt])

@@ -40,6 +40,7 @@ import csv
 import functools
 import json
 import math
+import re
 import shutil
 import sys
 import time
@@ -50,7 +51,7 @@ import cv2
 import numpy as np
 
 from ..checks import check_int
-from ..cli import Parser, nonnegative_int, number, positive_int, run_main
+from ..cli import Parser, number, positive_int, run_main, seed
 
 __all__ = ["CLASSES", "ROTATION", "TWINS", "HFLIP", "VFLIP", "ToyConfig", "classes_of", "render_clip", "generate", "read_index"]
 
@@ -261,16 +262,37 @@ def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS.index(split), index])
 
 
+GENERATOR = "minivb.data.toy"  # meta.json's "generator": what marks a folder as made (and replaceable) by generate()
+_OWN_FILE = re.compile(r"(train|val)/([a-z_]+)/\2_\d{4}\.mp4|(train|val)\.csv|classes\.txt|meta\.json")
+
+
 def _meta(cfg: ToyConfig) -> dict:
-    return {"format_version": FORMAT_VERSION, "classes": list(classes_of(cfg)), **asdict(cfg)}
+    return {"generator": GENERATOR, "format_version": FORMAT_VERSION, "classes": list(classes_of(cfg)), **asdict(cfg)}
 
 
 def _is_toy_root(root: Path) -> bool:
-    """Does ``root`` hold a toy set (of any version, complete or not)? Only then may generate() replace it."""
+    """Does ``root`` hold a toy set (of any version, complete or not)? Only then may generate() replace it.
+
+    Yes if its meta.json names this generator; for sets made before that mark (a ``format_version`` only),
+    only if every file in the folder is one the generator writes — a user's own ``meta.json`` beside their
+    videos never qualifies.
+    """
     try:
-        return "format_version" in json.loads((root / "meta.json").read_text())
+        meta = json.loads((root / "meta.json").read_text())
     except (OSError, ValueError, TypeError):
         return False
+    if not isinstance(meta, dict):
+        return False
+    if meta.get("generator") == GENERATOR:
+        return True
+    return "format_version" in meta and all(_written_by_generator(p.relative_to(root).as_posix())
+                                            for p in root.rglob("*") if not p.is_dir())
+
+
+def _written_by_generator(rel: str) -> bool:
+    """Is ``rel`` (a path inside the root) a name generate() writes: an index file or ``split/label/label_NNNN.mp4``?"""
+    m = _OWN_FILE.fullmatch(rel)
+    return m is not None and (m.group(2) is None or m.group(2) in _ALL)
 
 
 def _is_cached(root: Path, cfg: ToyConfig) -> bool:
@@ -309,7 +331,7 @@ def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, 
     root.mkdir(parents=True, exist_ok=True)
     # until the end, meta.json says "incomplete": an interrupted run leaves no valid cache behind,
     # but marks the folder as ours to replace
-    (root / "meta.json").write_text(json.dumps({"format_version": FORMAT_VERSION, "incomplete": True}) + "\n")
+    (root / "meta.json").write_text(json.dumps({"generator": GENERATOR, "format_version": FORMAT_VERSION, "incomplete": True}) + "\n")
     for split in SPLITS:
         shutil.rmtree(root / split, ignore_errors=True)
     classes = classes_of(cfg)
@@ -351,7 +373,7 @@ def build_parser() -> Parser:
     d = ToyConfig()
     p = Parser(prog="python -m minivb.data.toy", description=__doc__.split("\n")[0])
     p.add_argument("--root", default="data/toy", help="output folder (default: %(default)s)")
-    p.add_argument("--seed", type=nonnegative_int, default=d.seed, help="random seed (default: %(default)s)")
+    p.add_argument("--seed", type=seed, default=d.seed, help="random seed (default: %(default)s)")
     p.add_argument("--train-per-class", type=positive_int, default=d.train_per_class, help="(default: %(default)s)")
     p.add_argument("--val-per-class", type=positive_int, default=d.val_per_class, help="(default: %(default)s)")
     p.add_argument("--frames", type=number(int, 2, False), default=d.frames, help="frames per video, >= 2 (default: %(default)s)")
