@@ -223,7 +223,7 @@ def _bad_corpus(split_dir: Path) -> dict[str, str | None]:
     write_opencv(b / "portrait.mp4", stamped_frames(20, 120, 64))
     write_h264(b / "naïve_клип_動画.mp4", stamped_frames(20, 64, 96))
     return {"empty.mp4": "empty", "nomoov.mp4": "not a readable video", "text.mp4": "not a readable video",
-            "image.mp4": "too short", "short.mp4": "too short", "folder.mp4": "not a regular file",
+            "image.mp4": "a still image (PNG), not a video", "short.mp4": "too short", "folder.mp4": "not a regular file",
             "gray.mp4": None, "huge.mp4": None, "portrait.mp4": None, "naïve_клип_動画.mp4": None}
 
 
