@@ -97,7 +97,7 @@ def _still_image_format(path: Path) -> str | None:
 def _open(path: str | os.PathLike) -> cv2.VideoCapture:
     p = Path(path)
     if not p.exists():
-        raise VideoDecodeError(p, "no such file")
+        raise VideoDecodeError(p, "a broken link (its target does not exist)" if p.is_symlink() else "no such file")
     if not p.is_file():
         raise VideoDecodeError(p, "not a regular file")
     if p.stat().st_size == 0:

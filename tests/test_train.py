@@ -133,6 +133,28 @@ def test_a_broken_video_is_skipped_with_one_warning(toy_copy, tmp_path, _run):
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps"] == STEPS
 
 
+def test_odd_files_in_class_folders_are_reported_and_counted(toy_copy, tmp_path, _run):
+    data = toy_copy
+    for index in ("train.csv", "val.csv", "meta.json"):  # someone's class-folder layout (not a toy set)
+        (data / index).unlink()
+    fifo, folder, link = data / "train" / "growing" / "fifo.mp4", data / "train" / "closing" / "folder.mp4", \
+        data / "val" / "opening" / "gone.mp4"
+    os.mkfifo(fifo)
+    folder.mkdir()
+    link.symlink_to(data / "nowhere.mp4")
+    proc = _run(["--subset", "k400", "--preset", "toy", "--data-root", str(data), "--out", str(tmp_path / "run"), *TINY],
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "skipping" in line]
+    assert sorted(warnings) == sorted([f"WARNING: skipping {fifo}: not a regular file",
+                                       f"WARNING: skipping {folder}: not a regular file",
+                                       f"WARNING: skipping {link}: a broken link (its target does not exist)"]), proc.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["skipped_train_clips"], summary["skipped_val_clips"]) == (2, 1)
+    assert summary["train_clips"] == 18  # 16 videos + the 2 odd names, listed (and replaced when drawn)
+    assert summary["val_clips"] + summary["skipped_val_clips"] == 6  # --limit-val 6: evaluated + skipped
+
+
 # --------------------------------------------------------------------------- exact resume
 
 

@@ -123,10 +123,12 @@ def _read_csv(root: Path, csv_path: Path) -> list[Item]:
 
 
 def _scan_folders(split_dir: Path) -> list[Item]:
+    """Every name with a video extension in the class folders — also a FIFO, a folder or a broken link so named:
+    the data set reports each of those once with its reason and counts it as skipped (nothing vanishes)."""
     items = []
     for label_dir in _class_dirs(split_dir):
         for f in sorted(label_dir.iterdir()):
-            if f.suffix.lower() in VIDEO_EXTENSIONS and f.is_file():
+            if f.suffix.lower() in VIDEO_EXTENSIONS:
                 items.append(Item(str(f), label_dir.name, None))
     return items
 
