@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .cli import NoSpace, is_disk_full
 from .model import VideoBERT, VideoBERTConfig
 
 __all__ = ["unwrap_model", "save_checkpoint", "read_checkpoint", "load_checkpoint"]
@@ -59,8 +60,10 @@ def save_checkpoint(path: str | os.PathLike, obj: dict) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if is_disk_full(e):  # the old checkpoint stays; no half-written file is left behind
+            raise NoSpace(path.parent) from None
         raise
     try:  # make the rename itself durable (best effort: not every file system allows it)
         dir_fd = os.open(path.parent, os.O_RDONLY)

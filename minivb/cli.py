@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import logging
 import math
@@ -14,7 +15,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["DEVICES", "UsageError", "Parser", "number", "positive_int", "nonnegative_int", "seed", "run_main", "resolve_device",
+__all__ = ["DEVICES", "UsageError", "NoSpace", "is_disk_full", "Parser", "number", "positive_int", "nonnegative_int", "seed", "run_main", "resolve_device",
            "autocast", "write_atomic", "write_json"]
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -22,6 +23,20 @@ DEVICES = ("auto", "cpu", "cuda")
 
 class UsageError(Exception):
     """A problem with the options or the inputs: reported as one line, exit status 2."""
+
+
+class NoSpace(OSError):
+    """The disk is full: what was being written is not (the old version of the file is kept)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        super().__init__(errno.ENOSPC, f"no space left on {folder}; the files written before are kept, nothing "
+                                       f"half-written is left; free some space and run again")
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """Is ``e`` a full disk? (``OSError`` ENOSPC, or torch.save's "unexpected pos" when its zip writer runs out.)"""
+    return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or \
+        (isinstance(e, RuntimeError) and ("unexpected pos" in str(e) or "file write failed" in str(e)))
 
 
 class Parser(argparse.ArgumentParser):
@@ -72,6 +87,9 @@ def run_main(work: Callable[[], int | None], errors: tuple[type[Exception], ...]
     except (UsageError, *errors) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except NoSpace as e:
+        print(f"error: {e.strerror}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -101,8 +119,10 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
     try:
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if is_disk_full(e):
+            raise NoSpace(path.parent) from None
         raise
 
 

@@ -249,6 +249,27 @@ def test_debris_of_a_killed_run_is_removed_and_checkpoints_get_usual_permissions
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
+                                     RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1472 vs 1358")])
+def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_leaves_no_debris(toy, tmp_path, monkeypatch, capsys, failure):
+    """The disk fills up at the third checkpoint (simulated: torch.save fails as it does on a full disk)."""
+    out, save, calls = tmp_path / "run", torch.save, [0]
+
+    def filling_up(obj, f, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 3:
+            f.write(b"half a checkpoint")
+            raise failure
+        return save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", filling_up)
+    assert main(["--data-root", str(toy), "--out", str(out), *TINY]) == 1  # saves at steps 3, 6 (last.pt), then 8 …
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: no space left on {out}") and "Traceback" not in err[0], err
+    assert read_checkpoint(out / "last.pt")["step"] == 6  # the last good checkpoint, whole
+    assert not list(out.glob(".*"))  # no temporary file, no lock
+
+
 def test_an_unusable_out_is_one_line_before_any_work(toy, tmp_path, one_line_error):
     a_file = tmp_path / "file"
     a_file.write_text("x")
