@@ -15,7 +15,7 @@ from minivb.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint,
 from minivb.data.clips import ClipDataset, MultiViewDataset, Replaced, ShardedSampler, Skipped, collate, load_items, report_skipped
 from minivb.data.toy import CLASSES, HFLIP, VFLIP
 from minivb.model import VideoBERT, VideoBERTConfig
-from minivb.video import read_frames
+from minivb.video import read_frames, sample_indices, video_info
 
 
 def _dataset(root, split="train", **kw):
@@ -319,3 +319,25 @@ def test_not_a_checkpoint_is_a_one_line_error(tmp_path):
                                                     "config": _model(dim=32).config.to_dict()})
     with pytest.raises(ValueError, match="do not match the stored config"):
         load_checkpoint(wrong)
+
+
+def test_a_header_that_under_reports_its_frames_does_not_shrink_the_clips(tmp_path):
+    """An AVI of 60 frame-stamped frames whose header says 3: clips must span all 60 frames, not repeat 0–2."""
+    import struct
+
+    from videos import read_stamp, stamped_frames, write_opencv
+
+    path = write_opencv(tmp_path / "liar.avi", stamped_frames(60))
+    data = bytearray(path.read_bytes())
+    for chunk, offset in ((b"avih", 16), (b"strh", 32)):  # dwTotalFrames; the video stream's dwLength
+        at = data.find(chunk)
+        struct.pack_into("<I", data, at + 8 + offset, 3)
+    path.write_bytes(bytes(data))
+    assert video_info(path, exact=False).frames == 3  # what the container claims
+    ds = ClipDataset([(str(path), "a")], ["a"], num_frames=8, stride=4, train=False, size=32)
+    stamps = [read_stamp(f) for f in ds._clip(0, "center")]
+    assert stamps == sample_indices(60, 8, 4, "center").tolist() == list(range(15, 44, 4))  # the centre of all 60
+    train = ClipDataset([(str(path), "a")], ["a"], num_frames=8, stride=4, train=True, size=32)
+    for epoch in range(5):
+        clip = [read_stamp(f) for f in train._clip(0, "random", seed=epoch)]
+        assert clip == list(range(clip[0], clip[0] + 29, 4)) and clip[-1] < 60

@@ -287,6 +287,7 @@ class ClipDataset(Dataset):
         self.train, self.seed, self.epoch = bool(train), int(seed), 0
         self.crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
         self.frames: list[np.ndarray | Skipped] | None = None
+        self._counted: dict[int, int] = {}  # frame counts found by decoding (items without a count in the index)
         if preload:
             self.preload()
 
@@ -306,7 +307,7 @@ class ClipDataset(Dataset):
         frames: list[np.ndarray | Skipped] = []
         for i, it in enumerate(tqdm(self.items, desc="decoding videos", unit="video", leave=False, disable=None)):
             try:
-                frames.append(self._decode(i, range(self._total_frames(i, exact=True))))
+                frames.append(self._decode(i, range(self._total_frames(i))))
             except VideoDecodeError as e:
                 skipped = Skipped(it.path, e.reason)
                 report_skipped([skipped])
@@ -318,7 +319,14 @@ class ClipDataset(Dataset):
         path = self.items[i].path
         return read_store_frames(path, indices) if path.endswith(STORE_SUFFIX) else read_frames(path, indices)
 
-    def _total_frames(self, i: int, exact: bool) -> int:
+    def _total_frames(self, i: int) -> int:
+        """Item ``i``'s frame count: the index's, the store's header, the preloaded frames — or counted by decoding.
+
+        A container's own count is never used: it can be wrong either way (a header that says 3 frames of
+        60 would make every clip repeat frames 0–2, without an error). Counting decodes the file once
+        more (cached per file and process); ``python -m minivb.data.kinetics prepare`` writes the counts
+        into the index so that training never counts.
+        """
         if self.frames is not None:
             if isinstance(self.frames[i], Skipped):
                 raise VideoDecodeError(*self.frames[i])
@@ -328,32 +336,18 @@ class ClipDataset(Dataset):
             return it.frames
         if it.path.endswith(STORE_SUFFIX):
             return store_info(it.path).frames  # the store's header is exact
-        try:
-            return video_info(it.path, exact=exact).frames
-        except VideoDecodeError:
-            if exact:
-                raise
-            return video_info(it.path, exact=True).frames  # the header has no count: count by decoding
+        if i not in self._counted:
+            self._counted[i] = video_info(it.path, exact=True).frames
+        return self._counted[i]
 
     def _clip(self, i: int, mode: str, seed: int | None = None, num_clips: int = 1) -> np.ndarray:
-        """uint8 frames of the clip(s) ``sample_indices(mode)`` picks → ``(T, H, W, 3)`` or ``(clips, T, H, W, 3)``.
-
-        Without a known frame count the container's count is tried first (fast); if it was
-        wrong the frames are counted by decoding and the clip is drawn again (same seed).
-        """
+        """uint8 frames of the clip(s) ``sample_indices(mode)`` picks → ``(T, H, W, 3)`` or ``(clips, T, H, W, 3)``."""
         it = self.items[i]
-        exact = self.frames is not None or it.frames is not None or it.path.endswith(STORE_SUFFIX)
-        stride = self.stride // it.step  # in the file's own frames
-        while True:
-            g = torch.Generator().manual_seed(seed) if seed is not None else None
-            idx = sample_indices(self._total_frames(i, exact), self.num_frames, stride, mode, num_clips=num_clips, generator=g)
-            try:
-                flat = self.frames[i][idx.reshape(-1)] if self.frames is not None else self._decode(i, idx.reshape(-1))
-                return flat.reshape(idx.shape + flat.shape[1:])
-            except VideoDecodeError:
-                if exact:
-                    raise
-                exact = True
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        idx = sample_indices(self._total_frames(i), self.num_frames, self.stride // it.step, mode, num_clips=num_clips,
+                             generator=g)  # the stride in the file's own frames
+        flat = self.frames[i][idx.reshape(-1)] if self.frames is not None else self._decode(i, idx.reshape(-1))
+        return flat.reshape(idx.shape + flat.shape[1:])
 
     # ---- samples
 
