@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["DEVICES", "UsageError", "NoSpace", "is_disk_full", "Parser", "number", "positive_int", "nonnegative_int", "seed", "run_main", "resolve_device",
+__all__ = ["DEVICES", "UsageError", "NoSpace", "is_disk_full", "Parser", "number", "positive_int", "nonnegative_int", "seed", "run_main", "memory_bytes", "check_batch_fits", "resolve_device",
            "autocast", "write_atomic", "write_json"]
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -94,6 +94,22 @@ def run_main(work: Callable[[], int | None], errors: tuple[type[Exception], ...]
         print("\ninterrupted", file=sys.stderr)
         return 130
     return 0 if status is None else int(status)
+
+
+def memory_bytes(device: torch.device) -> int:
+    """The memory a batch must fit in: the GPU's for CUDA, the machine's RAM for the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_batch_fits(device: torch.device, videos: int, frames: int, size: int, what: str) -> None:
+    """Refuse, before allocating, a batch whose float32 input alone needs over a quarter of the memory
+    (the network's activations need many times more): one line with the estimate and the options to lower."""
+    need, have = videos * frames * 3 * size * size * 4, memory_bytes(device)
+    if need > have / 4:
+        raise UsageError(f"{what} = {need / 1e9:,.1f} GB per batch as float32 (the network needs several times that), "
+                         f"but this {device.type} has {have / 1e9:,.1f} GB of memory; lower them")
 
 
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:

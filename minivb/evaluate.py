@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import runs
 from .checks import check_int
-from .cli import DEVICES, Parser, UsageError, autocast, nonnegative_int, positive_int, resolve_device, run_main, write_atomic, write_json
+from .cli import DEVICES, Parser, UsageError, autocast, check_batch_fits, nonnegative_int, positive_int, resolve_device, run_main, write_atomic, write_json
 from .checkpoint import load_checkpoint, read_checkpoint
 from .data.clips import ClipDataset, MultiViewDataset, collate, limit_items, load_items, report_skipped, worker_init
 from .metrics import accuracy_metrics
@@ -309,6 +309,11 @@ def run(argv: list[str] | None = None) -> dict:
     opts = build_parser().parse_args(argv)
     path, ckpt, clips, crops, out = _open(opts)
     device = resolve_device(opts.device)
+    args = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
+    if {"num_frames", "size"} <= args.keys():
+        b, t, size = opts.batch_size, args["num_frames"], args["size"]
+        check_batch_fits(device, b * clips * crops, t, size,
+                         f"--batch-size {b} × --clips {clips} × --crops {crops} × {t} frames × 3 × {size}²")
     try:
         dataset = dataset_from_checkpoint(ckpt, opts.data_root, opts.split, opts.limit)
         model, classes = load_checkpoint(path, map_location="cpu")

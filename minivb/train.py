@@ -48,7 +48,7 @@ from torch.utils.data import DataLoader
 
 from . import distributed, runs
 from .checkpoint import read_checkpoint, save_checkpoint, unwrap_model
-from .cli import DEVICES, Parser, UsageError, autocast, nonnegative_int, number, positive_int, resolve_device, run_main, seed, write_json
+from .cli import DEVICES, Parser, UsageError, autocast, check_batch_fits, nonnegative_int, number, positive_int, resolve_device, run_main, seed, write_json
 from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, load_items, report_skipped, steps_per_epoch, worker_init
 from .metrics import Accuracy
 from .model import VideoBERT, VideoBERTConfig
@@ -658,6 +658,8 @@ def train(given: dict, on_step: Callable[[TrainState], None] | None = None) -> d
         runs.check_out(Path(opts["out"]), ckpt_path)
     if opts["subset"] == "k400":
         load_data(opts)  # raises the Kinetics-400 message before any process group is set up
+    b, t, size = opts["batch_size"], opts["num_frames"], opts["size"]
+    check_batch_fits(device, b, t, size, f"--batch-size {b} × --num-frames {t} × 3 × --size {size}²")
     distributed.setup(device, world_size)
     try:
         run = build_run(opts, ckpt, device, rank, world_size)
@@ -680,6 +682,12 @@ def main(argv: list[str] | None = None, on_step: Callable[[TrainState], None] | 
             summary = train(parse_args(argv), on_step)
         except Diverged as e:
             print(f"error: {e}", file=sys.stderr)
+            return 1
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and not isinstance(e, torch.OutOfMemoryError) and "can't allocate memory" not in str(e):
+                raise
+            print(f"error: out of memory while training ({type(e).__name__}); the last checkpoint is kept; lower "
+                  f"--batch-size, --num-frames or --size (or --dim, --depth) and start again", file=sys.stderr)
             return 1
         return 130 if summary.get("signal") == "SIGINT" else 0
     return run_main(work)

@@ -187,6 +187,7 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path, one_line_error):
     a_file.write_text("x")
     error(["--checkpoint", str(run), "--out", str(a_file)], "cannot write there")  # refused before evaluating
     error(["--checkpoint", str(run), "--out", "/proc/minivb-eval"], "cannot write there")
+    error(["--checkpoint", str(run), "--clips", "100000", "--out", str(tmp_path / "o")], "--clips 100000 × --crops 1")
     assert a_file.read_text() == "x"
     assert not (tmp_path / "o").exists()
 

@@ -399,6 +399,8 @@ def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path
     one_line_error(main, [*data, "--seed", "-1"], "--seed: must be >= 0")
     one_line_error(main, [*data, "--seed", "1208925819614629174706176"], "--seed: must be < 2**63")
     one_line_error(main, [*data, "--lr", "nan"], "--lr: must be a finite number")
+    one_line_error(main, [*data, "--num-frames", "100000"], "--num-frames 100000 × 3 × --size 64² = ")  # before allocating
+    one_line_error(main, [*data, "--size", "100000"], "GB per batch as float32")
     one_line_error(main, ["--resume", str(ref / "best.pt")], "pass a new --out")
     assert not fresh.exists()  # a failed start creates nothing
     assert {p.name: p.read_bytes() for p in ref.iterdir()} == before  # and overwrites nothing
