@@ -276,3 +276,14 @@ def test_a_corrupt_part_is_reported_deleted_and_fetched_again(mirror, server, tm
     part.write_bytes(good)
     assert kinetics.main(["download", "--root", str(root), "--base-url", base_url, "--split", "val"]) == 0
     assert len(list((root / "raw" / "val").glob("*.mp4"))) == facts["val"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["prepare", "--quality", "1000"], "--quality: must be 1..100, got 1000"),
+    (["prepare", "--short-side", "0"], "--short-side: must be > 0"),
+    (["download", "--retries", "-1"], "--retries: must be >= 0"),
+    (["download", "--workers", "inf"], "--workers: expected an integer"),
+])
+def test_every_option_is_checked_in_one_line(tmp_path, one_line_error, argv, says):
+    one_line_error(kinetics.main, [*argv, "--root", str(tmp_path / "k")], says)
+    assert not (tmp_path / "k").exists()

@@ -374,6 +374,13 @@ def _print_check(root: Path, report: list[dict]) -> None:
 # --------------------------------------------------------------------------- command line
 
 
+def _quality(text: str) -> int:
+    value = positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"must be 1..100, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m minivb.data.kinetics", description="Kinetics-400: download, prepare, check (see data/README.md).")
     sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,check}")
@@ -390,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     r.add_argument("--short-side", type=positive_int, default=256, help="shrink frames to this shorter side (default: 256)")
     r.add_argument("--frame-step", type=positive_int, default=4, help="keep every N-th frame (default: 4)")
-    r.add_argument("--quality", type=positive_int, default=90, choices=range(1, 101), metavar="1..100", help="JPEG quality (default: 90)")
+    r.add_argument("--quality", type=_quality, default=90, metavar="1..100", help="JPEG quality (default: 90)")
     r.add_argument("--min-frames", type=positive_int, default=16, help="shorter clips are reported as bad (default: 16)")
     r.add_argument("--limit-classes", type=positive_int, help="only the first N classes (sorted): a quick subset")
     r.add_argument("--limit-per-class", type=positive_int, help="only the first N clips of each class")
