@@ -270,6 +270,27 @@ def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_leaves_no_debris(
     assert not list(out.glob(".*"))  # no temporary file, no lock
 
 
+def test_a_disk_full_at_the_start_leaves_no_half_written_file(toy, tmp_path, monkeypatch, capsys):
+    """config.json cannot be written (ENOSPC): one line, exit 1, no 0-byte .config.json.tmp; the folder stays usable."""
+    import errno
+
+    out, write_bytes = tmp_path / "run", Path.write_bytes
+
+    def full(self, data):
+        if self.name.endswith(".tmp") and not self.name.startswith(".write-test"):
+            write_bytes(self, b"")  # the file is made, then the write fails
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    assert main(["--data-root", str(toy), "--out", str(out), *TINY]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: no space left on {out}"), err
+    assert list(out.iterdir()) == []  # nothing half-written, no lock
+    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    assert main(["--data-root", str(toy), "--out", str(out), *TINY]) == 0  # space again: the same --out works
+
+
 def test_an_unusable_out_is_one_line_before_any_work(toy, tmp_path, one_line_error):
     a_file = tmp_path / "file"
     a_file.write_text("x")
@@ -278,6 +299,33 @@ def test_an_unusable_out_is_one_line_before_any_work(toy, tmp_path, one_line_err
     one_line_error(main, [*data, "--out", str(a_file / "run")], "cannot write there")
     one_line_error(main, [*data, "--out", "/proc/minivb-run"], "cannot write there")
     assert a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+                                   RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")])
+def test_out_of_memory_while_training_is_one_line(toy, tmp_path, monkeypatch, capsys, error):
+    from minivb.model import VideoBERT
+
+    forward, calls = VideoBERT.forward, [0]
+
+    def hungry(self, *args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 5 and self.training:  # the 5th training step
+            raise error
+        return forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(VideoBERT, "forward", hungry)
+    assert main(["--data-root", str(toy), "--out", str(tmp_path / "run"), *TINY]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: out of memory while training") and "--batch-size" in err[0], err
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3  # --save-every 3: kept
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write into any folder")
+def test_an_unwritable_out_is_one_line(toy, tmp_path, one_line_error):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    one_line_error(main, ["--data-root", str(toy), "--out", str(locked / "run"), *TINY], "cannot write there")
 
 
 def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(toy, tmp_path, _run):
