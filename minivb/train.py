@@ -199,10 +199,7 @@ class TrainState:
     skipped_train: list = field(default_factory=list)  # broken training files met so far
 
     def __post_init__(self):
-        self.restart_clock()
-
-    def restart_clock(self) -> None:
-        self._clock = time.perf_counter()
+        self._clock = time.perf_counter()  # not a field: checkpoints carry the seconds, not the clock
 
     def tick(self, training: bool = True) -> None:
         """Add the time since the last tick to the run's seconds (and, if ``training``, to the epoch's)."""
@@ -228,8 +225,9 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
     model.train()
     state.tick(training=False)  # time since the last tick (validation, saving) is not training time
     for videos, labels, skipped in loader:  # (B, T, 3, H, W) uint8, (B,), broken files replaced in this batch
-        report_skipped(skipped)
-        state.skipped_train = sorted(set(state.skipped_train) | {s.path for s in skipped})
+        if skipped:
+            report_skipped(skipped)
+            state.skipped_train = sorted(set(state.skipped_train) | {s.path for s in skipped})
         stopping, empty = distributed.any_rank([stop(), videos is None], device, world_size)  # all ranks agree
         if stopping:
             state.tick()
@@ -241,13 +239,14 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         with autocast(device):  # bf16 on CUDA
             logits = model(videos)  # (B, C)
         loss = criterion(logits.float(), labels)  # cross-entropy with label smoothing
-        loss_value = loss.item()
-        if distributed.any_rank([not math.isfinite(loss_value)], device, world_size)[0]:  # before the weights change
-            raise Diverged(f"the training loss became {loss_value} at step {state.step + 1}: training diverged; the "
-                           f"last checkpoint is kept; lower --lr (or --warmup-epochs higher) and start again")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # (DDP averages the gradients across processes here)
-        nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0).item()  # ‖g‖ before clipping
+        loss_value = loss.item()
+        if not (math.isfinite(grad_norm) and math.isfinite(loss_value)):  # before the weights change
+            # (a NaN on any process makes the averaged gradient, so ‖g‖, NaN on every process: all stop together)
+            raise Diverged(f"training diverged at step {state.step + 1} (loss {loss_value}, gradient norm {grad_norm}); "
+                           f"the last checkpoint is kept; lower --lr (or raise --warmup-epochs) and start again")
         state.lr = optimizer.param_groups[0]["lr"]
         optimizer.step()
         scheduler.step()  # the learning rate of the next step
