@@ -28,7 +28,7 @@ from torch import nn
 from .cli import NoSpace, is_disk_full
 from .model import VideoBERT, VideoBERTConfig
 
-__all__ = ["unwrap_model", "save_checkpoint", "read_checkpoint", "load_checkpoint"]
+__all__ = ["unwrap_model", "save_checkpoint", "read_checkpoint", "model_from_checkpoint", "load_checkpoint"]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -95,19 +95,25 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     return ckpt
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[VideoBERT, list[str]]:
-    """A trained model and its class names from a checkpoint → ``(model in eval mode, classes)``.
+def model_from_checkpoint(ckpt: dict, where: str | os.PathLike = "checkpoint") -> VideoBERT:
+    """The model in a checkpoint dict already read (:func:`read_checkpoint`), on the CPU, in eval mode.
 
     Rebuilds ``VideoBERT(VideoBERTConfig(**ckpt["config"]))`` (never downloading ImageNet
     weights: the checkpoint holds every weight) and loads the state dict strictly.
     """
-    ckpt = read_checkpoint(path, map_location)
     try:
         config = VideoBERTConfig(**{**ckpt["config"], "pretrained": False})
         model = VideoBERT(config)
         model.load_state_dict(ckpt["model"])
     except (TypeError, ValueError, RuntimeError) as e:
         reason = " ".join(str(e).split())[:200]
-        raise ValueError(f"{path}: model weights do not match the stored config ({reason})") from None
+        raise ValueError(f"{where}: model weights do not match the stored config ({reason})") from None
     config.pretrained = bool(ckpt["config"].get("pretrained", False))
-    return model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu").eval(), list(ckpt["classes"])
+    return model.eval()
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[VideoBERT, list[str]]:
+    """A trained model and its class names from a checkpoint file → ``(model in eval mode, classes)``."""
+    ckpt = read_checkpoint(path, map_location)
+    model = model_from_checkpoint(ckpt, path)
+    return model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu"), list(ckpt["classes"])

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import runs
 from .checks import check_int
 from .cli import DEVICES, Parser, UsageError, autocast, check_batch_fits, nonnegative_int, positive_int, resolve_device, run_main, write_atomic, write_json
-from .checkpoint import load_checkpoint, read_checkpoint
+from .checkpoint import model_from_checkpoint, read_checkpoint
 from .data.clips import ClipDataset, MultiViewDataset, collate, limit_items, load_items, report_skipped, worker_init
 from .metrics import accuracy_metrics
 
@@ -267,21 +267,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _open(opts: argparse.Namespace) -> tuple[Path, dict, int, int, Path]:
-    """The checkpoint (a file or a run folder's last.pt), its training options, the views and --out."""
+def _open(opts: argparse.Namespace) -> tuple[Path, dict, dict, int, int, Path]:
+    """The checkpoint (a file or a run folder's last.pt), its training options ({} if none), the views and --out."""
     path = runs.checkpoint_path(opts.checkpoint, "--checkpoint")
     try:
         ckpt = read_checkpoint(path)
     except ValueError as e:
         raise UsageError(str(e)) from None
-    subset = ckpt["args"].get("subset", "toy") if isinstance(ckpt.get("args"), dict) else "toy"
-    clips, crops = VIEW_DEFAULTS.get(subset, (1, 1))
+    args = ckpt["args"] if isinstance(ckpt.get("args"), dict) else {}
+    clips, crops = VIEW_DEFAULTS.get(args.get("subset", "toy"), (1, 1))
     clips = opts.clips if opts.clips is not None else clips
     crops = opts.crops if opts.crops is not None else crops
     out = Path(opts.out) if opts.out else path.parent / "eval" / f"{path.stem}-{opts.split}-{clips}x{crops}"
     if (out / "summary.json").exists() and not opts.force:
         raise UsageError(f"--out {out} already holds an evaluation (summary.json); pass --force to overwrite it, or another --out")
-    return path, ckpt, clips, crops, out
+    return path, ckpt, args, clips, crops, out
 
 
 def _write_outputs(out: Path, summary: dict, result: dict, items: list, classes: list[str]) -> None:
@@ -307,19 +307,18 @@ def _write_outputs(out: Path, summary: dict, result: dict, items: list, classes:
 def run(argv: list[str] | None = None) -> dict:
     """The command line's work → the summary dict. Raises :class:`UsageError` for bad input."""
     opts = build_parser().parse_args(argv)
-    path, ckpt, clips, crops, out = _open(opts)
+    path, ckpt, args, clips, crops, out = _open(opts)
     device = resolve_device(opts.device)
-    args = ckpt.get("args") if isinstance(ckpt.get("args"), dict) else {}
     if {"num_frames", "size"} <= args.keys():
         b, t, size = opts.batch_size, args["num_frames"], args["size"]
         check_batch_fits(device, b * clips * crops, t, size,
                          f"--batch-size {b} × --clips {clips} × --crops {crops} × {t} frames × 3 × {size}²")
     try:
         dataset = dataset_from_checkpoint(ckpt, opts.data_root, opts.split, opts.limit)
-        model, classes = load_checkpoint(path, map_location="cpu")
+        model, classes = model_from_checkpoint(ckpt, path), list(ckpt["classes"])  # the file is read once
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
-    data_root = str(opts.data_root or ckpt["args"].get("data_root"))
+    data_root = str(opts.data_root or args.get("data_root"))
     print(f"minivb.evaluate: {path} ({ckpt.get('epoch', '?')} epochs) on {len(dataset)} {opts.split} videos of "
           f"{data_root}, {clips} clip(s) × {crops} crop(s), {device.type} → {out}", flush=True)
     runs.writable_folder(out)  # before the work, not after it
@@ -331,7 +330,7 @@ def run(argv: list[str] | None = None) -> dict:
         "per_class_top1": dict(zip(classes, result["per_class_top1"])),
         "num_videos": result["num_videos"], "skipped": result["skipped"], "skipped_files": result["skipped_files"],
         "split": opts.split, "checkpoint": str(path), "data_root": data_root,
-        "subset": ckpt["args"].get("subset", "toy"), "device": str(device), "confusion": result["confusion"].tolist(),
+        "subset": args.get("subset", "toy"), "device": str(device), "confusion": result["confusion"].tolist(),
     }
     _write_outputs(out, summary, result, dataset.items, classes)
     if len(classes) <= 50:
