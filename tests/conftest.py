@@ -4,6 +4,7 @@
 ``one_line_error``: a command line's ``main`` must fail with exit status 2 and one ``error: …`` line.
 ``run_module``: ``python -m MODULE ARGS`` in a subprocess (one OpenMP thread, a timeout).
 ``server``: a loopback HTTP server.
+``tiny_run``: the run folder of a tiny model trained for 2 epochs on ``toy`` by the real trainer (read-only).
 """
 
 import os
@@ -29,6 +30,28 @@ def toy(tmp_path_factory) -> Path:
     from minivb.data.toy import ToyConfig, generate
 
     return generate(tmp_path_factory.mktemp("toy"), ToyConfig(**TOY))
+
+
+# A model small enough to train in seconds: 4 frames of 32×32, one layer of width 32.
+TINY = ["--epochs", "2", "--batch-size", "2", "--num-frames", "4", "--stride", "1", "--size", "32", "--dim", "32",
+        "--depth", "1", "--heads", "2"]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(toy, tmp_path_factory) -> Path:
+    """A run folder (config.json, last.pt, best.pt, summary.json) of ``TINY`` trained on ``toy``: shared, do not modify."""
+    import torch
+
+    from minivb.train import parse_args, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model gains nothing from more threads on a shared machine
+    try:
+        train(parse_args(["--data-root", str(toy), "--out", str(out), *TINY]))
+    finally:
+        torch.set_num_threads(threads)
+    return out
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """python -m minivb.evaluate: multi-view probabilities, metrics against independent references, outputs, bad input.
 
-A tiny model is trained for 2 epochs on a tiny toy set (16 train / 8 val videos) by the real trainer.
+A tiny model is trained for 2 epochs on a tiny toy set (16 train / 8 val videos) by the real trainer (conftest ``tiny_run``).
 """
 
 import csv
@@ -15,22 +15,11 @@ from minivb.data.clips import ClipDataset
 from minivb.data.toy import CLASSES
 from minivb.evaluate import accuracy_metrics, dataset_from_checkpoint, evaluate, main, multiview_probs, plot_confusion
 from minivb.model import VideoBERT, VideoBERTConfig
-from minivb.train import parse_args, train
-
-TINY = ["--epochs", "2", "--batch-size", "2", "--num-frames", "4", "--stride", "1", "--size", "32", "--dim", "32",
-        "--depth", "1", "--heads", "2"]
 
 
 @pytest.fixture(scope="module")
-def run(toy, tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model gains nothing from more threads on a shared machine
-    try:
-        train(parse_args(["--data-root", str(toy), "--out", str(out), *TINY]))
-    finally:
-        torch.set_num_threads(threads)
-    return out
+def run(tiny_run):
+    return tiny_run
 
 
 def _cli(capsys, argv):

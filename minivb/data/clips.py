@@ -77,7 +77,7 @@ class Item(NamedTuple):
     """
 
     path: str
-    label: str
+    label: str | None
     frames: int | None = None
     step: int = 1
 
@@ -225,7 +225,8 @@ class ClipDataset(Dataset):
     """Clips of ``num_frames`` frames ``stride`` apart → ``(video (T, 3, size, size) uint8, label)``.
 
     ``items``: :class:`Item` s (or ``(path, label[, frames[, step]])`` tuples) with label names
-    from ``classes``; the returned label is the class index. Files are videos or prepared frame
+    from ``classes``; the returned label is the class index (-1 for a label ``None``: a video
+    to classify, not to train on). Files are videos or prepared frame
     stores (``.jpgs``, :mod:`minivb.data.framestore`; ``stride`` counts source frames, so it
     must be a multiple of the store's step). ``train=True``: random temporal window
     (``sample_indices(mode="random")``), ``RandomResizedCrop(size, scale)``, and with
@@ -266,17 +267,19 @@ class ClipDataset(Dataset):
                                     (("num_frames", num_frames), ("stride", stride), ("size", size)))
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale!r}")
-        self.items = [Item(str(it[0]), str(it[1]), *it[2:4]) for it in items]
+        self.items = [Item(str(it[0]), None if it[1] is None else str(it[1]), *it[2:4]) for it in items]
         coarse = next((it for it in self.items if stride % it.step), None)
         if coarse is not None:
             raise ValueError(f"{coarse.path} keeps every {coarse.step}th source frame, so the stride must be a multiple of "
                              f"{coarse.step}, got {stride}; choose another stride or prepare the data with a smaller frame step")
         self.classes = list(classes)
         index = {c: i for i, c in enumerate(self.classes)}
-        unknown = sorted({it.label for it in self.items} - set(index))
+        unknown = sorted({it.label for it in self.items} - set(index) - {None})
         if unknown:
             raise ValueError(f"label(s) {', '.join(unknown[:5])} not in classes; pass the full class list")
-        self.labels = [index[it.label] for it in self.items]
+        self.labels = [-1 if it.label is None else index[it.label] for it in self.items]  # -1: unlabelled (a user's video)
+        if train and -1 in self.labels:
+            raise ValueError(f"{self.items[self.labels.index(-1)].path} has no label; training needs a label for every item")
         for name, table in (("hflip", hflip), ("vflip", vflip)):
             bad = sorted({(table or {}).get(c, c) for c in self.classes} - set(index))  # entries for absent classes are ignored
             if bad:
