@@ -17,7 +17,7 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 # FFmpeg prints decoder complaints straight to stderr; we turn every failure into a
 # VideoDecodeError instead, so keep FFmpeg quiet (set before cv2 is imported; an
@@ -36,6 +36,7 @@ __all__ = [
     "VideoInfo",
     "video_info",
     "read_frames",
+    "iter_frames",
     "sample_indices",
     "read_clip",
     "split_regions",
@@ -214,6 +215,38 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray | t
     finally:
         cap.release()
     return np.stack([got[i] for i in idx.tolist()])  # (len(indices), H, W, 3)
+
+
+def iter_frames(path: str | os.PathLike, step: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """Decode the file forward, once → ``(index, frame uint8 RGB (H, W, 3))`` for frames 0, step, 2·step, …
+
+    For long videos: one frame at a time, so the caller decides what to keep (a small copy,
+    a feature) and the video is never held in memory at full resolution. Frames between the
+    yielded ones are decoded (B-frames need their references) but not colour-converted.
+    The file is opened at once (a missing or unreadable file raises here, not at the first
+    ``next``); a file that gives no frame at all, or a frame that cannot be decoded, raises
+    :class:`VideoDecodeError` while iterating. Stop early by closing the generator (or
+    leaving the ``for`` loop): the decoder is released then.
+    """
+    step = check_int("step", step)
+    cap = _open(path)  # raise now, not at the first next()
+
+    def frames() -> Iterator[tuple[int, np.ndarray]]:
+        i = 0
+        try:
+            while cap.grab():
+                if i % step == 0:
+                    ok, bgr = cap.retrieve()  # (H, W, 3) uint8 BGR
+                    if not ok or bgr is None:
+                        raise VideoDecodeError(path, f"frame {i} could not be decoded")
+                    yield i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                i += 1
+            if i == 0:
+                raise VideoDecodeError(path, "no decodable frames")
+        finally:
+            cap.release()
+
+    return frames()
 
 
 # --------------------------------------------------------------------------- sampling
