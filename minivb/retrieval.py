@@ -73,7 +73,7 @@ def pixel_embedding(views: torch.Tensor) -> torch.Tensor:
     return F.normalize(pooled.flatten(1), dim=1)  # (B, 192)
 
 
-@dataclass
+@dataclass(eq=False)  # a tensor field: compare galleries field by field
 class Gallery:
     """Embedded videos: ``embeddings (N, D)`` (unit rows), their ``paths``, ``labels`` (names, or None when
     unknown), ``classes`` (the label names in index order, or None), ``checkpoint`` (the model that made
@@ -113,7 +113,7 @@ class Gallery:
         """The gallery at ``path``: a missing file → ``FileNotFoundError``, anything else → one-line ``ValueError``."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"index {path} does not exist; make one with python -m minivb.retrieve index")
+            raise FileNotFoundError(f"gallery {path} does not exist; make one with python -m minivb.retrieve index")
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # truncated zip, foreign pickle, …
@@ -217,11 +217,11 @@ def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor | Sequence[
         raise ValueError(f"{len(y)} labels for {N} embeddings")
     e = embeddings.float()
     _, order = _ranking(e @ e.T, exclude_self=True)  # (N, N), self last
-    relevant = (y[order[:, : N - 1]] == y[:, None]).float()  # (N, N-1): rank r of query q is relevant
+    relevant = (y[order[:, : N - 1]] == y[:, None]).double()  # (N, N-1): rank r of query q is relevant
     num_relevant = relevant.sum(1)  # (N,)
     counted = num_relevant > 0
     hits = relevant.cumsum(1)  # (N, N-1): relevant items within the first r
-    ranks = torch.arange(1, N, dtype=torch.float)  # 1 … N-1
+    ranks = torch.arange(1, N, dtype=torch.double)  # 1 … N-1
     ap = (relevant * hits / ranks).sum(1) / num_relevant.clamp(min=1)  # (N,): mean precision at the relevant ranks
     q = int(counted.sum())
     result: dict = {f"recall@{k}": float(relevant[counted, :k].amax(1).mean()) if q else None for k in ks}
