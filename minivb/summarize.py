@@ -448,9 +448,10 @@ def summary_metrics(keyframe_frames: Sequence[int], segments: Sequence[tuple[str
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m minivb.summarize",
-        description="Summarize a video as K keyframes: the model embeds overlapping windows (its training clip), "
-        "kernel temporal segmentation cuts them into K segments, and each segment gives the frame its most typical "
-        "window attends to most. Writes a filmstrip PNG (and optionally the keyframe times as JSON).",
+        description="Summarize a video as K keyframes: the video is cut into shots, the model embeds overlapping "
+        "windows (its training clip) inside each shot, kernel temporal segmentation cuts the windows into K segments, "
+        "and each segment gives the frame that its most typical window attends to most. Writes a filmstrip PNG (and "
+        "optionally the keyframe times as JSON).",
     )
     p.add_argument("video", metavar="VIDEO", help="the video file")
     p.add_argument("--checkpoint", required=True, help="a .pt file written by python -m minivb.train, or a run folder (its last.pt)")
@@ -477,14 +478,11 @@ def run(argv: list[str] | None = None) -> int:
         _writable_file(opts.json, "--json")
     model, _, prep = load_model(opts.checkpoint)
     device = resolve_device(opts.device)
-    info = video_info(opts.video)  # VideoDecodeError → one line
-    hop = opts.hop or default_hop(prep)
-    count = len(window_indices(info.frames, prep.num_frames, prep.stride, hop))
-    if opts.k > count:
-        raise UsageError(f"--k {opts.k}: {opts.video} ({info.frames} frames) gives only {count} windows of {prep.num_frames} "
-                         f"frames {prep.stride} apart, hop {hop}; ask for at most {count} keyframes (or lower --hop)")
-    summary = summarize(model.to(device), opts.video, prep, opts.k, hop=hop, features=opts.features,
-                        batch_size=opts.batch_size, device=device)
+    try:
+        summary = summarize(model.to(device), opts.video, prep, opts.k, hop=opts.hop, features=opts.features,
+                            batch_size=opts.batch_size, device=device)  # an unreadable video: VideoDecodeError, one line
+    except ValueError as e:  # more keyframes than windows: how many there are, and what to change
+        raise UsageError(f"--k {opts.k}: {e}; ask for fewer keyframes (or lower --hop)") from None
     png = io.BytesIO()
     filmstrip(opts.video, summary).savefig(png, format="png", dpi=DPI)
     write_atomic(opts.out, png.getvalue())

@@ -218,7 +218,7 @@ def test_cli_errors(tiny_run, concat, tmp_path, one_line_error, run_module):
     (tmp_path / "broken.mp4").write_bytes(b"\x00" * 1000)
     one_line_error(main, [str(tmp_path / "broken.mp4"), *ok, "--k", "3"], "broken.mp4")
     one_line_error(main, [str(path), *ok, "--k", "0"], "--k")
-    one_line_error(main, [str(path), *ok, "--k", "100"], "only 59 windows")
+    one_line_error(main, [str(path), *ok, "--k", "100"], "only 55 windows")
     (tmp_path / "file").write_text("x")
     one_line_error(main, [str(path), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "file" / "s.png"), "--k", "3"], "--out")
     one_line_error(main, [str(path), "--checkpoint", str(tiny_run), "--out", str(tmp_path), "--k", "3"], "is a folder")
