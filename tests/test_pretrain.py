@@ -1,0 +1,283 @@
+"""Visual words and masked visual-token pretraining (minivb.pretrain): k-means, the vocabulary, masking, WordBERT."""
+
+import io
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from minivb.data.clips import ShardedSampler
+from minivb.encoder import build_encoder
+from minivb.model import VideoBERT, VideoBERTConfig
+from minivb.pretrain import (
+    IGNORE_INDEX,
+    HierarchicalKMeans,
+    MaskedTokenLoss,
+    MaskedWords,
+    WordBERT,
+    WordBERTConfig,
+    collate,
+    evaluate_masked,
+    frame_features,
+    kmeans,
+    mask_tokens,
+    masked_accuracy,
+    tokenize,
+)
+from minivb.train import TrainState, train_one_epoch
+
+
+def blobs(centres: torch.Tensor, per: int, std: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``per`` noisy points around each centre, shuffled → (points (N, F), true cluster (N,))."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(len(centres)).repeat_interleave(per)
+    x = centres[labels] + std * torch.randn(len(labels), centres.shape[1], generator=g)
+    order = torch.randperm(len(labels), generator=g)
+    return x[order], labels[order]
+
+
+def same_partition(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Do labelings a and b split the points the same way (up to renaming the clusters)?"""
+    pairs = len(torch.unique(torch.stack([a, b], 1), dim=0))
+    return pairs == len(torch.unique(a)) == len(torch.unique(b))
+
+
+def hierarchical_blobs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """3 far-apart groups of 3 sub-clusters in 6-D → (points, fine cluster id = 3·group + sub)."""
+    g = torch.Generator().manual_seed(seed)
+    top = 40 * torch.randn(3, 6, generator=g)
+    sub = 4 * torch.randn(3, 3, 6, generator=g)
+    return blobs((top[:, None] + sub).reshape(9, 6), per=20, std=0.2, seed=seed + 1)
+
+
+# --------------------------------------------------------------------------- k-means
+
+
+def test_kmeans_recovers_separated_clusters_and_is_deterministic():
+    centres = 10 * torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    x, truth = blobs(centres, per=40, std=0.3, seed=1)
+    c1, a1 = kmeans(x, 5, seed=3)
+    c2, a2 = kmeans(x, 5, seed=3)
+    assert c1.shape == (5, 8) and a1.shape == (200,) and a1.dtype == torch.long
+    assert torch.equal(c1, c2) and torch.equal(a1, a2)  # a function of the seed
+    for seed in range(4):
+        c, a = kmeans(x, 5, seed=seed)
+        assert same_partition(a, truth)
+        for j in range(5):  # a centroid is the mean of its points
+            torch.testing.assert_close(c[j], x[a == j].mean(0))
+
+
+def test_kmeans_degenerate_inputs():
+    with pytest.raises(ValueError, match="at least k points"):
+        kmeans(torch.randn(3, 2), 4, seed=0)
+    x = torch.tensor([[0.0, 0.0], [1.0, 1.0], [5.0, 5.0]]).repeat(4, 1)  # 12 points, 3 distinct
+    c, a = kmeans(x, 5, seed=0)
+    assert c.shape == (5, 2) and int((a.bincount(minlength=5) > 0).sum()) == 3
+    assert torch.equal(c[a], x)  # every point sits on its centroid
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+def test_vocabulary_tree_paths_and_counts():
+    x, fine = hierarchical_blobs()
+    voc = HierarchicalKMeans.fit(x, levels=2, clusters=3, seed=0)
+    assert voc.vocab_size == 9 and voc.dim == 6
+    assert [tuple(c.shape) for c in voc.centroids] == [(3, 6), (9, 6)]
+    words = voc.assign(x)
+    assert words.shape == (180,) and words.dtype == torch.long
+    assert same_partition(words, fine)  # one word per fine cluster
+    assert same_partition(voc.path(words)[:, 0], fine // 3)  # first digit = the coarse group
+    assert torch.equal(voc.counts, words.bincount(minlength=9)) and voc.counts.sum() == 180
+    assert voc.majority_word == int(voc.counts.argmax())
+    # the tree path, independently: at each level the nearest used child of the node reached so far
+    for i in range(0, 180, 7):
+        node = 0
+        for level in range(2):
+            rows = torch.arange(node * 3, node * 3 + 3)
+            d = torch.where(voc.used[level][rows], (voc.centroids[level][rows] - x[i]).pow(2).sum(1), math.inf)
+            node = int(rows[d.argmin()])
+        assert node == words[i]
+    # a leaf centroid is the mean of its words' points; leading dimensions are kept
+    for w in words.unique():
+        torch.testing.assert_close(voc.centroids[1][w], x[words == w].mean(0))
+    assert torch.equal(voc.assign(x.reshape(9, 20, 6)), words.reshape(9, 20))
+
+
+def test_vocabulary_small_nodes_and_determinism():
+    x = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+    x = torch.cat([x, x[:5]])  # duplicates share their word
+    voc = HierarchicalKMeans.fit(x, levels=3, clusters=4, seed=1)  # 64 words, nodes of < 4 points at level 3
+    words = voc.assign(x)
+    assert voc.vocab_size == 64 and words.max() < 64 and torch.equal(words[30:], words[:5])
+    for parent in (words // 4).unique():  # a last-level node splits its points into min(4, distinct points) words
+        points = x[words // 4 == parent]
+        assert len(words[words // 4 == parent].unique()) == min(4, len(points.unique(dim=0)))
+    assert voc.used[-1][words].all() and voc.counts.sum() == 35
+    for level in range(3):  # every used node has a used child
+        if level:
+            parents = voc.used[level - 1]
+            assert voc.used[level].view(-1, 4).any(1)[parents].all()
+    again = HierarchicalKMeans.fit(x, levels=3, clusters=4, seed=1)
+    assert all(torch.equal(a, b) for a, b in zip(voc.centroids, again.centroids))
+    same = torch.zeros(10, 3)  # every point identical: one word
+    assert HierarchicalKMeans.fit(same, levels=2, clusters=3).assign(same).unique().numel() == 1
+
+
+def test_vocabulary_state_dict_round_trip():
+    x, _ = hierarchical_blobs(5)
+    voc = HierarchicalKMeans.fit(x, levels=2, clusters=3, seed=2)
+    buffer = io.BytesIO()
+    torch.save({"vocabulary": voc.state_dict()}, buffer)
+    buffer.seek(0)
+    loaded = HierarchicalKMeans.from_state_dict(torch.load(buffer, weights_only=True)["vocabulary"])
+    assert (loaded.levels, loaded.clusters, loaded.majority_word) == (2, 3, voc.majority_word)
+    assert torch.equal(loaded.counts, voc.counts)
+    assert torch.equal(loaded.assign(x), voc.assign(x))
+    y = x + torch.randn_like(x)
+    assert torch.equal(loaded.assign(y), voc.assign(y))
+
+
+def test_frame_features_and_tokenize_are_deterministic():
+    torch.manual_seed(0)
+    encoder = build_encoder("small", 2, False)
+    videos = torch.randint(0, 256, (2, 3, 3, 32, 32), dtype=torch.uint8)
+    encoder.train()
+    f = frame_features(encoder, videos)
+    assert f.shape == (2, 3, 4 * encoder.out_dim) and f.dtype == torch.float32 and not f.requires_grad
+    assert encoder.training  # mode restored
+    encoder.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(f, encoder(videos).flatten(2))  # region features concatenated, eval mode
+    voc = HierarchicalKMeans.fit(f.flatten(0, 1), levels=2, clusters=2, seed=0)
+    words = tokenize(encoder, voc, videos)
+    assert words.shape == (2, 3) and torch.equal(words, tokenize(encoder, voc, videos))
+    assert torch.equal(words.flatten(), voc.assign(f.flatten(0, 1)))
+
+
+# --------------------------------------------------------------------------- masking
+
+
+def test_mask_tokens_follows_bert_statistics():
+    V, N, T = 50, 2500, 8  # 20,000 positions
+    ids = torch.randint(V, (N, T), generator=torch.Generator().manual_seed(0))
+    inputs, targets = mask_tokens(ids, V, generator=torch.Generator().manual_seed(1))
+    again = mask_tokens(ids, V, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(inputs, again[0]) and torch.equal(targets, again[1])
+    chosen = targets != IGNORE_INDEX
+    assert torch.equal(targets[chosen], ids[chosen]) and torch.equal(inputs[~chosen], ids[~chosen])
+    assert chosen.any(1).all()
+
+    def within(count, n, p):  # binomial 5-sigma bound
+        return abs(count / n - p) <= 5 * math.sqrt(p * (1 - p) / n)
+
+    n = int(chosen.sum())
+    assert within(n, N * T, 0.15)
+    masked = inputs[chosen] == V
+    changed = ~masked & (inputs[chosen] != ids[chosen])
+    assert within(int(masked.sum()), n, 0.8)
+    assert within(int(changed.sum()), n, 0.1 * (1 - 1 / V))  # a random word is sometimes the original
+    assert within(n - int(masked.sum()) - int(changed.sum()), n, 0.1 + 0.1 / V)
+    assert inputs.max() <= V and inputs.min() >= 0
+
+
+def test_mask_tokens_at_least_one_per_sequence():
+    ids = torch.randint(5, (1000, 3))
+    _, targets = mask_tokens(ids, 5, generator=torch.Generator().manual_seed(0))  # p·T = 0.45
+    assert ((targets != IGNORE_INDEX).sum(1) == 1).all()
+
+
+def test_masked_words_dataset_is_deterministic():
+    ids = torch.randint(30, (20, 8), generator=torch.Generator().manual_seed(0))
+    train, val = MaskedWords(ids, 30, seed=4), MaskedWords(ids, 30, seed=4, train=False)
+    a = train[(3, 5)]
+    train.set_epoch(3)
+    assert all(torch.equal(u, v) for u, v in zip(a, train[5]))
+    assert all(torch.equal(u, v) for u, v in zip(a, MaskedWords(ids, 30, seed=4)[(3, 5)]))
+    epochs = [train[(e, i)][1] for e in range(2) for i in range(20)]
+    assert not all(torch.equal(u, v) for u, v in zip(epochs[:20], epochs[20:]))  # a new masking each epoch
+    assert all(torch.equal(val[(0, i)][1], val[(7, i)][1]) for i in range(20))  # validation: always the same
+    inputs, targets, skipped = collate([train[i] for i in range(4)])
+    assert inputs.shape == targets.shape == (4, 8) and skipped == []
+    with pytest.raises(ValueError, match="word ids"):
+        MaskedWords(ids, 10)
+
+
+# --------------------------------------------------------------------------- model and loss
+
+
+def test_masked_token_loss_matches_cross_entropy():
+    logits = torch.randn(3, 5, 7)
+    targets = torch.full((3, 5), IGNORE_INDEX)
+    targets[0, 1], targets[1, 4], targets[2, 0], targets[2, 3] = 2, 6, 0, 3
+    chosen = targets != IGNORE_INDEX
+    expected = F.cross_entropy(logits[chosen], targets[chosen])
+    torch.testing.assert_close(MaskedTokenLoss()(logits, targets), expected)
+    assert MaskedTokenLoss()(logits, torch.full((3, 5), IGNORE_INDEX)) == 0
+    logits[0, 1, 2] = logits[1, 4, 6] = 100.0
+    assert masked_accuracy(logits, targets) == (2 + int(logits[2, 0].argmax() == 0) + int(logits[2, 3].argmax() == 3), 4)
+
+
+def test_wordbert_shapes_and_parameters_fit_videobert():
+    config = WordBERTConfig(vocab_size=20, num_frames=6, dim=32, depth=2, num_heads=2)
+    model = WordBERT(config)
+    ids = torch.randint(21, (3, 5))  # 21: [MASK] is a valid input
+    assert model(ids).shape == (3, 5, 20)
+    assert model.features(ids).shape == model.cls_state(ids).shape == (3, 32)
+    video_bert = VideoBERT(VideoBERTConfig(num_classes=4, num_frames=6, grid=2, dim=32, depth=2, num_heads=2))
+
+    def shared(m):
+        return {k: v.shape for k, v in m.state_dict().items() if k.startswith("transformer.") or k in ("time_embed", "cls_token")}
+
+    assert shared(model) == shared(video_bert) and len(shared(model)) > 2
+    missing, unexpected = video_bert.load_state_dict({k: model.state_dict()[k] for k in shared(model)}, strict=False)
+    assert not unexpected and torch.equal(video_bert.time_embed, model.time_embed)
+    groups = model.configure_optimizers(1e-3, 0.05).param_groups
+    no_decay = {id(p) for p in groups[1]["params"]}
+    assert id(model.word_embed.weight) in no_decay and id(model.head.weight) not in no_decay
+    with pytest.raises(ValueError, match="num_frames"):
+        model(torch.zeros(1, 7, dtype=torch.long))
+
+
+def test_masked_modeling_learns_structure_with_the_trainer_loop():
+    """Sequences that count up mod V from a random start: a masked word follows from its neighbours."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: threads only add synchronisation (and fight other work on the machine)
+    try:
+        _learn_counting()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _learn_counting():
+    torch.manual_seed(0)
+    V, T = 20, 8
+
+    def counting(n, seed):
+        start = torch.randint(V, (n, 1), generator=torch.Generator().manual_seed(seed))
+        return (start + torch.arange(T)) % V  # (n, T)
+
+    train_set = MaskedWords(counting(512, 0), V, seed=0)
+    val_set = MaskedWords(counting(256, 1), V, seed=1, train=False)
+    sampler = ShardedSampler(len(train_set), shuffle=True, seed=0, with_epoch=True)
+    train_loader = DataLoader(train_set, batch_size=32, sampler=sampler, collate_fn=collate)
+    val_loader = DataLoader(val_set, batch_size=128, collate_fn=collate)
+    model = WordBERT(WordBERTConfig(vocab_size=V, num_frames=T, dim=32, depth=2, num_heads=2))
+    epochs = 18
+    optimizer = model.configure_optimizers(3e-3, 0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 30))
+    state, losses = TrainState(), []
+    before = evaluate_masked(model, val_loader)
+    for epoch in range(epochs):
+        sampler.set_epoch(epoch)
+        state.loss_sum, state.loss_count = 0.0, 0
+        assert train_one_epoch(model, train_loader, optimizer, scheduler, MaskedTokenLoss(), state, torch.device("cpu"))
+        losses.append(state.loss_sum / state.loss_count)
+    after = evaluate_masked(model, val_loader)
+    counts = sum(torch.bincount(t[t != IGNORE_INDEX], minlength=V) for _, t, _ in val_loader)
+    majority = counts.max().item() / after["count"]  # accuracy of always predicting the commonest word
+    assert state.step == epochs * 16
+    assert losses[-1] < 0.2 * losses[0] and after["loss"] < 0.2 * before["loss"]
+    assert after["accuracy"] > 0.9 and after["accuracy"] > 5 * majority, (after, majority)
