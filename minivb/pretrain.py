@@ -1,50 +1,51 @@
-"""Visual words and masked visual-token pretraining: the original VideoBERT idea, at toy scale.
+"""Masked visual-token pretraining: the original VideoBERT idea, at toy scale.
 
 VideoBERT (Sun et al., "VideoBERT: A Joint Model for Video and Language Representation
 Learning", ICCV 2019) does not feed continuous features to its Transformer. It first turns
-video into discrete *visual words*, then pretrains a BERT on them exactly like on text:
+video into discrete *visual words* (S3D features of 1.5 s clips, hierarchical k-means:
+12⁴ = 20,736 words; :mod:`minivb.visual_words`), then pretrains a BERT on them exactly like on
+text: 15% of the positions are chosen; a chosen position's input becomes [MASK] 80% of the
+time, a random word 10%, stays unchanged 10%; cross-entropy recovers the original word at the
+chosen positions only. (The paper also puts the speech's text in the same sequence.)
 
-* features: an S3D network (pretrained on Kinetics) gives one 1024-d vector per 1.5 s clip
-  (30 frames, sampled at 20 fps);
-* words: hierarchical k-means, 4 levels of 12 clusters each, so 12⁴ = 20,736 words, a
-  word being a path from the root to a leaf;
-* pretraining (of the video-only part; the paper also pairs the words with speech text):
-  BERT's masked-token objective — 15% of the positions are chosen; a chosen
-  position's input becomes [MASK] 80% of the time, a random word 10%, stays unchanged
-  10%; the model is trained with cross-entropy to recover the original word at the chosen
-  positions only.
+    python -m minivb.pretrain                          # toy set: 64 words, 20 epochs, ~30 s on a CPU
+    python -m minivb.pretrain --subset k400            # ImageNet ResNet-18 tokenizer, 12⁴ words, the k400 model size
+    python -m minivb.train --init-from runs/pretrain-toy-…   # fine-tune the classifier from it
 
 Here, scaled down so it runs on a CPU:
 
-    video (B, T, 3, H, W) ──frozen CNN──▶ (B, T, R, D_enc) ──concatenate regions──▶ (B, T, F), F = R·D_enc
-        ──HierarchicalKMeans.assign──▶ words (B, T) in 0 … clusters**levels - 1      (one word per *frame*)
+    clip (B, T, 3, H, W) ──frozen CNN, minus the clip's mean, unit length──▶ (B, T, F)   (motion_features)
+        ──HierarchicalKMeans.assign──▶ words (B, T)                           (one word per frame)
         ──mask_tokens──▶ inputs (B, T) (with [MASK] = vocab_size), targets (B, T) (-100 = not chosen)
         ──WordBERT──▶ logits (B, T, vocab_size) ──MaskedTokenLoss──▶ scalar
 
-Differences of scale: one word per frame of a small CNN (not per 1.5 s of S3D), and fewer
-words — ``HierarchicalKMeans.fit`` defaults to 2 levels of 12 (144 words), since a few thousand
-toy frames cannot fill 20,736 words. A frame's feature is its region features concatenated (not averaged), so a word keeps the
-coarse layout of the frame: *where* things are, not only *what*. :class:`WordBERT` names and
-shapes ``time_embed``, ``cls_token`` and ``transformer.*`` exactly as
-:class:`~minivb.model.VideoBERT` does, so the pretrained Transformer can be copied into a
-VideoBERT classifier. :class:`MaskedWords` + :func:`collate` yield ``(inputs, targets, [])``
-batches, and :class:`MaskedTokenLoss` takes ``(logits, targets)``: the pretraining runs in
-:func:`minivb.train.train_one_epoch` unchanged.
+:class:`WordBERT` names and shapes ``time_embed``, ``cls_token`` and ``transformer.*`` exactly
+as :class:`~minivb.model.VideoBERT` does, so :func:`init_from_pretrained` can copy the
+pretrained Transformer into a classifier. :class:`MaskedWords` + :func:`collate` yield
+``(inputs, targets, [])`` batches and :class:`MaskedTokenLoss` takes ``(logits, targets)``: the
+pretraining runs in :func:`minivb.train.train_one_epoch` unchanged. One process (no DDP): the
+sentences are tiny; the cost at k400 scale is the feature pass, which uses ``--workers`` and the GPU.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .checks import check_int
-from .data.clips import sample_seed
+from .data.clips import ClipDataset, limit_items, report_skipped, sample_seed, worker_init
+from .data.clips import collate as clip_collate
 from .model import EMBED_STD
 from .transformer import Transformer
+from .visual_words import HierarchicalKMeans, Vocabulary, frame_features, kmeans, tokenize
 
 __all__ = [
     "IGNORE_INDEX",
@@ -61,254 +62,18 @@ __all__ = [
     "evaluate_masked",
     "MaskedWords",
     "collate",
+    "FORMAT",
+    "read_pretrained",
+    "init_from_pretrained",
+    "PRESETS",
+    "motion_features",
+    "tokenize_clips",
+    "pretrain",
+    "main",
 ]
 
 IGNORE_INDEX = -100  # target of a position that was not chosen (F.cross_entropy's default ignore_index)
-_MASK_STREAM, _NODE_STREAM = 11, 12  # domain tags for sample_seed (minivb.data.clips uses 1…3)
-
-
-# --------------------------------------------------------------------------- features
-
-
-@torch.no_grad()
-def frame_features(encoder: nn.Module, videos: torch.Tensor) -> torch.Tensor:
-    """One feature vector per frame from a frozen encoder: ``(B, T, 3, H, W)`` → ``(B, T, R·D_enc)`` float.
-
-    The frame's region features concatenated in region order (row-major tiles), so the vector
-    keeps the coarse layout. Runs in eval mode (BatchNorm uses its running statistics) and
-    puts the encoder back into the mode it was in. The videos go to the encoder's device.
-    """
-    if videos.ndim != 5:
-        raise ValueError(f"videos must be shaped (B, T, 3, H, W), got {tuple(videos.shape)}")
-    was_training = encoder.training
-    encoder.eval()
-    try:
-        param = next(encoder.parameters(), None)
-        if param is not None:
-            videos = videos.to(param.device)
-        regions = encoder(videos)  # (B, T, R, D_enc)
-    finally:
-        encoder.train(was_training)
-    return regions.flatten(2).float()  # (B, T, R·D_enc)
-
-
-# --------------------------------------------------------------------------- k-means
-
-
-def _nearest(x: torch.Tensor, centroids: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Index of the nearest centroid ``(N,)`` for x ``(N, F)``, centroids ``(k, F)``; ties → lowest index.
-
-    ``valid`` ``(k,)`` bool: only those centroids can be chosen.
-    """
-    # ‖x - c‖² = ‖x‖² - 2 x·c + ‖c‖²; the ‖x‖² term is the same for every c, so argmin needs only the rest
-    d = (centroids * centroids).sum(1) - 2 * x @ centroids.T  # (N, k)
-    if valid is not None:
-        d = d.masked_fill(~valid, float("inf"))
-    return d.argmin(1)
-
-
-def _sq_dist_to(x: torch.Tensor, centroids: torch.Tensor, assignment: torch.Tensor) -> torch.Tensor:
-    """Squared distance ``(N,)`` of every point to its own centroid."""
-    return (x - centroids[assignment]).pow(2).sum(1)
-
-
-def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding: the first centroid uniformly, each next one with probability ∝ D² → ``(k, F)``.
-
-    D = distance to the nearest centroid chosen so far. When every point coincides with a chosen
-    centroid (fewer than k distinct points) the rest are drawn uniformly (duplicates).
-    """
-    N = len(x)
-    idx = [int(torch.randint(N, (), generator=generator))]
-    d2 = (x - x[idx[0]]).pow(2).sum(1)  # (N,)
-    for _ in range(1, k):
-        total = d2.sum()
-        if total > 0:
-            j = int(torch.multinomial((d2 / total).double().cpu(), 1, generator=generator))
-        else:
-            j = int(torch.randint(N, (), generator=generator))
-        idx.append(j)
-        d2 = torch.minimum(d2, (x - x[j]).pow(2).sum(1))
-    return x[idx].clone()
-
-
-def kmeans(x: torch.Tensor, k: int, *, seed: int, iters: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
-    """Lloyd's algorithm: x ``(N, F)`` → ``(centroids (k, F), assignment (N,) long)``.
-
-    k-means++ seeding from a ``torch.Generator`` seeded with ``seed`` (CPU), so the result is a
-    function of ``(x, k, seed)``. Alternates "assign each point to its nearest centroid" and
-    "move each centroid to the mean of its points" until the assignment stops changing or
-    after ``iters`` rounds. A cluster left empty is re-seeded with the point farthest from its
-    own centroid (the next empty one with the next farthest, …): deterministic.
-
-    ``k > N`` raises ValueError. With fewer than ``k`` *distinct* points some centroids are
-    duplicates and their clusters stay empty (ties go to the lowest index); check
-    ``assignment.bincount(minlength=k)`` if that matters. The returned assignment is always the
-    nearest-centroid assignment for the returned centroids.
-    """
-    k, iters = check_int("k", k), check_int("iters", iters)
-    if x.ndim != 2:
-        raise ValueError(f"x must be shaped (N, F), got {tuple(x.shape)}")
-    if k > len(x):
-        raise ValueError(f"k-means with k={k} clusters needs at least k points, got {len(x)}")
-    x = x.float()
-    generator = torch.Generator().manual_seed(int(seed))
-    centroids = _kmeans_pp(x, k, generator).to(x.device)  # (k, F)
-    assignment = None
-    for _ in range(iters):
-        new = _nearest(x, centroids)  # (N,)
-        if assignment is not None and torch.equal(new, assignment):
-            break  # converged: the centroids are already the means of these clusters
-        assignment = new
-        counts = torch.bincount(assignment, minlength=k)  # (k,)
-        sums = torch.zeros_like(centroids).index_add_(0, assignment, x)  # (k, F)
-        centroids = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], centroids)
-        empty = (counts == 0).nonzero().flatten().tolist()
-        if empty:  # re-seed with the points worst served by their centroid
-            far = _sq_dist_to(x, centroids, assignment).argsort(descending=True, stable=True)
-            for c, j in zip(empty, far.tolist()):
-                centroids[c] = x[j]
-    return centroids, _nearest(x, centroids)
-
-
-# --------------------------------------------------------------------------- hierarchical vocabulary
-
-
-class HierarchicalKMeans:
-    """A vocabulary of visual words: a tree of k-means, ``levels`` deep, ``clusters`` children per node.
-
-    Word id = the path through the tree in mixed radix, most significant digit first:
-    ``word = ((d₀·C + d₁)·C + d₂)·C + …`` with ``dₗ`` the child chosen at level ``l`` and
-    ``C = clusters``; so ``vocab_size = clusters**levels`` and ``word // C**(levels-1-l) % C`` is
-    digit ``l``. The prefix of length ``l + 1`` (``word // C**(levels-1-l)``) names a node of level
-    ``l + 1``; ``centroids[l]`` ``(C**(l+1), F)`` holds, at row ``prefix``, the centroid of that node.
-
-    Small nodes: a node with ``n < C`` points is clustered into ``n`` clusters; more generally
-    only the children that receive points (k-means with fewer distinct points than clusters
-    leaves some empty) are *used* (``used[l]`` ``(C**(l+1),)`` bool). An unused child keeps the
-    parent's centroid, is never chosen by :meth:`assign` and so never gets a word (its words
-    are valid ids with count 0). Every node reached by a point has at least one used child, so
-    every point gets a word, and two frames share a word only if they shared every cluster.
-
-    ``counts`` ``(vocab_size,)``: how often each word occurs in the fitting data;
-    :attr:`majority_word`: the most frequent one (a "predict the commonest word" baseline).
-    Everything is plain tensors and ints (:meth:`state_dict`), so a vocabulary can live inside
-    a checkpoint loaded with ``torch.load(weights_only=True)``. Memory: about
-    ``vocab_size · 1.09 · F`` floats (12⁴ words of 2048 features: 185 MB).
-    """
-
-    def __init__(self, levels: int, clusters: int, centroids: list[torch.Tensor], used: list[torch.Tensor],
-                 counts: torch.Tensor):
-        self.levels, self.clusters = check_int("levels", levels), check_int("clusters", clusters)
-        if clusters < 2:
-            raise ValueError(f"clusters must be at least 2, got {clusters}")
-        if len(centroids) != levels or len(used) != levels:
-            raise ValueError(f"need {levels} levels of centroids and used flags, got {len(centroids)} and {len(used)}")
-        for level, (c, u) in enumerate(zip(centroids, used)):
-            n = clusters ** (level + 1)
-            if c.ndim != 2 or len(c) != n or u.shape != (n,) or u.dtype != torch.bool:
-                raise ValueError(f"level {level}: need centroids ({n}, F) and bool used ({n},), "
-                                 f"got {tuple(c.shape)} and {tuple(u.shape)} {u.dtype}")
-        if counts.shape != (clusters**levels,):
-            raise ValueError(f"counts must be shaped ({clusters**levels},), got {tuple(counts.shape)}")
-        self.centroids, self.used, self.counts = list(centroids), list(used), counts.long()
-
-    @property
-    def vocab_size(self) -> int:
-        return self.clusters**self.levels
-
-    @property
-    def dim(self) -> int:
-        """F, the feature size the vocabulary was fitted on."""
-        return self.centroids[0].shape[1]
-
-    @property
-    def majority_word(self) -> int:
-        """The most frequent word in the fitting data (lowest id on ties)."""
-        return int(self.counts.argmax())
-
-    @classmethod
-    def fit(cls, x: torch.Tensor, levels: int = 2, clusters: int = 12, seed: int = 0, *, iters: int = 50
-            ) -> "HierarchicalKMeans":
-        """Cluster x ``(N, F)`` into ``clusters``, each cluster again into ``clusters``, … ``levels`` deep.
-
-        Node ``prefix`` of level ``l`` runs :func:`kmeans` with seed ``sample_seed(·, seed, l, prefix)``:
-        the vocabulary is a function of ``(x, levels, clusters, seed, iters)``.
-        """
-        levels, clusters = check_int("levels", levels), check_int("clusters", clusters)
-        if clusters < 2:
-            raise ValueError(f"clusters must be at least 2, got {clusters}")
-        if x.ndim != 2 or len(x) == 0:
-            raise ValueError(f"x must be shaped (N, F) with N ≥ 1, got {tuple(x.shape)}")
-        x = x.float()
-        C, parent = clusters, x.mean(0, keepdim=True)  # parent centroids (C**l, F); level 0: the root
-        prefix = torch.zeros(len(x), dtype=torch.long, device=x.device)  # (N,) node of every point
-        centroids, used = [], []
-        for level in range(levels):
-            cent = parent.repeat_interleave(C, dim=0)  # (C**(l+1), F): unused children keep the parent's centroid
-            use = torch.zeros(len(cent), dtype=torch.bool, device=x.device)
-            for node, idx in _groups(prefix):
-                points = x[idx]  # (n, F)
-                c, a = kmeans(points, min(C, len(points)), seed=sample_seed(_NODE_STREAM, seed, level, node), iters=iters)
-                nonempty = torch.bincount(a, minlength=len(c)) > 0
-                cent[node * C : node * C + len(c)] = c
-                use[node * C : node * C + len(c)] = nonempty
-            if used:  # a used node that got no points (float rounding between kmeans and routing): one child, its centroid
-                lone = used[-1] & ~use.view(-1, C).any(1)  # (C**l,)
-                use.view(-1, C)[lone, 0] = True
-            centroids.append(cent)
-            used.append(use)
-            prefix = _descend(x, prefix, cent, use, C)  # the same routing as assign(): fit and assign agree
-            parent = cent
-        counts = torch.bincount(prefix, minlength=C**levels).cpu()
-        return cls(levels, clusters, [c.cpu() for c in centroids], [u.cpu() for u in used], counts)
-
-    def assign(self, x: torch.Tensor) -> torch.Tensor:
-        """Features ``(..., F)`` → words ``(...)`` long: descend the tree, nearest used child at each level."""
-        if x.shape[-1] != self.dim:
-            raise ValueError(f"features have {x.shape[-1]} values, the vocabulary was fitted on {self.dim}")
-        flat = x.reshape(-1, self.dim).float()  # (N, F)
-        prefix = torch.zeros(len(flat), dtype=torch.long, device=flat.device)
-        for cent, use in zip(self.centroids, self.used):
-            prefix = _descend(flat, prefix, cent.to(flat.device), use.to(flat.device), self.clusters)
-        return prefix.reshape(x.shape[:-1])
-
-    def path(self, words: torch.Tensor) -> torch.Tensor:
-        """Words ``(...)`` → their digits ``(..., levels)``: the child chosen at each level."""
-        powers = self.clusters ** torch.arange(self.levels - 1, -1, -1, device=words.device)
-        return words[..., None] // powers % self.clusters
-
-    def state_dict(self) -> dict:
-        return dict(levels=self.levels, clusters=self.clusters, centroids=list(self.centroids), used=list(self.used),
-                    counts=self.counts)
-
-    @classmethod
-    def from_state_dict(cls, state: dict) -> "HierarchicalKMeans":
-        return cls(state["levels"], state["clusters"], state["centroids"], state["used"], state["counts"])
-
-
-Vocabulary = HierarchicalKMeans
-
-
-def _groups(prefix: torch.Tensor):
-    """``(node, indices)`` for every distinct value of prefix ``(N,)``, ascending; indices in original order."""
-    order = prefix.argsort(stable=True)
-    nodes, sizes = torch.unique_consecutive(prefix[order], return_counts=True)
-    return zip(nodes.tolist(), order.split(sizes.tolist()))
-
-
-def _descend(x: torch.Tensor, prefix: torch.Tensor, cent: torch.Tensor, use: torch.Tensor, C: int) -> torch.Tensor:
-    """One level down: prefix ``(N,)`` → ``prefix·C + nearest used child`` ``(N,)``."""
-    out = torch.empty_like(prefix)
-    for node, idx in _groups(prefix):
-        rows = slice(node * C, node * C + C)
-        out[idx] = node * C + _nearest(x[idx], cent[rows], use[rows])
-    return out
-
-
-def tokenize(encoder: nn.Module, vocabulary: HierarchicalKMeans, videos: torch.Tensor) -> torch.Tensor:
-    """Videos ``(B, T, 3, H, W)`` → visual words ``(B, T)`` long (one per frame), on the encoder's device."""
-    return vocabulary.assign(frame_features(encoder, videos))
+_MASK_STREAM = 11  # domain tag for sample_seed (minivb.data.clips uses 1…3, minivb.visual_words 12)
 
 
 # --------------------------------------------------------------------------- masking
@@ -521,3 +286,229 @@ def collate(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Ten
     """``(inputs (B, T), targets (B, T), [])``: the shape of the trainer's ``(videos, labels, skipped)`` batches."""
     inputs, targets = zip(*samples)
     return torch.stack(inputs), torch.stack(targets), []
+
+
+# --------------------------------------------------------------------------- the pretrained checkpoint and transfer
+
+FORMAT = "minivb.pretrain"  # a pretraining checkpoint's "format" entry
+
+
+def read_pretrained(path: str | os.PathLike) -> dict:
+    """A checkpoint written by ``python -m minivb.pretrain`` (``weights_only``); anything else → one-line ``ValueError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; pass pretrain.pt (or its run folder) written by python -m minivb.pretrain")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, …
+        raise ValueError(f"{path} is not a readable checkpoint ({' '.join(f'{type(e).__name__}: {e}'.split())[:160]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        what = "a training checkpoint (python -m minivb.train)" if isinstance(ckpt, dict) and "classes" in ckpt else "not a pretraining checkpoint"
+        raise ValueError(f"{path} is {what}; pass pretrain.pt written by python -m minivb.pretrain")
+    return ckpt
+
+
+def init_from_pretrained(model: nn.Module, path: str | os.PathLike) -> list[str]:
+    """Copy a pretrained WordBERT's ``transformer.*``, ``time_embed`` and ``cls_token`` into a VideoBERT → the names copied.
+
+    The CNN, the projection, the region embedding and the output layer keep their fresh initialisation. A
+    Transformer of another width, depth, number of heads or MLP size (or a time embedding of another length)
+    → one-line ``ValueError`` naming both sizes.
+    """
+    path = Path(path) / "pretrain.pt" if Path(path).is_dir() else Path(path)
+    source = read_pretrained(path)["model"]
+    target = model.state_dict()
+    names = [n for n in target if n.startswith("transformer.") or n in ("time_embed", "cls_token")]
+    for n in names:
+        if n not in source or source[n].shape != target[n].shape:
+            theirs = tuple(source[n].shape) if n in source else "missing"
+            raise ValueError(f"{path} does not fit this model: {n} is {theirs} there, {tuple(target[n].shape)} here; pretrain "
+                             f"with the same --dim, --depth, --heads and --num-frames as the model")
+    model.load_state_dict({n: source[n] for n in names}, strict=False)
+    return names
+
+
+# --------------------------------------------------------------------------- command line: python -m minivb.pretrain
+
+# Defaults per subset; the model part (num_frames, dim, depth, heads) is minivb.train's preset, so --init-from fits.
+PRESETS: dict[str, dict] = {
+    "toy": dict(encoder="small", pretrained=False, grid=2, size=64, num_frames=8, stride=2, levels=2, clusters=8,
+                dim=128, depth=2, heads=4, epochs=20, batch_size=64, lr=1e-3, weight_decay=0.05, flips=True,
+                kmeans_frames=100_000, workers=0),
+    "k400": dict(encoder="resnet18", pretrained=True, grid=1, size=224, num_frames=16, stride=4, levels=4, clusters=12,
+                 dim=512, depth=4, heads=8, epochs=10, batch_size=256, lr=5e-4, weight_decay=0.05, flips=False,
+                 kmeans_frames=200_000, workers=None),
+}
+
+
+MOTION_FLOOR = 0.05  # motion_features: changes under 5% of a frame's feature length are not stretched to length 1
+
+
+def motion_features(encoder: nn.Module, videos: torch.Tensor) -> torch.Tensor:
+    """The tokenizer's features: :func:`frame_features` minus their mean over the clip, unit length ``(B, T, F)``.
+
+    S3D's features (the paper's) respond to motion; a single frame's CNN features mostly to the
+    scene. Taking away what every frame of the clip shares (the background, the static objects)
+    leaves what *changes*: where the moving object is now, how large, how open. Scaling every
+    vector to length 1 lets k-means cluster by the *kind* of change, not by how much changed (without
+    it, the frames that differ little from their clip's mean collapse into one word: 44% of the toy frames).
+    A change smaller than :data:`MOTION_FLOOR` of the frame's own feature length is scaled as if it were that
+    long, so a still frame stays near 0 (one "nothing moves" word) instead of rounding noise blown up to length 1.
+    """
+    f = frame_features(encoder, videos)  # (B, T, F)
+    change = f - f.mean(dim=1, keepdim=True)  # (B, T, F)
+    floor = MOTION_FLOOR * f.norm(dim=-1, keepdim=True)  # (B, T, 1): below this, "nothing changes" stays near 0
+    return change / torch.maximum(change.norm(dim=-1, keepdim=True), floor).clamp(min=1e-12)
+
+
+def build_parser():
+    from .cli import DEVICES, Parser, nonnegative_int, number, positive_int, seed
+
+    S = argparse.SUPPRESS
+    presets = "\n".join(f"  {k}: " + ", ".join(f"{a}={b}" for a, b in p.items()) for k, p in PRESETS.items())
+    p = Parser(prog="python -m minivb.pretrain", argument_default=S, formatter_class=argparse.RawDescriptionHelpFormatter,
+               description="Pretrain VideoBERT the original way, without labels: every frame of a clip becomes a visual "
+               "word (frozen CNN features, hierarchical k-means), and a BERT over the words learns to fill in masked ones "
+               "(15%% of the positions: 80%% [MASK], 10%% a random word, 10%% unchanged). Writes pretrain.pt and "
+               "summary.json to --out; python -m minivb.train --init-from OUT fine-tunes from it.",
+               epilog=f"preset defaults (options override them):\n{presets}")
+    p.add_argument("--subset", choices=tuple(PRESETS), help="data set (default: toy)")
+    p.add_argument("--data-root", help="data folder (default: data/toy, or data/kinetics400); its train split is used "
+                   "without labels, its val split for the masked-token accuracy")
+    p.add_argument("--out", help="output folder (default: runs/pretrain-<subset>-<date>-<time>)")
+    p.add_argument("--seed", type=seed, help="seed for the tokenizer CNN, k-means, masking and the model (default: 0)")
+    p.add_argument("--levels", type=positive_int, help="k-means tree depth (the paper: 4)")
+    p.add_argument("--clusters", type=number(int, 1, True), help="clusters per node, at least 2 (the paper: 12); "
+                   "words = clusters ** levels")
+    p.add_argument("--kmeans-frames", type=positive_int, help="fit k-means on at most this many frames")
+    p.add_argument("--epochs", type=positive_int, help="pretraining epochs")
+    p.add_argument("--batch-size", type=positive_int, help="sequences per step")
+    p.add_argument("--lr", type=number(float, 0.0, True), help="peak learning rate (AdamW, warmup + cosine)")
+    p.add_argument("--limit", type=positive_int, help="use only N training videos (a fixed random subset)")
+    p.add_argument("--num-frames", type=positive_int, help="frames per clip = words per sentence")
+    p.add_argument("--stride", type=positive_int, help="take every STRIDE-th frame")
+    p.add_argument("--size", type=positive_int, help="frame side in pixels (the centre square, resized)")
+    p.add_argument("--grid", type=positive_int, help="the tokenizer CNN's regions per frame = grid² (their features are concatenated)")
+    p.add_argument("--dim", type=positive_int, help="Transformer width (as minivb.train's, for --init-from)")
+    p.add_argument("--depth", type=positive_int, help="Transformer layers")
+    p.add_argument("--heads", type=positive_int, help="attention heads")
+    p.add_argument("--workers", type=nonnegative_int, help="DataLoader workers for decoding (k400 default: cores − 1)")
+    p.add_argument("--device", choices=DEVICES, help="auto = cuda if available (default: auto)")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="k400: a random tokenizer CNN "
+                   "instead of ImageNet weights (no download)")
+    return p
+
+
+def _clips(items: list, opts: dict) -> ClipDataset:
+    classes = sorted({it.label for it in items})
+    return ClipDataset(items, classes, opts["num_frames"], opts["stride"], train=False, size=opts["size"],
+                       preload=opts["subset"] == "toy")
+
+
+@torch.no_grad()
+def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool):
+    """Yield motion features ``(B, T, F)`` of every clip (and its mirror images if ``flips``), in order."""
+    loader = DataLoader(data, batch_size=32, num_workers=opts["workers"], collate_fn=clip_collate,
+                        worker_init_fn=worker_init if opts["workers"] else None)
+    for videos, _, skipped in loader:
+        report_skipped(skipped)
+        if videos is None:
+            continue
+        videos = videos.to(device)  # (B, T, 3, H, W) uint8
+        for v in (videos, videos.flip(-1), videos.flip(-2)) if flips else (videos,):  # mirrors: more data, no labels
+            yield motion_features(encoder, v).cpu()
+
+
+def tokenize_clips(encoder, vocabulary, data: ClipDataset, opts: dict, device, flips: bool = False) -> torch.Tensor:
+    """Every clip of ``data`` → its words ``(N, T)`` long (mirror images appended after the originals if ``flips``)."""
+    parts = [vocabulary.assign(f) for f in _features(encoder, data, opts, device, flips)]  # (B·k, T) each
+    return torch.cat(parts) if parts else torch.zeros(0, opts["num_frames"], dtype=torch.long)
+
+
+def pretrain(given: dict, log=print) -> dict:
+    """``python -m minivb.pretrain``'s work → its summary (the dict written to summary.json)."""
+    from . import runs
+    from .checkpoint import save_checkpoint
+    from .cli import UsageError, resolve_device, write_json
+    from .data.clips import ShardedSampler
+    from .encoder import build_encoder
+    from .train import DATA_ROOTS, _ensure_toy, load_data, train_one_epoch, TrainState, warmup_cosine
+
+    subset = given.get("subset", "toy")
+    opts = dict(subset=subset, data_root=DATA_ROOTS[subset], out=None, seed=0, device="auto", limit=None) | PRESETS[subset] | given
+    if opts["workers"] is None:
+        opts["workers"] = max(1, (os.cpu_count() or 2) - 1)
+    start = time.perf_counter()
+    device = resolve_device(opts["device"])
+    if subset == "toy":
+        _ensure_toy(Path(opts["data_root"]))
+    train_items, val_items, _ = load_data(opts | {"limit_train": opts["limit"], "limit_val": None})
+    out = Path(opts["out"]) if opts["out"] else runs.new_run_folder(f"pretrain-{subset}")
+    if (out / "pretrain.pt").exists():
+        raise UsageError(f"--out {out} already holds a pretraining run (pretrain.pt); choose another --out")
+    runs.writable_folder(out)
+
+    # 1. the tokenizer: a frozen CNN (random for the toy: no labels anywhere), k-means on a sample of frames
+    torch.manual_seed(opts["seed"])
+    try:
+        encoder = build_encoder(opts["encoder"], opts["grid"], opts["pretrained"]).to(device).eval()
+    except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
+        raise UsageError(" ".join(str(e).split()) + "; or pass --no-pretrained") from None
+    train_clips, val_clips = _clips(train_items, opts), _clips(val_items, opts)
+    sample = limit_items(train_items, max(1, opts["kmeans_frames"] // opts["num_frames"]), opts["seed"])
+    sample_clips = train_clips if len(sample) == len(train_items) else _clips(sample, opts)
+    feats = torch.cat(list(_features(encoder, sample_clips, opts, device, opts["flips"])))  # (N, T, F)
+    vocabulary = HierarchicalKMeans.fit(feats.flatten(0, 1), opts["levels"], opts["clusters"], opts["seed"])
+    log(f"minivb.pretrain: {vocabulary.vocab_size} visual words ({opts['levels']} levels × {opts['clusters']} clusters; "
+        f"{int((vocabulary.counts > 0).sum())} used) from {len(feats) * opts['num_frames']} frames of {opts['encoder']} "
+        f"features ({vocabulary.dim}-d), {time.perf_counter() - start:.0f} s")
+
+    # 2. every clip → a sentence of words
+    train_ids = vocabulary.assign(feats) if sample_clips is train_clips else tokenize_clips(encoder, vocabulary, train_clips, opts, device, opts["flips"])
+    val_ids = tokenize_clips(encoder, vocabulary, val_clips, opts, device)
+    majority = float((val_ids == vocabulary.majority_word).float().mean()) if val_ids.numel() else 0.0
+
+    # 3. masked visual-token modeling, in the trainer's own loop
+    torch.manual_seed(opts["seed"])
+    config = WordBERTConfig(vocabulary.vocab_size, opts["num_frames"], opts["dim"], opts["depth"], opts["heads"])
+    model = WordBERT(config).to(device)
+    train_set = MaskedWords(train_ids, vocabulary.vocab_size, seed=opts["seed"])
+    sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], with_epoch=True)
+    loader = DataLoader(train_set, batch_size=opts["batch_size"], sampler=sampler, collate_fn=collate)
+    val_loader = DataLoader(MaskedWords(val_ids, vocabulary.vocab_size, seed=opts["seed"], train=False), batch_size=256, collate_fn=collate)
+    optimizer = model.configure_optimizers(opts["lr"], opts["weight_decay"])
+    steps = opts["epochs"] * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(len(loader), steps))
+    state, criterion, history = TrainState(), MaskedTokenLoss(), []
+    for epoch in range(opts["epochs"]):
+        sampler.set_epoch(epoch)
+        train_one_epoch(model, loader, optimizer, scheduler, criterion, state, device)
+        val = evaluate_masked(model, val_loader, device)
+        history.append(dict(epoch=epoch + 1, train_loss=state.loss_sum / max(state.loss_count, 1), val_loss=val["loss"],
+                            masked_top1=val["accuracy"]))
+        state.loss_sum, state.loss_count = 0.0, 0
+        log(f"epoch {epoch + 1:>3}/{opts['epochs']}  loss {history[-1]['train_loss']:.4f}  val loss {val['loss']:.4f}  "
+            f"masked top-1 {100 * val['accuracy']:5.1f}%  (majority word {100 * majority:.1f}%)")
+
+    summary = dict(masked_top1=history[-1]["masked_top1"], majority_top1=majority, vocab_size=vocabulary.vocab_size,
+                   words_used=int((vocabulary.counts > 0).sum()), train_sequences=len(train_ids), val_sequences=len(val_ids),
+                   epochs=opts["epochs"], seconds=round(time.perf_counter() - start, 1), history=history)
+    options = {k: v for k, v in opts.items() if k != "out"} | {"out": str(out)}
+    save_checkpoint(out / "pretrain.pt", dict(
+        format=FORMAT, version=1, model=model.state_dict(), config=config.to_dict(), vocabulary=vocabulary.state_dict(),
+        tokenizer=dict(encoder=opts["encoder"], grid=opts["grid"], state=encoder.state_dict()), args=options, summary=summary))
+    write_json(out / "summary.json", summary | {"args": options})
+    log(f"done: masked top-1 {100 * summary['masked_top1']:.1f}% (majority word {100 * majority:.1f}%), "
+        f"{summary['seconds']:.0f} s → {out}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m minivb.pretrain``: 0 on success, 2 on a usage error (one line)."""
+    from .cli import run_main
+
+    return run_main(lambda: pretrain(vars(build_parser().parse_args(argv))) and 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

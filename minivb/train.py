@@ -117,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--limit-train", type=positive_int, help="use only N training videos (a fixed random subset; quick runs)")
     g.add_argument("--limit-val", type=positive_int, help="use only N validation videos")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--init-from", help="start from a checkpoint of python -m minivb.pretrain (pretrain.pt or its folder): its "
+                   "Transformer, time embedding and [CLS] token are copied; the CNN and the output layer start fresh")
     g = p.add_argument_group("clips and model")
     g.add_argument("--num-frames", type=positive_int, help="frames per clip")
     g.add_argument("--stride", type=positive_int, help="take every STRIDE-th frame")
@@ -151,7 +153,7 @@ def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
         subset = given.get("subset", "toy")
         preset = given.get("preset", subset)
         opts = dict(subset=subset, preset=preset, data_root=DATA_ROOTS[subset], out=None, seed=0, device="auto",
-                    compile=False, limit_train=None, limit_val=None)
+                    compile=False, limit_train=None, limit_val=None, init_from=None)
         return opts | PRESETS[preset] | given, None, None
     path = runs.checkpoint_path(given["resume"], "--resume")
     try:
@@ -452,6 +454,13 @@ def build_run(opts: dict, ckpt: dict | None, device: torch.device, rank: int, wo
         _check_resume(ckpt, opts, classes, len(train_items), world_size)
     out = Path(opts["out"]) if opts["out"] else distributed.broadcast(runs.new_run_folder(opts["subset"]), world_size)
     model = build_model(opts, len(classes), device, rank, world_size)
+    if ckpt is None and opts.get("init_from"):  # pretrained Transformer (python -m minivb.pretrain)
+        from .pretrain import init_from_pretrained
+
+        try:
+            init_from_pretrained(model, opts["init_from"])
+        except (FileNotFoundError, ValueError) as e:
+            raise UsageError(f"--init-from: {e}") from None
     if ckpt is not None:
         try:
             model.load_state_dict(ckpt["model"])

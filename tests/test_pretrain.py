@@ -281,3 +281,129 @@ def _learn_counting():
     assert state.step == epochs * 16
     assert losses[-1] < 0.2 * losses[0] and after["loss"] < 0.2 * before["loss"]
     assert after["accuracy"] > 0.9 and after["accuracy"] > 5 * majority, (after, majority)
+
+
+# --------------------------------------------------------------------------- python -m minivb.pretrain and --init-from
+
+# The tiny model of conftest's TINY (4 frames of 32×32, width 32, 1 layer, 2 heads): the pretraining must match it.
+TINY_PRE = ["--num-frames", "4", "--stride", "1", "--size", "32", "--dim", "32", "--depth", "1", "--heads", "2",
+            "--levels", "2", "--clusters", "3", "--batch-size", "8"]
+
+
+@pytest.fixture(scope="module")
+def pretrained(toy, tmp_path_factory):
+    from minivb.pretrain import main as pretrain_main
+
+    out = tmp_path_factory.mktemp("pre") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert pretrain_main(["--data-root", str(toy), "--out", str(out), "--epochs", "6", *TINY_PRE]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+def test_pretrain_cli_writes_a_checkpoint_whose_loss_fell(pretrained):
+    import json
+
+    from minivb.pretrain import FORMAT, read_pretrained
+
+    summary = json.loads((pretrained / "summary.json").read_text())
+    losses = [h["train_loss"] for h in summary["history"]]
+    assert len(losses) == 6 and losses[-1] < losses[0]  # the masked-token loss falls
+    assert summary["vocab_size"] == 9 and 1 <= summary["words_used"] <= 9
+    assert summary["train_sequences"] == 3 * 16 and summary["val_sequences"] == 8  # training clips + their two mirrors
+    assert 0 <= summary["majority_top1"] <= 1 and 0 <= summary["masked_top1"] <= 1
+    ckpt = read_pretrained(pretrained / "pretrain.pt")
+    assert ckpt["format"] == FORMAT and ckpt["summary"]["masked_top1"] == summary["masked_top1"]
+    vocabulary = HierarchicalKMeans.from_state_dict(ckpt["vocabulary"])
+    assert vocabulary.vocab_size == 9 and int(vocabulary.counts.sum()) == 3 * 16 * 4  # every training frame has a word
+
+
+def test_tokenizing_the_toy_set_is_deterministic(pretrained, toy):
+    from minivb.data.clips import load_items
+    from minivb.pretrain import PRESETS, read_pretrained, tokenize_clips, _clips
+
+    ckpt = read_pretrained(pretrained / "pretrain.pt")
+    opts = PRESETS["toy"] | ckpt["args"]
+    encoder = build_encoder(ckpt["tokenizer"]["encoder"], ckpt["tokenizer"]["grid"], False)
+    encoder.load_state_dict(ckpt["tokenizer"]["state"])
+    vocabulary = HierarchicalKMeans.from_state_dict(ckpt["vocabulary"])
+    items, _ = load_items(toy, "val")
+    a = tokenize_clips(encoder, vocabulary, _clips(items, opts), opts, "cpu")
+    b = tokenize_clips(encoder, vocabulary, _clips(items, opts), opts, "cpu")
+    assert a.shape == (8, 4) and torch.equal(a, b)
+
+
+def test_init_from_copies_the_transformer_and_rejects_what_does_not_fit(pretrained, toy, tmp_path, one_line_error):
+    from minivb.pretrain import init_from_pretrained, read_pretrained
+    from minivb.train import main as train_main
+
+    source = read_pretrained(pretrained / "pretrain.pt")["model"]
+    model = VideoBERT(VideoBERTConfig(num_classes=8, num_frames=4, grid=2, dim=32, depth=1, num_heads=2))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    names = init_from_pretrained(model, pretrained)  # the run folder → its pretrain.pt
+    assert "time_embed" in names and "cls_token" in names and sum(n.startswith("transformer.") for n in names) >= 10
+    after = model.state_dict()
+    for k in after:
+        if k in names:
+            assert torch.equal(after[k], source[k]), k
+        else:
+            assert torch.equal(after[k], before[k]), k  # the CNN, projection, region embedding and head: untouched
+
+    wide = VideoBERT(VideoBERTConfig(num_classes=8, num_frames=4, grid=2, dim=64, depth=1, num_heads=2))
+    with pytest.raises(ValueError, match="does not fit this model: .* is \\(4, 32\\) there, \\(4, 64\\) here"):
+        init_from_pretrained(wide, pretrained / "pretrain.pt")
+
+    from conftest import TINY
+    base = ["--data-root", str(toy), *TINY, "--epochs", "1"]
+    assert train_main([*base, "--out", str(tmp_path / "ok"), "--init-from", str(pretrained)]) == 0
+    one_line_error(train_main, [*base, "--out", str(tmp_path / "a"), "--init-from", str(pretrained), "--dim", "64"],
+                   "--init-from: ")
+    one_line_error(train_main, [*base, "--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "ok" / "last.pt")],
+                   "a training checkpoint")
+    one_line_error(train_main, [*base, "--out", str(tmp_path / "c"), "--init-from", str(tmp_path / "nothing.pt")],
+                   "does not exist")
+
+
+def test_pretrain_cli_errors(pretrained, toy, tmp_path, one_line_error):
+    from minivb.pretrain import main as pretrain_main
+
+    one_line_error(pretrain_main, ["--clusters", "1"], "--clusters: must be > 1")
+    one_line_error(pretrain_main, ["--levels", "0"], "--levels: must be > 0")
+    one_line_error(pretrain_main, ["--epochs", "nan"], "--epochs: expected an integer")
+    one_line_error(pretrain_main, ["--data-root", str(toy), "--out", str(pretrained)], "already holds a pretraining run")
+    one_line_error(pretrain_main, ["--subset", "k400", "--data-root", str(tmp_path / "none")], "no Kinetics-400 data")
+
+
+def test_motion_features_remove_what_every_frame_shares():
+    from minivb.pretrain import motion_features
+
+    torch.manual_seed(0)
+    encoder = build_encoder("small", 2, False)
+    clip = torch.randint(0, 256, (2, 5, 3, 32, 32), dtype=torch.uint8)
+    f = motion_features(encoder, clip)  # (2, 5, F)
+    torch.testing.assert_close(f.norm(dim=-1), torch.ones(2, 5))  # unit length: the kind of change, not its size
+    raw = frame_features(encoder, clip)
+    change = raw - raw.mean(1, keepdim=True)
+    assert (change.norm(dim=-1) > 0.05 * raw.norm(dim=-1)).all()  # (random frames change a lot)
+    torch.testing.assert_close(f, torch.nn.functional.normalize(change, dim=-1))
+    still = clip[:, :1].expand(-1, 5, -1, -1, -1)  # a clip where nothing changes: no direction at all
+    assert motion_features(encoder, still).abs().max() < 1e-4
+
+
+def test_pretrain_k400_path_on_a_small_folder(toy, tmp_path):
+    """The k400 preset's code path (ResNet-18 tokenizer, no mirrors, no preloading, a k-means sample), scaled down."""
+    import json
+
+    from minivb.pretrain import main as pretrain_main
+
+    out = tmp_path / "k400"
+    args = ["--subset", "k400", "--data-root", str(toy), "--out", str(out), "--no-pretrained", "--workers", "0",
+            "--size", "32", "--num-frames", "4", "--stride", "1", "--levels", "2", "--clusters", "3", "--epochs", "1",
+            "--dim", "32", "--depth", "1", "--heads", "2", "--kmeans-frames", "32"]
+    assert pretrain_main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["train_sequences"] == 16 and summary["val_sequences"] == 8  # no mirrors for k400
+    assert summary["args"]["encoder"] == "resnet18" and summary["args"]["pretrained"] is False
