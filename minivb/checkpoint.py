@@ -28,7 +28,7 @@ from torch import nn
 from .cli import NoSpace, is_disk_full
 from .model import VideoBERT, VideoBERTConfig
 
-__all__ = ["unwrap_model", "save_checkpoint", "read_checkpoint", "model_from_checkpoint", "load_checkpoint"]
+__all__ = ["unwrap_model", "save_checkpoint", "load_file", "read_checkpoint", "model_from_checkpoint", "load_checkpoint"]
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -76,22 +76,30 @@ def save_checkpoint(path: str | os.PathLike, obj: dict) -> Path:
     return path
 
 
+def load_file(path: str | os.PathLike, what: str, hint: str, map_location="cpu"):
+    """``torch.load(path, weights_only=True)`` with one-line errors: a missing file → ``FileNotFoundError``, a file
+    that cannot be read (another format, truncated, a foreign pickle) → ``ValueError``; both name ``what`` and end
+    with ``hint`` (what to pass instead)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist; {hint}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # truncated zip, foreign pickle, unsupported globals, …
+        reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        raise ValueError(f"{path} is not a readable {what} ({reason}); {hint}") from None
+
+
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     """The checkpoint dict at ``path``, loaded with ``weights_only=True``.
 
     A missing file → ``FileNotFoundError``; a file that is not a minivb checkpoint
     (another format, truncated, foreign pickle) → one-line ``ValueError`` naming it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; pass a .pt file written by python -m minivb.train")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # truncated zip, foreign pickle, unsupported globals, …
-        reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
-        raise ValueError(f"{path} is not a readable minivb checkpoint ({reason}); pass a .pt file written by python -m minivb.train") from None
+    hint = "pass a .pt file written by python -m minivb.train"
+    ckpt = load_file(path, "minivb checkpoint", hint, map_location)
     if not isinstance(ckpt, dict) or not {"model", "config", "classes"} <= ckpt.keys():
-        raise ValueError(f"{path} is not a minivb checkpoint (no model/config/classes entries); pass a .pt file written by python -m minivb.train")
+        raise ValueError(f"{path} is not a minivb checkpoint (no model/config/classes entries); {hint}")
     return ckpt
 
 

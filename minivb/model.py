@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .checks import check_int
+from .checks import check_int, check_transformer
 from .encoder import ENCODERS, build_encoder
 from .transformer import Transformer
 
@@ -74,12 +74,7 @@ class VideoBERTConfig:
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.pretrained and self.encoder == "small":
             raise ValueError("pretrained=True needs a ResNet encoder ('resnet18' or 'resnet50'); 'small' has no pretrained weights")
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
-        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) or not self.mlp_ratio > 0:
-            raise ValueError(f"mlp_ratio must be a number > 0, got {self.mlp_ratio!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        check_transformer(self.dim, self.num_heads, self.mlp_ratio, self.dropout)
 
     @property
     def num_regions(self) -> int:

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checks import check_int
+from .checks import check_int, check_transformer
 from .data.clips import ClipDataset, limit_items, report_skipped, sample_seed, worker_init
 from .data.clips import collate as clip_collate
 from .model import EMBED_STD
@@ -129,12 +129,7 @@ class WordBERTConfig:
     def __post_init__(self):
         for name in ("vocab_size", "num_frames", "dim", "depth", "num_heads"):
             setattr(self, name, check_int(name, getattr(self, name)))
-        if self.dim % self.num_heads:
-            raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
-        if isinstance(self.mlp_ratio, bool) or not isinstance(self.mlp_ratio, (int, float)) or not self.mlp_ratio > 0:
-            raise ValueError(f"mlp_ratio must be a number > 0, got {self.mlp_ratio!r}")
-        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        check_transformer(self.dim, self.num_heads, self.mlp_ratio, self.dropout)
 
     @property
     def mask_id(self) -> int:
@@ -295,13 +290,9 @@ FORMAT = "minivb.pretrain"  # a pretraining checkpoint's "format" entry
 
 def read_pretrained(path: str | os.PathLike) -> dict:
     """A checkpoint written by ``python -m minivb.pretrain`` (``weights_only``); anything else → one-line ``ValueError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; pass pretrain.pt (or its run folder) written by python -m minivb.pretrain")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, foreign pickle, …
-        raise ValueError(f"{path} is not a readable checkpoint ({' '.join(f'{type(e).__name__}: {e}'.split())[:160]})") from None
+    from .checkpoint import load_file
+
+    ckpt = load_file(path, "pretraining checkpoint", "pass pretrain.pt (or its run folder) written by python -m minivb.pretrain")
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         what = "a training checkpoint (python -m minivb.train)" if isinstance(ckpt, dict) and "classes" in ckpt else "not a pretraining checkpoint"
         raise ValueError(f"{path} is {what}; pass pretrain.pt written by python -m minivb.pretrain")

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import save_checkpoint
+from .checkpoint import load_file, save_checkpoint
 from .data.clips import Skipped
 from .predict import Preprocessing, map_videos, video_views
 
@@ -111,14 +111,7 @@ class Gallery:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Gallery":
         """The gallery at ``path``: a missing file → ``FileNotFoundError``, anything else → one-line ``ValueError``."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"gallery {path} does not exist; make one with python -m minivb.retrieve index")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # truncated zip, foreign pickle, …
-            reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
-            raise ValueError(f"{path} is not a readable minivb gallery ({reason}); make one with python -m minivb.retrieve index") from None
+        obj = load_file(path, "minivb gallery", "make one with python -m minivb.retrieve index")
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             what = "a training checkpoint, not a gallery" if isinstance(obj, dict) and "model" in obj else "not a minivb gallery"
             raise ValueError(f"{path} is {what}; make one with python -m minivb.retrieve index")
