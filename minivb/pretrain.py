@@ -398,7 +398,7 @@ def _clips(items: list, opts: dict) -> ClipDataset:
 
 @torch.no_grad()
 def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool):
-    """Yield motion features ``(B, T, F)`` of every clip (and its mirror images if ``flips``), in order."""
+    """Yield motion features ``(B, T, F)`` of every batch of clips (then of its two mirror images, if ``flips``)."""
     loader = DataLoader(data, batch_size=32, num_workers=opts["workers"], collate_fn=clip_collate,
                         worker_init_fn=worker_init if opts["workers"] else None)
     for videos, _, skipped in loader:
@@ -411,7 +411,8 @@ def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool):
 
 
 def tokenize_clips(encoder, vocabulary, data: ClipDataset, opts: dict, device, flips: bool = False) -> torch.Tensor:
-    """Every clip of ``data`` → its words ``(N, T)`` long (mirror images appended after the originals if ``flips``)."""
+    """Every clip of ``data`` → its words ``(N, T)`` long; with ``flips``, each batch of 32 clips is followed by its
+    left–right and then its top–bottom mirror images (3× the sentences)."""
     parts = [vocabulary.assign(f) for f in _features(encoder, data, opts, device, flips)]  # (B·k, T) each
     return torch.cat(parts) if parts else torch.zeros(0, opts["num_frames"], dtype=torch.long)
 
