@@ -417,14 +417,71 @@ def tokenize_clips(encoder, vocabulary, data: ClipDataset, opts: dict, device, f
     return torch.cat(parts) if parts else torch.zeros(0, opts["num_frames"], dtype=torch.long)
 
 
+def _tokenizer(opts: dict, device: torch.device) -> nn.Module:
+    """The frozen CNN that turns frames into features (random weights for the toy set: no labels anywhere)."""
+    from .cli import UsageError
+    from .encoder import build_encoder
+
+    torch.manual_seed(opts["seed"])
+    try:
+        return build_encoder(opts["encoder"], opts["grid"], opts["pretrained"]).to(device).eval()
+    except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
+        raise UsageError(" ".join(str(e).split()) + "; or pass --no-pretrained") from None
+
+
+def _sentences(encoder: nn.Module, train_items: list, val_items: list, opts: dict, device: torch.device, log
+               ) -> tuple[HierarchicalKMeans, torch.Tensor, torch.Tensor]:
+    """Fit the vocabulary on a sample of training frames, then every clip → a sentence: ``(vocabulary, train (N, T), val (M, T))``."""
+    start = time.perf_counter()
+    train_clips, val_clips = _clips(train_items, opts), _clips(val_items, opts)
+    sample = limit_items(train_items, max(1, opts["kmeans_frames"] // opts["num_frames"]), opts["seed"])
+    sample_clips = train_clips if len(sample) == len(train_items) else _clips(sample, opts)
+    feats = torch.cat(list(_features(encoder, sample_clips, opts, device, opts["flips"])))  # (N, T, F)
+    vocabulary = HierarchicalKMeans.fit(feats.flatten(0, 1), opts["levels"], opts["clusters"], opts["seed"])
+    log(f"minivb.pretrain: {vocabulary.vocab_size} visual words ({opts['levels']} levels × {opts['clusters']} clusters; "
+        f"{int((vocabulary.counts > 0).sum())} used) from {len(feats) * opts['num_frames']} frames of {opts['encoder']} "
+        f"features ({vocabulary.dim}-d), {time.perf_counter() - start:.0f} s")
+    train_ids = (vocabulary.assign(feats) if sample_clips is train_clips  # the sample was every clip: its features are here
+                 else tokenize_clips(encoder, vocabulary, train_clips, opts, device, opts["flips"]))
+    return vocabulary, train_ids, tokenize_clips(encoder, vocabulary, val_clips, opts, device)
+
+
+def _masked_modeling(model: WordBERT, train_ids: torch.Tensor, val_ids: torch.Tensor, opts: dict, device: torch.device,
+                     majority: float, log) -> list[dict]:
+    """Masked visual-token modeling in the trainer's own loop (``train_one_epoch``) → one history row per epoch."""
+    from .data.clips import ShardedSampler
+    from .train import TrainState, train_one_epoch, warmup_cosine
+
+    V = model.config.vocab_size
+    train_set = MaskedWords(train_ids, V, seed=opts["seed"])
+    sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], with_epoch=True)
+    loader = DataLoader(train_set, batch_size=opts["batch_size"], sampler=sampler, collate_fn=collate)
+    val_loader = DataLoader(MaskedWords(val_ids, V, seed=opts["seed"], train=False), batch_size=256, collate_fn=collate)
+    optimizer = model.configure_optimizers(opts["lr"], opts["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(len(loader), opts["epochs"] * len(loader)))
+    state, criterion, history = TrainState(), MaskedTokenLoss(), []
+    for epoch in range(opts["epochs"]):
+        sampler.set_epoch(epoch)
+        train_one_epoch(model, loader, optimizer, scheduler, criterion, state, device)
+        val = evaluate_masked(model, val_loader, device)
+        history.append(dict(epoch=epoch + 1, train_loss=state.loss_sum / max(state.loss_count, 1), val_loss=val["loss"],
+                            masked_top1=val["accuracy"]))
+        state.loss_sum, state.loss_count = 0.0, 0
+        log(f"epoch {epoch + 1:>3}/{opts['epochs']}  loss {history[-1]['train_loss']:.4f}  val loss {val['loss']:.4f}  "
+            f"masked top-1 {100 * val['accuracy']:5.1f}%  (majority word {100 * majority:.1f}%)")
+    return history
+
+
 def pretrain(given: dict, log=print) -> dict:
-    """``python -m minivb.pretrain``'s work → its summary (the dict written to summary.json)."""
+    """``python -m minivb.pretrain``'s work → its summary (the dict written to summary.json).
+
+    Three steps: the tokenizer CNN (:func:`_tokenizer`) → the vocabulary and every clip as a sentence of
+    words (:func:`_sentences`) → masked visual-token modeling of a :class:`WordBERT` (:func:`_masked_modeling`).
+    """
     from . import runs
     from .checkpoint import save_checkpoint
     from .cli import UsageError, resolve_device, write_json
-    from .data.clips import ShardedSampler
-    from .encoder import build_encoder
-    from .train import DATA_ROOTS, _ensure_toy, load_data, train_one_epoch, TrainState, warmup_cosine
+    from .train import DATA_ROOTS, _ensure_toy, load_data
 
     subset = given.get("subset", "toy")
     opts = dict(subset=subset, data_root=DATA_ROOTS[subset], out=None, seed=0, device="auto", limit=None) | PRESETS[subset] | given
@@ -440,47 +497,13 @@ def pretrain(given: dict, log=print) -> dict:
         raise UsageError(f"--out {out} already holds a pretraining run (pretrain.pt); choose another --out")
     runs.writable_folder(out)
 
-    # 1. the tokenizer: a frozen CNN (random for the toy: no labels anywhere), k-means on a sample of frames
-    torch.manual_seed(opts["seed"])
-    try:
-        encoder = build_encoder(opts["encoder"], opts["grid"], opts["pretrained"]).to(device).eval()
-    except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
-        raise UsageError(" ".join(str(e).split()) + "; or pass --no-pretrained") from None
-    train_clips, val_clips = _clips(train_items, opts), _clips(val_items, opts)
-    sample = limit_items(train_items, max(1, opts["kmeans_frames"] // opts["num_frames"]), opts["seed"])
-    sample_clips = train_clips if len(sample) == len(train_items) else _clips(sample, opts)
-    feats = torch.cat(list(_features(encoder, sample_clips, opts, device, opts["flips"])))  # (N, T, F)
-    vocabulary = HierarchicalKMeans.fit(feats.flatten(0, 1), opts["levels"], opts["clusters"], opts["seed"])
-    log(f"minivb.pretrain: {vocabulary.vocab_size} visual words ({opts['levels']} levels × {opts['clusters']} clusters; "
-        f"{int((vocabulary.counts > 0).sum())} used) from {len(feats) * opts['num_frames']} frames of {opts['encoder']} "
-        f"features ({vocabulary.dim}-d), {time.perf_counter() - start:.0f} s")
-
-    # 2. every clip → a sentence of words
-    train_ids = vocabulary.assign(feats) if sample_clips is train_clips else tokenize_clips(encoder, vocabulary, train_clips, opts, device, opts["flips"])
-    val_ids = tokenize_clips(encoder, vocabulary, val_clips, opts, device)
+    encoder = _tokenizer(opts, device)
+    vocabulary, train_ids, val_ids = _sentences(encoder, train_items, val_items, opts, device, log)
     majority = float((val_ids == vocabulary.majority_word).float().mean()) if val_ids.numel() else 0.0
-
-    # 3. masked visual-token modeling, in the trainer's own loop
     torch.manual_seed(opts["seed"])
     config = WordBERTConfig(vocabulary.vocab_size, opts["num_frames"], opts["dim"], opts["depth"], opts["heads"])
     model = WordBERT(config).to(device)
-    train_set = MaskedWords(train_ids, vocabulary.vocab_size, seed=opts["seed"])
-    sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], with_epoch=True)
-    loader = DataLoader(train_set, batch_size=opts["batch_size"], sampler=sampler, collate_fn=collate)
-    val_loader = DataLoader(MaskedWords(val_ids, vocabulary.vocab_size, seed=opts["seed"], train=False), batch_size=256, collate_fn=collate)
-    optimizer = model.configure_optimizers(opts["lr"], opts["weight_decay"])
-    steps = opts["epochs"] * len(loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(len(loader), steps))
-    state, criterion, history = TrainState(), MaskedTokenLoss(), []
-    for epoch in range(opts["epochs"]):
-        sampler.set_epoch(epoch)
-        train_one_epoch(model, loader, optimizer, scheduler, criterion, state, device)
-        val = evaluate_masked(model, val_loader, device)
-        history.append(dict(epoch=epoch + 1, train_loss=state.loss_sum / max(state.loss_count, 1), val_loss=val["loss"],
-                            masked_top1=val["accuracy"]))
-        state.loss_sum, state.loss_count = 0.0, 0
-        log(f"epoch {epoch + 1:>3}/{opts['epochs']}  loss {history[-1]['train_loss']:.4f}  val loss {val['loss']:.4f}  "
-            f"masked top-1 {100 * val['accuracy']:5.1f}%  (majority word {100 * majority:.1f}%)")
+    history = _masked_modeling(model, train_ids, val_ids, opts, device, majority, log)
 
     summary = dict(masked_top1=history[-1]["masked_top1"], majority_top1=majority, vocab_size=vocabulary.vocab_size,
                    words_used=int((vocabulary.counts > 0).sum()), train_sequences=len(train_ids), val_sequences=len(val_ids),

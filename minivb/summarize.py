@@ -316,28 +316,43 @@ def summarize(
                          f"windows of {prep.num_frames} frames {prep.stride} apart, hop {hop}")
     if device is None:
         device = next(model.parameters()).device if model is not None else torch.device("cpu")
-    device = torch.device(device)
+    emb, scores = _embed_windows(model, path, windows, prep.size, features, batch_size, torch.device(device))
+    bounds, _ = kts(emb, k)  # (k + 1,) window numbers
+    keyframes = _keyframes(emb, scores, windows, bounds, shot_starts, total, info.fps)
+    return Summary(str(path), info.fps, total, features, hop, len(windows), keyframes, len(shot_starts) + 1)
+
+
+@torch.no_grad()
+def _embed_windows(model: VideoBERT | None, path, windows: np.ndarray, size: int, features: str, batch_size: int,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every window, streamed from the file → ``(embeddings (W, D) unit rows, frame scores (W, T))`` on the CPU."""
     if model is not None:
         model.eval()
-
     emb, scores = [], []
     with autocast(device):
-        for _, clips in _stream_windows(path, windows, prep.size, batch_size):
+        for _, clips in _stream_windows(path, windows, size, batch_size):
             e, s = window_features(model, clips.to(device), features)  # (b, D), (b, T)
             emb.append(e.float().cpu())
             scores.append(s.float().cpu())
-    emb, scores = torch.cat(emb), torch.cat(scores)  # (W, D), (W, T)
+    return torch.cat(emb), torch.cat(scores)  # (W, D), (W, T)
 
-    bounds, _ = kts(emb, k)  # (k + 1,) window numbers
+
+def _keyframes(emb: torch.Tensor, scores: torch.Tensor, windows: np.ndarray, bounds: np.ndarray, shot_starts: list[int],
+               total: int, fps: float) -> list[Keyframe]:
+    """K segments of windows (``bounds``) → one :class:`Keyframe` each, sorted by time.
+
+    A segment's frames run from its boundary to the next: at a shot cut when the boundary falls between two
+    shots, else halfway between the centres of the windows on either side. Its keyframe: in the window nearest
+    the segment's mean embedding, the frame (inside the segment) with the highest score.
+    """
     centres = windows.mean(axis=1)  # (W,) each window's centre frame (float)
-    # a segment's frames: from halfway between its first window's centre and the previous window's, to the next such cut
     shot_of = np.searchsorted(shot_starts, windows[:, 0], side="right")  # (W,) the shot each window lies in
     cut_at = lambda b: (windows[b, 0] if shot_of[b] != shot_of[b - 1]  # a segment boundary at a shot cut: the cut
                         else int(math.floor((centres[b - 1] + centres[b]) / 2)) + 1)  # else halfway between windows
     cuts = [0] + [int(cut_at(b)) for b in bounds[1:-1]] + [total]
-    seconds = (lambda f: round(f / info.fps, 3)) if info.fps > 0 else (lambda f: None)
+    seconds = (lambda f: round(f / fps, 3)) if fps > 0 else (lambda f: None)
     keyframes = []
-    for j in range(k):
+    for j in range(len(bounds) - 1):
         a, b = bounds[j], bounds[j + 1]
         mean = emb[a:b].mean(0)  # (D,)
         w = a + int((emb[a:b] - mean).norm(dim=1).argmin())  # the window nearest the segment's mean
@@ -346,8 +361,7 @@ def summarize(
         frame = int(windows[w][int(s.argmax())])
         score = float(F.cosine_similarity(emb[w], mean, dim=0)) if mean.norm() > 0 else 0.0
         keyframes.append(Keyframe(frame, seconds(frame), cuts[j], cuts[j + 1], seconds(cuts[j]), seconds(cuts[j + 1]), score))
-    keyframes.sort(key=lambda f: f.frame)
-    return Summary(str(path), info.fps, total, features, hop, len(windows), keyframes, len(shot_starts) + 1)
+    return sorted(keyframes, key=lambda f: f.frame)
 
 
 # --------------------------------------------------------------------------- picture
