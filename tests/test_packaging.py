@@ -1,5 +1,6 @@
-"""environment.yml (conda) and pyproject.toml (pip) install the same things."""
+"""environment.yml (conda) and pyproject.toml (pip) install the same things; the README states the floors."""
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -38,9 +39,35 @@ def test_environment_yml_python_satisfies_requires_python():
     assert (major, minor) >= tuple(map(int, lowest.split(".")))
 
 
-def test_ranges_admit_the_torch_this_project_is_tested_with():
-    deps = {d.split(">=")[0]: d for d in _pyproject()["dependencies"]}
-    for name, tested in (("torch", (2, 14, 1)), ("torchvision", (0, 29, 1))):
-        spec = deps[name]
-        assert set(spec) - set("torchvision>=.0123456789") == set(), spec  # a lower bound only
-        assert tuple(map(int, spec.split(">=")[1].split("."))) <= tested
+def _version(text):
+    """'2.11' → (2, 11, 0); '5.1.0.95' → (5, 1, 0, 95)."""
+    parts = tuple(int(p) for p in text.split("."))
+    return parts + (0,) * (3 - len(parts))
+
+
+def _requirements():
+    """{name: floor} for every dependency, the dev extra's included (each a lower bound only)."""
+    project = _pyproject()
+    specs = project["dependencies"] + project["optional-dependencies"]["dev"]
+    assert all(re.fullmatch(r"[a-z0-9-]+>=[0-9.]+", s) for s in specs), specs
+    return dict(s.split(">=") for s in specs)
+
+
+def test_ranges_admit_the_torch_of_this_machine_and_of_the_gpu_machine():
+    floors = _requirements()
+    for name, tested in (("torch", "2.14.1"), ("torchvision", "0.29.1"), ("torch", "2.11.0"), ("torchvision", "0.26.0")):
+        assert _version(floors[name]) <= _version(tested), (name, tested)
+
+
+def test_readme_tested_versions_are_the_floors():
+    # The README's table says which releases `pytest --nbval` was run with; its floors are pyproject's.
+    readme = (ROOT / "README.md").read_text()
+    rows = dict(
+        (m["name"], (m["floor"], m["newest"]))
+        for m in re.finditer(r"^\| `?(?P<name>[a-z0-9-]+)`? \| (?P<floor>[0-9.]+) \| (?P<newest>[0-9.]+) \|$", readme, re.M)
+    )
+    floors = _requirements()
+    assert set(rows) == set(floors), "the README's tested-versions table lists every dependency"
+    for name, floor in floors.items():
+        assert _version(rows[name][0]) == _version(floor), (name, rows[name], floor)
+        assert _version(rows[name][0]) <= _version(rows[name][1]), name
