@@ -13,7 +13,13 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").rglob("*.ipynb"))
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+# As pytest collects them: Jupyter's hidden .ipynb_checkpoints/ copies are not notebooks of the suite.
+NOTEBOOKS = sorted(
+    p
+    for p in NOTEBOOKS_DIR.rglob("*.ipynb")
+    if not any(part.startswith(".") for part in p.relative_to(NOTEBOOKS_DIR).parts)
+)
 NOT_COMPARED = {"nbval-ignore-output", "nbval-skip"}  # nbval's cell tags that turn the comparison off
 
 # What a compared output must not show, each with its reason.

@@ -55,17 +55,17 @@ def _requirements():
 
 def test_ranges_admit_the_torch_of_this_machine_and_of_the_gpu_machine():
     floors = _requirements()
-    for name, tested in (("torch", "2.14.1"), ("torchvision", "0.29.1"), ("torch", "2.11.0"), ("torchvision", "0.26.0")):
+    this_machine = {"torch": "2.14.1", "torchvision": "0.29.1"}
+    gpu_machine = {"torch": "2.11.0", "torchvision": "0.26.0"}
+    for name, tested in [*this_machine.items(), *gpu_machine.items()]:
         assert _version(floors[name]) <= _version(tested), (name, tested)
 
 
 def test_readme_tested_versions_are_the_floors():
     # The README's table says which releases `pytest --nbval` was run with; its floors are pyproject's.
     readme = (ROOT / "README.md").read_text()
-    rows = dict(
-        (m["name"], (m["floor"], m["newest"]))
-        for m in re.finditer(r"^\| `?(?P<name>[a-z0-9-]+)`? \| (?P<floor>[0-9.]+) \| (?P<newest>[0-9.]+) \|$", readme, re.M)
-    )
+    row = re.compile(r"^\| `(?P<name>[a-z0-9-]+)` \| (?P<floor>[0-9.]+) \| (?P<newest>[0-9.]+) \|$", re.M)
+    rows = {m["name"]: (m["floor"], m["newest"]) for m in row.finditer(readme)}
     floors = _requirements()
     assert set(rows) == set(floors), "the README's tested-versions table lists every dependency"
     for name, floor in floors.items():
