@@ -61,10 +61,14 @@ def output_text(output):
     return "".join(output.get("data", {}).get("text/plain", ""))
 
 
+def cells_of(path):
+    """The saved notebook's cells, in order."""
+    return json.loads(path.read_text())["cells"]
+
+
 def compared_cells(path):
     """(index, cell) for every code cell whose saved outputs nbval compares."""
-    cells = json.loads(path.read_text())["cells"]
-    for i, cell in enumerate(cells):
+    for i, cell in enumerate(cells_of(path)):
         if cell["cell_type"] == "code" and not NOT_COMPARED & set(cell["metadata"].get("tags", [])):
             yield i, cell
 
@@ -122,7 +126,7 @@ def test_compared_outputs_do_not_depend_on_the_environment(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_saved_as_a_fresh_run_without_stderr(path):
-    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    cells = [c for c in cells_of(path) if c["cell_type"] == "code"]
     counts = [c["execution_count"] for c in cells if c["source"]]
     assert counts == list(range(1, len(counts) + 1)), f"{path.name}: execute it top to bottom in a fresh kernel"
     stderr = [i for i, c in enumerate(cells) for o in c["outputs"] if o.get("name") == "stderr"]
@@ -134,6 +138,5 @@ def test_notebook_is_saved_as_a_fresh_run_without_stderr(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_one_way_to_turn_the_comparison_off(path):
     # nbval also reads `# NBVAL_IGNORE_OUTPUT` comments; the tag keeps test plumbing out of the learner's code.
-    cells = json.loads(path.read_text())["cells"]
-    comments = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and "# NBVAL_" in "".join(c["source"])]
+    comments = [i for i, c in enumerate(cells_of(path)) if c["cell_type"] == "code" and "# NBVAL_" in "".join(c["source"])]
     assert not comments, f"{path.name}: cells {comments} use an NBVAL comment; use nbval's cell tags instead"
