@@ -14,7 +14,8 @@ import os  # noqa: E402
 # Before torch is first imported (libgomp, PyTorch's OpenMP on Linux, reads it once, when torch loads it): a thread
 # that waits for the next parallel op spins 1 000 times, not 300 000 (milliseconds), before it sleeps. Beside another
 # busy process the default spinning slows toy training ~3×; this keeps it near its share of the cores and costs
-# 5–12% with the cores to itself (0.88–0.95× measured: python -m minivb.bench contention). Any wait setting in the environment wins.
+# 5–12% with the cores to itself (0.88–0.95× measured: python -m minivb.bench contention). Any wait setting in the
+# environment wins.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "1000"
 

@@ -98,7 +98,9 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         dim, num_heads = check_int("dim", dim), check_int("num_heads", num_heads)
         if dim % num_heads:
-            raise ValueError(f"dim ({dim}) must be divisible by num_heads ({num_heads}) so every head gets dim // num_heads channels")
+            raise ValueError(
+                f"dim ({dim}) must be divisible by num_heads ({num_heads}) so every head gets dim // num_heads channels"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         self.dim = dim

@@ -10,25 +10,90 @@ dicts (nothing that needs unpickling code, so ``weights_only=True`` can load it 
     step_in_epoch  batches of ``epoch`` already done (resume continues after them)
     rng          torch CPU (and CUDA) generator states
     args         the training options               best_val_top1, history, …
+    preprocessing  how a video becomes the model's input (:class:`Preprocessing`, as a dict)
 
 :func:`save_checkpoint` writes to a temporary file in the same folder, flushes it to disk
 and renames it over the target (``os.replace`` is atomic), so a run killed at any moment
 leaves either the old checkpoint or the new one — never half a file.
+
+The checkpoint carries its own preprocessing (as torchvision's weights carry ``transforms()``):
+evaluation, prediction, retrieval and summarization read :class:`Preprocessing`, never the trainer's
+options. A pretraining checkpoint (``python -m minivb.pretrain``, ``format`` = :data:`PRETRAIN_FORMAT`)
+initialises a classifier's Transformer: :func:`init_from_pretrained`.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from .cli import NoSpace, is_disk_full
+from .data import registry
+from .files import atomic_file
 from .model import VideoBERT, VideoBERTConfig
 
-__all__ = ["unwrap_model", "save_checkpoint", "load_file", "read_checkpoint", "model_from_checkpoint", "load_checkpoint"]
+__all__ = [
+    "Preprocessing",
+    "unwrap_model",
+    "save_checkpoint",
+    "load_file",
+    "read_checkpoint",
+    "model_from_checkpoint",
+    "load_checkpoint",
+    "PRETRAIN_FORMAT",
+    "read_pretrained",
+    "init_from_pretrained",
+]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a video becomes model input: ``clips × crops`` views of ``num_frames`` frames ``stride``
+    apart, each a square of the shorter side resized to ``size × size`` — the training clip, sampled as
+    evaluation does. Pixels go in as uint8 RGB 0…255 (``pixels``); the model scales them to [0, 1] and
+    ImageNet-normalises them itself."""
+
+    num_frames: int
+    stride: int
+    size: int
+    clips: int = 1  # temporal clips per video, evenly spaced
+    crops: int = 1  # square crops per clip: 1 (centre) or 3 (along the long side)
+    pixels: str = "uint8 RGB"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict, clips: int | None = None, crops: int | None = None) -> "Preprocessing":
+        """The checkpoint's record (``ckpt["preprocessing"]``), views overridden by ``clips`` / ``crops``.
+
+        Checkpoints written before the record existed hold only the trainer's options (``ckpt["args"]``):
+        the record is rebuilt from them, with the views of their data set in :mod:`minivb.data.registry`.
+        """
+        record = ckpt.get("preprocessing")
+        if isinstance(record, dict):
+            prep = cls(**record)
+        else:
+            args = ckpt.get("args")
+            if not isinstance(args, dict) or not {"num_frames", "stride", "size"} <= args.keys():
+                raise ValueError(
+                    "the checkpoint has no training options (args) and no preprocessing record; it was "
+                    "not written by python -m minivb.train"
+                )
+            dataset = registry.DATASETS.get(args.get("subset", registry.DEFAULT))
+            views = dataset.views if dataset is not None else (1, 1)
+            prep = cls(int(args["num_frames"]), int(args["stride"]), int(args["size"]), *views)
+        return cls(
+            prep.num_frames,
+            prep.stride,
+            prep.size,
+            prep.clips if clips is None else clips,
+            prep.crops if crops is None else crops,
+            prep.pixels,
+        )
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -42,37 +107,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_checkpoint(path: str | os.PathLike, obj: dict) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically: temporary file, fsync, ``os.replace`` → ``path``."""
+    """``torch.save(obj)`` to ``path`` atomically (:func:`minivb.files.atomic_file`: temporary file, fsync,
+    ``os.replace``); a full disk keeps the old checkpoint and raises :class:`~minivb.files.NoSpace`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it 0600; a checkpoint gets the user's usual permissions
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        Path(tmp).unlink(missing_ok=True)
-        if is_disk_full(e):  # the old checkpoint stays; no half-written file is left behind
-            raise NoSpace(path.parent) from None
-        raise
-    try:  # make the rename itself durable (best effort: not every file system allows it)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except OSError:
-        pass
+    with atomic_file(path) as f:
+        torch.save(obj, f)
     return path
 
 
@@ -125,3 +165,47 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[VideoB
     ckpt = read_checkpoint(path, map_location)
     model = model_from_checkpoint(ckpt, path)
     return model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu"), list(ckpt["classes"])
+
+
+# --------------------------------------------------------------------------- a pretraining checkpoint → a classifier
+
+PRETRAIN_FORMAT = "minivb.pretrain"  # a pretraining checkpoint's "format" entry
+
+
+def read_pretrained(path: str | os.PathLike) -> dict:
+    """A checkpoint written by ``python -m minivb.pretrain`` (``weights_only``); anything else → one-line
+    ``ValueError``."""
+    ckpt = load_file(
+        path, "pretraining checkpoint", "pass pretrain.pt (or its run folder) written by python -m minivb.pretrain"
+    )
+    if not isinstance(ckpt, dict) or ckpt.get("format") != PRETRAIN_FORMAT:
+        what = (
+            "a training checkpoint (python -m minivb.train)"
+            if isinstance(ckpt, dict) and "classes" in ckpt
+            else "not a pretraining checkpoint"
+        )
+        raise ValueError(f"{path} is {what}; pass pretrain.pt written by python -m minivb.pretrain")
+    return ckpt
+
+
+def init_from_pretrained(model: nn.Module, path: str | os.PathLike) -> list[str]:
+    """Copy a pretrained WordBERT's ``transformer.*``, ``time_embed`` and ``cls_token`` into a VideoBERT
+    → the names copied.
+
+    The CNN, the projection, the region embedding and the output layer keep their fresh initialisation. A
+    Transformer of another width, depth, number of heads or MLP size (or a time embedding of another length)
+    → one-line ``ValueError`` naming both sizes.
+    """
+    path = Path(path) / "pretrain.pt" if Path(path).is_dir() else Path(path)
+    source = read_pretrained(path)["model"]
+    target = model.state_dict()
+    names = [n for n in target if n.startswith("transformer.") or n in ("time_embed", "cls_token")]
+    for n in names:
+        if n not in source or source[n].shape != target[n].shape:
+            theirs = tuple(source[n].shape) if n in source else "missing"
+            raise ValueError(
+                f"{path} does not fit this model: {n} is {theirs} there, {tuple(target[n].shape)} here; pretrain "
+                f"with the same --dim, --depth, --heads and --num-frames as the model"
+            )
+    model.load_state_dict({n: source[n] for n in names}, strict=False)
+    return names

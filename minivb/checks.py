@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import numbers
 
-__all__ = ["check_int", "check_transformer"]
+__all__ = ["UsageError", "check_int", "check_transformer"]
+
+
+class UsageError(Exception):
+    """A problem with the options or the inputs that the user can fix: commands report it as one line,
+    ``error: …``, exit status 2."""
 
 
 def check_int(name: str, value, minimum: int = 1) -> int:

@@ -63,8 +63,12 @@ def cls_maps(model: nn.Module, video: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"logits": logits, "last": model.cls_attention(attns[-1]), "rollout": rollout.reshape(B, T, R)}
 
 
-def plot_attention(frames: np.ndarray | torch.Tensor, maps: dict[str, np.ndarray | torch.Tensor], title: str | None = None,
-                   alpha: float = 0.55):
+def plot_attention(
+    frames: np.ndarray | torch.Tensor,
+    maps: dict[str, np.ndarray | torch.Tensor],
+    title: str | None = None,
+    alpha: float = 0.55,
+):
     """Draw a clip's frames (top row) and each map ``(T, R)`` over them (one row per map) → a matplotlib Figure.
 
     ``frames``: uint8 ``(T, H, W, 3)`` or ``(T, 3, H, W)``; ``maps``: name → ``(T, grid²)``
@@ -91,8 +95,15 @@ def plot_attention(frames: np.ndarray | torch.Tensor, maps: dict[str, np.ndarray
         for t in range(T):
             ax = axes[row, t]
             ax.imshow(frames[t])
-            ax.imshow(m[t].reshape(grid, grid), cmap="inferno", alpha=alpha, vmin=0, vmax=vmax,
-                      extent=(-0.5, W - 0.5, H - 0.5, -0.5), interpolation="nearest")
+            ax.imshow(
+                m[t].reshape(grid, grid),
+                cmap="inferno",
+                alpha=alpha,
+                vmin=0,
+                vmax=vmax,
+                extent=(-0.5, W - 0.5, H - 0.5, -0.5),
+                interpolation="nearest",
+            )
             ax.set_title(f"{m[t].sum():.0%}", fontsize=8)
         axes[row, 0].set_ylabel(name, fontsize=9)
     for ax in axes.flat:

@@ -1,4 +1,4 @@
-"""Classification metrics, one path for the trainer's validation and for ``minivb.evaluate``.
+"""Classification metrics, one path for the trainer's validation and for :mod:`minivb.evaluation`.
 
     top-1 = fraction of videos whose highest score is the true class
     top-5 = fraction whose true class is among the 5 highest scores (top-min(5, C))
@@ -28,9 +28,13 @@ class Accuracy:
         self.confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)  # (C, C)
 
     def update(self, scores: torch.Tensor, labels: torch.Tensor, loss_sum: torch.Tensor | float = 0.0) -> "Accuracy":
-        """Add a batch: ``scores`` (probabilities or logits) ``(B, C)``, ``labels`` ``(B,)``, the batch's summed loss."""
+        """Add a batch: ``scores`` (probabilities or logits) ``(B, C)``, ``labels`` ``(B,)``, the batch's summed
+        loss."""
         if scores.ndim != 2 or labels.shape != scores.shape[:1] or scores.shape[1] != self.num_classes:
-            raise ValueError(f"need scores (N, {self.num_classes}) and labels (N,), got {tuple(scores.shape)} and {tuple(labels.shape)}")
+            raise ValueError(
+                f"need scores (N, {self.num_classes}) and labels (N,), got {tuple(scores.shape)} and "
+                f"{tuple(labels.shape)}"
+            )
         labels = labels.long()
         top = scores.float().topk(self.k, dim=1).indices  # (B, k)
         hits = top == labels[:, None]  # (B, k)
@@ -56,7 +60,14 @@ class Accuracy:
         n = max(count, 1)
         loss, top1, topk = (self.sums.cpu() / n).tolist()
         per_class = [confusion[c, c].item() / rows[c].item() if rows[c] else None for c in range(self.num_classes)]
-        return {"top1": top1, "top5": topk, "loss": loss, "count": count, "per_class_top1": per_class, "confusion": confusion}
+        return {
+            "top1": top1,
+            "top5": topk,
+            "loss": loss,
+            "count": count,
+            "per_class_top1": per_class,
+            "confusion": confusion,
+        }
 
 
 def accuracy_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> dict:

@@ -73,7 +73,9 @@ class VideoBERTConfig:
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.pretrained and self.encoder == "small":
-            raise ValueError("pretrained=True needs a ResNet encoder ('resnet18' or 'resnet50'); 'small' has no pretrained weights")
+            raise ValueError(
+                "pretrained=True needs a ResNet encoder ('resnet18' or 'resnet50'); 'small' has no pretrained weights"
+            )
         check_transformer(self.dim, self.num_heads, self.mlp_ratio, self.dropout)
 
     @property
@@ -126,7 +128,9 @@ class VideoBERT(nn.Module):
     def initial_state(self, video: torch.Tensor) -> torch.Tensor:
         """H₀: video ``(B, T, 3, H, W)`` → ``(B, 1 + T·R, dim)``; token ``1 + t·R + r`` is region r of frame t."""
         if video.ndim != 5:
-            raise ValueError(f"video must be shaped (B, T, 3, H, W) (float in [0, 1] or uint8), got {tuple(video.shape)}")
+            raise ValueError(
+                f"video must be shaped (B, T, 3, H, W) (float in [0, 1] or uint8), got {tuple(video.shape)}"
+            )
         B, T = video.shape[:2]
         if T > self.config.num_frames:
             raise ValueError(
@@ -142,7 +146,9 @@ class VideoBERT(nn.Module):
         cls = self.cls_token.expand(B, -1, -1)  # (B, 1, dim)
         return torch.cat([cls, x], dim=1)  # (B, 1 + T·R, dim)
 
-    def hidden_states(self, video: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
+    def hidden_states(
+        self, video: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
         """H = Transformer(X, A, N, H₀) → ``(H (B, 1 + T·R, dim), attns or None)``."""
         h0 = self.dropout(self.initial_state(video))  # (B, L, dim)
         return self.transformer(h0, need_weights=need_weights)  # (B, L, dim), [(B, heads, L, L)] * N
@@ -171,7 +177,8 @@ class VideoBERT(nn.Module):
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=fused)
 
     def cls_attention(self, attn: torch.Tensor) -> torch.Tensor:
-        """One layer's maps ``(B, heads, L, L)`` → [CLS]'s attention to each (frame, region) ``(B, T, R)``, mean over heads."""
+        """One layer's maps ``(B, heads, L, L)`` → [CLS]'s attention to each (frame, region) ``(B, T, R)``, mean over
+        heads."""
         R = self.num_regions
         B, _, L, _ = attn.shape
         if (L - 1) % R:

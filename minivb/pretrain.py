@@ -1,376 +1,54 @@
-"""Masked visual-token pretraining: the original VideoBERT idea, at toy scale.
-
-VideoBERT (Sun et al., "VideoBERT: A Joint Model for Video and Language Representation
-Learning", ICCV 2019) does not feed continuous features to its Transformer. It first turns
-video into discrete *visual words* (S3D features of 1.5 s clips, hierarchical k-means:
-12⁴ = 20,736 words; :mod:`minivb.visual_words`), then pretrains a BERT on them exactly like on
-text: 15% of the positions are chosen; a chosen position's input becomes [MASK] 80% of the
-time, a random word 10%, stays unchanged 10%; cross-entropy recovers the original word at the
-chosen positions only. (The paper also puts the speech's text in the same sequence.)
+"""``python -m minivb.pretrain``: masked visual-token pretraining, the original VideoBERT idea (no labels).
 
     python -m minivb.pretrain                          # toy set: 64 words, 20 epochs, ~30 s on a CPU
     python -m minivb.pretrain --subset k400            # ImageNet ResNet-18 tokenizer, 12⁴ words, the k400 model size
     python -m minivb.train --init-from runs/pretrain-toy-…   # fine-tune the classifier from it
 
-Here, scaled down so it runs on a CPU:
-
-    clip (B, T, 3, H, W) ──frozen CNN, minus the clip's mean, unit length──▶ (B, T, F)   (motion_features)
-        ──HierarchicalKMeans.assign──▶ words (B, T)                           (one word per frame)
-        ──mask_tokens──▶ inputs (B, T) (with [MASK] = vocab_size), targets (B, T) (-100 = not chosen)
-        ──WordBERT──▶ logits (B, T, vocab_size) ──MaskedTokenLoss──▶ scalar
-
-:class:`WordBERT` names and shapes ``time_embed``, ``cls_token`` and ``transformer.*`` exactly
-as :class:`~minivb.model.VideoBERT` does, so :func:`init_from_pretrained` can copy the
-pretrained Transformer into a classifier. :class:`MaskedWords` + :func:`collate` yield
-``(inputs, targets, [])`` batches and :class:`MaskedTokenLoss` takes ``(logits, targets)``: the
-pretraining runs in :func:`minivb.train.train_one_epoch` unchanged. One process (no DDP): the
-sentences are tiny; the cost at k400 scale is the feature pass, which uses ``--workers`` and the GPU.
+The work is :func:`minivb.pretraining.pretrain`; the defaults per data set are its
+``pretrain_preset`` in :mod:`minivb.data.registry`.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from .cli import Parser, nonnegative_int, number, positive_int, run_main, seed
+from .data.registry import DATASETS
+from .device import DEVICES
+from .pretraining import pretrain
 
-from .checks import check_int, check_transformer
-from .data.clips import ClipDataset, limit_items, report_skipped, sample_seed, worker_init
-from .data.clips import collate as clip_collate
-from .model import EMBED_STD
-from .transformer import Transformer
-from .visual_words import HierarchicalKMeans, Vocabulary, frame_features, kmeans, tokenize
+__all__ = ["build_parser", "main"]
 
-__all__ = [
-    "IGNORE_INDEX",
-    "frame_features",
-    "kmeans",
-    "HierarchicalKMeans",
-    "Vocabulary",
-    "tokenize",
-    "mask_tokens",
-    "WordBERTConfig",
-    "WordBERT",
-    "MaskedTokenLoss",
-    "masked_accuracy",
-    "evaluate_masked",
-    "MaskedWords",
-    "collate",
-    "FORMAT",
-    "read_pretrained",
-    "init_from_pretrained",
-    "PRESETS",
-    "motion_features",
-    "tokenize_clips",
-    "pretrain",
-    "main",
-]
 
-IGNORE_INDEX = -100  # target of a position that was not chosen (F.cross_entropy's default ignore_index)
-_MASK_STREAM = 11  # domain tag for sample_seed (minivb.data.clips uses 1…3, minivb.visual_words 12)
-
-
-# --------------------------------------------------------------------------- masking
-
-
-def mask_tokens(ids: torch.Tensor, vocab_size: int, *, generator: torch.Generator, p: float = 0.15
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """BERT masking: ids ``(B, T)`` → ``(inputs (B, T), targets (B, T))``.
-
-    Each sequence gets ``n`` chosen positions, uniformly without replacement, with ``n`` =
-    ``p·T`` rounded up or down at random so that its mean is ``p·T`` (at least 1). Targets: the
-    original word at chosen positions, :data:`IGNORE_INDEX` elsewhere. Inputs at chosen
-    positions: [MASK] (= ``vocab_size``) with probability 0.8, a uniformly random word
-    (``0 … vocab_size-1``, possibly the original) with 0.1, unchanged with 0.1. All draws come
-    from ``generator`` (a CPU generator); the results are on ``ids``'s device.
-    """
-    vocab_size = check_int("vocab_size", vocab_size)
-    if ids.ndim != 2 or ids.shape[1] == 0:
-        raise ValueError(f"ids must be shaped (B, T) with T ≥ 1, got {tuple(ids.shape)}")
-    if not 0 < p <= 1:
-        raise ValueError(f"p must be in (0, 1], got {p!r}")
-    B, T = ids.shape
-    g = dict(generator=generator)
-    order = torch.rand(B, T, **g).argsort(1).argsort(1)  # (B, T): a random rank of every position
-    expected = p * T
-    n = int(expected) + (torch.rand(B, **g) < expected - int(expected)).long()  # (B,) stochastic rounding
-    chosen = order < n.clamp(min=1)[:, None]  # (B, T) bool
-    u = torch.rand(B, T, **g)
-    random_words = torch.randint(vocab_size, (B, T), **g)
-    chosen, u, random_words = chosen.to(ids.device), u.to(ids.device), random_words.to(ids.device)
-    inputs = torch.where(chosen & (u < 0.8), vocab_size, ids)
-    inputs = torch.where(chosen & (u >= 0.8) & (u < 0.9), random_words, inputs)
-    targets = torch.where(chosen, ids, IGNORE_INDEX)
-    return inputs, targets
-
-
-# --------------------------------------------------------------------------- model
-
-
-@dataclass
-class WordBERTConfig:
-    """Everything needed to rebuild a :class:`WordBERT`. vocab_size: words (the [MASK] id is
-    ``vocab_size``); num_frames: the longest sequence (size of the time embedding)."""
-
-    vocab_size: int
-    num_frames: int = 16
-    dim: int = 128
-    depth: int = 2
-    num_heads: int = 4
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-
-    def __post_init__(self):
-        for name in ("vocab_size", "num_frames", "dim", "depth", "num_heads"):
-            setattr(self, name, check_int(name, getattr(self, name)))
-        check_transformer(self.dim, self.num_heads, self.mlp_ratio, self.dropout)
-
-    @property
-    def mask_id(self) -> int:
-        return self.vocab_size
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-class WordBERT(nn.Module):
-    """A BERT over visual words: ``forward(ids (B, T) long)`` → logits ``(B, T, vocab_size)``.
-
-    ``word_embed`` (vocab_size + 1 rows: the words, then [MASK]) + ``time_embed``
-    ``(num_frames, dim)`` on the word tokens, ``cls_token`` ``(1, 1, dim)`` prepended, then
-    ``transformer`` and ``head`` (dim → vocab_size: predicts words, never [MASK]).
-    ``time_embed``, ``cls_token`` and ``transformer.*`` have VideoBERT's names, shapes and
-    initialisation (``word_embed`` too is trunc-normal with ``EMBED_STD``, so "what" and "when"
-    start at the same scale), so they load into a :class:`~minivb.model.VideoBERT` of the same
-    dim/depth/heads/num_frames.
-    """
-
-    def __init__(self, config: WordBERTConfig):
-        super().__init__()
-        if not isinstance(config, WordBERTConfig):
-            raise ValueError(f"config must be a WordBERTConfig, got {type(config).__name__}")
-        c = self.config = config
-        self.word_embed = nn.Embedding(c.vocab_size + 1, c.dim)  # row vocab_size: [MASK]
-        self.time_embed = nn.Parameter(torch.zeros(c.num_frames, c.dim))
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.dim))
-        self.dropout = nn.Dropout(c.dropout)
-        self.transformer = Transformer(c.dim, c.depth, c.num_heads, c.mlp_ratio, c.dropout)
-        self.head = nn.Linear(c.dim, c.vocab_size)
-        for p in (self.word_embed.weight, self.time_embed, self.cls_token):
-            nn.init.trunc_normal_(p, std=EMBED_STD)
-
-    def initial_state(self, ids: torch.Tensor) -> torch.Tensor:
-        """H₀: ids ``(B, T)`` → ``(B, 1 + T, dim)``; token ``1 + t`` is frame t."""
-        if ids.ndim != 2:
-            raise ValueError(f"ids must be shaped (B, T) (long word ids), got {tuple(ids.shape)}")
-        B, T = ids.shape
-        if T > self.config.num_frames:
-            raise ValueError(f"sequence has {T} words but the time embedding covers at most "
-                             f"num_frames={self.config.num_frames}")
-        x = self.word_embed(ids) + self.time_embed[:T]  # (B, T, dim)
-        return torch.cat([self.cls_token.expand(B, -1, -1), x], dim=1)  # (B, 1 + T, dim)
-
-    def hidden_states(self, ids: torch.Tensor, need_weights: bool = False) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
-        """H ``(B, 1 + T, dim)`` and, if ``need_weights``, every layer's attention ``(B, heads, 1 + T, 1 + T)``."""
-        return self.transformer(self.dropout(self.initial_state(ids)), need_weights=need_weights)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        h, _ = self.hidden_states(ids)
-        return self.head(h[:, 1:])  # word positions (B, T, dim) → (B, T, vocab_size)
-
-    def features(self, ids: torch.Tensor) -> torch.Tensor:
-        """Mean of the final word-token states ``(B, dim)`` (for a linear probe)."""
-        return self.hidden_states(ids)[0][:, 1:].mean(1)
-
-    def cls_state(self, ids: torch.Tensor) -> torch.Tensor:
-        """The final [CLS] state ``(B, dim)`` (no term of the masked-token loss reads it: compare with :meth:`features`)."""
-        return self.hidden_states(ids)[0][:, 0]
-
-    def configure_optimizers(self, lr: float, weight_decay: float, *, fused: bool = False) -> torch.optim.AdamW:
-        """AdamW as :meth:`VideoBERT.configure_optimizers`: no weight decay on embeddings, norms and biases."""
-        embeddings = {"word_embed.weight", "time_embed", "cls_token"}
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            (no_decay if p.ndim < 2 or name in embeddings else decay).append(p)
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=fused)
-
-
-# --------------------------------------------------------------------------- loss and metrics
-
-
-class MaskedTokenLoss(nn.Module):
-    """Cross-entropy over the chosen positions: logits ``(B, T, V)``, targets ``(B, T)`` → scalar.
-
-    The mean over positions whose target is not :data:`IGNORE_INDEX` (0, not NaN, if there are none).
-    """
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if logits.shape[:-1] != targets.shape:
-            raise ValueError(f"logits {tuple(logits.shape)} do not match targets {tuple(targets.shape)}")
-        total = F.cross_entropy(logits.flatten(0, -2), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="sum")
-        return total / (targets != IGNORE_INDEX).sum().clamp(min=1)
-
-
-@torch.no_grad()
-def masked_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, int]:
-    """``(correct, count)`` over the chosen positions (top-1 of logits ``(B, T, V)`` vs targets ``(B, T)``)."""
-    chosen = targets != IGNORE_INDEX
-    return int((logits.argmax(-1)[chosen] == targets[chosen]).sum()), int(chosen.sum())
-
-
-@torch.no_grad()
-def evaluate_masked(model: nn.Module, loader, device: torch.device | str = "cpu") -> dict:
-    """Masked-token loss and accuracy over a loader of ``(inputs, targets, _)`` batches → dict(loss, accuracy, count)."""
-    was_training = model.training
-    model.eval()
-    loss_sum, correct, count = 0.0, 0, 0
-    for inputs, targets, _ in loader:
-        inputs, targets = inputs.to(device), targets.to(device)
-        logits = model(inputs).float()  # (B, T, V)
-        chosen = targets != IGNORE_INDEX
-        loss_sum += float(F.cross_entropy(logits[chosen], targets[chosen], reduction="sum"))
-        c, n = masked_accuracy(logits, targets)
-        correct, count = correct + c, count + n
-    model.train(was_training)
-    return dict(loss=loss_sum / max(count, 1), accuracy=correct / max(count, 1), count=count)
-
-
-# --------------------------------------------------------------------------- data
-
-
-class MaskedWords(Dataset):
-    """Tokenised sequences ``(N, T)`` → masked samples ``(inputs (T,), targets (T,))``.
-
-    ``dataset[i]`` (epoch from :meth:`set_epoch`) or ``dataset[(epoch, i)]`` (as a
-    :class:`~minivb.data.clips.ShardedSampler` with ``with_epoch=True`` yields it). The masking
-    is drawn from ``sample_seed(·, seed, epoch, i)``: the same whatever the worker or a resume.
-    Training: a new masking every epoch. ``train=False``: always epoch 0's masking, so
-    validation numbers are comparable across epochs.
-    """
-
-    def __init__(self, ids: torch.Tensor, vocab_size: int, *, seed: int = 0, train: bool = True, p: float = 0.15):
-        if ids.ndim != 2 or ids.dtype != torch.long:
-            raise ValueError(f"ids must be a long tensor shaped (N, T), got {ids.dtype} {tuple(ids.shape)}")
-        self.vocab_size = check_int("vocab_size", vocab_size)
-        if len(ids) and not (0 <= int(ids.min()) and int(ids.max()) < vocab_size):
-            raise ValueError(f"word ids must be in 0 … {vocab_size - 1}, got {int(ids.min())} … {int(ids.max())}")
-        self.ids, self.seed, self.train, self.p, self.epoch = ids.cpu(), int(seed), bool(train), float(p), 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-        epoch, i = (int(i[0]), int(i[1])) if isinstance(i, tuple) else (self.epoch, int(i))
-        epoch = epoch if self.train else 0
-        g = torch.Generator().manual_seed(sample_seed(_MASK_STREAM, self.seed, epoch, i))
-        inputs, targets = mask_tokens(self.ids[i][None], self.vocab_size, generator=g, p=self.p)
-        return inputs[0], targets[0]  # (T,), (T,)
-
-
-def collate(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """``(inputs (B, T), targets (B, T), [])``: the shape of the trainer's ``(videos, labels, skipped)`` batches."""
-    inputs, targets = zip(*samples)
-    return torch.stack(inputs), torch.stack(targets), []
-
-
-# --------------------------------------------------------------------------- the pretrained checkpoint and transfer
-
-FORMAT = "minivb.pretrain"  # a pretraining checkpoint's "format" entry
-
-
-def read_pretrained(path: str | os.PathLike) -> dict:
-    """A checkpoint written by ``python -m minivb.pretrain`` (``weights_only``); anything else → one-line ``ValueError``."""
-    from .checkpoint import load_file
-
-    ckpt = load_file(path, "pretraining checkpoint", "pass pretrain.pt (or its run folder) written by python -m minivb.pretrain")
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        what = "a training checkpoint (python -m minivb.train)" if isinstance(ckpt, dict) and "classes" in ckpt else "not a pretraining checkpoint"
-        raise ValueError(f"{path} is {what}; pass pretrain.pt written by python -m minivb.pretrain")
-    return ckpt
-
-
-def init_from_pretrained(model: nn.Module, path: str | os.PathLike) -> list[str]:
-    """Copy a pretrained WordBERT's ``transformer.*``, ``time_embed`` and ``cls_token`` into a VideoBERT → the names copied.
-
-    The CNN, the projection, the region embedding and the output layer keep their fresh initialisation. A
-    Transformer of another width, depth, number of heads or MLP size (or a time embedding of another length)
-    → one-line ``ValueError`` naming both sizes.
-    """
-    path = Path(path) / "pretrain.pt" if Path(path).is_dir() else Path(path)
-    source = read_pretrained(path)["model"]
-    target = model.state_dict()
-    names = [n for n in target if n.startswith("transformer.") or n in ("time_embed", "cls_token")]
-    for n in names:
-        if n not in source or source[n].shape != target[n].shape:
-            theirs = tuple(source[n].shape) if n in source else "missing"
-            raise ValueError(f"{path} does not fit this model: {n} is {theirs} there, {tuple(target[n].shape)} here; pretrain "
-                             f"with the same --dim, --depth, --heads and --num-frames as the model")
-    model.load_state_dict({n: source[n] for n in names}, strict=False)
-    return names
-
-
-# --------------------------------------------------------------------------- command line: python -m minivb.pretrain
-
-# Defaults per subset; the model part (num_frames, dim, depth, heads) is minivb.train's preset, so --init-from fits.
-PRESETS: dict[str, dict] = {
-    "toy": dict(encoder="small", pretrained=False, grid=2, size=64, num_frames=8, stride=2, levels=2, clusters=8,
-                dim=128, depth=2, heads=4, epochs=20, batch_size=64, lr=1e-3, weight_decay=0.05, flips=True,
-                kmeans_frames=100_000, workers=0),
-    "k400": dict(encoder="resnet18", pretrained=True, grid=1, size=224, num_frames=16, stride=4, levels=4, clusters=12,
-                 dim=512, depth=4, heads=8, epochs=10, batch_size=256, lr=5e-4, weight_decay=0.05, flips=False,
-                 kmeans_frames=200_000, workers=None),
-}
-
-
-MOTION_FLOOR = 0.05  # motion_features: changes under 5% of a frame's feature length are not stretched to length 1
-
-
-def motion_features(encoder: nn.Module, videos: torch.Tensor) -> torch.Tensor:
-    """The tokenizer's features: :func:`frame_features` minus their mean over the clip, unit length ``(B, T, F)``.
-
-    S3D's features (the paper's) respond to motion; a single frame's CNN features mostly to the
-    scene. Taking away what every frame of the clip shares (the background, the static objects)
-    leaves what *changes*: where the moving object is now, how large, how open. Scaling every
-    vector to length 1 lets k-means cluster by the *kind* of change, not by how much changed (without
-    it, the frames that differ little from their clip's mean collapse into one word: 44% of the toy frames).
-    A change smaller than :data:`MOTION_FLOOR` of the frame's own feature length is scaled as if it were that
-    long, so a still frame stays near 0 (one "nothing moves" word) instead of rounding noise blown up to length 1.
-    """
-    f = frame_features(encoder, videos)  # (B, T, F)
-    change = f - f.mean(dim=1, keepdim=True)  # (B, T, F)
-    floor = MOTION_FLOOR * f.norm(dim=-1, keepdim=True)  # (B, T, 1): below this, "nothing changes" stays near 0
-    return change / torch.maximum(change.norm(dim=-1, keepdim=True), floor).clamp(min=1e-12)
-
-
-def build_parser():
-    from .cli import DEVICES, Parser, nonnegative_int, number, positive_int, seed
-
+def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS
-    presets = "\n".join(f"  {k}: " + ", ".join(f"{a}={b}" for a, b in p.items()) for k, p in PRESETS.items())
-    p = Parser(prog="python -m minivb.pretrain", argument_default=S, formatter_class=argparse.RawDescriptionHelpFormatter,
-               description="Pretrain VideoBERT the original way, without labels: every frame of a clip becomes a visual "
-               "word (frozen CNN features, hierarchical k-means), and a BERT over the words learns to fill in masked ones "
-               "(15%% of the positions: 80%% [MASK], 10%% a random word, 10%% unchanged). Writes pretrain.pt and "
-               "summary.json to --out; python -m minivb.train --init-from OUT fine-tunes from it.",
-               epilog=f"preset defaults (options override them):\n{presets}")
-    p.add_argument("--subset", choices=tuple(PRESETS), help="data set (default: toy)")
-    p.add_argument("--data-root", help="data folder (default: data/toy, or data/kinetics400); its train split is used "
-                   "without labels, its val split for the masked-token accuracy")
+    presets = "\n".join(
+        f"  {k}: " + ", ".join(f"{a}={b}" for a, b in d.pretrain_preset.items()) for k, d in DATASETS.items()
+    )
+    p = Parser(
+        prog="python -m minivb.pretrain",
+        argument_default=S,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Pretrain VideoBERT the original way, without labels: every frame of a clip becomes a visual "
+        "word (frozen CNN features, hierarchical k-means), and a BERT over the words learns to fill in masked ones "
+        "(15%% of the positions: 80%% [MASK], 10%% a random word, 10%% unchanged). Writes pretrain.pt and "
+        "summary.json to --out; python -m minivb.train --init-from OUT fine-tunes from it.",
+        epilog=f"preset defaults (options override them):\n{presets}",
+    )
+    p.add_argument("--subset", choices=tuple(DATASETS), help="data set (default: toy)")
+    p.add_argument(
+        "--data-root",
+        help="data folder (default: data/toy, or data/kinetics400); its train split is used "
+        "without labels, its val split for the masked-token accuracy",
+    )
     p.add_argument("--out", help="output folder (default: runs/pretrain-<subset>-<date>-<time>)")
     p.add_argument("--seed", type=seed, help="seed for the tokenizer CNN, k-means, masking and the model (default: 0)")
     p.add_argument("--levels", type=positive_int, help="k-means tree depth (the paper: 4)")
-    p.add_argument("--clusters", type=number(int, 1, True), help="clusters per node, at least 2 (the paper: 12); "
-                   "words = clusters ** levels")
+    p.add_argument(
+        "--clusters",
+        type=number(int, 1, True),
+        help="clusters per node, at least 2 (the paper: 12); words = clusters ** levels",
+    )
     p.add_argument("--kmeans-frames", type=positive_int, help="fit k-means on at most this many frames")
     p.add_argument("--epochs", type=positive_int, help="pretraining epochs")
     p.add_argument("--batch-size", type=positive_int, help="sequences per step")
@@ -379,149 +57,27 @@ def build_parser():
     p.add_argument("--num-frames", type=positive_int, help="frames per clip = words per sentence")
     p.add_argument("--stride", type=positive_int, help="take every STRIDE-th frame")
     p.add_argument("--size", type=positive_int, help="frame side in pixels (the centre square, resized)")
-    p.add_argument("--grid", type=positive_int, help="the tokenizer CNN's regions per frame = grid² (their features are concatenated)")
+    p.add_argument(
+        "--grid",
+        type=positive_int,
+        help="the tokenizer CNN's regions per frame = grid² (their features are concatenated)",
+    )
     p.add_argument("--dim", type=positive_int, help="Transformer width (as minivb.train's, for --init-from)")
     p.add_argument("--depth", type=positive_int, help="Transformer layers")
     p.add_argument("--heads", type=positive_int, help="attention heads")
     p.add_argument("--workers", type=nonnegative_int, help="DataLoader workers for decoding (k400 default: cores − 1)")
     p.add_argument("--device", choices=DEVICES, help="auto = cuda if available (default: auto)")
-    p.add_argument("--no-pretrained", dest="pretrained", action="store_false", help="k400: a random tokenizer CNN "
-                   "instead of ImageNet weights (no download)")
+    p.add_argument(
+        "--no-pretrained",
+        dest="pretrained",
+        action="store_false",
+        help="k400: a random tokenizer CNN instead of ImageNet weights (no download)",
+    )
     return p
-
-
-def _clips(items: list, opts: dict) -> ClipDataset:
-    classes = sorted({it.label for it in items})
-    return ClipDataset(items, classes, opts["num_frames"], opts["stride"], train=False, size=opts["size"],
-                       preload=opts["subset"] == "toy")
-
-
-@torch.no_grad()
-def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool):
-    """Yield motion features ``(B, T, F)`` of every batch of clips (then of its two mirror images, if ``flips``)."""
-    loader = DataLoader(data, batch_size=32, num_workers=opts["workers"], collate_fn=clip_collate,
-                        worker_init_fn=worker_init if opts["workers"] else None)
-    for videos, _, skipped in loader:
-        report_skipped(skipped)
-        if videos is None:
-            continue
-        videos = videos.to(device)  # (B, T, 3, H, W) uint8
-        for v in (videos, videos.flip(-1), videos.flip(-2)) if flips else (videos,):  # mirrors: more data, no labels
-            yield motion_features(encoder, v).cpu()
-
-
-def tokenize_clips(encoder, vocabulary, data: ClipDataset, opts: dict, device, flips: bool = False) -> torch.Tensor:
-    """Every clip of ``data`` → its words ``(N, T)`` long; with ``flips``, each batch of 32 clips is followed by its
-    left–right and then its top–bottom mirror images (3× the sentences)."""
-    parts = [vocabulary.assign(f) for f in _features(encoder, data, opts, device, flips)]  # (B·k, T) each
-    return torch.cat(parts) if parts else torch.zeros(0, opts["num_frames"], dtype=torch.long)
-
-
-def _tokenizer(opts: dict, device: torch.device) -> nn.Module:
-    """The frozen CNN that turns frames into features (random weights for the toy set: no labels anywhere)."""
-    from .cli import UsageError
-    from .encoder import build_encoder
-
-    torch.manual_seed(opts["seed"])
-    try:
-        return build_encoder(opts["encoder"], opts["grid"], opts["pretrained"]).to(device).eval()
-    except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
-        raise UsageError(" ".join(str(e).split()) + "; or pass --no-pretrained") from None
-
-
-def _sentences(encoder: nn.Module, train_items: list, val_items: list, opts: dict, device: torch.device, log
-               ) -> tuple[HierarchicalKMeans, torch.Tensor, torch.Tensor]:
-    """Fit the vocabulary on a sample of training frames, then every clip → a sentence: ``(vocabulary, train (N, T), val (M, T))``."""
-    start = time.perf_counter()
-    train_clips, val_clips = _clips(train_items, opts), _clips(val_items, opts)
-    sample = limit_items(train_items, max(1, opts["kmeans_frames"] // opts["num_frames"]), opts["seed"])
-    sample_clips = train_clips if len(sample) == len(train_items) else _clips(sample, opts)
-    feats = torch.cat(list(_features(encoder, sample_clips, opts, device, opts["flips"])))  # (N, T, F)
-    vocabulary = HierarchicalKMeans.fit(feats.flatten(0, 1), opts["levels"], opts["clusters"], opts["seed"])
-    log(f"minivb.pretrain: {vocabulary.vocab_size} visual words ({opts['levels']} levels × {opts['clusters']} clusters; "
-        f"{int((vocabulary.counts > 0).sum())} used) from {len(feats) * opts['num_frames']} frames of {opts['encoder']} "
-        f"features ({vocabulary.dim}-d), {time.perf_counter() - start:.0f} s")
-    train_ids = (vocabulary.assign(feats) if sample_clips is train_clips  # the sample was every clip: its features are here
-                 else tokenize_clips(encoder, vocabulary, train_clips, opts, device, opts["flips"]))
-    return vocabulary, train_ids, tokenize_clips(encoder, vocabulary, val_clips, opts, device)
-
-
-def _masked_modeling(model: WordBERT, train_ids: torch.Tensor, val_ids: torch.Tensor, opts: dict, device: torch.device,
-                     majority: float, log) -> list[dict]:
-    """Masked visual-token modeling in the trainer's own loop (``train_one_epoch``) → one history row per epoch."""
-    from .data.clips import ShardedSampler
-    from .train import TrainState, train_one_epoch, warmup_cosine
-
-    V = model.config.vocab_size
-    train_set = MaskedWords(train_ids, V, seed=opts["seed"])
-    sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], with_epoch=True)
-    loader = DataLoader(train_set, batch_size=opts["batch_size"], sampler=sampler, collate_fn=collate)
-    val_loader = DataLoader(MaskedWords(val_ids, V, seed=opts["seed"], train=False), batch_size=256, collate_fn=collate)
-    optimizer = model.configure_optimizers(opts["lr"], opts["weight_decay"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(len(loader), opts["epochs"] * len(loader)))
-    state, criterion, history = TrainState(), MaskedTokenLoss(), []
-    for epoch in range(opts["epochs"]):
-        sampler.set_epoch(epoch)
-        train_one_epoch(model, loader, optimizer, scheduler, criterion, state, device)
-        val = evaluate_masked(model, val_loader, device)
-        history.append(dict(epoch=epoch + 1, train_loss=state.loss_sum / max(state.loss_count, 1), val_loss=val["loss"],
-                            masked_top1=val["accuracy"]))
-        state.loss_sum, state.loss_count = 0.0, 0
-        log(f"epoch {epoch + 1:>3}/{opts['epochs']}  loss {history[-1]['train_loss']:.4f}  val loss {val['loss']:.4f}  "
-            f"masked top-1 {100 * val['accuracy']:5.1f}%  (majority word {100 * majority:.1f}%)")
-    return history
-
-
-def pretrain(given: dict, log=print) -> dict:
-    """``python -m minivb.pretrain``'s work → its summary (the dict written to summary.json).
-
-    Three steps: the tokenizer CNN (:func:`_tokenizer`) → the vocabulary and every clip as a sentence of
-    words (:func:`_sentences`) → masked visual-token modeling of a :class:`WordBERT` (:func:`_masked_modeling`).
-    """
-    from . import runs
-    from .checkpoint import save_checkpoint
-    from .cli import UsageError, resolve_device, write_json
-    from .train import DATA_ROOTS, _ensure_toy, load_data
-
-    subset = given.get("subset", "toy")
-    opts = dict(subset=subset, data_root=DATA_ROOTS[subset], out=None, seed=0, device="auto", limit=None) | PRESETS[subset] | given
-    if opts["workers"] is None:
-        opts["workers"] = max(1, (os.cpu_count() or 2) - 1)
-    start = time.perf_counter()
-    device = resolve_device(opts["device"])
-    if subset == "toy":
-        _ensure_toy(Path(opts["data_root"]))
-    train_items, val_items, _ = load_data(opts | {"limit_train": opts["limit"], "limit_val": None})
-    out = Path(opts["out"]) if opts["out"] else runs.new_run_folder(f"pretrain-{subset}")
-    if (out / "pretrain.pt").exists():
-        raise UsageError(f"--out {out} already holds a pretraining run (pretrain.pt); choose another --out")
-    runs.writable_folder(out)
-
-    encoder = _tokenizer(opts, device)
-    vocabulary, train_ids, val_ids = _sentences(encoder, train_items, val_items, opts, device, log)
-    majority = float((val_ids == vocabulary.majority_word).float().mean()) if val_ids.numel() else 0.0
-    torch.manual_seed(opts["seed"])
-    config = WordBERTConfig(vocabulary.vocab_size, opts["num_frames"], opts["dim"], opts["depth"], opts["heads"])
-    model = WordBERT(config).to(device)
-    history = _masked_modeling(model, train_ids, val_ids, opts, device, majority, log)
-
-    summary = dict(masked_top1=history[-1]["masked_top1"], majority_top1=majority, vocab_size=vocabulary.vocab_size,
-                   words_used=int((vocabulary.counts > 0).sum()), train_sequences=len(train_ids), val_sequences=len(val_ids),
-                   epochs=opts["epochs"], seconds=round(time.perf_counter() - start, 1), history=history)
-    options = {k: v for k, v in opts.items() if k != "out"} | {"out": str(out)}
-    save_checkpoint(out / "pretrain.pt", dict(
-        format=FORMAT, version=1, model=model.state_dict(), config=config.to_dict(), vocabulary=vocabulary.state_dict(),
-        tokenizer=dict(encoder=opts["encoder"], grid=opts["grid"], state=encoder.state_dict()), args=options, summary=summary))
-    write_json(out / "summary.json", summary | {"args": options})
-    log(f"done: masked top-1 {100 * summary['masked_top1']:.1f}% (majority word {100 * majority:.1f}%), "
-        f"{summary['seconds']:.0f} s → {out}")
-    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m minivb.pretrain``: 0 on success, 2 on a usage error (one line)."""
-    from .cli import run_main
-
     return run_main(lambda: pretrain(vars(build_parser().parse_args(argv))) and 0)
 
 

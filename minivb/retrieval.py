@@ -20,9 +20,9 @@ neighbour comes from — on the toy set, whether the model confuses time-reverse
 :func:`pixel_embedding` is the baseline a learned embedding must beat: raw pixels averaged
 over time (blind to frame order, so it cannot tell a twin from its reversal).
 
-    python -m minivb.retrieve index --checkpoint runs/toy-… --data-root data/toy --split train --out gallery.pt
-    python -m minivb.retrieve evaluate --index gallery.pt
-    python -m minivb.retrieve search --index gallery.pt clip.mp4 --k 5
+    python -m minivb.retrieve index --checkpoint runs/toy-… --data-root data/toy --split train --out runs/gallery.pt
+    python -m minivb.retrieve evaluate --index runs/gallery.pt
+    python -m minivb.retrieve search --index runs/gallery.pt clip.mp4 --k 5
 """
 
 from __future__ import annotations
@@ -37,12 +37,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_file, save_checkpoint
+from .checkpoint import Preprocessing, load_file, save_checkpoint
 from .data.clips import Skipped
-from .predict import Preprocessing, map_videos, video_views
+from .inference import map_videos, video_views
 
-__all__ = ["PIXEL_GRID", "Gallery", "view_embedding", "pixel_embedding", "embed_videos", "search", "retrieval_metrics",
-           "neighbour_confusion"]
+__all__ = [
+    "PIXEL_GRID",
+    "Gallery",
+    "view_embedding",
+    "pixel_embedding",
+    "embed_videos",
+    "search",
+    "retrieval_metrics",
+    "neighbour_confusion",
+]
 
 FORMAT = "minivb.gallery"
 PIXEL_GRID = 8  # the pixel baseline: each mean frame pooled to 8×8 → 3·8·8 = 192 numbers
@@ -52,7 +60,8 @@ PIXEL_GRID = 8  # the pixel baseline: each mean frame pooled to 8×8 → 3·8·8
 
 
 def view_embedding(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
-    """Views ``(B, V, T, 3, H, W)`` (or one view ``(B, T, 3, H, W)``) → unit [CLS] embeddings ``(B, dim)``, mean over views."""
+    """Views ``(B, V, T, 3, H, W)`` (or one view ``(B, T, 3, H, W)``) → unit [CLS] embeddings ``(B, dim)``, mean over
+    views."""
     if views.ndim == 5:
         views = views[:, None]  # (B, 1, T, 3, H, W)
     B, V = views.shape[:2]
@@ -88,7 +97,10 @@ class Gallery:
 
     def __post_init__(self):
         if self.embeddings.ndim != 2 or len(self.paths) != len(self.embeddings):
-            raise ValueError(f"embeddings must be (N, D) with one row per path, got {tuple(self.embeddings.shape)} for {len(self.paths)} paths")
+            raise ValueError(
+                f"embeddings must be (N, D) with one row per path, got {tuple(self.embeddings.shape)} for "
+                f"{len(self.paths)} paths"
+            )
         if self.labels is not None and len(self.labels) != len(self.paths):
             raise ValueError(f"{len(self.labels)} labels for {len(self.paths)} paths")
 
@@ -105,15 +117,26 @@ class Gallery:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically; plain tensors, strings and lists only (``torch.load(weights_only=True)`` reads it)."""
-        return save_checkpoint(path, {"format": FORMAT, "version": 1, **dataclasses.asdict(self),
-                                      "embeddings": self.embeddings.float().contiguous()})
+        return save_checkpoint(
+            path,
+            {
+                "format": FORMAT,
+                "version": 1,
+                **dataclasses.asdict(self),
+                "embeddings": self.embeddings.float().contiguous(),
+            },
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Gallery":
         """The gallery at ``path``: a missing file → ``FileNotFoundError``, anything else → one-line ``ValueError``."""
         obj = load_file(path, "minivb gallery", "make one with python -m minivb.retrieve index")
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-            what = "a training checkpoint, not a gallery" if isinstance(obj, dict) and "model" in obj else "not a minivb gallery"
+            what = (
+                "a training checkpoint, not a gallery"
+                if isinstance(obj, dict) and "model" in obj
+                else "not a minivb gallery"
+            )
             raise ValueError(f"{path} is {what}; make one with python -m minivb.retrieve index")
         try:
             return cls(**{f.name: obj[f.name] for f in dataclasses.fields(cls)})
@@ -148,12 +171,19 @@ def embed_videos(
         device = torch.device(device) if device is not None else next(model.parameters()).device
         model.eval()
         fn, dim = (lambda views: view_embedding(model, views)), model.config.dim
-    rows, skipped = map_videos(fn, video_views(paths, prep), batch_size=batch_size, workers=workers, device=device,
-                               progress=progress)
+    rows, skipped = map_videos(
+        fn, video_views(paths, prep), batch_size=batch_size, workers=workers, device=device, progress=progress
+    )
     kept = [i for i, r in enumerate(rows) if r is not None]
     embeddings = torch.stack([rows[i] for i in kept]) if kept else torch.zeros(0, dim)  # (N, D)
-    return Gallery(embeddings, [str(paths[i]) for i in kept], None if labels is None else [str(labels[i]) for i in kept],
-                   None if classes is None else list(classes), None, dataclasses.asdict(prep)), skipped
+    return Gallery(
+        embeddings,
+        [str(paths[i]) for i in kept],
+        None if labels is None else [str(labels[i]) for i in kept],
+        None if classes is None else list(classes),
+        None,
+        dataclasses.asdict(prep),
+    ), skipped
 
 
 # --------------------------------------------------------------------------- search and metrics
@@ -167,7 +197,9 @@ def _ranking(scores: torch.Tensor, exclude_self: bool) -> tuple[torch.Tensor, to
     return torch.sort(scores, dim=1, descending=True, stable=True)
 
 
-def search(gallery: torch.Tensor, queries: torch.Tensor, k: int, exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def search(
+    gallery: torch.Tensor, queries: torch.Tensor, k: int, exclude_self: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` nearest gallery rows of each query → ``(scores (Q, k), indices (Q, k))``, best first.
 
     ``gallery (N, D)`` and ``queries (Q, D)`` hold unit rows, so cosine similarity is their dot
@@ -176,9 +208,13 @@ def search(gallery: torch.Tensor, queries: torch.Tensor, k: int, exclude_self: b
     the number of candidates.
     """
     if gallery.ndim != 2 or queries.ndim != 2 or gallery.shape[1] != queries.shape[1]:
-        raise ValueError(f"gallery (N, D) and queries (Q, D) must share D, got {tuple(gallery.shape)} and {tuple(queries.shape)}")
+        raise ValueError(
+            f"gallery (N, D) and queries (Q, D) must share D, got {tuple(gallery.shape)} and {tuple(queries.shape)}"
+        )
     if exclude_self and len(queries) != len(gallery):
-        raise ValueError(f"exclude_self needs the gallery as the queries, got {len(queries)} queries for {len(gallery)} items")
+        raise ValueError(
+            f"exclude_self needs the gallery as the queries, got {len(queries)} queries for {len(gallery)} items"
+        )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     scores = queries.float() @ gallery.float().T  # (Q, D) @ (D, N) → (Q, N) cosine similarities
@@ -194,7 +230,9 @@ def _label_ids(labels: torch.Tensor | Sequence[Hashable]) -> torch.Tensor:
     return torch.tensor([index.setdefault(y, len(index)) for y in labels], dtype=torch.long)
 
 
-def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor | Sequence[Hashable], ks: Sequence[int] = (1, 5, 10)) -> dict:
+def retrieval_metrics(
+    embeddings: torch.Tensor, labels: torch.Tensor | Sequence[Hashable], ks: Sequence[int] = (1, 5, 10)
+) -> dict:
     """Leave-one-out retrieval on a labelled gallery: every item queries all the others; same label = relevant.
 
     ``recall@k``: the fraction of queries with at least one relevant item among their ``k`` nearest
@@ -222,10 +260,12 @@ def retrieval_metrics(embeddings: torch.Tensor, labels: torch.Tensor | Sequence[
     return result
 
 
-def neighbour_confusion(embeddings: torch.Tensor, labels: torch.Tensor | Sequence[int], num_classes: int) -> torch.Tensor:
+def neighbour_confusion(
+    embeddings: torch.Tensor, labels: torch.Tensor | Sequence[int], num_classes: int
+) -> torch.Tensor:
     """``(C, C)`` counts: row = a query's class, column = the class of its nearest other item.
 
-    The diagonal holds Recall@1's hits; :func:`minivb.evaluate.plot_confusion` draws it.
+    The diagonal holds Recall@1's hits; :func:`minivb.evaluation.plot_confusion` draws it.
     """
     y = torch.as_tensor(labels, dtype=torch.long)  # (N,)
     cm = torch.zeros(num_classes, num_classes, dtype=torch.long)

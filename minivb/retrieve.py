@@ -1,9 +1,9 @@
 """Video retrieval from the command line: index videos, search for the nearest ones, evaluate (seed §6).
 
-    python -m minivb.retrieve index --checkpoint runs/toy-… --data-root data/toy --split train --out gallery.pt
-    python -m minivb.retrieve index --checkpoint runs/toy-… my_videos/ --out mine.pt
-    python -m minivb.retrieve search --index gallery.pt clip.mp4 --k 5
-    python -m minivb.retrieve evaluate --index gallery.pt --confusion neighbours.png
+    python -m minivb.retrieve index --checkpoint runs/toy-… --data-root data/toy --split train --out runs/gallery.pt
+    python -m minivb.retrieve index --checkpoint runs/toy-… my_videos/ --out runs/mine.pt
+    python -m minivb.retrieve search --index runs/gallery.pt clip.mp4 --k 5
+    python -m minivb.retrieve evaluate --index runs/gallery.pt --confusion runs/neighbours.png
 
 The numbers are :mod:`minivb.retrieval`'s: one unit [CLS] vector per video (mean over its views),
 cosine similarity, leave-one-out Recall@K and mAP.
@@ -18,9 +18,12 @@ import sys
 from pathlib import Path
 
 from . import runs
-from .cli import DEVICES, Parser, UsageError, check_batch_fits, nonnegative_int, positive_int, resolve_device, run_main, write_atomic
+from .checkpoint import Preprocessing
+from .cli import Parser, UsageError, nonnegative_int, positive_int, run_main
 from .data.clips import Skipped, load_items
-from .predict import Preprocessing, find_videos, load_model
+from .device import DEVICES, check_batch_fits, resolve_device
+from .files import write_atomic
+from .inference import find_videos, load_model
 from .retrieval import Gallery, embed_videos, neighbour_confusion, retrieval_metrics, search
 
 __all__ = ["build_parser", "run", "main"]
@@ -29,49 +32,89 @@ PROG = "python -m minivb.retrieve"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog=PROG, description="Video retrieval with a checkpoint written by python -m minivb.train: every video "
-               "becomes one unit vector (the [CLS] embedding, averaged over clips × crops views) and videos are compared by "
-               "cosine similarity. 'index' embeds videos into a gallery file, 'search' lists the gallery videos nearest to "
-               "query videos, 'evaluate' scores a labelled gallery leave-one-out (Recall@1/5/10, mAP).")
+    p = Parser(
+        prog=PROG,
+        description="Video retrieval with a checkpoint written by python -m minivb.train: every video "
+        "becomes one unit vector (the [CLS] embedding, averaged over clips × crops views) and videos are compared by "
+        "cosine similarity. 'index' embeds videos into a gallery file, 'search' lists the gallery videos nearest to "
+        "query videos, 'evaluate' scores a labelled gallery leave-one-out (Recall@1/5/10, mAP).",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="{index,search,evaluate}")
 
     def device_options(q: argparse.ArgumentParser) -> None:
         q.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: 4)")
         q.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader worker processes (default: 0)")
-        q.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda if available, else cpu (default: auto)")
+        q.add_argument(
+            "--device", choices=DEVICES, default="auto", help="auto = cuda if available, else cpu (default: auto)"
+        )
 
-    q = sub.add_parser("index", help="embed videos into a gallery file", description="Embed videos (files, folders, or a "
-                       "labelled split of a data set) with a checkpoint and write the gallery to --out. A file that cannot "
-                       "be read is reported on one line and the others are still indexed; the exit status is then 1.")
-    q.add_argument("videos", nargs="*", metavar="VIDEO", help="video files, or folders (every video under them, recursively)")
-    q.add_argument("--checkpoint", required=True, help="a .pt file written by python -m minivb.train, or a run folder (its last.pt)")
-    q.add_argument("--data-root", help="index a labelled split of this data folder instead of VIDEOs (labels are stored)")
-    q.add_argument("--split", default="val", help="with --data-root: root/SPLIT.csv or root/SPLIT/<label>/ (default: val)")
-    q.add_argument("--out", required=True, help="the gallery file to write, e.g. gallery.pt (refused if it exists, unless --force)")
+    q = sub.add_parser(
+        "index",
+        help="embed videos into a gallery file",
+        description="Embed videos (files, folders, or a "
+        "labelled split of a data set) with a checkpoint and write the gallery to --out. A file that cannot "
+        "be read is reported on one line and the others are still indexed; the exit status is then 1.",
+    )
+    q.add_argument(
+        "videos", nargs="*", metavar="VIDEO", help="video files, or folders (every video under them, recursively)"
+    )
+    q.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a .pt file written by python -m minivb.train, or a run folder (its last.pt)",
+    )
+    q.add_argument(
+        "--data-root", help="index a labelled split of this data folder instead of VIDEOs (labels are stored)"
+    )
+    q.add_argument(
+        "--split", default="val", help="with --data-root: root/SPLIT.csv or root/SPLIT/<label>/ (default: val)"
+    )
+    q.add_argument(
+        "--out", required=True, help="the gallery file to write, e.g. gallery.pt (refused if it exists, unless --force)"
+    )
     q.add_argument("--force", action="store_true", help="overwrite an existing --out")
     q.add_argument("--clips", type=positive_int, help="temporal clips per video (default: toy 3, k400 4)")
     q.add_argument("--crops", type=int, choices=(1, 3), help="spatial crops per clip (default: toy 1, k400 3)")
     device_options(q)
 
-    q = sub.add_parser("search", help="the gallery videos nearest to query videos", description="Embed the query videos as "
-                       "the gallery was embedded (its checkpoint and views) and list the K most similar gallery videos "
-                       "(cosine similarity, and their labels if known). A query that cannot be read is reported on one "
-                       "line and the others are still searched; the exit status is then 1.")
-    q.add_argument("queries", nargs="+", metavar="QUERY", help="video files, or folders (every video under them, recursively)")
+    q = sub.add_parser(
+        "search",
+        help="the gallery videos nearest to query videos",
+        description="Embed the query videos as "
+        "the gallery was embedded (its checkpoint and views) and list the K most similar gallery videos "
+        "(cosine similarity, and their labels if known). A query that cannot be read is reported on one "
+        "line and the others are still searched; the exit status is then 1.",
+    )
+    q.add_argument(
+        "queries", nargs="+", metavar="QUERY", help="video files, or folders (every video under them, recursively)"
+    )
     q.add_argument("--index", required=True, help="a gallery file written by 'index'")
     q.add_argument("--k", type=positive_int, default=5, help="how many neighbours to list per query (default: 5)")
-    q.add_argument("--json", action="store_true", help="print one JSON document (a list, one object per query) instead of text")
-    q.add_argument("--checkpoint", help="the model that made the index, if it has moved since (default: the path stored in the index)")
+    q.add_argument(
+        "--json", action="store_true", help="print one JSON document (a list, one object per query) instead of text"
+    )
+    q.add_argument(
+        "--checkpoint",
+        help="the model that made the index, if it has moved since (default: the path stored in the index)",
+    )
     device_options(q)
 
-    q = sub.add_parser("evaluate", help="leave-one-out Recall@K and mAP of a labelled gallery", description="Every video of a "
-                       "labelled gallery queries all the others; a video of the same label is relevant. Recall@K: the "
-                       "fraction of queries with a relevant video among their K nearest; mAP: the mean average precision "
-                       "of the full ranking. Videos alone in their label are left out (and counted).")
+    q = sub.add_parser(
+        "evaluate",
+        help="leave-one-out Recall@K and mAP of a labelled gallery",
+        description="Every video of a "
+        "labelled gallery queries all the others; a video of the same label is relevant. Recall@K: the "
+        "fraction of queries with a relevant video among their K nearest; mAP: the mean average precision "
+        "of the full ranking. Videos alone in their label are left out (and counted).",
+    )
     q.add_argument("--index", required=True, help="a gallery file written by 'index --data-root … --split …'")
     q.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    q.add_argument("--confusion", metavar="PNG", help="also draw the nearest-neighbour confusion matrix (row: a video's "
-                   "label, column: its nearest other video's label) to this picture")
+    q.add_argument(
+        "--confusion",
+        metavar="PNG",
+        help="also draw the nearest-neighbour confusion matrix (row: a video's "
+        "label, column: its nearest other video's label) to this picture",
+    )
     return p
 
 
@@ -89,8 +132,14 @@ def _report(problems: list[Skipped], verb: str) -> None:
 
 def _device(opts: argparse.Namespace, prep: Preprocessing):
     device = resolve_device(opts.device)
-    check_batch_fits(device, opts.batch_size * prep.clips * prep.crops, prep.num_frames, prep.size,
-                     f"--batch-size {opts.batch_size} × {prep.clips} clips × {prep.crops} crops × {prep.num_frames} frames × 3 × {prep.size}²")
+    check_batch_fits(
+        device,
+        opts.batch_size * prep.clips * prep.crops,
+        prep.num_frames,
+        prep.size,
+        f"--batch-size {opts.batch_size} × {prep.clips} clips × {prep.crops} crops × {prep.num_frames} frames × 3 × "
+        f"{prep.size}²",
+    )
     return device
 
 
@@ -101,31 +150,48 @@ def _index(opts: argparse.Namespace) -> int:
     if out.exists() and not opts.force:
         raise UsageError(f"--out {out} already exists; pass --force to overwrite it, or another --out")
     if bool(opts.videos) == bool(opts.data_root):
-        raise UsageError("name the videos to index (files or folders), or a labelled split with --data-root ROOT --split SPLIT, not both"
-                         if opts.videos else "nothing to index: name videos (files or folders), or --data-root ROOT --split SPLIT")
+        raise UsageError(
+            "name the videos to index (files or folders), or a labelled split with --data-root ROOT --split SPLIT, "
+            "not both"
+            if opts.videos
+            else "nothing to index: name videos (files or folders), or --data-root ROOT --split SPLIT"
+        )
     checkpoint = runs.checkpoint_path(opts.checkpoint, "--checkpoint")
     model, _, prep = load_model(checkpoint, opts.clips, opts.crops)
     device = _device(opts, prep)
     labels = classes = None
     if opts.data_root:
         try:
-            items, classes = load_items(opts.data_root, opts.split)  # the data's own labels: retrieval needs no trained class
+            items, classes = load_items(
+                opts.data_root, opts.split
+            )  # the data's own labels: retrieval needs no trained class
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(str(e)) from None
         paths, labels, problems = [it.path for it in items], [it.label for it in items], []
     else:
         paths, problems = find_videos(opts.videos)
     runs.writable_folder(out.parent, "--out")  # before the work, not after it
-    gallery, skipped = embed_videos(model.to(device), paths, prep, labels=labels, classes=classes, batch_size=opts.batch_size,
-                                    workers=opts.workers, device=device, progress="embedding" if len(paths) > 1 else None)
+    gallery, skipped = embed_videos(
+        model.to(device),
+        paths,
+        prep,
+        labels=labels,
+        classes=classes,
+        batch_size=opts.batch_size,
+        workers=opts.workers,
+        device=device,
+        progress="embedding" if len(paths) > 1 else None,
+    )
     _report(problems + skipped, "embed")
     if not len(gallery):
         print(f"minivb.retrieve: no video could be embedded; nothing written to {out}", file=sys.stderr)
         return 1
     gallery.checkpoint = str(checkpoint.resolve())
     gallery.save(out)
-    print(f"indexed {len(gallery)} videos ({gallery.embeddings.shape[1]}-d, {len(problems) + len(skipped)} skipped"
-          f"{', labelled' if labels is not None else ''}, {prep.clips} clip(s) × {prep.crops} crop(s)) → {out}")
+    print(
+        f"indexed {len(gallery)} videos ({gallery.embeddings.shape[1]}-d, {len(problems) + len(skipped)} skipped"
+        f"{', labelled' if labels is not None else ''}, {prep.clips} clip(s) × {prep.crops} crop(s)) → {out}"
+    )
     return 1 if problems or skipped else 0
 
 
@@ -134,21 +200,34 @@ def _search(opts: argparse.Namespace) -> int:
     try:
         prep = Preprocessing(**gallery.preprocessing)
     except TypeError:
-        raise UsageError(f"--index {opts.index} is a damaged minivb gallery (no preprocessing); index the videos again") from None
+        raise UsageError(
+            f"--index {opts.index} is a damaged minivb gallery (no preprocessing); index the videos again"
+        ) from None
     model = None  # a gallery without a checkpoint holds raw-pixel embeddings (retrieval.pixel_embedding)
     checkpoint = opts.checkpoint or gallery.checkpoint
     if checkpoint is not None:
         if opts.checkpoint is None and not Path(checkpoint).exists():
-            raise UsageError(f"the checkpoint that made {opts.index}, {checkpoint}, does not exist (moved or deleted?); "
-                             f"pass --checkpoint with that model")
+            raise UsageError(
+                f"the checkpoint that made {opts.index}, {checkpoint}, does not exist (moved or deleted?); "
+                f"pass --checkpoint with that model"
+            )
         model, _, own = load_model(checkpoint, prep.clips, prep.crops)
         if own != prep or model.config.dim != gallery.embeddings.shape[1]:
-            raise UsageError(f"--checkpoint {checkpoint} is not the model that made {opts.index} (its views or embedding size "
-                             f"differ); pass the checkpoint that made the index, or index again")
+            raise UsageError(
+                f"--checkpoint {checkpoint} is not the model that made {opts.index} (its views or embedding size "
+                f"differ); pass the checkpoint that made the index, or index again"
+            )
     device = _device(opts, prep)
     paths, problems = find_videos(opts.queries)
-    queries, skipped = embed_videos(None if model is None else model.to(device), paths, prep, batch_size=opts.batch_size, workers=opts.workers,
-                                    device=device, progress="embedding" if len(paths) > 1 else None)
+    queries, skipped = embed_videos(
+        None if model is None else model.to(device),
+        paths,
+        prep,
+        batch_size=opts.batch_size,
+        workers=opts.workers,
+        device=device,
+        progress="embedding" if len(paths) > 1 else None,
+    )
     scores, indices = search(gallery.embeddings, queries.embeddings, opts.k)  # (Q, k), (Q, k)
     why = {s.path: s.reason for s in problems + skipped}
     rows = iter(zip(scores.tolist(), indices.tolist()))
@@ -158,10 +237,20 @@ def _search(opts: argparse.Namespace) -> int:
             results.append({"path": path, "error": why[path]})
             continue
         values, found = next(rows)
-        results.append({"path": path, "neighbours": [
-            {"rank": r + 1, "path": gallery.paths[j], "similarity": round(v, 4),
-             **({"label": gallery.labels[j]} if gallery.labels is not None else {})}
-            for r, (v, j) in enumerate(zip(values, found))]})
+        results.append(
+            {
+                "path": path,
+                "neighbours": [
+                    {
+                        "rank": r + 1,
+                        "path": gallery.paths[j],
+                        "similarity": round(v, 4),
+                        **({"label": gallery.labels[j]} if gallery.labels is not None else {}),
+                    }
+                    for r, (v, j) in enumerate(zip(values, found))
+                ],
+            }
+        )
     _report(problems + skipped, "search with")
     if opts.json:
         print(json.dumps(results, indent=2))
@@ -170,23 +259,30 @@ def _search(opts: argparse.Namespace) -> int:
             if "neighbours" in r:
                 print(f"{r['path']}:")
                 for n in r["neighbours"]:
-                    print(f"  {n['rank']:>3}. {n['similarity']:+.4f}  {n['path']}" + (f"  ({n['label']})" if "label" in n else ""))
+                    print(
+                        f"  {n['rank']:>3}. {n['similarity']:+.4f}  {n['path']}"
+                        + (f"  ({n['label']})" if "label" in n else "")
+                    )
     return 1 if problems or skipped else 0
 
 
 def _evaluate(opts: argparse.Namespace) -> int:
     gallery = _gallery(opts.index)
     if gallery.labels is None:
-        raise UsageError(f"--index {opts.index} has no labels; index a labelled split with --data-root ROOT --split SPLIT")
+        raise UsageError(
+            f"--index {opts.index} has no labels; index a labelled split with --data-root ROOT --split SPLIT"
+        )
     ids = gallery.label_ids()
     classes = gallery.classes or list(dict.fromkeys(gallery.labels))
     metrics = retrieval_metrics(gallery.embeddings, ids)
     if not metrics["queries"]:
-        raise UsageError(f"--index {opts.index}: no label has two videos, so no query has a relevant video; "
-                         f"index a split with several videos per label")
+        raise UsageError(
+            f"--index {opts.index}: no label has two videos, so no query has a relevant video; "
+            f"index a split with several videos per label"
+        )
     confusion = neighbour_confusion(gallery.embeddings, ids, len(classes))  # (C, C)
     if opts.confusion:
-        from .evaluate import plot_confusion
+        from .evaluation import plot_confusion
 
         png = Path(opts.confusion)
         runs.writable_folder(png.parent, "--confusion")
@@ -196,13 +292,28 @@ def _evaluate(opts: argparse.Namespace) -> int:
         ax.figure.savefig(buf, format="png", dpi=100)
         write_atomic(png, buf.getvalue())
     if opts.json:
-        print(json.dumps({**metrics, "index": str(opts.index), "checkpoint": gallery.checkpoint, "classes": classes,
-                          "neighbour_confusion": confusion.tolist()}, indent=2))
+        print(
+            json.dumps(
+                {
+                    **metrics,
+                    "index": str(opts.index),
+                    "checkpoint": gallery.checkpoint,
+                    "classes": classes,
+                    "neighbour_confusion": confusion.tolist(),
+                },
+                indent=2,
+            )
+        )
         return 0
     alone = metrics["without_relevant"]
-    print(f"{opts.index}: {metrics['gallery']} videos of {len(classes)} labels, leave-one-out: {metrics['queries']} queries"
-          + (f" ({alone} alone in their label left out)" if alone else ""))
-    print("  ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items() if k.startswith("recall@")) + f"  mAP {metrics['mAP']:.3f}")
+    print(
+        f"{opts.index}: {metrics['gallery']} videos of {len(classes)} labels, leave-one-out: {metrics['queries']} "
+        f"queries" + (f" ({alone} alone in their label left out)" if alone else "")
+    )
+    print(
+        "  ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items() if k.startswith("recall@"))
+        + f"  mAP {metrics['mAP']:.3f}"
+    )
     return 0
 
 

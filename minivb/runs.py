@@ -23,10 +23,21 @@ import io
 import os
 from pathlib import Path
 
-from .cli import UsageError, write_atomic
+from .checks import UsageError
+from .files import write_atomic
 
-__all__ = ["RUN_FILES", "METRICS", "checkpoint_path", "check_out", "writable_folder", "claim", "release", "new_run_folder",
-           "write_metrics", "plot_curves"]
+__all__ = [
+    "RUN_FILES",
+    "METRICS",
+    "checkpoint_path",
+    "check_out",
+    "writable_folder",
+    "claim",
+    "release",
+    "new_run_folder",
+    "write_metrics",
+    "plot_curves",
+]
 
 RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "summary.json")
 METRICS = ("epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "clips_per_s", "seconds")
@@ -40,12 +51,20 @@ def checkpoint_path(given: str | os.PathLike, option: str) -> Path:
     path = Path(given)
     if path.is_dir():
         if not (path / "last.pt").is_file() and (path / "config.json").is_file():
-            raise UsageError(f"{option} {given}: that run stopped before its first checkpoint, so there is nothing to "
-                             f"continue; start it again with --out {given}")
+            raise UsageError(
+                f"{option} {given}: that run stopped before its first checkpoint, so there is nothing to "
+                f"continue; start it again with --out {given}"
+            )
         path = path / "last.pt"
     if not path.is_file():
-        where = "the folder holds no last.pt" if path.name == "last.pt" and path.parent == Path(given) else "no such checkpoint"
-        raise UsageError(f"{option} {given}: {where}; pass a .pt file or a run folder written by python -m minivb.train")
+        where = (
+            "the folder holds no last.pt"
+            if path.name == "last.pt" and path.parent == Path(given)
+            else "no such checkpoint"
+        )
+        raise UsageError(
+            f"{option} {given}: {where}; pass a .pt file or a run folder written by python -m minivb.train"
+        )
     return path
 
 
@@ -88,8 +107,9 @@ def claim(out: Path) -> int:
     except OSError:
         holder = os.read(fd, 32).decode(errors="replace").strip()
         os.close(fd)
-        raise UsageError(f"--out {out} is in use by another run (process {holder or '?'}); wait for it, or choose "
-                         f"another --out") from None
+        raise UsageError(
+            f"--out {out} is in use by another run (process {holder or '?'}); wait for it, or choose another --out"
+        ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     for debris in out.glob(".*.tmp"):

@@ -79,8 +79,12 @@ class TransformerLayer(nn.Module):
                 f"MLP size mismatch: theirs {tuple(layer.linear1.weight.shape)}, ours {tuple(self.mlp[0].weight.shape)}"
             )
         self.attn.load_from_torch(layer.self_attn)
-        for ours, theirs in ((self.norm1, layer.norm1), (self.norm2, layer.norm2),
-                             (self.mlp[0], layer.linear1), (self.mlp[3], layer.linear2)):
+        for ours, theirs in (
+            (self.norm1, layer.norm1),
+            (self.norm2, layer.norm2),
+            (self.mlp[0], layer.linear1),
+            (self.mlp[3], layer.linear2),
+        ):
             ours.load_state_dict(theirs.state_dict())
         return self
 

@@ -34,6 +34,8 @@ from .checks import check_int  # noqa: E402
 __all__ = [
     "VideoDecodeError",
     "VideoInfo",
+    "open_capture",
+    "as_indices",
     "video_info",
     "read_frames",
     "iter_frames",
@@ -82,12 +84,17 @@ def _decoder_threads() -> int:
 
 
 # The first bytes of still-image files (GIF is left out: an animated GIF is a short video).
-_IMAGE_MAGIC = ((b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"), (b"II*\x00", "TIFF"),
-                (b"MM\x00*", "TIFF"))
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 
 
 def _still_image_format(path: Path) -> str | None:
-    """"PNG", "JPEG", … if the file starts like a still image (whatever its name says), else None."""
+    """ "PNG", "JPEG", … if the file starts like a still image (whatever its name says), else None."""
     with open(path, "rb") as f:
         head = f.read(12)
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -95,7 +102,7 @@ def _still_image_format(path: Path) -> str | None:
     return next((name for magic, name in _IMAGE_MAGIC if head.startswith(magic)), None)
 
 
-def _open(path: str | os.PathLike) -> cv2.VideoCapture:
+def open_capture(path: str | os.PathLike) -> cv2.VideoCapture:
     p = Path(path)
     if not p.exists():
         raise VideoDecodeError(p, "a broken link (its target does not exist)" if p.is_symlink() else "no such file")
@@ -137,7 +144,7 @@ if hasattr(os, "register_at_fork"):
 @functools.lru_cache(maxsize=4096)
 def _count_frames(path: str, mtime_ns: int, size: int) -> int:
     """Decode-count the frames (cached per file version: path, mtime and size)."""
-    cap = _open(path)
+    cap = open_capture(path)
     try:
         n = 0
         while cap.grab():  # grab() demuxes + decodes, but skips the colour conversion
@@ -154,7 +161,7 @@ def video_info(path: str | os.PathLike, exact: bool = True) -> VideoInfo:
     file version), because the container's count can be wrong; ``exact=False`` trusts
     the header (fast, for indexing large data sets).
     """
-    cap = _open(path)
+    cap = open_capture(path)
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS))
         width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
@@ -178,7 +185,7 @@ def video_info(path: str | os.PathLike, exact: bool = True) -> VideoInfo:
 # --------------------------------------------------------------------------- frames
 
 
-def _as_indices(indices: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
+def as_indices(indices: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
     idx = np.asarray(indices.tolist() if isinstance(indices, torch.Tensor) else indices)
     if idx.ndim != 1 or idx.size == 0:
         raise ValueError(f"indices must be a non-empty 1-D sequence of frame numbers, got shape {idx.shape}")
@@ -196,17 +203,15 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray | t
     H.264 with B-frames. Indices may be unsorted or repeated. The file is decoded
     forward, once, and only up to the largest index.
     """
-    idx = _as_indices(indices)
+    idx = as_indices(indices)
     wanted = set(idx.tolist())
     last = int(idx.max())
-    cap = _open(path)
+    cap = open_capture(path)
     got: dict[int, np.ndarray] = {}
     try:
         for i in range(last + 1):
             if not cap.grab():
-                raise VideoDecodeError(
-                    path, f"frame {last} requested, but the video has only {i} decodable frames"
-                )
+                raise VideoDecodeError(path, f"frame {last} requested, but the video has only {i} decodable frames")
             if i in wanted:
                 ok, bgr = cap.retrieve()  # (H, W, 3) uint8 BGR
                 if not ok or bgr is None:
@@ -229,7 +234,7 @@ def iter_frames(path: str | os.PathLike, step: int = 1) -> Iterator[tuple[int, n
     leaving the ``for`` loop): the decoder is released then.
     """
     step = check_int("step", step)
-    cap = _open(path)  # raise now, not at the first next()
+    cap = open_capture(path)  # raise now, not at the first next()
 
     def frames() -> Iterator[tuple[int, np.ndarray]]:
         i = 0
@@ -275,8 +280,14 @@ def sample_indices(
     frames stay in time order and some repeat when ``total_frames < num_frames``.
     """
     total_frames, num_frames, stride, num_clips = (
-        check_int(name, value) for name, value in
-        (("total_frames", total_frames), ("num_frames", num_frames), ("stride", stride), ("num_clips", num_clips)))
+        check_int(name, value)
+        for name, value in (
+            ("total_frames", total_frames),
+            ("num_frames", num_frames),
+            ("stride", stride),
+            ("num_clips", num_clips),
+        )
+    )
     if mode not in ("center", "random", "uniform"):
         raise ValueError(f"mode must be 'center', 'random' or 'uniform', got {mode!r}")
 
@@ -293,7 +304,11 @@ def sample_indices(
             starts = np.array([int(torch.randint(0, max_start + 1, (1,), generator=generator))])
         else:
             # evenly spaced, first at the start and last at the end; a single clip sits in the centre
-            starts = np.round(np.linspace(0, max_start, num_clips)).astype(np.int64) if num_clips > 1 else np.array([max_start // 2])
+            starts = (
+                np.round(np.linspace(0, max_start, num_clips)).astype(np.int64)
+                if num_clips > 1
+                else np.array([max_start // 2])
+            )
     clips = starts[:, None] + offsets[None, :]  # (clips, num_frames)
     return clips if mode == "uniform" else clips[0]
 
@@ -339,7 +354,9 @@ def split_regions(frames: np.ndarray | torch.Tensor, grid: int) -> np.ndarray | 
         raise ValueError(f"frames must be shaped (..., H, W, C), got {tuple(frames.shape)}")
     *lead, h, w, c = frames.shape
     if h % grid or w % grid:
-        raise ValueError(f"frame size {h}x{w} (HxW) is not divisible by grid {grid}; crop or resize it to a multiple of {grid} first")
+        raise ValueError(
+            f"frame size {h}x{w} (HxW) is not divisible by grid {grid}; crop or resize it to a multiple of {grid} first"
+        )
     n = len(lead)
     x = frames.reshape(*lead, grid, h // grid, grid, w // grid, c)  # (..., gy, h, gx, w, C)
     x = _permute(x, (*range(n), n, n + 2, n + 1, n + 3, n + 4))  # (..., gy, gx, h, w, C)

@@ -23,7 +23,7 @@ from .data.clips import sample_seed
 
 __all__ = ["frame_features", "kmeans", "HierarchicalKMeans", "Vocabulary", "tokenize"]
 
-_NODE_STREAM = 12  # domain tag for sample_seed (minivb.data.clips uses 1…3, minivb.pretrain 11)
+_NODE_STREAM = 12  # domain tag for sample_seed (minivb.data.clips uses 1…3, minivb.pretraining 11)
 
 
 # --------------------------------------------------------------------------- features
@@ -156,8 +156,9 @@ class HierarchicalKMeans:
     ``vocab_size · 1.09 · F`` floats (12⁴ words of 2048 features: 185 MB).
     """
 
-    def __init__(self, levels: int, clusters: int, centroids: list[torch.Tensor], used: list[torch.Tensor],
-                 counts: torch.Tensor):
+    def __init__(
+        self, levels: int, clusters: int, centroids: list[torch.Tensor], used: list[torch.Tensor], counts: torch.Tensor
+    ):
         self.levels, self.clusters = check_int("levels", levels), check_int("clusters", clusters)
         if clusters < 2:
             raise ValueError(f"clusters must be at least 2, got {clusters}")
@@ -166,8 +167,10 @@ class HierarchicalKMeans:
         for level, (c, u) in enumerate(zip(centroids, used)):
             n = clusters ** (level + 1)
             if c.ndim != 2 or len(c) != n or u.shape != (n,) or u.dtype != torch.bool:
-                raise ValueError(f"level {level}: need centroids ({n}, F) and bool used ({n},), "
-                                 f"got {tuple(c.shape)} and {tuple(u.shape)} {u.dtype}")
+                raise ValueError(
+                    f"level {level}: need centroids ({n}, F) and bool used ({n},), "
+                    f"got {tuple(c.shape)} and {tuple(u.shape)} {u.dtype}"
+                )
         if counts.shape != (clusters**levels,):
             raise ValueError(f"counts must be shaped ({clusters**levels},), got {tuple(counts.shape)}")
         self.centroids, self.used, self.counts = list(centroids), list(used), counts.long()
@@ -187,8 +190,9 @@ class HierarchicalKMeans:
         return int(self.counts.argmax())
 
     @classmethod
-    def fit(cls, x: torch.Tensor, levels: int = 2, clusters: int = 12, seed: int = 0, *, iters: int = 50
-            ) -> "HierarchicalKMeans":
+    def fit(
+        cls, x: torch.Tensor, levels: int = 2, clusters: int = 12, seed: int = 0, *, iters: int = 50
+    ) -> "HierarchicalKMeans":
         """Cluster x ``(N, F)`` into ``clusters``, each cluster again into ``clusters``, … ``levels`` deep.
 
         Node ``prefix`` of level ``l`` runs :func:`kmeans` with seed ``sample_seed(·, seed, l, prefix)``:
@@ -208,11 +212,15 @@ class HierarchicalKMeans:
             use = torch.zeros(len(cent), dtype=torch.bool, device=x.device)
             for node, idx in _groups(prefix):
                 points = x[idx]  # (n, F)
-                c, a = kmeans(points, min(C, len(points)), seed=sample_seed(_NODE_STREAM, seed, level, node), iters=iters)
+                c, a = kmeans(
+                    points, min(C, len(points)), seed=sample_seed(_NODE_STREAM, seed, level, node), iters=iters
+                )
                 nonempty = torch.bincount(a, minlength=len(c)) > 0
                 cent[node * C : node * C + len(c)] = c
                 use[node * C : node * C + len(c)] = nonempty
-            if used:  # a used node that got no points (float rounding between kmeans and routing): one child, its centroid
+            if (
+                used
+            ):  # a used node that got no points (float rounding between kmeans and routing): one child, its centroid
                 lone = used[-1] & ~use.view(-1, C).any(1)  # (C**l,)
                 use.view(-1, C)[lone, 0] = True
             centroids.append(cent)
@@ -238,8 +246,13 @@ class HierarchicalKMeans:
         return words[..., None] // powers % self.clusters
 
     def state_dict(self) -> dict:
-        return dict(levels=self.levels, clusters=self.clusters, centroids=list(self.centroids), used=list(self.used),
-                    counts=self.counts)
+        return dict(
+            levels=self.levels,
+            clusters=self.clusters,
+            centroids=list(self.centroids),
+            used=list(self.used),
+            counts=self.counts,
+        )
 
     @classmethod
     def from_state_dict(cls, state: dict) -> "HierarchicalKMeans":

@@ -26,23 +26,42 @@ TOY = dict(train_per_class=2, val_per_class=1, frames=8)
 
 @pytest.fixture(scope="session")
 def toy(tmp_path_factory) -> Path:
-    """The root of a toy set made with ``ToyConfig(**TOY)`` (16 train / 8 val videos of 8 frames): shared, do not modify."""
+    """The root of a toy set made with ``ToyConfig(**TOY)`` (16 train / 8 val videos of 8 frames): shared, do not
+    modify."""
     from minivb.data.toy import ToyConfig, generate
 
     return generate(tmp_path_factory.mktemp("toy"), ToyConfig(**TOY))
 
 
 # A model small enough to train in seconds: 4 frames of 32×32, one layer of width 32.
-TINY = ["--epochs", "2", "--batch-size", "2", "--num-frames", "4", "--stride", "1", "--size", "32", "--dim", "32",
-        "--depth", "1", "--heads", "2"]
+TINY = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "2",
+    "--num-frames",
+    "4",
+    "--stride",
+    "1",
+    "--size",
+    "32",
+    "--dim",
+    "32",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+]
 
 
 @pytest.fixture(scope="session")
 def tiny_run(toy, tmp_path_factory) -> Path:
-    """A run folder (config.json, last.pt, best.pt, summary.json) of ``TINY`` trained on ``toy``: shared, do not modify."""
+    """A run folder (config.json, last.pt, best.pt, summary.json) of ``TINY`` trained on ``toy``: shared, do not
+    modify."""
     import torch
 
-    from minivb.train import parse_args, train
+    from minivb.train import parse_args
+    from minivb.training import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     threads = torch.get_num_threads()
@@ -66,6 +85,7 @@ def one_line_error(capsys):
 
     Exit 2 may be returned or raised (argparse's ``SystemExit``); a traceback or a second line fails.
     """
+
     def check(main, argv, match: str = "") -> str:
         try:
             code = main(argv)
@@ -76,20 +96,30 @@ def one_line_error(capsys):
         assert code == 2, err
         assert len(lines) == 1 and lines[0].startswith("error: ") and match in lines[0], err
         return lines[0]
+
     return check
 
 
 @pytest.fixture(scope="session")
 def run_module():
-    """``run(module, *args, timeout=120, **kw)`` → ``subprocess.CompletedProcess`` of ``python -m module args`` (text output).
+    """``run(module, *args, timeout=120, **kw)`` → ``subprocess.CompletedProcess`` of ``python -m module args``
+    (text output).
 
-    One OpenMP thread: tiny models gain nothing from more, and on a shared machine threads that wait for each other are slow.
+    One OpenMP thread: tiny models gain nothing from more, and on a shared machine threads that wait for each
+    other are slow.
     """
     env = dict(os.environ, OMP_NUM_THREADS="1")
 
     def run(module: str, *args: str, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True, text=True,
-                              env=kw.pop("env", env), timeout=timeout, **kw)
+        return subprocess.run(
+            [sys.executable, "-m", module, *map(str, args)],
+            capture_output=True,
+            text=True,
+            env=kw.pop("env", env),
+            timeout=timeout,
+            **kw,
+        )
+
     return run
 
 

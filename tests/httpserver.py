@@ -67,7 +67,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         if body:
-            payload = data[start:] if drop is None else data[start:start + drop]
+            payload = data[start:] if drop is None else data[start : start + drop]
             self.close_connection = True
             self.wfile.write(payload)
 
@@ -79,7 +79,11 @@ class Server:
         self.httpd.daemon_threads = True
         self.httpd.root = str(root)
         self.state = self.httpd.state = {
-            "lock": threading.Lock(), "requests": [], "drop": {}, "status": {}, "ignore_range": set(),
+            "lock": threading.Lock(),
+            "requests": [],
+            "drop": {},
+            "status": {},
+            "ignore_range": set(),
         }
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 

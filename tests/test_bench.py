@@ -14,17 +14,40 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from minivb.bench import flops, main, pyav_seek, pyav_sequential, write_test_video
-from minivb.bench.decode import NotFrameExact, _bench_style, decode_tables
-from minivb.cli import write_json
-from minivb.data.framestore import convert_video, read_store_frames
-from minivb.video import read_frames, video_info
 from videos import read_stamp, stamped_frames, write_h264
 
+from minivb.bench import flops
+from minivb.bench.__main__ import main
+from minivb.bench.decode import NotFrameExact, _bench_style, decode_tables, pyav_seek, pyav_sequential, write_test_video
+from minivb.data.framestore import convert_video, read_store_frames
+from minivb.files import write_json
+from minivb.video import read_frames, video_info
+
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
-TINY_MODEL = ["--encoder", "small", "--size", "32", "--grid", "2", "--num-frames", "4", "--dim", "32", "--depth", "1",
-              "--heads", "2", "--batch-size", "2", "--steps", "2", "--warmup", "1", "--repeats", "1"]
+TINY_MODEL = [
+    "--encoder",
+    "small",
+    "--size",
+    "32",
+    "--grid",
+    "2",
+    "--num-frames",
+    "4",
+    "--dim",
+    "32",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--batch-size",
+    "2",
+    "--steps",
+    "2",
+    "--warmup",
+    "1",
+    "--repeats",
+    "1",
+]
 
 
 def _strict_json(path):
@@ -72,9 +95,15 @@ def test_generated_test_video(tmp_path):
 def test_decode_numbers_and_frame_checks(clip, tmp_path, run_module):
     pytest.importorskip("av")
     out = tmp_path / "decode.json"
-    proc = run_module("minivb.bench", "decode", "--videos", str(clip), "--repeats", "2", "--clips", "2", "--json", str(out))
+    proc = run_module(
+        "minivb.bench", "decode", "--videos", str(clip), "--repeats", "2", "--clips", "2", "--json", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
-    assert "| file | style |" in proc.stdout and "| stamped.mp4 | 64×64 | 80 |" in proc.stdout and "one core" in proc.stdout
+    assert (
+        "| file | style |" in proc.stdout
+        and "| stamped.mp4 | 64×64 | 80 |" in proc.stdout
+        and "one core" in proc.stdout
+    )
     data = _strict_json(out)
     assert {"benchmark", "machine", "settings", "notes", "results"} <= data.keys()
     assert data["machine"]["command"].startswith("python -m minivb.bench decode --videos")
@@ -103,29 +132,54 @@ def test_a_reader_that_is_not_frame_exact_is_reported_not_timed(clip, tmp_path):
     def lost(path, idx):
         raise NotFrameExact("seek landed after the frame")
 
-    readers = {"minivb": (read_frames, clip), "pyav_seq": (off_by_one, clip), "pyav_seek": (lost, clip),
-               "store": (read_store_frames, store)}
+    readers = {
+        "minivb": (read_frames, clip),
+        "pyav_seq": (off_by_one, clip),
+        "pyav_seek": (lost, clip),
+        "store": (read_store_frames, store),
+    }
     result = _bench_style(readers, [np.arange(0, 16, 4)], clips=1, repeats=2)
     assert result["checks"]["pyav_seq"]["ok"] is False and result["checks"]["pyav_seq"]["max_abs_diff"] > 100
     assert result["checks"]["pyav_seek"] == {"ok": False, "reason": "NotFrameExact: seek landed after the frame"}
     for name in ("pyav_seq", "pyav_seek"):
         assert result["ms_per_clip"][name]["median"] is None and result["ratios"][f"{name}/minivb"]["median"] is None
     assert result["ms_per_clip"]["minivb"]["median"] > 0 and result["ratios"]["minivb/store"]["median"] > 0
-    table = decode_tables([{"name": "x.mp4", "width": 64, "height": 64, "frames": 80, "fps": 25.0,
-                            "styles": {"train": result}}])
+    table = decode_tables(
+        [{"name": "x.mp4", "width": 64, "height": 64, "frames": 80, "fps": 25.0, "styles": {"train": result}}]
+    )
     assert table.count("not frame-exact") == 2
 
 
 def test_json_is_strict(tmp_path):
-    write_json(tmp_path / "x.json", {"nan": float("nan"), "inf": [float("inf")], "np": np.float32(1.5), "n": np.int64(3)})
+    write_json(
+        tmp_path / "x.json", {"nan": float("nan"), "inf": [float("inf")], "np": np.float32(1.5), "n": np.int64(3)}
+    )
     assert _strict_json(tmp_path / "x.json") == {"nan": None, "inf": [None], "np": 1.5, "n": 3}
 
 
 def test_decode_without_pyav(clip, tmp_path):
     out = tmp_path / "decode.json"
-    code = "import sys; sys.modules['av'] = None; from minivb.bench import main; sys.exit(main(sys.argv[1:]))"
-    proc = subprocess.run([sys.executable, "-c", code, "decode", "--videos", str(clip), "--repeats", "1", "--clips", "1",
-                           "--json", str(out)], capture_output=True, text=True, env=ENV, timeout=120)
+    code = "import sys; sys.modules['av'] = None; from minivb.bench.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "decode",
+            "--videos",
+            str(clip),
+            "--repeats",
+            "1",
+            "--clips",
+            "1",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "PyAV is not installed" in proc.stdout
     s = _strict_json(out)["results"][0]["styles"]["train"]
@@ -150,7 +204,10 @@ def _check_loader(data, sources, files):
 
 def test_loader_toy(toy, tmp_path, capsys):
     out = tmp_path / "loader.json"
-    assert main(["loader", "--preset", "toy", "--data-root", str(toy), "--workers", "0", *TINY_MODEL, "--json", str(out)]) == 0
+    assert (
+        main(["loader", "--preset", "toy", "--data-root", str(toy), "--workers", "0", *TINY_MODEL, "--json", str(out)])
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| source | files | loader alone clips/s |" in printed and "| toy | 16 |" in printed
     data = _strict_json(out)
@@ -161,8 +218,24 @@ def test_loader_toy(toy, tmp_path, capsys):
 def test_loader_k400_prepared_and_originals(clip, tmp_path, capsys):
     pytest.importorskip("minivb.data.kinetics")
     out = tmp_path / "loader.json"
-    args = ["loader", "--preset", "k400", "--videos", str(clip), "--classes", "2", "--per-class", "2", "--workers", "1",
-            "--device", "cpu", *TINY_MODEL, "--json", str(out)]
+    args = [
+        "loader",
+        "--preset",
+        "k400",
+        "--videos",
+        str(clip),
+        "--classes",
+        "2",
+        "--per-class",
+        "2",
+        "--workers",
+        "1",
+        "--device",
+        "cpu",
+        *TINY_MODEL,
+        "--json",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| prepared | 4 |" in printed and "| originals | 4 |" in printed
@@ -173,11 +246,28 @@ def test_loader_k400_prepared_and_originals(clip, tmp_path, capsys):
 
 def test_loader_alone_builds_no_model(toy, tmp_path, capsys):
     out = tmp_path / "loader.json"
-    assert main(["loader", "--preset", "toy", "--data-root", str(toy), "--measure", "loader", *TINY_MODEL,
-                 "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "loader",
+                "--preset",
+                "toy",
+                "--data-root",
+                str(toy),
+                "--measure",
+                "loader",
+                *TINY_MODEL,
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "not built" in capsys.readouterr().out
     (row,) = _strict_json(out)["results"]
-    assert row["clips_per_s"].keys() == {"loader"} and row["clips_per_s"]["loader"]["median"] > 0 and row["ratios"] == {}
+    assert (
+        row["clips_per_s"].keys() == {"loader"} and row["clips_per_s"]["loader"]["median"] > 0 and row["ratios"] == {}
+    )
 
 
 # --------------------------------------------------------------------------- flops
@@ -222,9 +312,12 @@ def test_fused_attention_is_what_the_counter_misses():
 
 
 def test_flops_command(tmp_path, capsys, monkeypatch):
-    from minivb import train
+    import dataclasses
 
-    monkeypatch.setitem(train.PRESETS, "k400", train.PRESETS["k400"] | TINY)
+    from minivb.data import registry
+
+    k400 = registry.DATASETS["k400"]
+    monkeypatch.setitem(registry.DATASETS, "k400", dataclasses.replace(k400, preset=k400.preset | TINY))
     out = tmp_path / "flops.json"
     assert main(["flops", "--json", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -243,9 +336,33 @@ def test_flops_command(tmp_path, capsys, monkeypatch):
 
 def test_contention_tiny(tmp_path, capsys):
     out = tmp_path / "contention.json"
-    args = ["contention", "--settings", "1-thread", "--neighbours", "spin", "--seconds", "0", "--warmup", "0",
-            "--repeats", "1", "--size", "32", "--num-frames", "2", "--dim", "32", "--depth", "1", "--heads", "2",
-            "--batch-size", "2", "--json", str(out)]
+    args = [
+        "contention",
+        "--settings",
+        "1-thread",
+        "--neighbours",
+        "spin",
+        "--seconds",
+        "0",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--size",
+        "32",
+        "--num-frames",
+        "2",
+        "--dim",
+        "32",
+        "--depth",
+        "1",
+        "--heads",
+        "2",
+        "--batch-size",
+        "2",
+        "--json",
+        str(out),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| setting | neighbour | clips/s |" in printed and "| 1-thread | spin |" in printed
@@ -259,14 +376,20 @@ def test_contention_tiny(tmp_path, capsys):
     assert rows[1]["others"]["median"] is None or rows[1]["others"]["median"] > 0  # the neighbour was busy
 
 
-@pytest.mark.parametrize("given, spincount", [({}, "1000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, "0"),
-                                             ({"GOMP_SPINCOUNT": "20"}, "20")])
+@pytest.mark.parametrize(
+    "given, spincount", [({}, "1000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, "0"), ({"GOMP_SPINCOUNT": "20"}, "20")]
+)
 def test_import_minivb_shortens_the_spin_wait(given, spincount):
     """``import minivb`` before torch: libgomp starts with GOMP_SPINCOUNT=1000, unless the environment sets a wait."""
     env = {k: v for k, v in ENV.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | given
     code = "import os, minivb, torch; torch.ones(4) + 1; print(os.environ.get('GOMP_SPINCOUNT'))"
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env=env | {"OMP_DISPLAY_ENV": "VERBOSE"})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env | {"OMP_DISPLAY_ENV": "VERBOSE"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[-1] == given.get("GOMP_SPINCOUNT", "1000" if not given else "None")
     if "GOMP_SPINCOUNT = " not in proc.stderr:
@@ -280,24 +403,31 @@ def test_import_minivb_shortens_the_spin_wait(given, spincount):
 def test_help(capsys, run_module):
     proc = run_module("minivb.bench", "--help")
     assert proc.returncode == 0 and "usage: python -m minivb.bench" in proc.stdout and "decode" in proc.stdout
-    for command, option in (("decode", "--videos"), ("loader", "--data-root"), ("flops", "--preset"),
-                            ("contention", "--neighbours")):
+    for command, option in (
+        ("decode", "--videos"),
+        ("loader", "--data-root"),
+        ("flops", "--preset"),
+        ("contention", "--neighbours"),
+    ):
         with pytest.raises(SystemExit) as stop:
             main([command, "--help"])
         assert stop.value.code == 0 and option in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("args, says", [
-    (["loader", "--data-root", "{tmp}/missing"], "--data-root"),
-    (["decode", "--videos", "{tmp}/missing.mp4"], "--videos"),
-    (["decode", "--repeats", "0"], "--repeats"),
-    (["loader", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
-    (["loader", "--preset", "imagenet"], "--preset"),
-    (["flops", "--preset", "toy"], "--preset"),
-    (["flops", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
-    (["contention", "--settings", "fast"], "--settings"),
-    ([], "required"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["loader", "--data-root", "{tmp}/missing"], "--data-root"),
+        (["decode", "--videos", "{tmp}/missing.mp4"], "--videos"),
+        (["decode", "--repeats", "0"], "--repeats"),
+        (["loader", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
+        (["loader", "--preset", "imagenet"], "--preset"),
+        (["flops", "--preset", "toy"], "--preset"),
+        (["flops", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
+        (["contention", "--settings", "fast"], "--settings"),
+        ([], "required"),
+    ],
+)
 def test_bad_options_one_line_exit_2(tmp_path, one_line_error, args, says):
     one_line_error(main, [a.format(tmp=tmp_path) for a in args], says)  # argparse's errors and ours alike
 

@@ -12,7 +12,16 @@ from torch.utils.data import DataLoader
 
 import minivb
 from minivb.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, unwrap_model
-from minivb.data.clips import ClipDataset, MultiViewDataset, Replaced, ShardedSampler, Skipped, collate, load_items, report_skipped
+from minivb.data.clips import (
+    ClipDataset,
+    MultiViewDataset,
+    Replaced,
+    ShardedSampler,
+    Skipped,
+    collate,
+    load_items,
+    report_skipped,
+)
 from minivb.data.toy import CLASSES, HFLIP, VFLIP
 from minivb.model import VideoBERT, VideoBERTConfig
 from minivb.video import read_frames, sample_indices, video_info
@@ -172,7 +181,9 @@ def test_views_uniform_clips_times_crops(toy):
     frames = torch.from_numpy(read_frames(ds.items[0].path, range(8))).permute(0, 3, 1, 2).float()
     small = torch.nn.functional.interpolate(frames, size=(32, 32), mode="bilinear", antialias=True, align_corners=False)
     assert v.dtype == torch.uint8  # resized in uint8: within rounding of the float reference
-    torch.testing.assert_close(v[0].float(), small[0:2], atol=1.0, rtol=0)  # clip 0 = frames 0-1 (square video: 3 equal crops)
+    torch.testing.assert_close(
+        v[0].float(), small[0:2], atol=1.0, rtol=0
+    )  # clip 0 = frames 0-1 (square video: 3 equal crops)
     torch.testing.assert_close(v[8].float(), small[6:8], atol=1.0, rtol=0)  # last clip = frames 6-7
     assert ds.views(0, 1, 1).shape == (1, 2, 3, 32, 32)
     mv = MultiViewDataset(ds, num_clips=2, num_crops=1)
@@ -191,7 +202,7 @@ def test_three_crops_run_along_the_long_side(tmp_path):
     frames = torch.from_numpy(read_frames(path, [0, 2, 4])).permute(0, 3, 1, 2).float()
     small = torch.nn.functional.interpolate(frames, size=(32, 64), mode="bilinear", antialias=True, align_corners=False)
     for k, left in enumerate((0, 16, 32)):  # crop-then-resize equals resize-then-crop (interior pixels; uint8 rounding)
-        torch.testing.assert_close(v[k][..., 1:-1].float(), small[..., left + 1:left + 31], atol=1.0, rtol=0)
+        torch.testing.assert_close(v[k][..., 1:-1].float(), small[..., left + 1 : left + 31], atol=1.0, rtol=0)
     torch.testing.assert_close(ds[0][0], v[1])  # the evaluation sample is the centre view
 
 
@@ -219,7 +230,11 @@ def test_broken_file_is_logged_once_replaced_in_training_and_skipped_in_evaluati
     # evaluation: never a stand-in (it would change the metrics), the clip is left out and named
     val = ClipDataset(items, classes, 4, 2, train=False, size=32, preload=preload)
     videos, labels, skipped = collate([val[i] for i in range(4)])
-    assert videos.shape == (3, 4, 3, 32, 32) and labels.tolist() == ds.labels[1:4] and [s.path for s in skipped] == [str(bad)]
+    assert (
+        videos.shape == (3, 4, 3, 32, 32)
+        and labels.tolist() == ds.labels[1:4]
+        and [s.path for s in skipped] == [str(bad)]
+    )
     assert collate([Skipped("x", "y")])[:2] == (None, None)
 
 
@@ -235,7 +250,9 @@ def test_sharded_sampler_covers_every_index_once(n, world):
         shards.append(list(s))
         assert len(s) == len(shards[-1])
     assert sorted(sum(shards, [])) == list(range(n))
-    dropped = [list(ShardedSampler(n, shuffle=True, seed=5, rank=r, world_size=world, drop_last=True)) for r in range(world)]
+    dropped = [
+        list(ShardedSampler(n, shuffle=True, seed=5, rank=r, world_size=world, drop_last=True)) for r in range(world)
+    ]
     assert len({len(d) for d in dropped}) == 1 and len(sum(dropped, [])) == n // world * world
     assert len(set(sum(dropped, []))) == n // world * world
 
@@ -268,10 +285,18 @@ def test_checkpoint_round_trip_with_weights_only(tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.rand(2, 4, 3, 32, 32)).sum().backward()
     opt.step()
-    path = save_checkpoint(tmp_path / "run" / "last.pt", {
-        "model": model.state_dict(), "config": model.config.to_dict(), "classes": ["a", "b", "c"],
-        "optimizer": opt.state_dict(), "step": 1, "rng": {"cpu": torch.get_rng_state()}, "args": {"lr": 1e-3, "out": None},
-    })
+    path = save_checkpoint(
+        tmp_path / "run" / "last.pt",
+        {
+            "model": model.state_dict(),
+            "config": model.config.to_dict(),
+            "classes": ["a", "b", "c"],
+            "optimizer": opt.state_dict(),
+            "step": 1,
+            "rng": {"cpu": torch.get_rng_state()},
+            "args": {"lr": 1e-3, "out": None},
+        },
+    )
     assert sorted(os.listdir(path.parent)) == ["last.pt"]  # no temporary file left behind
     torch.load(path, weights_only=True)  # nothing that needs unpickling code
     loaded, classes = minivb.load_checkpoint(path)
@@ -301,7 +326,10 @@ def test_failed_save_keeps_the_old_checkpoint(tmp_path, monkeypatch):
 
 def test_not_a_checkpoint_is_a_one_line_error(tmp_path):
     model = _model()
-    good = save_checkpoint(tmp_path / "good.pt", {"model": model.state_dict(), "config": model.config.to_dict(), "classes": ["a", "b", "c"]})
+    good = save_checkpoint(
+        tmp_path / "good.pt",
+        {"model": model.state_dict(), "config": model.config.to_dict(), "classes": ["a", "b", "c"]},
+    )
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(good.read_bytes()[:1000])
     text = tmp_path / "notes.pt"
@@ -315,8 +343,10 @@ def test_not_a_checkpoint_is_a_one_line_error(tmp_path):
         assert str(bad) in str(e.value) and "\n" not in str(e.value)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
-    wrong = save_checkpoint(tmp_path / "wrong.pt", {"model": model.state_dict(), "classes": ["a", "b", "c"],
-                                                    "config": _model(dim=32).config.to_dict()})
+    wrong = save_checkpoint(
+        tmp_path / "wrong.pt",
+        {"model": model.state_dict(), "classes": ["a", "b", "c"], "config": _model(dim=32).config.to_dict()},
+    )
     with pytest.raises(ValueError, match="do not match the stored config"):
         load_checkpoint(wrong)
 

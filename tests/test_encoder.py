@@ -66,7 +66,14 @@ def test_resnet_shapes_and_trunk(name, dim):
     enc = build_encoder(name, 2).eval()
     assert enc.out_dim == dim
     assert list(dict(enc.backbone.named_children())) == [
-        "conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"
+        "conv1",
+        "bn1",
+        "relu",
+        "maxpool",
+        "layer1",
+        "layer2",
+        "layer3",
+        "layer4",
     ]
     with torch.no_grad():
         assert enc(_video(1, 2)).shape == (1, 2, 4, dim)

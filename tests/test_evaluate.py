@@ -1,6 +1,7 @@
 """python -m minivb.evaluate: multi-view probabilities, metrics against independent references, outputs, bad input.
 
-A tiny model is trained for 2 epochs on a tiny toy set (16 train / 8 val videos) by the real trainer (conftest ``tiny_run``).
+A tiny model is trained for 2 epochs on a tiny toy set (16 train / 8 val videos) by the real trainer
+(conftest ``tiny_run``).
 """
 
 import csv
@@ -13,7 +14,10 @@ from minivb import load_checkpoint
 from minivb.checkpoint import read_checkpoint, save_checkpoint
 from minivb.data.clips import ClipDataset
 from minivb.data.toy import CLASSES
-from minivb.evaluate import accuracy_metrics, dataset_from_checkpoint, evaluate, main, multiview_probs, plot_confusion
+from minivb.evaluate import main
+from minivb.evaluation import dataset_from_checkpoint, evaluate, plot_confusion
+from minivb.inference import multiview_probs
+from minivb.metrics import accuracy_metrics
 from minivb.model import VideoBERT, VideoBERTConfig
 
 
@@ -36,8 +40,10 @@ def test_multiview_probabilities_are_the_mean_of_per_view_softmaxes(tmp_path):
 
     torch.manual_seed(0)
     classes = ["a", "b", "c"]
-    items = [(str(write_opencv(tmp_path / f"v{i}.mp4", stamped_frames(10 + i, height=32, width=64))), classes[i % 3], None)
-             for i in range(5)]
+    items = [
+        (str(write_opencv(tmp_path / f"v{i}.mp4", stamped_frames(10 + i, height=32, width=64))), classes[i % 3], None)
+        for i in range(5)
+    ]
     ds = ClipDataset(items, classes, 3, 2, train=False, size=32)  # landscape frames: 3 different crops
     model = VideoBERT(VideoBERTConfig(num_classes=3, num_frames=3, grid=2, dim=32, depth=1, num_heads=2)).eval()
     result = evaluate(model, ds, num_clips=2, num_crops=3, batch_size=2)
@@ -46,7 +52,9 @@ def test_multiview_probabilities_are_the_mean_of_per_view_softmaxes(tmp_path):
         for i in range(5):
             views = ds.views(i, num_clips=2, num_crops=3)  # (6, T, 3, 32, 32)
             assert not torch.equal(views[0], views[1]) and not torch.equal(views[0], views[3])
-            by_hand = torch.stack([torch.softmax(model(v[None])[0], dim=0) for v in views]).mean(0)  # one view at a time
+            by_hand = torch.stack([torch.softmax(model(v[None])[0], dim=0) for v in views]).mean(
+                0
+            )  # one view at a time
             torch.testing.assert_close(result["probs"][i], by_hand, atol=1e-5, rtol=1e-4)
     assert result["labels"].tolist() == ds.labels
     torch.testing.assert_close(result["probs"].sum(1), torch.ones(5))
@@ -100,7 +108,17 @@ def test_cli_writes_summary_confusion_and_predictions(run, capsys, tmp_path):
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "predictions.csv", "summary.json"]
     s = json.loads((out / "summary.json").read_text())
-    assert {"val_top1", "val_top5", "epochs", "seconds", "clips", "crops", "per_class_top1", "num_videos", "skipped"} <= s.keys()
+    assert {
+        "val_top1",
+        "val_top5",
+        "epochs",
+        "seconds",
+        "clips",
+        "crops",
+        "per_class_top1",
+        "num_videos",
+        "skipped",
+    } <= s.keys()
     assert (s["clips"], s["crops"], s["num_videos"], s["skipped"]) == (3, 1, 8, 0)  # the toy default: 3 clips × 1 crop
     assert s["epochs"] == read_checkpoint(run / "best.pt")["epoch"] and s["seconds"] >= 0
     assert list(s["per_class_top1"]) == list(CLASSES)
@@ -143,7 +161,9 @@ def test_a_broken_video_is_skipped_and_counted(run, toy_copy, tmp_path, capsys, 
     bad.write_bytes(bad.read_bytes()[:200])  # truncated
     out = tmp_path / "ev"
     with caplog.at_level("WARNING", logger="minivb.data.clips"):
-        code, _, err = _cli(capsys, ["--checkpoint", str(run), "--data-root", str(data), "--out", str(out), "--batch-size", "3"])
+        code, _, err = _cli(
+            capsys, ["--checkpoint", str(run), "--data-root", str(data), "--out", str(out), "--batch-size", "3"]
+        )
     assert code == 0, err
     s = json.loads((out / "summary.json").read_text())
     assert s["skipped"] == 1 and s["num_videos"] == 7 and s["skipped_files"] == [str(bad)]
@@ -161,11 +181,15 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path, one_line_error):
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
     error(["--checkpoint", str(junk)], "is not a readable minivb checkpoint")
-    bare = save_checkpoint(tmp_path / "bare.pt", {k: v for k, v in read_checkpoint(run / "last.pt").items()
-                                                  if k in ("model", "config", "classes")})
+    bare = save_checkpoint(
+        tmp_path / "bare.pt",
+        {k: v for k, v in read_checkpoint(run / "last.pt").items() if k in ("model", "config", "classes")},
+    )
     error(["--checkpoint", str(bare), "--out", str(tmp_path / "o")], "no training options")
-    error(["--checkpoint", str(run), "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
-          f"data root {tmp_path / 'nowhere'} does not exist")
+    error(
+        ["--checkpoint", str(run), "--data-root", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")],
+        f"data root {tmp_path / 'nowhere'} does not exist",
+    )
     error(["--checkpoint", str(run), "--split", "test", "--out", str(tmp_path / "o")], "no test split")
     error(["--checkpoint", str(run), "--clips", "0"], "--clips: must be > 0")
     error(["--checkpoint", str(run), "--crops", "2"], "--crops: invalid choice")
@@ -185,6 +209,18 @@ def test_shell_help_and_no_traceback(tmp_path, run_module):
     proc = run_module("minivb.evaluate", "--checkpoint", tmp_path / "none.pt")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     help_text = run_module("minivb.evaluate", "--help").stdout
-    for option in ("--checkpoint", "--data-root", "--split", "--clips", "--crops", "--batch-size", "--workers",
-                   "--device", "--out", "--force", "10 × 3", "4 clips × 3 crops"):
+    for option in (
+        "--checkpoint",
+        "--data-root",
+        "--split",
+        "--clips",
+        "--crops",
+        "--batch-size",
+        "--workers",
+        "--device",
+        "--out",
+        "--force",
+        "10 × 3",
+        "4 clips × 3 crops",
+    ):
         assert option in help_text, option

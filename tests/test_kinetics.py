@@ -18,18 +18,44 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from videos import read_stamp, stamped_frames, write_h264, write_opencv
 
-from minivb import evaluate, train
+from minivb import evaluate, train, training
 from minivb.data import kinetics
 from minivb.data.clips import ClipDataset, load_items
 from minivb.data.framestore import convert_video, read_store_frames, store_info
+from minivb.data.kinetics import __main__ as kinetics_command
 from minivb.video import VideoDecodeError, read_frames
-from videos import read_stamp, stamped_frames, write_h264, write_opencv
 
-LABELS = ["passing American football (in game)", "massaging person's head", "cooking, stirring"]  # quotes, parentheses, a comma
+LABELS = [
+    "passing American football (in game)",
+    "massaging person's head",
+    "cooking, stirring",
+]  # quotes, parentheses, a comma
 SMALL = ["--short-side", "48", "--frame-step", "2", "--min-frames", "16", "--workers", "2"]
-TINY_MODEL = ["--encoder", "small", "--no-pretrained", "--size", "32", "--num-frames", "4", "--stride", "4", "--grid", "2",
-              "--dim", "32", "--depth", "1", "--heads", "2", "--batch-size", "4", "--workers", "0"]
+TINY_MODEL = [
+    "--encoder",
+    "small",
+    "--no-pretrained",
+    "--size",
+    "32",
+    "--num-frames",
+    "4",
+    "--stride",
+    "4",
+    "--grid",
+    "2",
+    "--dim",
+    "32",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--batch-size",
+    "4",
+    "--workers",
+    "0",
+]
 
 
 def _clip(path: Path, n: int = 40, height: int = 64, width: int = 96) -> bytes:
@@ -69,16 +95,26 @@ def mirror(server, tmp_path):
     corrupt, missing = train_rows[1][1], train_rows[2][1]
     clips = {name(y): (good[: len(good) // 3] if y == corrupt else good) for _, y in train_rows if y != missing}
     names = sorted(clips)
-    parts = {"part_0.tar.gz": {n: clips[n] for n in names[:5]}, "part_1.tar.gz": {f"sub/{n}": clips[n] for n in names[5:]}}
+    parts = {
+        "part_0.tar.gz": {n: clips[n] for n in names[:5]},
+        "part_1.tar.gz": {f"sub/{n}": clips[n] for n in names[5:]},
+    }
     for part, members in parts.items():
         (base / "train" / part).write_bytes(_tar(members))
-    (base / "val" / "part_0.tar.gz").write_bytes(_tar({**{name(y): good for _, y in val_rows}, "../../escape.txt": b"x"}))
+    (base / "val" / "part_0.tar.gz").write_bytes(
+        _tar({**{name(y): good for _, y in val_rows}, "../../escape.txt": b"x"})
+    )
     (base / "replacement_for_corrupted_k400.tgz").write_bytes(_tar({f"replacement/{name(corrupt)}": good}))
     for split, rows in (("train", train_rows), ("val", val_rows)):
         (base / "annotations" / f"{split}.csv").write_text(_annotations(rows, split), encoding="utf-8")
         urls = [server.url(f"400/{split}/{p}") for p in sorted(os.listdir(base / split)) if p.endswith(".tar.gz")]
         (base / split / f"k400_{split}_path.txt").write_text("\n".join(urls) + "\n")
-    return server.url("400"), {"missing": name(missing), "corrupt": name(corrupt), "train": len(train_rows), "val": len(val_rows)}
+    return server.url("400"), {
+        "missing": name(missing),
+        "corrupt": name(corrupt),
+        "train": len(train_rows),
+        "val": len(val_rows),
+    }
 
 
 def test_download_prepare_train_evaluate_end_to_end(mirror, server, tmp_path, capsys):
@@ -86,17 +122,19 @@ def test_download_prepare_train_evaluate_end_to_end(mirror, server, tmp_path, ca
     root = tmp_path / "k400"
     # ---- download: a failing part is reported (exit 1), the others finish; a rerun fetches only what is missing
     server.state["status"]["/400/train/part_1.tar.gz"] = [500, None]
-    assert kinetics.main(["download", "--root", str(root), "--base-url", base_url, "--retries", "0"]) == 1
+    assert kinetics_command.main(["download", "--root", str(root), "--base-url", base_url, "--retries", "0"]) == 1
     assert "part_1.tar.gz" in capsys.readouterr().err
     server.state["status"].clear()
-    assert kinetics.main(["download", "--root", str(root), "--base-url", base_url]) == 0
+    assert kinetics_command.main(["download", "--root", str(root), "--base-url", base_url]) == 0
     gets = [p for m, p, _ in server.state["requests"] if m == "GET" and p.endswith(".tar.gz")]
-    assert gets.count("/400/train/part_0.tar.gz") == 1 and gets.count("/400/val/part_0.tar.gz") == 1  # never fetched twice
+    assert (
+        gets.count("/400/train/part_0.tar.gz") == 1 and gets.count("/400/val/part_0.tar.gz") == 1
+    )  # never fetched twice
     assert not (tmp_path / "escape.txt").exists() and not list(tmp_path.rglob("escape.txt"))  # hostile member refused
     assert not list((root / "tars").rglob("*.tar.gz"))  # parts are deleted once unpacked
 
     # ---- prepare: CVDF layout, the replacement wins over the corrupt clip, the missing clip is reported
-    assert kinetics.main(["prepare", "--root", str(root), *SMALL]) == 0
+    assert kinetics_command.main(["prepare", "--root", str(root), *SMALL]) == 0
     classes = (root / "classes.txt").read_text(encoding="utf-8").splitlines()
     assert classes == sorted(LABELS)
     bad = list(csv.DictReader(open(root / "bad_videos.csv", encoding="utf-8")))
@@ -107,10 +145,10 @@ def test_download_prepare_train_evaluate_end_to_end(mirror, server, tmp_path, ca
     originals, _ = load_items(root / "originals", "train")
     assert any("replacement" in it.path for it in originals) and all(it.frames == 40 for it in originals)
     mtimes = {p: p.stat().st_mtime_ns for p in (root / "frames").rglob("*.jpgs")}
-    assert kinetics.main(["prepare", "--root", str(root), *SMALL]) == 0  # idempotent: nothing converted again
+    assert kinetics_command.main(["prepare", "--root", str(root), *SMALL]) == 0  # idempotent: nothing converted again
     assert {p: p.stat().st_mtime_ns for p in (root / "frames").rglob("*.jpgs")} == mtimes
     capsys.readouterr()
-    assert kinetics.main(["check", "--root", str(root)]) == 0
+    assert kinetics_command.main(["check", "--root", str(root)]) == 0
     table = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[2:5]}
     assert table["train"][:4] == [str(facts["train"]), str(facts["train"] - 1), str(facts["train"] - 1), "1"]
     assert table["val"][:4] == [str(facts["val"])] * 3 + ["0"]
@@ -119,7 +157,11 @@ def test_download_prepare_train_evaluate_end_to_end(mirror, server, tmp_path, ca
     victim = Path(items[0].path)
     victim.write_bytes(victim.read_bytes()[:100])
     run = tmp_path / "run"
-    summary = train.train(train.parse_args(["--subset", "k400", "--data-root", str(root), "--epochs", "1", "--out", str(run), *TINY_MODEL]))
+    summary = training.train(
+        train.parse_args(
+            ["--subset", "k400", "--data-root", str(root), "--epochs", "1", "--out", str(run), *TINY_MODEL]
+        )
+    )
     assert summary["train_clips"] == facts["train"] - 1 and summary["skipped_train_clips"] == 1
     assert summary["val_clips"] == facts["val"] and 0 <= summary["val_top1"] <= 1
     ckpt = torch.load(run / "last.pt", weights_only=True)
@@ -141,7 +183,11 @@ def test_train_without_data_names_the_two_commands(tmp_path, one_line_error):
 def test_frame_store_keeps_every_step_th_frame_frame_exactly(tmp_path, step):
     src = write_h264(tmp_path / "s.mp4", stamped_frames(50, 64, 96))  # B-frames: decode order ≠ presentation order
     source, info = convert_video(src, tmp_path / "s.jpgs", short_side=256, step=step, quality=90)
-    assert (source.frames, source.width, source.height, source.fps) == (50, 96, 64, 25) and info.frames == len(range(0, 50, step)) and (info.width, info.height, info.step) == (96, 64, step)
+    assert (
+        (source.frames, source.width, source.height, source.fps) == (50, 96, 64, 25)
+        and info.frames == len(range(0, 50, step))
+        and (info.width, info.height, info.step) == (96, 64, step)
+    )
     assert info == store_info(tmp_path / "s.jpgs") and info.fps == pytest.approx(25 / step)
     idx = [info.frames - 1, 0, 5, 5, 2]  # any order, repeats
     got = read_store_frames(tmp_path / "s.jpgs", idx)
@@ -153,7 +199,12 @@ def test_frame_store_keeps_every_step_th_frame_frame_exactly(tmp_path, step):
 def test_frame_store_shrinks_the_shorter_side_and_reports_damage(tmp_path):
     src = write_opencv(tmp_path / "tall.mp4", stamped_frames(20, 160, 96))  # portrait: width is the short side
     _, info = convert_video(src, tmp_path / "tall.jpgs", short_side=48, step=1)
-    assert (info.width, info.height) == (48, 80) and read_store_frames(tmp_path / "tall.jpgs", [3]).shape == (1, 80, 48, 3)
+    assert (info.width, info.height) == (48, 80) and read_store_frames(tmp_path / "tall.jpgs", [3]).shape == (
+        1,
+        80,
+        48,
+        3,
+    )
     data = (tmp_path / "tall.jpgs").read_bytes()
     (tmp_path / "cut.jpgs").write_bytes(data[: len(data) // 2])
     with pytest.raises(VideoDecodeError, match="truncated"):
@@ -182,7 +233,9 @@ def test_prepared_clips_match_the_originals(tmp_path, step):
             mode = "random" if train_mode else "center"
             stamps = [read_stamp(f) for f in a._clip(i, mode, seed=7)]
             source = [read_stamp(f) for f in b._clip(i, mode, seed=7)]
-            assert all(t % step == 0 for t in stamps) and np.diff(stamps).tolist() == [4] * 5  # stored frames only, stride kept
+            assert (
+                all(t % step == 0 for t in stamps) and np.diff(stamps).tolist() == [4] * 5
+            )  # stored frames only, stride kept
             if step == 1:  # every frame kept: the same frames, the same crops, JPEG differences only
                 assert stamps == source
                 (va, la), (vb, lb) = a[i], b[i]
@@ -222,9 +275,18 @@ def _bad_corpus(split_dir: Path) -> dict[str, str | None]:
     write_opencv(b / "huge.mp4", np.repeat(np.repeat(stamped_frames(20, 68, 120), 32, axis=1), 32, axis=2))  # 3840×2176
     write_opencv(b / "portrait.mp4", stamped_frames(20, 120, 64))
     write_h264(b / "naïve_клип_動画.mp4", stamped_frames(20, 64, 96))
-    return {"empty.mp4": "empty", "nomoov.mp4": "not a readable video", "text.mp4": "not a readable video",
-            "image.mp4": "a still image (PNG), not a video", "short.mp4": "too short", "folder.mp4": "not a regular file",
-            "gray.mp4": None, "huge.mp4": None, "portrait.mp4": None, "naïve_клип_動画.mp4": None}
+    return {
+        "empty.mp4": "empty",
+        "nomoov.mp4": "not a readable video",
+        "text.mp4": "not a readable video",
+        "image.mp4": "a still image (PNG), not a video",
+        "short.mp4": "too short",
+        "folder.mp4": "not a regular file",
+        "gray.mp4": None,
+        "huge.mp4": None,
+        "portrait.mp4": None,
+        "naïve_клип_動画.mp4": None,
+    }
 
 
 def test_bad_clips_are_reported_with_their_reason_and_the_rest_train(tmp_path):
@@ -232,7 +294,11 @@ def test_bad_clips_are_reported_with_their_reason_and_the_rest_train(tmp_path):
     expect = _bad_corpus(root / "train")
     _bad_corpus(root / "val")
     summary = kinetics.prepare(root, short_side=48, frame_step=2, min_frames=16, workers=2, progress=False)
-    bad = {Path(r["path"]).name: r for r in csv.DictReader(open(root / "bad_videos.csv", encoding="utf-8")) if r["split"] == "train"}
+    bad = {
+        Path(r["path"]).name: r
+        for r in csv.DictReader(open(root / "bad_videos.csv", encoding="utf-8"))
+        if r["split"] == "train"
+    }
     for name, reason in expect.items():
         if reason is None:
             assert name not in bad
@@ -241,9 +307,16 @@ def test_bad_clips_are_reported_with_their_reason_and_the_rest_train(tmp_path):
     assert summary["train"] == {"clips": 8, "bad": 6}
     items = {Path(it.path).stem: it for it in load_items(root, "train")[0]}
     info = {name: store_info(it.path) for name, it in items.items()}
-    assert (info["huge"].width, info["huge"].height) == (85, 48) and (info["portrait"].width, info["portrait"].height) == (48, 90)
+    assert (info["huge"].width, info["huge"].height) == (85, 48) and (
+        info["portrait"].width,
+        info["portrait"].height,
+    ) == (48, 90)
     assert info["gray"].frames == 12 and "naïve_клип_動画" in items
-    run = train.train(train.parse_args(["--subset", "k400", "--data-root", str(root), "--epochs", "1", "--out", str(tmp_path / "run"), *TINY_MODEL]))
+    run = training.train(
+        train.parse_args(
+            ["--subset", "k400", "--data-root", str(root), "--epochs", "1", "--out", str(tmp_path / "run"), *TINY_MODEL]
+        )
+    )
     assert run["train_clips"] == 8 and run["val_clips"] == 8 and run["skipped_train_clips"] == 0
 
 
@@ -252,7 +325,7 @@ def test_ctrl_c_says_how_to_continue(tmp_path, monkeypatch, capsys):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(kinetics, "download", interrupted)
-    assert kinetics.main(["download", "--root", str(tmp_path / "k")]) == 130
+    assert kinetics_command.main(["download", "--root", str(tmp_path / "k")]) == 130
     err = capsys.readouterr().err
     assert "interrupted" in err and "run the same command again to continue" in err and "Traceback" not in err
 
@@ -261,7 +334,9 @@ def test_prepare_refuses_early_without_disk_space(tmp_path, monkeypatch, one_lin
     (tmp_path / "k" / "train" / "a").mkdir(parents=True)
     write_h264(tmp_path / "k" / "train" / "a" / "a.mp4", stamped_frames(20, 64, 96))
     monkeypatch.setattr(kinetics, "STORE_BYTES", 1e18)
-    err = one_line_error(kinetics.main, ["prepare", "--root", str(tmp_path / "k"), "--split", "train", "--workers", "1"])
+    err = one_line_error(
+        kinetics_command.main, ["prepare", "--root", str(tmp_path / "k"), "--split", "train", "--workers", "1"]
+    )
     assert "needs about" in err and "GB free" in err
     assert not (tmp_path / "k" / "frames").exists() or not list((tmp_path / "k" / "frames").rglob("*.jpgs"))
 
@@ -271,19 +346,22 @@ def test_a_corrupt_part_is_reported_deleted_and_fetched_again(mirror, server, tm
     root, part = tmp_path / "k400", server.root / "400" / "val" / "part_0.tar.gz"
     good = part.read_bytes()
     part.write_bytes(good[: len(good) // 2])  # served whole, but the archive inside is cut short
-    assert kinetics.main(["download", "--root", str(root), "--base-url", base_url, "--split", "val"]) == 1
+    assert kinetics_command.main(["download", "--root", str(root), "--base-url", base_url, "--split", "val"]) == 1
     assert "part_0.tar.gz" in capsys.readouterr().err and not (root / "tars" / "val" / "part_0.tar.gz").exists()
     part.write_bytes(good)
-    assert kinetics.main(["download", "--root", str(root), "--base-url", base_url, "--split", "val"]) == 0
+    assert kinetics_command.main(["download", "--root", str(root), "--base-url", base_url, "--split", "val"]) == 0
     assert len(list((root / "raw" / "val").glob("*.mp4"))) == facts["val"]
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["prepare", "--quality", "1000"], "--quality: must be 1..100, got 1000"),
-    (["prepare", "--short-side", "0"], "--short-side: must be > 0"),
-    (["download", "--retries", "-1"], "--retries: must be >= 0"),
-    (["download", "--workers", "inf"], "--workers: expected an integer"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["prepare", "--quality", "1000"], "--quality: must be 1..100, got 1000"),
+        (["prepare", "--short-side", "0"], "--short-side: must be > 0"),
+        (["download", "--retries", "-1"], "--retries: must be >= 0"),
+        (["download", "--workers", "inf"], "--workers: expected an integer"),
+    ],
+)
 def test_every_option_is_checked_in_one_line(tmp_path, one_line_error, argv, says):
-    one_line_error(kinetics.main, [*argv, "--root", str(tmp_path / "k")], says)
+    one_line_error(kinetics_command.main, [*argv, "--root", str(tmp_path / "k")], says)
     assert not (tmp_path / "k").exists()

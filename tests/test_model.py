@@ -147,6 +147,7 @@ def test_deterministic_with_seed():
     torch.testing.assert_close(a, b, rtol=0, atol=0)
     c = _model(seed=4).eval()(video)
     assert not torch.equal(a, c)
+
     def train_step_logits():
         model = _model(seed=3, dropout=0.2).train()
         torch.manual_seed(5)  # the dropout masks

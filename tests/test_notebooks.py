@@ -138,5 +138,7 @@ def test_notebook_is_saved_as_a_fresh_run_without_stderr(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_one_way_to_turn_the_comparison_off(path):
     # nbval also reads `# NBVAL_IGNORE_OUTPUT` comments; the tag keeps test plumbing out of the learner's code.
-    comments = [i for i, c in enumerate(cells_of(path)) if c["cell_type"] == "code" and "# NBVAL_" in "".join(c["source"])]
+    comments = [
+        i for i, c in enumerate(cells_of(path)) if c["cell_type"] == "code" and "# NBVAL_" in "".join(c["source"])
+    ]
     assert not comments, f"{path.name}: cells {comments} use an NBVAL comment; use nbval's cell tags instead"

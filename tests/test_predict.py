@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from minivb import load_checkpoint
-from minivb.evaluate import dataset_from_checkpoint, evaluate
+from minivb.checkpoint import Preprocessing
+from minivb.evaluation import dataset_from_checkpoint, evaluate
 from minivb.explain import attention_rollout, cls_maps, plot_attention
+from minivb.inference import find_videos, load_model, predict, video_views
 from minivb.model import VideoBERT, VideoBERTConfig
-from minivb.predict import Preprocessing, find_videos, load_model, main, predict, video_views
+from minivb.predict import main
 from minivb.video import read_frames
 
 
@@ -35,13 +37,32 @@ def test_predict_equals_evaluate_on_the_same_videos(tiny_run):
     assert load_model(tiny_run)[2].clips == 3  # toy checkpoint → evaluation's toy default, 3 clips × 1 crop
 
 
+def test_the_checkpoint_carries_its_preprocessing_and_older_checkpoints_still_load(tiny_run, tmp_path):
+    from minivb.checkpoint import read_checkpoint, save_checkpoint
+
+    ckpt = read_checkpoint(tiny_run / "last.pt")
+    record = ckpt["preprocessing"]  # what train writes: the clip the model was trained on + the toy set's views
+    assert record == {"num_frames": 4, "stride": 1, "size": 32, "clips": 3, "crops": 1, "pixels": "uint8 RGB"}
+    assert load_model(tiny_run)[2] == Preprocessing(**record)
+    assert load_model(tiny_run, clips=2, crops=3)[2] == Preprocessing(4, 1, 32, 2, 3)  # views overridden, clip kept
+    del ckpt["preprocessing"]  # a checkpoint written before the record existed: rebuilt from its options
+    save_checkpoint(tmp_path / "old.pt", ckpt)
+    assert load_model(tmp_path / "old.pt")[2] == Preprocessing(**record)
+    ckpt["args"] = {k: v for k, v in ckpt["args"].items() if k != "subset"}  # older still: the toy set was implied
+    save_checkpoint(tmp_path / "older.pt", ckpt)
+    assert load_model(tmp_path / "older.pt")[2] == Preprocessing(**record)
+
+
 def test_views_of_any_shape_are_the_checkpoints_training_clip(tmp_path):
     """Portrait, landscape, odd sizes, 1-frame and long videos: the views are squares of the shorter side, resized."""
     from videos import stamped_frames, write_opencv
 
     prep = Preprocessing(num_frames=4, stride=2, size=32, clips=2, crops=3)
     cases = {"portrait": (12, 96, 48), "landscape": (30, 72, 128), "odd": (9, 47, 33), "one_frame": (1, 40, 40)}
-    paths = [write_opencv(tmp_path / f"{name}.avi", stamped_frames(n, h, w), fourcc="MJPG") for name, (n, h, w) in cases.items()]
+    paths = [
+        write_opencv(tmp_path / f"{name}.avi", stamped_frames(n, h, w), fourcc="MJPG")
+        for name, (n, h, w) in cases.items()
+    ]
     data = video_views(paths, prep)
     for i, (name, (n, h, w)) in enumerate(cases.items()):
         views, index = data[i]
@@ -55,9 +76,18 @@ def test_views_of_any_shape_are_the_checkpoints_training_clip(tmp_path):
             tops = [0, round((h - side) / 2), h - side] if h > w else [round((h - side) / 2)] * 3
             lefts = [round((w - side) / 2)] * 3 if h > w else [0, round((w - side) / 2), w - side]
             for k, (top, left) in enumerate(zip(tops, lefts)):
-                want = torch.nn.functional.interpolate(frames[:, :, top:top + side, left:left + side].float(), size=(32, 32),
-                                                       mode="bilinear", antialias=True, align_corners=False)
-                assert (views[3 * c + k].float() - want).abs().mean() < 1.5, (name, c, k)  # uint8 resize rounding; a 1-pixel shift costs ~2
+                want = torch.nn.functional.interpolate(
+                    frames[:, :, top : top + side, left : left + side].float(),
+                    size=(32, 32),
+                    mode="bilinear",
+                    antialias=True,
+                    align_corners=False,
+                )
+                assert (views[3 * c + k].float() - want).abs().mean() < 1.5, (
+                    name,
+                    c,
+                    k,
+                )  # uint8 resize rounding; a 1-pixel shift costs ~2
 
 
 def test_cli_predicts_files_and_folders_and_reports_bad_ones(tiny_run, toy, tmp_path, capsys):
@@ -68,18 +98,23 @@ def test_cli_predicts_files_and_folders_and_reports_bad_ones(tiny_run, toy, tmp_
         (folder / "sub" / f"v{i}.mp4").write_bytes(p.read_bytes())
     (folder / "broken.mp4").write_bytes(b"not a video at all")
     (folder / "notes.txt").write_text("ignored: not a video suffix")
-    code, out, err = _cli(capsys, [str(good[0]), str(folder), str(tmp_path / "missing.mp4"), "--checkpoint", str(tiny_run),
-                                   "--topk", "3"])
+    code, out, err = _cli(
+        capsys, [str(good[0]), str(folder), str(tmp_path / "missing.mp4"), "--checkpoint", str(tiny_run), "--topk", "3"]
+    )
     assert code == 1  # some failed
     errors = err.strip().splitlines()
     assert len(errors) == 2
     assert "missing.mp4: no such file or folder" in errors[0] and "broken.mp4: not a readable video" in errors[1]
     lines = out.strip().splitlines()
-    assert [line.split(": ")[0] for line in lines] == [str(good[0])] + [str(folder / "sub" / f"v{i}.mp4") for i in range(3)]
+    assert [line.split(": ")[0] for line in lines] == [str(good[0])] + [
+        str(folder / "sub" / f"v{i}.mp4") for i in range(3)
+    ]
     assert lines[0].split(": ")[1] == lines[1].split(": ")[1]  # the same video copied: the same answer
     assert all(len(line.split(", ")) == 3 for line in lines)
 
-    code, out, err = _cli(capsys, [*map(str, good), "--checkpoint", str(tiny_run / "last.pt"), "--json", "--topk", "99"])
+    code, out, err = _cli(
+        capsys, [*map(str, good), "--checkpoint", str(tiny_run / "last.pt"), "--json", "--topk", "99"]
+    )
     assert code == 0 and err == ""
     results = json.loads(out)
     _, classes = load_checkpoint(tiny_run / "last.pt")
@@ -98,7 +133,9 @@ def test_find_videos_lists_folders_and_reports_what_is_not_there(tmp_path):
     files, problems = find_videos([tmp_path / "v", tmp_path / "empty", tmp_path / "nope.avi", tmp_path / "v" / "c.txt"])
     assert files == [str(tmp_path / "v" / "a.mov"), str(tmp_path / "v" / "b.MP4"), str(tmp_path / "v" / "c.txt")]
     assert [(p.path, p.reason.split(" (")[0]) for p in problems] == [
-        (str(tmp_path / "empty"), "a folder without videos"), (str(tmp_path / "nope.avi"), "no such file or folder")]
+        (str(tmp_path / "empty"), "a folder without videos"),
+        (str(tmp_path / "nope.avi"), "no such file or folder"),
+    ]
 
 
 def test_bad_input_is_one_line_exit_2(tiny_run, toy, tmp_path, one_line_error):
@@ -118,7 +155,9 @@ def test_shell_help_and_exit_status(tiny_run, tmp_path, run_module):
     r = run_module("minivb.predict", "--help")
     assert r.returncode == 0 and "--topk" in r.stdout and "--json" in r.stdout
     r = run_module("minivb.predict", tmp_path / "missing.mp4", "--checkpoint", tiny_run)
-    assert r.returncode == 1 and r.stderr.strip().splitlines() == [f"minivb.predict: cannot classify {tmp_path / 'missing.mp4'}: no such file or folder"]
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f"minivb.predict: cannot classify {tmp_path / 'missing.mp4'}: no such file or folder"
+    ]
 
 
 # --------------------------------------------------------------------------- explain

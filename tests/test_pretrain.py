@@ -10,8 +10,9 @@ from torch.utils.data import DataLoader
 
 from minivb.data.clips import ShardedSampler
 from minivb.encoder import build_encoder
+from minivb.loop import TrainState, train_one_epoch
 from minivb.model import VideoBERT, VideoBERTConfig
-from minivb.pretrain import (
+from minivb.pretraining import (
     IGNORE_INDEX,
     HierarchicalKMeans,
     MaskedTokenLoss,
@@ -26,7 +27,6 @@ from minivb.pretrain import (
     masked_accuracy,
     tokenize,
 )
-from minivb.train import TrainState, train_one_epoch
 
 
 def blobs(centres: torch.Tensor, per: int, std: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,7 +217,10 @@ def test_masked_token_loss_matches_cross_entropy():
     torch.testing.assert_close(MaskedTokenLoss()(logits, targets), expected)
     assert MaskedTokenLoss()(logits, torch.full((3, 5), IGNORE_INDEX)) == 0
     logits[0, 1, 2] = logits[1, 4, 6] = 100.0
-    assert masked_accuracy(logits, targets) == (2 + int(logits[2, 0].argmax() == 0) + int(logits[2, 3].argmax() == 3), 4)
+    assert masked_accuracy(logits, targets) == (
+        2 + int(logits[2, 0].argmax() == 0) + int(logits[2, 3].argmax() == 3),
+        4,
+    )
 
 
 def test_wordbert_shapes_and_parameters_fit_videobert():
@@ -229,7 +232,11 @@ def test_wordbert_shapes_and_parameters_fit_videobert():
     video_bert = VideoBERT(VideoBERTConfig(num_classes=4, num_frames=6, grid=2, dim=32, depth=2, num_heads=2))
 
     def shared(m):
-        return {k: v.shape for k, v in m.state_dict().items() if k.startswith("transformer.") or k in ("time_embed", "cls_token")}
+        return {
+            k: v.shape
+            for k, v in m.state_dict().items()
+            if k.startswith("transformer.") or k in ("time_embed", "cls_token")
+        }
 
     assert shared(model) == shared(video_bert) and len(shared(model)) > 2
     missing, unexpected = video_bert.load_state_dict({k: model.state_dict()[k] for k in shared(model)}, strict=False)
@@ -286,8 +293,26 @@ def _learn_counting():
 # --------------------------------------------------------------------------- python -m minivb.pretrain and --init-from
 
 # The tiny model of conftest's TINY (4 frames of 32×32, width 32, 1 layer, 2 heads): the pretraining must match it.
-TINY_PRE = ["--num-frames", "4", "--stride", "1", "--size", "32", "--dim", "32", "--depth", "1", "--heads", "2",
-            "--levels", "2", "--clusters", "3", "--batch-size", "8"]
+TINY_PRE = [
+    "--num-frames",
+    "4",
+    "--stride",
+    "1",
+    "--size",
+    "32",
+    "--dim",
+    "32",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--levels",
+    "2",
+    "--clusters",
+    "3",
+    "--batch-size",
+    "8",
+]
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +332,8 @@ def pretrained(toy, tmp_path_factory):
 def test_pretrain_cli_writes_a_checkpoint_whose_loss_fell(pretrained):
     import json
 
-    from minivb.pretrain import FORMAT, read_pretrained
+    from minivb.checkpoint import PRETRAIN_FORMAT as FORMAT
+    from minivb.checkpoint import read_pretrained
 
     summary = json.loads((pretrained / "summary.json").read_text())
     losses = [h["train_loss"] for h in summary["history"]]
@@ -322,22 +348,24 @@ def test_pretrain_cli_writes_a_checkpoint_whose_loss_fell(pretrained):
 
 
 def test_tokenizing_the_toy_set_is_deterministic(pretrained, toy):
+    from minivb.checkpoint import read_pretrained
     from minivb.data.clips import load_items
-    from minivb.pretrain import PRESETS, read_pretrained, tokenize_clips, _clips
+    from minivb.data.registry import DATASETS
+    from minivb.pretraining import clip_dataset, tokenize_clips
 
     ckpt = read_pretrained(pretrained / "pretrain.pt")
-    opts = PRESETS["toy"] | ckpt["args"]
+    opts = DATASETS["toy"].pretrain_preset | ckpt["args"]
     encoder = build_encoder(ckpt["tokenizer"]["encoder"], ckpt["tokenizer"]["grid"], False)
     encoder.load_state_dict(ckpt["tokenizer"]["state"])
     vocabulary = HierarchicalKMeans.from_state_dict(ckpt["vocabulary"])
     items, _ = load_items(toy, "val")
-    a = tokenize_clips(encoder, vocabulary, _clips(items, opts), opts, "cpu")
-    b = tokenize_clips(encoder, vocabulary, _clips(items, opts), opts, "cpu")
+    a = tokenize_clips(encoder, vocabulary, clip_dataset(items, opts), opts, "cpu")
+    b = tokenize_clips(encoder, vocabulary, clip_dataset(items, opts), opts, "cpu")
     assert a.shape == (8, 4) and torch.equal(a, b)
 
 
 def test_init_from_copies_the_transformer_and_rejects_what_does_not_fit(pretrained, toy, tmp_path, one_line_error):
-    from minivb.pretrain import init_from_pretrained, read_pretrained
+    from minivb.checkpoint import init_from_pretrained, read_pretrained
     from minivb.train import main as train_main
 
     source = read_pretrained(pretrained / "pretrain.pt")["model"]
@@ -357,14 +385,22 @@ def test_init_from_copies_the_transformer_and_rejects_what_does_not_fit(pretrain
         init_from_pretrained(wide, pretrained / "pretrain.pt")
 
     from conftest import TINY
+
     base = ["--data-root", str(toy), *TINY, "--epochs", "1"]
     assert train_main([*base, "--out", str(tmp_path / "ok"), "--init-from", str(pretrained)]) == 0
-    one_line_error(train_main, [*base, "--out", str(tmp_path / "a"), "--init-from", str(pretrained), "--dim", "64"],
-                   "--init-from: ")
-    one_line_error(train_main, [*base, "--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "ok" / "last.pt")],
-                   "a training checkpoint")
-    one_line_error(train_main, [*base, "--out", str(tmp_path / "c"), "--init-from", str(tmp_path / "nothing.pt")],
-                   "does not exist")
+    one_line_error(
+        train_main,
+        [*base, "--out", str(tmp_path / "a"), "--init-from", str(pretrained), "--dim", "64"],
+        "--init-from: ",
+    )
+    one_line_error(
+        train_main,
+        [*base, "--out", str(tmp_path / "b"), "--init-from", str(tmp_path / "ok" / "last.pt")],
+        "a training checkpoint",
+    )
+    one_line_error(
+        train_main, [*base, "--out", str(tmp_path / "c"), "--init-from", str(tmp_path / "nothing.pt")], "does not exist"
+    )
 
 
 def test_pretrain_cli_errors(pretrained, toy, tmp_path, one_line_error):
@@ -373,12 +409,14 @@ def test_pretrain_cli_errors(pretrained, toy, tmp_path, one_line_error):
     one_line_error(pretrain_main, ["--clusters", "1"], "--clusters: must be > 1")
     one_line_error(pretrain_main, ["--levels", "0"], "--levels: must be > 0")
     one_line_error(pretrain_main, ["--epochs", "nan"], "--epochs: expected an integer")
-    one_line_error(pretrain_main, ["--data-root", str(toy), "--out", str(pretrained)], "already holds a pretraining run")
+    one_line_error(
+        pretrain_main, ["--data-root", str(toy), "--out", str(pretrained)], "already holds a pretraining run"
+    )
     one_line_error(pretrain_main, ["--subset", "k400", "--data-root", str(tmp_path / "none")], "no Kinetics-400 data")
 
 
 def test_motion_features_remove_what_every_frame_shares():
-    from minivb.pretrain import motion_features
+    from minivb.pretraining import motion_features
 
     torch.manual_seed(0)
     encoder = build_encoder("small", 2, False)
@@ -400,9 +438,37 @@ def test_pretrain_k400_path_on_a_small_folder(toy, tmp_path):
     from minivb.pretrain import main as pretrain_main
 
     out = tmp_path / "k400"
-    args = ["--subset", "k400", "--data-root", str(toy), "--out", str(out), "--no-pretrained", "--workers", "0",
-            "--size", "32", "--num-frames", "4", "--stride", "1", "--levels", "2", "--clusters", "3", "--epochs", "1",
-            "--dim", "32", "--depth", "1", "--heads", "2", "--kmeans-frames", "32"]
+    args = [
+        "--subset",
+        "k400",
+        "--data-root",
+        str(toy),
+        "--out",
+        str(out),
+        "--no-pretrained",
+        "--workers",
+        "0",
+        "--size",
+        "32",
+        "--num-frames",
+        "4",
+        "--stride",
+        "1",
+        "--levels",
+        "2",
+        "--clusters",
+        "3",
+        "--epochs",
+        "1",
+        "--dim",
+        "32",
+        "--depth",
+        "1",
+        "--heads",
+        "2",
+        "--kmeans-frames",
+        "32",
+    ]
     assert pretrain_main(args) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["train_sequences"] == 16 and summary["val_sequences"] == 8  # no mirrors for k400

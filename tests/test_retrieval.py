@@ -1,4 +1,5 @@
-"""Video retrieval: search and metrics against hand-worked answers and slow references, galleries, python -m minivb.retrieve.
+"""Video retrieval: search and metrics against hand-worked answers and slow references, galleries,
+python -m minivb.retrieve.
 
 The command-line tests use a tiny model trained for 2 epochs on a tiny toy set (conftest ``toy``, ``tiny_run``).
 """
@@ -12,8 +13,15 @@ import torch
 
 from minivb.checkpoint import read_checkpoint, save_checkpoint
 from minivb.model import VideoBERT, VideoBERTConfig
-from minivb.retrieval import (Gallery, embed_videos, neighbour_confusion, pixel_embedding, retrieval_metrics, search,
-                              view_embedding)
+from minivb.retrieval import (
+    Gallery,
+    embed_videos,
+    neighbour_confusion,
+    pixel_embedding,
+    retrieval_metrics,
+    search,
+    view_embedding,
+)
 from minivb.retrieve import main
 
 
@@ -42,8 +50,13 @@ def _slow_metrics(emb, labels, ks):
                 found += 1
                 precisions.append(found / r)
         aps.append(sum(precisions) / len(precisions))
-    return {**{f"recall@{k}": hits[k] / len(aps) for k in ks}, "mAP": sum(aps) / len(aps), "queries": len(aps),
-            "without_relevant": n - len(aps), "gallery": n}
+    return {
+        **{f"recall@{k}": hits[k] / len(aps) for k in ks},
+        "mAP": sum(aps) / len(aps),
+        "queries": len(aps),
+        "without_relevant": n - len(aps),
+        "gallery": n,
+    }
 
 
 # --------------------------------------------------------------------------- the numbers
@@ -130,7 +143,9 @@ def test_view_embedding_is_the_normalised_mean_over_views_and_pixels_ignore_time
     views = torch.randint(0, 256, (2, 3, 3, 3, 32, 32), dtype=torch.uint8)  # (B, V, T, 3, H, W)
     with torch.no_grad():
         e = view_embedding(model, views)
-        by_hand = torch.stack([torch.stack([model.embed(v[None])[0] for v in b]).mean(0) for b in views])  # one view at a time
+        by_hand = torch.stack(
+            [torch.stack([model.embed(v[None])[0] for v in b]).mean(0) for b in views]
+        )  # one view at a time
     torch.testing.assert_close(e, by_hand / by_hand.norm(dim=1, keepdim=True), atol=1e-5, rtol=1e-4)
     assert e.shape == (2, 32)
 
@@ -144,15 +159,26 @@ def test_view_embedding_is_the_normalised_mean_over_views_and_pixels_ignore_time
 
 
 def test_gallery_round_trip_and_foreign_files(tmp_path, tiny_run):
-    g = Gallery(_unit(HAND_ANGLES), [f"v{i}.mp4" for i in range(6)], HAND_LABELS, ["A", "B", "C"], "/x/last.pt",
-                {"num_frames": 4, "stride": 1, "size": 32, "clips": 3, "crops": 1})
+    g = Gallery(
+        _unit(HAND_ANGLES),
+        [f"v{i}.mp4" for i in range(6)],
+        HAND_LABELS,
+        ["A", "B", "C"],
+        "/x/last.pt",
+        {"num_frames": 4, "stride": 1, "size": 32, "clips": 3, "crops": 1},
+    )
     g.save(tmp_path / "g.pt")
     raw = torch.load(tmp_path / "g.pt", weights_only=True)  # plain tensors, strings and lists only
     assert raw["format"] == "minivb.gallery"
     back = Gallery.load(tmp_path / "g.pt")
     assert torch.equal(back.embeddings, g.embeddings) and back.label_ids().tolist() == [0, 1, 0, 1, 1, 2]
-    assert (back.paths, back.labels, back.classes, back.checkpoint, back.preprocessing) == \
-        (g.paths, g.labels, g.classes, g.checkpoint, g.preprocessing)
+    assert (back.paths, back.labels, back.classes, back.checkpoint, back.preprocessing) == (
+        g.paths,
+        g.labels,
+        g.classes,
+        g.checkpoint,
+        g.preprocessing,
+    )
     with pytest.raises(FileNotFoundError, match="does not exist"):
         Gallery.load(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="training checkpoint, not a gallery"):
@@ -186,7 +212,10 @@ def _cli(capsys, argv):
 def gallery_file(tiny_run, toy, tmp_path_factory):
     """The train split of ``toy`` (16 videos, 2 per class) indexed with ``tiny_run``."""
     out = tmp_path_factory.mktemp("gallery") / "train.pt"
-    assert main(["index", "--checkpoint", str(tiny_run), "--data-root", str(toy), "--split", "train", "--out", str(out)]) == 0
+    assert (
+        main(["index", "--checkpoint", str(tiny_run), "--data-root", str(toy), "--split", "train", "--out", str(out)])
+        == 0
+    )
     return out
 
 
@@ -197,9 +226,18 @@ def test_index_evaluate_and_search_a_labelled_split(gallery_file, tiny_run, toy,
     assert len(g) == 16 and g.classes == list(CLASSES) and sorted(g.labels) == sorted(list(CLASSES) * 2)
     assert g.embeddings.shape == (16, 32) and torch.allclose(g.embeddings.norm(dim=1), torch.ones(16))
     assert g.checkpoint == str((tiny_run / "last.pt").resolve())
-    assert g.preprocessing == {"num_frames": 4, "stride": 1, "size": 32, "clips": 3, "crops": 1}  # toy default views
+    assert g.preprocessing == {
+        "num_frames": 4,
+        "stride": 1,
+        "size": 32,
+        "clips": 3,
+        "crops": 1,  # toy default views
+        "pixels": "uint8 RGB",
+    }
 
-    code, out, err = _cli(capsys, ["evaluate", "--index", str(gallery_file), "--json", "--confusion", str(tmp_path / "nn.png")])
+    code, out, err = _cli(
+        capsys, ["evaluate", "--index", str(gallery_file), "--json", "--confusion", str(tmp_path / "nn.png")]
+    )
     assert code == 0, err
     report = json.loads(out)
     expected = retrieval_metrics(g.embeddings, g.label_ids())
@@ -237,7 +275,9 @@ def test_a_broken_file_is_reported_and_the_others_indexed(tiny_run, toy, tmp_pat
     broken.write_bytes(videos[0].read_bytes()[:200])  # truncated
     (folder / "notes.txt").write_text("not a video")  # not picked up from a folder
     out = tmp_path / "mine.pt"
-    code, stdout, err = _cli(capsys, ["index", "--checkpoint", str(tiny_run), str(folder), "--out", str(out), "--batch-size", "2"])
+    code, stdout, err = _cli(
+        capsys, ["index", "--checkpoint", str(tiny_run), str(folder), "--out", str(out), "--batch-size", "2"]
+    )
     assert code == 1
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"minivb.retrieve: cannot embed {broken}: "), err
@@ -253,7 +293,7 @@ def test_a_broken_file_is_reported_and_the_others_indexed(tiny_run, toy, tmp_pat
     one_line_error(main, ["evaluate", "--index", str(out)], "has no labels")
 
     # The library: a broken file is dropped, with its label.
-    from minivb.predict import load_model
+    from minivb.inference import load_model
 
     model, _, prep = load_model(tiny_run)
     lib, skipped = embed_videos(model, [broken, *videos], prep, labels=["x", "a", "b", "c"])
@@ -291,18 +331,23 @@ def test_usage_errors_are_one_line_exit_2(tiny_run, toy, gallery_file, tmp_path,
     g.save(tmp_path / "moved.pt")
     error(["search", "--index", str(tmp_path / "moved.pt"), video], "pass --checkpoint")
     other = read_checkpoint(tiny_run / "last.pt")
-    other["args"] = {**other["args"], "stride": 2}
+    other["preprocessing"] = {**other["preprocessing"], "stride": 2}  # the record the checkpoint carries
     save_checkpoint(tmp_path / "other.pt", other)
-    error(["search", "--index", str(gallery_file), video, "--checkpoint", str(tmp_path / "other.pt")], "is not the model that made")
+    error(
+        ["search", "--index", str(gallery_file), video, "--checkpoint", str(tmp_path / "other.pt")],
+        "is not the model that made",
+    )
     # Every label alone (the toy val split has one video per class): leave-one-out has nothing to find.
     Gallery(g.embeddings[:3], g.paths[:3], ["a", "b", "c"]).save(tmp_path / "alone.pt")
     error(["evaluate", "--index", str(tmp_path / "alone.pt")], "no label has two videos")
 
 
 def test_help_for_every_subcommand(capsys, run_module):
-    for command, options in (("index", ("--checkpoint", "--data-root", "--split", "--out", "--force", "--clips", "--crops")),
-                             ("search", ("--index", "--k", "--json", "--checkpoint", "--device")),
-                             ("evaluate", ("--index", "--json", "--confusion"))):
+    for command, options in (
+        ("index", ("--checkpoint", "--data-root", "--split", "--out", "--force", "--clips", "--crops")),
+        ("search", ("--index", "--k", "--json", "--checkpoint", "--device")),
+        ("evaluate", ("--index", "--json", "--confusion")),
+    ):
         with pytest.raises(SystemExit) as e:
             main([command, "--help"])
         text = capsys.readouterr().out

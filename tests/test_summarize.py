@@ -7,23 +7,23 @@ import struct
 import numpy as np
 import pytest
 import torch
+from videos import stamped_frames, write_h264
 
-from minivb.predict import Preprocessing
-from minivb.summarize import (
+from minivb.checkpoint import Preprocessing
+from minivb.summarization import (
     _square,
     _stream_windows,
     concat_video,
+    kts,
     shot_cuts,
     shot_windows,
-    kts,
-    main,
     summarize,
     summary_metrics,
     uniform_keyframes,
     window_indices,
 )
+from minivb.summarize import main
 from minivb.video import VideoDecodeError, iter_frames, read_frames, video_info
-from videos import stamped_frames, write_h264
 
 # 5 segments of unequal lengths (120 frames): the centres of 5 equal parts (12, 36, 60, 84, 108) miss "shrinking"
 # (40–52) and put two keyframes in "left_to_right", so uniform sampling scores coverage 0.8 here.
@@ -122,7 +122,9 @@ def test_summary_metrics_hand_made_cases():
     perfect = summary_metrics([5, 15, 25, 35], segs)
     assert perfect == {"coverage": 1.0, "precision": 1.0, "recall": 1.0, "f1": 1.0, "matched": 4}
     twice = summary_metrics([1, 9, 25, 35], segs)  # two in "a": one matches, one is redundant; "b" missed
-    assert twice["matched"] == 3 and twice["precision"] == 0.75 and twice["recall"] == 0.75 and twice["coverage"] == 0.75
+    assert (
+        twice["matched"] == 3 and twice["precision"] == 0.75 and twice["recall"] == 0.75 and twice["coverage"] == 0.75
+    )
     fewer = summary_metrics([10, 39], segs)  # segment bounds: start included, end excluded
     assert fewer["matched"] == 2 and fewer["precision"] == 1.0 and fewer["recall"] == 0.5
     assert fewer["f1"] == pytest.approx(2 / 3)
@@ -173,7 +175,7 @@ def test_shot_cuts_find_scene_changes_not_motion(tmp_path):
     # a camera panning over a textured scene changes every frame a lot: no spike, no cut
     rng = np.random.default_rng(0)
     scene = rng.integers(0, 256, (64, 400, 3), np.uint8)
-    pan = np.stack([scene[:, 6 * t:6 * t + 64] for t in range(50)])
+    pan = np.stack([scene[:, 6 * t : 6 * t + 64] for t in range(50)])
     write_h264(tmp_path / "pan.mp4", pan)
     assert shot_cuts(tmp_path / "pan.mp4") == (50, [])
     # shot-aware windows never take frames from two shots
@@ -206,7 +208,9 @@ def test_cli_end_to_end(tiny_run, concat, tmp_path, capsys):
     for kf in doc["keyframes"]:
         seg = kf["segment"]
         assert kf["time"] == pytest.approx(kf["frame"] / 8, abs=1e-3)
-        assert seg["start_frame"] <= kf["frame"] < seg["end_frame"] and seg["end_time"] == pytest.approx(seg["end_frame"] / 8)
+        assert seg["start_frame"] <= kf["frame"] < seg["end_frame"] and seg["end_time"] == pytest.approx(
+            seg["end_frame"] / 8
+        )
     assert not list(out.parent.glob(".*.tmp"))
 
 
@@ -220,11 +224,15 @@ def test_cli_errors(tiny_run, concat, tmp_path, one_line_error, run_module):
     one_line_error(main, [str(path), *ok, "--k", "0"], "--k")
     one_line_error(main, [str(path), *ok, "--k", "100"], "only 55 windows")
     (tmp_path / "file").write_text("x")
-    one_line_error(main, [str(path), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "file" / "s.png"), "--k", "3"], "--out")
+    one_line_error(
+        main, [str(path), "--checkpoint", str(tiny_run), "--out", str(tmp_path / "file" / "s.png"), "--k", "3"], "--out"
+    )
     one_line_error(main, [str(path), "--checkpoint", str(tiny_run), "--out", str(tmp_path), "--k", "3"], "is a folder")
     (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
     one_line_error(main, [str(path), "--checkpoint", str(tmp_path / "bad.pt"), "--out", out, "--k", "3"], "bad.pt")
-    one_line_error(main, [str(path), "--checkpoint", str(tmp_path / "none.pt"), "--out", out, "--k", "3"], "--checkpoint")
+    one_line_error(
+        main, [str(path), "--checkpoint", str(tmp_path / "none.pt"), "--out", out, "--k", "3"], "--checkpoint"
+    )
     assert not (tmp_path / "s.png").exists()
     help_ = run_module("minivb.summarize", "--help", timeout=60)
     assert help_.returncode == 0 and "--k" in help_.stdout and "--checkpoint" in help_.stdout

@@ -6,16 +6,30 @@ import json
 import numpy as np
 import pytest
 
-from minivb.data import toy
-from minivb.data.toy import CLASSES, HFLIP, ROTATION, TWINS, VFLIP, ToyConfig, classes_of, generate, read_index, render_clip
+from minivb.data.toy import (
+    CLASSES,
+    HFLIP,
+    ROTATION,
+    TWINS,
+    VFLIP,
+    ToyConfig,
+    classes_of,
+    generate,
+    read_index,
+    render_clip,
+)
+from minivb.data.toy import __main__ as toy_command
 from minivb.video import read_frames, video_info
 
 SMALL = ToyConfig(seed=3, train_per_class=3, val_per_class=1, frames=12)
 
 
 def _decode_all(root):
-    return {row["path"]: read_frames(root / row["path"], range(row["frames"]))
-            for split in ("train", "val") for row in read_index(root, split)}
+    return {
+        row["path"]: read_frames(root / row["path"], range(row["frames"]))
+        for split in ("train", "val")
+        for row in read_index(root, split)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +166,7 @@ def test_never_replaces_a_folder_it_did_not_make(tmp_path):
     with pytest.raises(ValueError, match="is not a toy set"):
         generate(mine, SMALL)
     assert (mine / "train" / "abseiling" / "a.mp4").read_bytes() == b"not ours"
-    assert toy.main(["--root", str(mine)]) == 2
+    assert toy_command.main(["--root", str(mine)]) == 2
     assert (mine / "train" / "abseiling" / "a.mp4").is_file()
 
 
@@ -164,13 +178,15 @@ def test_a_users_meta_json_does_not_make_their_folder_ours(tmp_path):
     (mine / "meta.json").write_text(json.dumps({"format_version": 3, "owner": "me"}))
     with pytest.raises(ValueError, match="is not a toy set"):
         generate(mine, SMALL)
-    assert toy.main(["--root", str(mine)]) == 2
+    assert toy_command.main(["--root", str(mine)]) == 2
     assert (mine / "train" / "dogs" / "d1.mp4").read_bytes() == b"my dog"
     # a set made before meta.json named its generator is still recognised (only generator-made files in it)
     made = generate(tmp_path / "old", SMALL)
     meta = json.loads((made / "meta.json").read_text())
     (made / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "generator"}))
-    assert generate(made, SMALL) == made and json.loads((made / "meta.json").read_text())["generator"] == "minivb.data.toy"
+    assert (
+        generate(made, SMALL) == made and json.loads((made / "meta.json").read_text())["generator"] == "minivb.data.toy"
+    )
 
 
 def test_bad_arguments():
@@ -183,26 +199,35 @@ def test_bad_arguments():
 
 
 def test_cli(tmp_path, capsys):
-    assert toy.main(["--root", str(tmp_path), "--train-per-class", "1", "--val-per-class", "1", "--seed", "5"]) == 0
+    assert (
+        toy_command.main(["--root", str(tmp_path), "--train-per-class", "1", "--val-per-class", "1", "--seed", "5"])
+        == 0
+    )
     assert "wrote 8 train + 8 val videos" in capsys.readouterr().out
-    assert toy.main(["--root", str(tmp_path), "--train-per-class", "1", "--val-per-class", "1", "--seed", "5"]) == 0
+    assert (
+        toy_command.main(["--root", str(tmp_path), "--train-per-class", "1", "--val-per-class", "1", "--seed", "5"])
+        == 0
+    )
     assert "reusing" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("bad, says", [
-    (["--train-per-class", "-3"], "--train-per-class: must be > 0"),
-    (["--size", "16"], "--size: must be >= 32"),
-    (["--frames", "x"], "--frames: expected an integer"),
-    (["--frames", "1"], "--frames: must be >= 2"),
-    (["--fps", "inf"], "--fps"),  # OpenCV's writer would hang on an infinite rate
-    (["--fps", "nan"], "--fps"),
-    (["--fps", "0"], "--fps: must be > 0"),
-    (["--fps", "1e30"], "fps must be between 0.01 and 65535"),
-    (["--seed", "-1"], "--seed: must be >= 0"),
-    (["--seed", "1208925819614629174706176"], "--seed: must be < 2**63"),
-])
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        (["--train-per-class", "-3"], "--train-per-class: must be > 0"),
+        (["--size", "16"], "--size: must be >= 32"),
+        (["--frames", "x"], "--frames: expected an integer"),
+        (["--frames", "1"], "--frames: must be >= 2"),
+        (["--fps", "inf"], "--fps"),  # OpenCV's writer would hang on an infinite rate
+        (["--fps", "nan"], "--fps"),
+        (["--fps", "0"], "--fps: must be > 0"),
+        (["--fps", "1e30"], "fps must be between 0.01 and 65535"),
+        (["--seed", "-1"], "--seed: must be >= 0"),
+        (["--seed", "1208925819614629174706176"], "--seed: must be < 2**63"),
+    ],
+)
 def test_bad_options_are_one_line_exit_2_and_write_nothing(tmp_path, one_line_error, bad, says):
-    one_line_error(toy.main, ["--root", str(tmp_path / "toy"), *bad], says)
+    one_line_error(toy_command.main, ["--root", str(tmp_path / "toy"), *bad], says)
     assert not (tmp_path / "toy").exists()
 
 
@@ -213,9 +238,14 @@ def test_bad_option_from_the_shell_does_not_hang(tmp_path, run_module):
 
 
 def test_generate_checks_its_config_before_writing(tmp_path):
-    for bad, says in ((dict(fps=float("inf")), "fps must be between"), (dict(fps=1e5), "fps must be between"), (dict(seed=-1), "seed must be a non-negative integer"),
-                      (dict(frames=1), "frames must be an integer >= 2"), (dict(size=31), "size must be an integer >= 32"),
-                      (dict(val_per_class=0), "val_per_class must be a positive integer")):
+    for bad, says in (
+        (dict(fps=float("inf")), "fps must be between"),
+        (dict(fps=1e5), "fps must be between"),
+        (dict(seed=-1), "seed must be a non-negative integer"),
+        (dict(frames=1), "frames must be an integer >= 2"),
+        (dict(size=31), "size must be an integer >= 32"),
+        (dict(val_per_class=0), "val_per_class must be a positive integer"),
+    ):
         with pytest.raises(ValueError, match=says):
             generate(tmp_path / "toy", ToyConfig(**bad))
     assert not (tmp_path / "toy").exists()

@@ -17,11 +17,30 @@ import torch
 
 from minivb import load_checkpoint
 from minivb.checkpoint import read_checkpoint, save_checkpoint
+from minivb.data.registry import PRESETS
 from minivb.data.toy import CLASSES
-from minivb.train import PRESETS, main
+from minivb.train import main
 
-TINY = ["--epochs", "2", "--batch-size", "2", "--num-frames", "4", "--size", "32", "--dim", "32", "--depth", "1",
-        "--heads", "2", "--save-every", "3", "--limit-val", "6"]
+TINY = [
+    "--epochs",
+    "2",
+    "--batch-size",
+    "2",
+    "--num-frames",
+    "4",
+    "--size",
+    "32",
+    "--dim",
+    "32",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--save-every",
+    "3",
+    "--limit-val",
+    "6",
+]
 STEPS = 16  # 2 epochs × 16 videos / batch 2
 # One thread per process: tiny models gain nothing from more, and on a shared 2-core machine
 # OpenMP threads that wait for each other are many times slower.
@@ -94,8 +113,15 @@ def _start_stalling(args, cwd, stall_at, release=None):
     env = dict(ENV, STALL_AT=str(stall_at), STALL_MARKER=str(cwd / "stalled"))
     if release:
         env["STALL_RELEASE"] = str(release)
-    return subprocess.Popen([sys.executable, "-c", DRIVER, *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", DRIVER, *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 # --------------------------------------------------------------------------- a run's outputs
@@ -103,15 +129,35 @@ def _start_stalling(args, cwd, stall_at, release=None):
 
 def test_run_writes_its_output_folder(reference):
     out, proc = reference
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "curves.png", "last.pt", "metrics.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt",
+        "config.json",
+        "curves.png",
+        "last.pt",
+        "metrics.csv",
+        "summary.json",
+    ]
     rows = _metrics(out)
     assert [r["epoch"] for r in rows] == ["1", "2"] and rows[-1]["step"] == str(STEPS)
-    assert list(rows[0]) == ["epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "clips_per_s", "seconds"]
+    assert list(rows[0]) == [
+        "epoch",
+        "step",
+        "train_loss",
+        "val_loss",
+        "val_top1",
+        "val_top5",
+        "lr",
+        "clips_per_s",
+        "seconds",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert {"val_top1", "val_top5", "epochs", "seconds", "per_class_top1", "device", "world_size"} <= summary.keys()
     assert summary["epochs"] == 2 and summary["world_size"] == 1 and summary["val_clips"] == 6
     assert list(summary["per_class_top1"]) == list(CLASSES)
-    assert float(rows[-1]["val_top1"]) == summary["val_top1"] or abs(float(rows[-1]["val_top1"]) - summary["val_top1"]) < 1e-5
+    assert (
+        float(rows[-1]["val_top1"]) == summary["val_top1"]
+        or abs(float(rows[-1]["val_top1"]) - summary["val_top1"]) < 1e-5
+    )
     config = json.loads((out / "config.json").read_text())
     assert config["args"]["dim"] == 32 and config["args"]["encoder"] == PRESETS["toy"]["encoder"]
     assert config["model"]["time_embedding"] is True and config["classes"] == list(CLASSES)
@@ -137,18 +183,27 @@ def test_odd_files_in_class_folders_are_reported_and_counted(toy_copy, tmp_path,
     data = toy_copy
     for index in ("train.csv", "val.csv", "meta.json"):  # someone's class-folder layout (not a toy set)
         (data / index).unlink()
-    fifo, folder, link = data / "train" / "growing" / "fifo.mp4", data / "train" / "closing" / "folder.mp4", \
-        data / "val" / "opening" / "gone.mp4"
+    fifo, folder, link = (
+        data / "train" / "growing" / "fifo.mp4",
+        data / "train" / "closing" / "folder.mp4",
+        data / "val" / "opening" / "gone.mp4",
+    )
     os.mkfifo(fifo)
     folder.mkdir()
     link.symlink_to(data / "nowhere.mp4")
-    proc = _run(["--subset", "k400", "--preset", "toy", "--data-root", str(data), "--out", str(tmp_path / "run"), *TINY],
-                cwd=tmp_path)
+    proc = _run(
+        ["--subset", "k400", "--preset", "toy", "--data-root", str(data), "--out", str(tmp_path / "run"), *TINY],
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     warnings = [line for line in proc.stderr.splitlines() if "skipping" in line]
-    assert sorted(warnings) == sorted([f"WARNING: skipping {fifo}: not a regular file",
-                                       f"WARNING: skipping {folder}: not a regular file",
-                                       f"WARNING: skipping {link}: a broken link (its target does not exist)"]), proc.stderr
+    assert sorted(warnings) == sorted(
+        [
+            f"WARNING: skipping {fifo}: not a regular file",
+            f"WARNING: skipping {folder}: not a regular file",
+            f"WARNING: skipping {link}: a broken link (its target does not exist)",
+        ]
+    ), proc.stderr
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["skipped_train_clips"], summary["skipped_val_clips"]) == (2, 1)
     assert summary["train_clips"] == 18  # 16 videos + the 2 odd names, listed (and replaced when drawn)
@@ -195,8 +250,9 @@ def test_sigterm_saves_a_checkpoint_and_exits_cleanly(toy, reference, tmp_path, 
 
 def test_ctrl_c_saves_says_how_to_resume_and_exits_130(toy, reference, tmp_path, _run):
     out = tmp_path / "run"
-    proc = _start_stalling(["--data-root", str(toy), "--out", str(out), "--workers", "1", *TINY], tmp_path, 7,
-                           release=tmp_path / "go")
+    proc = _start_stalling(
+        ["--data-root", str(toy), "--out", str(out), "--workers", "1", *TINY], tmp_path, 7, release=tmp_path / "go"
+    )
     _wait_for(tmp_path / "stalled", proc)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the trainer and its workers get SIGINT
     time.sleep(0.2)
@@ -223,8 +279,14 @@ def test_two_runs_cannot_share_an_output_folder(toy, tmp_path, one_line_error):
     stdout, stderr = first.communicate(timeout=120)
     assert first.returncode == 0, stderr
     assert json.loads((out / "summary.json").read_text())["steps"] == STEPS  # the first run's, whole
-    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "config.json", "curves.png", "last.pt", "metrics.csv",
-                                                     "summary.json"]  # the lock is gone with its run
+    assert sorted(p.name for p in out.iterdir()) == [
+        "best.pt",
+        "config.json",
+        "curves.png",
+        "last.pt",
+        "metrics.csv",
+        "summary.json",
+    ]  # the lock is gone with its run
 
 
 def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(toy, tmp_path, one_line_error):
@@ -249,9 +311,16 @@ def test_debris_of_a_killed_run_is_removed_and_checkpoints_get_usual_permissions
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
-@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
-                                     RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1472 vs 1358")])
-def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_leaves_no_debris(toy, tmp_path, monkeypatch, capsys, failure):
+@pytest.mark.parametrize(
+    "failure",
+    [
+        OSError(28, "No space left on device"),
+        RuntimeError("[enforce fail at inline_container.cc:664] . unexpected pos 1472 vs 1358"),
+    ],
+)
+def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_leaves_no_debris(
+    toy, tmp_path, monkeypatch, capsys, failure
+):
     """The disk fills up at the third checkpoint (simulated: torch.save fails as it does on a full disk)."""
     out, save, calls = tmp_path / "run", torch.save, [0]
 
@@ -271,23 +340,33 @@ def test_a_full_disk_is_one_line_keeps_the_last_checkpoint_and_leaves_no_debris(
 
 
 def test_a_disk_full_at_the_start_leaves_no_half_written_file(toy, tmp_path, monkeypatch, capsys):
-    """config.json cannot be written (ENOSPC): one line, exit 1, no 0-byte .config.json.tmp; the folder stays usable."""
+    """config.json cannot be written (ENOSPC): one line, exit 1, no 0-byte .config.json.*.tmp; the folder stays
+    usable."""
     import errno
 
-    out, write_bytes = tmp_path / "run", Path.write_bytes
+    import minivb.files
 
-    def full(self, data):
-        if self.name.endswith(".tmp") and not self.name.startswith(".write-test"):
-            write_bytes(self, b"")  # the file is made, then the write fails
+    out, fdopen = tmp_path / "run", os.fdopen
+
+    class Full:  # the temporary file is made, then every write to it fails
+        def __init__(self, fd, *args, **kwargs):
+            self.file = fdopen(fd, *args, **kwargs)
+
+        def write(self, data):
             raise OSError(errno.ENOSPC, "No space left on device")
-        return write_bytes(self, data)
 
-    monkeypatch.setattr(Path, "write_bytes", full)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    monkeypatch.setattr(minivb.files.os, "fdopen", Full)  # every atomic write of the package goes through it
     assert main(["--data-root", str(toy), "--out", str(out), *TINY]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: no space left on {out}"), err
     assert list(out.iterdir()) == []  # nothing half-written, no lock
-    monkeypatch.setattr(Path, "write_bytes", write_bytes)
+    monkeypatch.setattr(minivb.files.os, "fdopen", fdopen)
     assert main(["--data-root", str(toy), "--out", str(out), *TINY]) == 0  # space again: the same --out works
 
 
@@ -301,8 +380,13 @@ def test_an_unusable_out_is_one_line_before_any_work(toy, tmp_path, one_line_err
     assert a_file.read_text() == "x"
 
 
-@pytest.mark.parametrize("error", [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
-                                   RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")])
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"),
+    ],
+)
 def test_out_of_memory_while_training_is_one_line(toy, tmp_path, monkeypatch, capsys, error):
     from minivb.model import VideoBERT
 
@@ -345,8 +429,8 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(toy, 
 def test_train_one_epoch_is_the_loop_written_out(toy):
     """The package's loop = the six lines of notebook 06 (same seed → bit-identical weights and counters)."""
     from minivb.data.clips import ClipDataset, ShardedSampler, collate, load_items
+    from minivb.loop import TrainState, train_one_epoch, warmup_cosine
     from minivb.model import VideoBERT, VideoBERTConfig
-    from minivb.train import TrainState, train_one_epoch, warmup_cosine
 
     items, classes = load_items(toy, "train")
     data = ClipDataset(items, classes, 4, 2, train=True, size=32, seed=0)
@@ -382,7 +466,9 @@ def test_train_one_epoch_is_the_loop_written_out(toy):
     assert p_scheduler.state_dict() == scheduler.state_dict()
 
     stopped = TrainState()  # stop() is asked before each batch: stopping at once trains nothing
-    assert not train_one_epoch(package, loader, p_optimizer, p_scheduler, criterion, stopped, torch.device("cpu"), stop=lambda: True)
+    assert not train_one_epoch(
+        package, loader, p_optimizer, p_scheduler, criterion, stopped, torch.device("cpu"), stop=lambda: True
+    )
     assert stopped.step == 0
 
 
@@ -391,8 +477,20 @@ def test_train_one_epoch_is_the_loop_written_out(toy):
 
 def test_torchrun_two_processes_on_the_cpu(toy, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "minivb.train",
-           "--data-root", str(toy), "--out", str(out), *TINY]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "minivb.train",
+        "--data-root",
+        str(toy),
+        "--out",
+        str(out),
+        *TINY,
+    ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("done: val top-1") == 1 and proc.stdout.count("epoch   1/2") == 1  # rank 0 alone logs
@@ -405,8 +503,14 @@ def test_torchrun_two_processes_on_the_cpu(toy, tmp_path):
     assert read_checkpoint(out / "last.pt")["world_size"] == 2
     # the data order and the schedule depend on the number of processes: resuming with another is refused
     assert main(["--resume", str(out), "--data-root", str(toy)]) == 2
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == \
-        ["best.pt", "config.json", "curves.png", "last.pt", "metrics.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "best.pt",
+        "config.json",
+        "curves.png",
+        "last.pt",
+        "metrics.csv",
+        "summary.json",
+    ]
 
 
 # --------------------------------------------------------------------------- bad input
@@ -425,13 +529,18 @@ def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path
     junk = tmp_path / "junk.pt"
     junk.write_text("not a checkpoint")
     one_line_error(main, ["--resume", str(junk)], f"{junk} is not a readable minivb checkpoint")
-    model_only = save_checkpoint(tmp_path / "model.pt", {k: v for k, v in read_checkpoint(ref / "best.pt").items()
-                                                         if k in ("model", "config", "classes")})
+    model_only = save_checkpoint(
+        tmp_path / "model.pt",
+        {k: v for k, v in read_checkpoint(ref / "best.pt").items() if k in ("model", "config", "classes")},
+    )
     one_line_error(main, ["--resume", str(model_only)], "no training state")
     one_line_error(main, ["--resume", str(ref), "--dim", "64"], "was trained with --dim=32, not 64")
     one_line_error(main, ["--data-root", str(toy), "--out", str(ref), *TINY], f"--out {ref} already holds a run")
-    msg = one_line_error(main, ["--subset", "k400", "--data-root", str(tmp_path / "k400"), "--out", str(fresh)],
-                          f"no Kinetics-400 data in {tmp_path / 'k400'}")
+    msg = one_line_error(
+        main,
+        ["--subset", "k400", "--data-root", str(tmp_path / "k400"), "--out", str(fresh)],
+        f"no Kinetics-400 data in {tmp_path / 'k400'}",
+    )
     assert f"python -m minivb.data.kinetics download --root {tmp_path / 'k400'}" in msg  # the two commands to run
     assert f"python -m minivb.data.kinetics prepare --root {tmp_path / 'k400'}" in msg
     one_line_error(main, [*data, "--heads", "3", "--dim", "32"], "dim (32) must be divisible by num_heads (3)")
@@ -447,7 +556,9 @@ def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path
     one_line_error(main, [*data, "--seed", "-1"], "--seed: must be >= 0")
     one_line_error(main, [*data, "--seed", "1208925819614629174706176"], "--seed: must be < 2**63")
     one_line_error(main, [*data, "--lr", "nan"], "--lr: must be a finite number")
-    one_line_error(main, [*data, "--num-frames", "100000"], "--num-frames 100000 × 3 × --size 64² = ")  # before allocating
+    one_line_error(
+        main, [*data, "--num-frames", "100000"], "--num-frames 100000 × 3 × --size 64² = "
+    )  # before allocating
     one_line_error(main, [*data, "--size", "100000"], "GB per batch as float32")
     one_line_error(main, ["--resume", str(ref / "best.pt")], "pass a new --out")
     assert not fresh.exists()  # a failed start creates nothing
@@ -461,7 +572,24 @@ def test_bad_input_from_the_shell_has_no_traceback(tmp_path, _run):
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert not (tmp_path / "runs").exists()
     help_text = _run(["--help"], cwd=tmp_path).stdout
-    for option in ("--subset", "--data-root", "--preset", "--epochs", "--batch-size", "--lr", "--num-frames", "--stride",
-                   "--workers", "--device", "--seed", "--out", "--resume", "--save-every", "--compile",
-                   "--no-time-embedding", "--limit-train", "--limit-val"):
+    for option in (
+        "--subset",
+        "--data-root",
+        "--preset",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--num-frames",
+        "--stride",
+        "--workers",
+        "--device",
+        "--seed",
+        "--out",
+        "--resume",
+        "--save-every",
+        "--compile",
+        "--no-time-embedding",
+        "--limit-train",
+        "--limit-val",
+    ):
         assert option in help_text, option

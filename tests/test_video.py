@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from videos import frame_types, read_stamp, sequential_decode, stamped_frames, write_h264, write_opencv
 
 from minivb.video import (
     VideoDecodeError,
@@ -18,7 +19,6 @@ from minivb.video import (
     split_regions,
     video_info,
 )
-from videos import frame_types, read_stamp, sequential_decode, stamped_frames, write_h264, write_opencv
 
 N = 90  # frames in the test videos
 
@@ -93,9 +93,9 @@ def test_video_info(h264):
 def _patch_avi_frame_count(data: bytearray, count: int) -> None:
     """Overwrite the AVI main header's dwTotalFrames and the stream header's dwLength."""
     i = data.find(b"avih")
-    data[i + 8 + 16:i + 8 + 20] = struct.pack("<I", count)
+    data[i + 8 + 16 : i + 8 + 20] = struct.pack("<I", count)
     j = data.find(b"strh")
-    data[j + 8 + 32:j + 8 + 36] = struct.pack("<I", count)
+    data[j + 8 + 32 : j + 8 + 36] = struct.pack("<I", count)
 
 
 def test_video_info_counts_frames_when_the_header_lies(tmp_path):
@@ -198,7 +198,9 @@ def test_uniform_clips_span_the_video():
     assert clips.shape == (3, 8)
     assert clips[0, 0] == 0 and clips[-1, -1] == 99
     assert (np.diff(clips[:, 0]) > 0).all()
-    np.testing.assert_array_equal(sample_indices(100, 8, 2, "uniform", num_clips=1)[0], sample_indices(100, 8, 2))  # one view: the centre
+    np.testing.assert_array_equal(
+        sample_indices(100, 8, 2, "uniform", num_clips=1)[0], sample_indices(100, 8, 2)
+    )  # one view: the centre
 
 
 @pytest.mark.parametrize("mode", ["center", "random", "uniform"])
@@ -210,11 +212,17 @@ def test_short_video_spreads_its_frames_over_the_clip(mode):
     np.testing.assert_array_equal(idx[0] if mode == "uniform" else idx, [0, 3, 6, 9])
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(total_frames=0, num_frames=4), dict(total_frames=10, num_frames=0), dict(total_frames=10, num_frames=4, stride=0),
-    dict(total_frames=10, num_frames=2.5), dict(total_frames=10, num_frames=4, mode="middle"),
-    dict(total_frames=10, num_frames=4, mode="uniform", num_clips=0),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(total_frames=0, num_frames=4),
+        dict(total_frames=10, num_frames=0),
+        dict(total_frames=10, num_frames=4, stride=0),
+        dict(total_frames=10, num_frames=2.5),
+        dict(total_frames=10, num_frames=4, mode="middle"),
+        dict(total_frames=10, num_frames=4, mode="uniform", num_clips=0),
+    ],
+)
 def test_sample_indices_rejects_bad_arguments(kwargs):
     with pytest.raises(ValueError):
         sample_indices(**kwargs)
@@ -229,7 +237,9 @@ def test_read_clip(h264):
     assert [[read_stamp(f) for f in v] for v in views] == sample_indices(N, 4, 2, "uniform", num_clips=3).tolist()
     g = torch.Generator().manual_seed(3)
     clip = read_clip(h264, 4, 2, "random", generator=g, total_frames=N)
-    assert [read_stamp(f) for f in clip] == sample_indices(N, 4, 2, "random", generator=torch.Generator().manual_seed(3)).tolist()
+    assert [read_stamp(f) for f in clip] == sample_indices(
+        N, 4, 2, "random", generator=torch.Generator().manual_seed(3)
+    ).tolist()
 
 
 # --------------------------------------------------------------------------- regions
@@ -241,7 +251,7 @@ def test_split_regions_matches_hand_slicing_and_round_trips():
     assert regions.shape == (3, 9, 4, 6, 3)
     for r in range(9):
         row, col = divmod(r, 3)
-        np.testing.assert_array_equal(regions[:, r], frames[:, row * 4:(row + 1) * 4, col * 6:(col + 1) * 6])
+        np.testing.assert_array_equal(regions[:, r], frames[:, row * 4 : (row + 1) * 4, col * 6 : (col + 1) * 6])
     np.testing.assert_array_equal(merge_regions(regions, 3), frames)
     t = torch.from_numpy(frames)
     np.testing.assert_array_equal(split_regions(t, 3).numpy(), regions)  # tensors work the same
@@ -255,10 +265,15 @@ def test_merge_regions_rejects_bad_grids():
         merge_regions(np.zeros((2, 4, 3, 3, 3), np.uint8), 3)
 
 
-@pytest.mark.parametrize("grid,shape,match", [
-    (5, (2, 12, 18, 3), "not divisible by grid 5"), (0, (2, 12, 18, 3), "grid"), (2.0, (2, 12, 18, 3), "grid"),
-    (2, (12, 18), "shaped"),
-])
+@pytest.mark.parametrize(
+    "grid,shape,match",
+    [
+        (5, (2, 12, 18, 3), "not divisible by grid 5"),
+        (0, (2, 12, 18, 3), "grid"),
+        (2.0, (2, 12, 18, 3), "grid"),
+        (2, (12, 18), "shaped"),
+    ],
+)
 def test_split_regions_rejects_bad_input(grid, shape, match):
     with pytest.raises(ValueError, match=match):
         split_regions(np.zeros(shape, np.uint8), grid)
@@ -299,10 +314,12 @@ class Clips(torch.utils.data.Dataset):
     def __len__(self):
         return 4
     def __getitem__(self, i):
-        return torch.from_numpy(cv2.cvtColor(np.ascontiguousarray(big[:1080]), cv2.COLOR_RGB2BGR)[:1, :1]), len(video.read_frames({str(h264)!r}, [i]))
+        frames = video.read_frames({str(h264)!r}, [i])
+        return torch.from_numpy(cv2.cvtColor(np.ascontiguousarray(big[:1080]), cv2.COLOR_RGB2BGR)[:1, :1]), len(frames)
 if __name__ == "__main__":
     threads = cv2.getNumThreads()
-    print(sum(int(n.sum()) for _, n in torch.utils.data.DataLoader(Clips(), batch_size=2, num_workers=2)), cv2.getNumThreads() == threads)
+    loader = torch.utils.data.DataLoader(Clips(), batch_size=2, num_workers=2)
+    print(sum(int(n.sum()) for _, n in loader), cv2.getNumThreads() == threads)
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

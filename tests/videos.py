@@ -23,7 +23,7 @@ def stamped_frames(n: int, height: int = 64, width: int = 64) -> np.ndarray:
     for i in range(n):
         frames[i, 16:] = (np.arange(width)[None, :, None] * 2 + i * 5) % 200 + 20
         for b in range(BITS):
-            frames[i, :16, b * block:(b + 1) * block] = 255 if (i >> b) & 1 else 0
+            frames[i, :16, b * block : (b + 1) * block] = 255 if (i >> b) & 1 else 0
     return frames
 
 
@@ -31,7 +31,7 @@ def read_stamp(frame: np.ndarray) -> int:
     """The index stamped into a decoded RGB frame."""
     width = frame.shape[1]
     block = width // BITS
-    bits = [frame[4:12, b * block + 2:(b + 1) * block - 2].mean() > 127 for b in range(BITS)]
+    bits = [frame[4:12, b * block + 2 : (b + 1) * block - 2].mean() > 127 for b in range(BITS)]
     return sum(int(bit) << b for b, bit in enumerate(bits))
 
 
@@ -43,9 +43,31 @@ def ffmpeg(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProces
 def write_h264(path: Path, frames: np.ndarray, fps: int = 25, faststart: bool = False) -> Path:
     """H.264 (libx264) with 3 B-frames between references and a pyramid: decode order ≠ presentation order."""
     n, h, w, _ = frames.shape
-    args = ["-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps),
-            "-i", "-", "-c:v", "libx264", "-bf", "3", "-g", "24", "-x264-params", "b-pyramid=normal",
-            "-pix_fmt", "yuv420p"]
+    args = [
+        "-y",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{w}x{h}",
+        "-r",
+        str(fps),
+        "-i",
+        "-",
+        "-c:v",
+        "libx264",
+        "-bf",
+        "3",
+        "-g",
+        "24",
+        "-x264-params",
+        "b-pyramid=normal",
+        "-pix_fmt",
+        "yuv420p",
+    ]
     if faststart:
         args += ["-movflags", "+faststart"]
     proc = ffmpeg(*args, str(path), stdin=frames.tobytes())

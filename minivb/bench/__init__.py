@@ -5,7 +5,7 @@
     python -m minivb.bench loader --preset toy             # the toy set, generated in a temp folder
     python -m minivb.bench loader --preset k400 --encoder small --size 112 --batch-size 8 --steps 5
     python -m minivb.bench loader --preset k400 --data-root data/kinetics400 --device cuda --workers 8
-    python -m minivb.bench decode --json decode.json       # every number as strict JSON too
+    python -m minivb.bench decode --json runs/decode.json  # every number as strict JSON too
     python -m minivb.bench flops                           # GFLOPs per clip: the k400 model and variants
     python -m minivb.bench contention                      # toy training clips/s alone and beside a busy process
 
@@ -34,59 +34,6 @@ run, as min/median/max over ``--repeats`` repeats. Output: a header with the mac
 command line, then Markdown tables (ready for the README).
 
 Modules: :mod:`~minivb.bench.report` (numbers, tables, JSON, header), :mod:`~minivb.bench.decode`,
-:mod:`~minivb.bench.loader`, :mod:`~minivb.bench.flops`, :mod:`~minivb.bench.contention`.
+:mod:`~minivb.bench.loader`, :mod:`~minivb.bench.flops`, :mod:`~minivb.bench.contention`; the command
+line (``python -m minivb.bench``) is ``minivb/bench/__main__.py``.
 """
-
-from __future__ import annotations
-
-from .. import video  # noqa: F401  first: it quiets FFmpeg before cv2 is imported
-
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from ..cli import Parser, UsageError, run_main, seed  # noqa: E402
-from . import contention, decode, flops, loader  # noqa: E402
-from .contention import run_contention  # noqa: E402
-from .decode import pyav_seek, pyav_sequential, run_decode, write_test_video  # noqa: E402
-from .flops import run_flops  # noqa: E402
-from .loader import run_loader  # noqa: E402
-from ..cli import write_json  # noqa: E402
-
-__all__ = ["main", "build_parser", "run_decode", "run_loader", "run_flops", "run_contention", "pyav_sequential", "pyav_seek",
-           "write_test_video"]
-
-COMMANDS = {"decode": run_decode, "loader": run_loader, "flops": run_flops, "contention": run_contention}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """``python -m minivb.bench {decode,loader,flops,contention}``; each module adds its own subcommand's options."""
-    p = Parser(prog="python -m minivb.bench", description=__doc__.split("\n\n")[0],
-               epilog="python -m minivb.bench decode --help / loader --help / flops --help / contention --help "
-               "for the options of each")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{decode,loader,flops,contention}")
-    json_opt = argparse.ArgumentParser(add_help=False)
-    json_opt.add_argument("--json", metavar="PATH", help="also write every number to PATH as strict JSON")
-    seed_opt = argparse.ArgumentParser(add_help=False)
-    seed_opt.add_argument("--seed", type=seed, default=0, help="seed of the random choices (default: 0)")
-    decode.add_parser(sub, [json_opt, seed_opt])
-    loader.add_parser(sub, [json_opt, seed_opt])
-    flops.add_parser(sub, [json_opt])
-    contention.add_parser(sub, [json_opt])
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m minivb.bench``: 0 on success, 2 on a usage error."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    opts = build_parser().parse_args(argv)
-
-    def work() -> None:
-        if opts.json and not Path(opts.json).resolve().parent.is_dir():
-            raise UsageError(f"--json {opts.json}: its folder does not exist")
-        result = COMMANDS[opts.command](opts, argv)
-        if opts.json:
-            write_json(opts.json, result)
-            print(f"\nwrote {opts.json}")
-
-    return run_main(work)

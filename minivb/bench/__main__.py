@@ -1,5 +1,66 @@
-"""``python -m minivb.bench``: see :mod:`minivb.bench`."""
+"""``python -m minivb.bench {decode,loader,flops,contention}``: the benchmarks of :mod:`minivb.bench`."""
 
-from . import main
+from __future__ import annotations
 
-raise SystemExit(main())
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from .. import (
+    bench,  # noqa: E402
+    video,  # noqa: F401  first: it quiets FFmpeg before cv2 is imported
+)
+from ..cli import Parser, UsageError, run_main, seed  # noqa: E402
+from ..files import write_json  # noqa: E402
+from . import contention, decode, flops, loader  # noqa: E402
+from .contention import run_contention  # noqa: E402
+from .decode import run_decode  # noqa: E402
+from .flops import run_flops  # noqa: E402
+from .loader import run_loader  # noqa: E402
+
+__all__ = ["main", "build_parser"]
+
+COMMANDS = {"decode": run_decode, "loader": run_loader, "flops": run_flops, "contention": run_contention}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``python -m minivb.bench {decode,loader,flops,contention}``; each module adds its own subcommand's options."""
+    p = Parser(
+        prog="python -m minivb.bench",
+        description=bench.__doc__.split("\n\n")[0],
+        epilog="python -m minivb.bench decode --help / loader --help / flops --help / contention --help "
+        "for the options of each",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="{decode,loader,flops,contention}")
+    json_opt = argparse.ArgumentParser(add_help=False)
+    json_opt.add_argument("--json", metavar="PATH", help="also write every number to PATH as strict JSON")
+    seed_opt = argparse.ArgumentParser(add_help=False)
+    seed_opt.add_argument("--seed", type=seed, default=0, help="seed of the random choices (default: 0)")
+    decode.add_parser(sub, [json_opt, seed_opt])
+    loader.add_parser(sub, [json_opt, seed_opt])
+    flops.add_parser(sub, [json_opt])
+    contention.add_parser(sub, [json_opt])
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m minivb.bench``: 0 on success, 2 on a usage error."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    opts = build_parser().parse_args(argv)
+
+    def work() -> None:
+        if opts.json:  # its folder is made now (runs/ on a fresh clone), before the benchmark runs
+            try:
+                Path(opts.json).resolve().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise UsageError(f"--json {opts.json}: cannot make its folder ({e.strerror})") from None
+        result = COMMANDS[opts.command](opts, argv)
+        if opts.json:
+            write_json(opts.json, result)
+            print(f"\nwrote {opts.json}")
+
+    return run_main(work)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

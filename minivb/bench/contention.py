@@ -29,6 +29,7 @@ import sys
 import time
 
 from ..cli import UsageError, nonnegative_int, number, positive_int
+from ..data import registry
 from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
 
 __all__ = ["SETTINGS", "NEIGHBOURS", "run_contention", "measure_steps", "contention_table", "add_parser"]
@@ -48,7 +49,9 @@ print(json.dumps(measure_steps(cfg)))
 _READY = "import sys; print('ready', flush=True); sys.stdout.close()\n"
 _NEIGHBOUR_CODE = {
     "spin": _READY + "while True: pass",
-    "matmul": "import torch; torch.set_num_threads({cpus}); a = torch.randn(512, 512); a @ a\n" + _READY + "while True: a @ a",
+    "matmul": "import torch; torch.set_num_threads({cpus}); a = torch.randn(512, 512); a @ a\n"
+    + _READY
+    + "while True: a @ a",
 }
 
 
@@ -67,14 +70,13 @@ def measure_steps(cfg: dict) -> dict:
     and by everything else on the machine (``others``: None off Linux) while it was timed."""
     import torch
 
-    from ..train import PRESETS
-    from .loader import _build_step
+    from .loader import build_step
 
     if cfg["setting"] == "1-thread":
         torch.set_num_threads(1)
-    s = dict(PRESETS["toy"], pretrained=False, compile=False, seed=0) | cfg["overrides"]
+    s = dict(registry.get(None).preset, pretrained=False, compile=False, seed=0) | cfg["overrides"]
     torch.manual_seed(0)
-    _, step = _build_step(s, 8, torch.device("cpu"))
+    _, step = build_step(s, 8, torch.device("cpu"))
     videos = torch.randint(0, 256, (s["batch_size"], s["num_frames"], 3, s["size"], s["size"]), dtype=torch.uint8)
     labels = torch.randint(0, 8, (s["batch_size"],))  # (B,)
     for _ in range(cfg["warmup"]):
@@ -85,16 +87,19 @@ def measure_steps(cfg: dict) -> dict:
         steps += 1
     wall, busy = time.perf_counter() - t0, _busy_seconds()
     own = (time.process_time() - cpu0) / wall
-    return {"clips_per_s": steps * s["batch_size"] / wall, "steps": steps, "threads": torch.get_num_threads(),
-            "cores": own, "others": None if busy is None else max(0.0, (busy - busy0) / wall - own)}
+    return {
+        "clips_per_s": steps * s["batch_size"] / wall,
+        "steps": steps,
+        "threads": torch.get_num_threads(),
+        "cores": own,
+        "others": None if busy is None else max(0.0, (busy - busy0) / wall - own),
+    }
 
 
 def _clean_env() -> dict:
-    """This environment without the libgomp wait settings, with this checkout's minivb first on the path."""
-    env = {k: v for k, v in os.environ.items() if k not in _OMP}
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    return env
+    """This environment without the libgomp wait settings (the child imports the same minivb: installed, or the
+    working folder that ``python -c`` puts on its path, as ``python -m`` does)."""
+    return {k: v for k, v in os.environ.items() if k not in _OMP}
 
 
 @contextlib.contextmanager
@@ -116,11 +121,16 @@ def _neighbour(name: str):
 
 
 def _worker(setting: str, opts) -> dict:
-    cfg = {"setting": setting, "seconds": opts.seconds, "warmup": opts.warmup,
-           "overrides": {k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None}}
+    cfg = {
+        "setting": setting,
+        "seconds": opts.seconds,
+        "warmup": opts.warmup,
+        "overrides": {k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None},
+    }
     env = _clean_env() | ({"OMP_WAIT_POLICY": "PASSIVE"} if setting == "passive" else {})
-    proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(cfg)], env=env, capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _WORKER, json.dumps(cfg)], env=env, capture_output=True, text=True, timeout=600
+    )
     if proc.returncode:
         raise UsageError(f"the {setting} worker failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -136,49 +146,96 @@ def run_contention(opts, argv: list[str]) -> dict:
     for r in range(opts.repeats):  # interleaved: every repeat measures every cell, with the same neighbour running
         for n in neighbours:
             with _neighbour(n):
-                for s in settings[r % len(settings):] + settings[:r % len(settings)]:  # rotate the order
+                for s in settings[r % len(settings) :] + settings[: r % len(settings)]:  # rotate the order
                     runs[(s, n)].append(_worker(s, opts))
     ref = settings[0]
     rows = []
     for (s, n), got in runs.items():
         rate = [g["clips_per_s"] for g in got]
-        rows.append({"setting": s, "neighbour": n, "clips_per_s": summarize(rate) | {"repeats": rate},
-                     "vs_idle": ratios(rate, [g["clips_per_s"] for g in runs[(s, "none")]]),
-                     "vs_reference_idle": ratios(rate, [g["clips_per_s"] for g in runs[(ref, "none")]]),
-                     "cpu_ms_per_clip": summarize([1000 * g["cores"] / g["clips_per_s"] for g in got]),
-                     "cores": summarize([g["cores"] for g in got]), "others": summarize([g["others"] for g in got]),
-                     "threads": got[0]["threads"], "steps": [g["steps"] for g in got]})
-    notes = [f"model: the toy preset{''.join(f', {k}={getattr(opts, k)}' for k in OVERRIDES if getattr(opts, k) is not None)}; "
-             f"{opts.warmup} warm-up steps, then steps for {opts.seconds} s (at least 2), × {opts.repeats} repeats, "
-             f"each in a fresh process",
-             f"neighbours: spin = one Python busy loop; matmul = a 512×512 torch matmul loop on {usable_cpus()} "
-             f"threads (libgomp defaults)",
-             f"reference: {ref}, idle, in the same repeat; fair share with one busy neighbour on {usable_cpus()} "
-             f"cores ≈ the 1-thread idle speed"]
+        rows.append(
+            {
+                "setting": s,
+                "neighbour": n,
+                "clips_per_s": summarize(rate) | {"repeats": rate},
+                "vs_idle": ratios(rate, [g["clips_per_s"] for g in runs[(s, "none")]]),
+                "vs_reference_idle": ratios(rate, [g["clips_per_s"] for g in runs[(ref, "none")]]),
+                "cpu_ms_per_clip": summarize([1000 * g["cores"] / g["clips_per_s"] for g in got]),
+                "cores": summarize([g["cores"] for g in got]),
+                "others": summarize([g["others"] for g in got]),
+                "threads": got[0]["threads"],
+                "steps": [g["steps"] for g in got],
+            }
+        )
+    notes = [
+        f"model: the toy "
+        f"preset{''.join(f', {k}={getattr(opts, k)}' for k in OVERRIDES if getattr(opts, k) is not None)}; "
+        f"{opts.warmup} warm-up steps, then steps for {opts.seconds} s (at least 2), × {opts.repeats} repeats, "
+        f"each in a fresh process",
+        f"neighbours: spin = one Python busy loop; matmul = a 512×512 torch matmul loop on {usable_cpus()} "
+        f"threads (libgomp defaults)",
+        f"reference: {ref}, idle, in the same repeat; fair share with one busy neighbour on {usable_cpus()} "
+        f"cores ≈ the 1-thread idle speed",
+    ]
     print(header("contention", facts), *[f"- {n}" for n in notes], "", contention_table(rows, ref), sep="\n")
     settings_out = {k: getattr(opts, k) for k in ("seconds", "warmup", "repeats", "settings", "neighbours", *OVERRIDES)}
     return {"benchmark": "contention", "machine": facts, "settings": settings_out, "notes": notes, "results": rows}
 
 
 def contention_table(rows: list[dict], ref: str) -> str:
-    body = [[r["setting"], r["neighbour"], fmt(r["clips_per_s"]["median"]), fmt_range(r["vs_idle"]),
-             fmt_range(r["vs_reference_idle"]), fmt(r["cpu_ms_per_clip"]["median"]), fmt(r["cores"]["median"], 2),
-             fmt(r["others"]["median"], 2)] for r in rows]
-    table = markdown_table(["setting", "neighbour", "clips/s", "/ own idle", f"/ {ref} idle", "CPU ms per clip",
-                            "cores used", "others' cores"], body, left=2)
-    return table + ("\n\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
-                    "CPU ms per clip above the idle number: time spent spinning. others' cores: everything else "
-                    "on the machine while timed (the neighbour, and any other work, which skews the numbers).")
+    body = [
+        [
+            r["setting"],
+            r["neighbour"],
+            fmt(r["clips_per_s"]["median"]),
+            fmt_range(r["vs_idle"]),
+            fmt_range(r["vs_reference_idle"]),
+            fmt(r["cpu_ms_per_clip"]["median"]),
+            fmt(r["cores"]["median"], 2),
+            fmt(r["others"]["median"], 2),
+        ]
+        for r in rows
+    ]
+    table = markdown_table(
+        [
+            "setting",
+            "neighbour",
+            "clips/s",
+            "/ own idle",
+            f"/ {ref} idle",
+            "CPU ms per clip",
+            "cores used",
+            "others' cores",
+        ],
+        body,
+        left=2,
+    )
+    return table + (
+        "\n\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
+        "CPU ms per clip above the idle number: time spent spinning. others' cores: everything else "
+        "on the machine while timed (the neighbour, and any other work, which skews the numbers)."
+    )
 
 
 def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """The ``contention`` subcommand and its options (``parents``: the shared options)."""
     c = sub.add_parser("contention", parents=parents, help="toy training clips/s alone and beside a busy process")
-    c.add_argument("--settings", nargs="+", choices=SETTINGS, default=list(SETTINGS),
-                   help="thread settings; the first is the reference (default: all)")
-    c.add_argument("--neighbours", nargs="+", choices=NEIGHBOURS, default=list(NEIGHBOURS),
-                   help="busy neighbours (none is always measured; default: all)")
-    c.add_argument("--seconds", type=number(float, 0.0, False), default=4.0, help="timed seconds per measurement (default: 4)")
+    c.add_argument(
+        "--settings",
+        nargs="+",
+        choices=SETTINGS,
+        default=list(SETTINGS),
+        help="thread settings; the first is the reference (default: all)",
+    )
+    c.add_argument(
+        "--neighbours",
+        nargs="+",
+        choices=NEIGHBOURS,
+        default=list(NEIGHBOURS),
+        help="busy neighbours (none is always measured; default: all)",
+    )
+    c.add_argument(
+        "--seconds", type=number(float, 0.0, False), default=4.0, help="timed seconds per measurement (default: 4)"
+    )
     c.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed steps first (default: 2)")
     c.add_argument("--repeats", type=positive_int, default=3, help="timed repeats (default: 3)")
     m = c.add_argument_group("overrides of the toy preset")

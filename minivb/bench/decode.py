@@ -14,18 +14,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..video import read_frames, sample_indices, video_info  # first: it quiets FFmpeg before cv2 is imported
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..cli import UsageError, positive_int  # noqa: E402
 from ..data.framestore import convert_video, read_store_frames  # noqa: E402
-from .report import fmt, fmt_range, machine_facts, header, markdown_table, ratios, summarize  # noqa: E402
+from ..video import read_frames, sample_indices, video_info  # first: it quiets FFmpeg before cv2 is imported
+from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize  # noqa: E402
 
-__all__ = ["run_decode", "decode_tables", "add_parser", "pyav_sequential", "pyav_seek", "NotFrameExact",
-           "write_test_video"]
+__all__ = [
+    "run_decode",
+    "decode_tables",
+    "add_parser",
+    "pyav_sequential",
+    "pyav_seek",
+    "NotFrameExact",
+    "write_test_video",
+]
 
 READERS = {"minivb": "minivb", "pyav_seq": "PyAV sequential", "pyav_seek": "PyAV seek", "store": "frame store"}
 MAX_DIFF = 2  # largest pixel difference that still counts as "the same frame" (colour conversion)
@@ -46,8 +52,9 @@ def _test_frames(width: int, height: int, frames: int, seed: int):
         yield np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def write_test_video(path: str | os.PathLike, width: int = 340, height: int = 256, frames: int = 300, fps: int = 30,
-                     seed: int = 0) -> str:
+def write_test_video(
+    path: str | os.PathLike, width: int = 340, height: int = 256, frames: int = 300, fps: int = 30, seed: int = 0
+) -> str:
     """Write a test clip → the codec used: H.264 (libx264 defaults: B-frames, keyframe every 250) via imageio-ffmpeg,
     else OpenCV's MPEG-4 part 2 (``mp4v``) if imageio-ffmpeg is not installed."""
     try:
@@ -58,9 +65,28 @@ def write_test_video(path: str | os.PathLike, width: int = 340, height: int = 25
             writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         writer.release()
         return "mp4v"
-    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
-           "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(fps), "-i", "-",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path)]
+    cmd = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{width}x{height}",
+        "-r",
+        str(fps),
+        "-i",
+        "-",
+        "-c:v",
+        "libx264",
+        "-pix_fmt",
+        "yuv420p",
+        str(path),
+    ]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     for rgb in _test_frames(width, height, frames, seed):
         proc.stdin.write(rgb.tobytes())
@@ -136,11 +162,17 @@ def pyav_seek(path, indices) -> np.ndarray:
 @contextlib.contextmanager
 def _one_core():
     """Restrict this process to one core while the block runs (then restore it); yields notes saying how."""
-    saved = cv2.getNumThreads(), torch.get_num_threads(), os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None
+    saved = (
+        cv2.getNumThreads(),
+        torch.get_num_threads(),
+        os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None,
+    )
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
-    notes = ["one core: cv2.setNumThreads(1) (minivb's FFmpeg decoder then runs on one thread), torch.set_num_threads(1), "
-             "PyAV stream thread_type NONE / thread_count 1"]
+    notes = [
+        "one core: cv2.setNumThreads(1) (minivb's FFmpeg decoder then runs on one thread), torch.set_num_threads(1), "
+        "PyAV stream thread_type NONE / thread_count 1"
+    ]
     if saved[2] is not None:
         cpu = min(saved[2])
         os.sched_setaffinity(0, {cpu})
@@ -157,7 +189,8 @@ def _one_core():
 
 
 def _make_store(video: Path, target: Path) -> Path:
-    """The file as a frame store (``encode_frames`` + ``write_store``): every frame, shorter side 256, JPEG quality 90."""
+    """The file as a frame store (``encode_frames`` + ``write_store``): every frame, shorter side 256, JPEG quality
+    90."""
     convert_video(video, target, short_side=256, step=1, quality=90)
     return target
 
@@ -181,20 +214,29 @@ def _check(name: str, fn, path, calls: list, reference: list[np.ndarray]) -> dic
         scaled = [np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in r]) for r in reference]
         diff = float(np.mean([np.abs(a.astype(np.int16) - b).mean() for a, b in zip(out, scaled)]))
         ok = diff <= STORE_MAX_MEAN_DIFF
-        return {"ok": ok, "mean_abs_diff": diff, **({} if ok else {"reason": f"mean |diff| {diff:.1f} > {STORE_MAX_MEAN_DIFF}"})}
+        return {
+            "ok": ok,
+            "mean_abs_diff": diff,
+            **({} if ok else {"reason": f"mean |diff| {diff:.1f} > {STORE_MAX_MEAN_DIFF}"}),
+        }
     if any(a.shape != b.shape for a, b in zip(out, reference)):
         return {"ok": False, "reason": "frames of another shape"}
     diff = max(int(np.abs(a.astype(np.int16) - b).max()) for a, b in zip(out, reference))
     exact = all(np.array_equal(a, b) for a, b in zip(out, reference))
     ok = diff <= MAX_DIFF
-    return {"ok": ok, "max_abs_diff": diff, "equal": exact, **({} if ok else {"reason": f"max |diff| {diff} > {MAX_DIFF}"})}
+    return {
+        "ok": ok,
+        "max_abs_diff": diff,
+        "equal": exact,
+        **({} if ok else {"reason": f"max |diff| {diff} > {MAX_DIFF}"}),
+    }
 
 
 def _time_readers(readers: dict, calls: list, repeats: int) -> dict[str, list[float]]:
     """Milliseconds each reader takes for all ``calls``, per repeat (the readers' order rotates between repeats)."""
     names, times = list(readers), {name: [] for name in readers}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             fn, path = readers[name]
             t0 = time.perf_counter()
             for idx in calls:
@@ -211,8 +253,11 @@ def _bench_style(readers: dict, calls: list, clips: int, repeats: int) -> dict:
     timed = {name: readers[name] for name in readers if name == "minivb" or checks[name]["ok"]}
     raw = _time_readers(timed, calls, repeats)
     ms = {name: [t / clips for t in raw.get(name, [])] for name in readers}
-    result = {"clips": clips, "checks": checks,
-              "ms_per_clip": {name: summarize(v) | {"repeats": v} for name, v in ms.items()}}
+    result = {
+        "clips": clips,
+        "checks": checks,
+        "ms_per_clip": {name: summarize(v) | {"repeats": v} for name, v in ms.items()},
+    }
     result["ratios"] = {f"{n}/minivb": ratios(ms[n], ms["minivb"]) for n in ("pyav_seq", "pyav_seek") if n in readers}
     result["ratios"]["minivb/store"] = ratios(ms["minivb"], ms["store"])
     return result
@@ -228,8 +273,17 @@ def _bench_file(video: Path, opts, have_av: bool, store: Path) -> dict:
     readers["store"] = (read_store_frames, store)
     calls = _clip_calls(info.frames, opts)
     styles = {style: _bench_style(readers, c, opts.clips, opts.repeats) for style, c in calls.items()}
-    return {"file": str(video), "name": video.name, "width": info.width, "height": info.height, "frames": info.frames,
-            "fps": info.fps, "bytes": video.stat().st_size, "store_bytes": store.stat().st_size, "styles": styles}
+    return {
+        "file": str(video),
+        "name": video.name,
+        "width": info.width,
+        "height": info.height,
+        "frames": info.frames,
+        "fps": info.fps,
+        "bytes": video.stat().st_size,
+        "store_bytes": store.stat().st_size,
+        "styles": styles,
+    }
 
 
 def _decode_videos(opts, folder: Path, notes: list[str]) -> list[Path]:
@@ -241,9 +295,14 @@ def _decode_videos(opts, folder: Path, notes: list[str]) -> list[Path]:
         path = folder / f"test_{width}x{height}.mp4"
         codec = write_test_video(path, width, height, frames=300, fps=30)
         made.append(path)
-    notes.append("files: generated, 300 frames at 30 fps, moving gradient + noise, "
-                 + ("H.264 (libx264 defaults: B-frames, keyframe interval 250)" if codec == "h264"
-                    else "MPEG-4 part 2 (mp4v): imageio-ffmpeg is not installed, so no H.264"))
+    notes.append(
+        "files: generated, 300 frames at 30 fps, moving gradient + noise, "
+        + (
+            "H.264 (libx264 defaults: B-frames, keyframe interval 250)"
+            if codec == "h264"
+            else "MPEG-4 part 2 (mp4v): imageio-ffmpeg is not installed, so no H.264"
+        )
+    )
     return made
 
 
@@ -255,6 +314,7 @@ def run_decode(opts, argv: list[str]) -> dict:
     facts = machine_facts(argv)
     try:
         import av  # noqa: F401
+
         have_av = True
     except ImportError:
         have_av = False
@@ -263,8 +323,10 @@ def run_decode(opts, argv: list[str]) -> dict:
             notes.append("PyAV is not installed (pip install av): minivb and the frame store only")
         videos = _decode_videos(opts, Path(tmp), notes)
         files = [_bench_file(v, opts, have_av, Path(tmp) / f"store_{i}.jpgs") for i, v in enumerate(videos)]
-    notes.append(f"styles: train = {opts.clips} clips of {opts.num_frames} frames, stride {opts.stride}, random starts "
-                 f"(seed {opts.seed}), one call each; eval = {opts.clips} evenly spaced clips in one call")
+    notes.append(
+        f"styles: train = {opts.clips} clips of {opts.num_frames} frames, stride {opts.stride}, random starts "
+        f"(seed {opts.seed}), one call each; eval = {opts.clips} evenly spaced clips in one call"
+    )
     settings = {k: getattr(opts, k) for k in ("repeats", "num_frames", "stride", "clips", "seed")}
     result = {"benchmark": "decode", "machine": facts, "settings": settings, "notes": notes, "results": files}
     print(header("decode", facts), *[f"- {n}" for n in notes], "", decode_tables(files), sep="\n")
@@ -287,22 +349,52 @@ def decode_tables(files: list[dict]) -> str:
     for f in files:
         for style, s in f["styles"].items():
             ms, r = s["ms_per_clip"], s["ratios"]
-            timing.append([f["name"], style, *[fmt(ms.get(n, {}).get("median")) for n in READERS],
-                           *[fmt_range(r.get(k, {})) for k in ("pyav_seq/minivb", "pyav_seek/minivb", "minivb/store")]])
-            checks.append([f["name"], f"{f['width']}×{f['height']}", f["frames"], f"{f['fps']:.2f}", style,
-                           *[_check_cell(s["checks"].get(n)) for n in ("pyav_seq", "pyav_seek", "store")]])
-    t = markdown_table(["file", "style", *[f"{label} ms/clip" for label in READERS.values()],
-                        "PyAV seq / minivb", "PyAV seek / minivb", "minivb / store"], timing, left=2)
-    c = markdown_table(["file", "size", "frames", "fps", "style", "PyAV seq vs minivb", "PyAV seek vs minivb",
-                        "store vs minivb"], checks, left=8)
-    return (f"{t}\n\nms/clip: median over the repeats; ratios: median (min–max) of the per-repeat ratios "
-            f"(A / B = A's time / B's time: > 1 means B is faster).\n\n{c}")
-
+            timing.append(
+                [
+                    f["name"],
+                    style,
+                    *[fmt(ms.get(n, {}).get("median")) for n in READERS],
+                    *[fmt_range(r.get(k, {})) for k in ("pyav_seq/minivb", "pyav_seek/minivb", "minivb/store")],
+                ]
+            )
+            checks.append(
+                [
+                    f["name"],
+                    f"{f['width']}×{f['height']}",
+                    f["frames"],
+                    f"{f['fps']:.2f}",
+                    style,
+                    *[_check_cell(s["checks"].get(n)) for n in ("pyav_seq", "pyav_seek", "store")],
+                ]
+            )
+    t = markdown_table(
+        [
+            "file",
+            "style",
+            *[f"{label} ms/clip" for label in READERS.values()],
+            "PyAV seq / minivb",
+            "PyAV seek / minivb",
+            "minivb / store",
+        ],
+        timing,
+        left=2,
+    )
+    c = markdown_table(
+        ["file", "size", "frames", "fps", "style", "PyAV seq vs minivb", "PyAV seek vs minivb", "store vs minivb"],
+        checks,
+        left=8,
+    )
+    return (
+        f"{t}\n\nms/clip: median over the repeats; ratios: median (min–max) of the per-repeat ratios "
+        f"(A / B = A's time / B's time: > 1 means B is faster).\n\n{c}"
+    )
 
 
 def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """The ``decode`` subcommand and its options (``parents``: the shared options)."""
-    d = sub.add_parser("decode", parents=parents, help="ms per clip: minivb (OpenCV) vs PyAV vs frame store, on one core")
+    d = sub.add_parser(
+        "decode", parents=parents, help="ms per clip: minivb (OpenCV) vs PyAV vs frame store, on one core"
+    )
     d.add_argument("--videos", nargs="+", metavar="FILE", help="videos to read (default: two generated H.264 clips)")
     d.add_argument("--repeats", type=positive_int, default=5, help="timed repeats (default: 5)")
     d.add_argument("--num-frames", type=positive_int, default=16, help="frames per clip (default: 16)")

@@ -17,11 +17,20 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..data import registry
 from ..model import VideoBERT, VideoBERTConfig
 from .report import fmt, header, machine_facts, markdown_table
 
-__all__ = ["VARIANTS", "run_flops", "count_flops", "attention_check", "attention_flops", "flops_table", "reading",
-           "add_parser"]
+__all__ = [
+    "VARIANTS",
+    "run_flops",
+    "count_flops",
+    "attention_check",
+    "attention_flops",
+    "flops_table",
+    "reading",
+    "add_parser",
+]
 
 KEYS = ("encoder", "num_frames", "size", "grid", "dim", "depth", "heads")
 # (name, changes to the preset): each variant changes one choice of the preset (112² needs grid 4: a 4×4 map)
@@ -38,9 +47,17 @@ VARIANTS = [
 
 def build_model(s: dict) -> VideoBERT:
     """The preset's model with settings ``s`` (400 classes, random weights, no dropout), in eval mode."""
-    config = VideoBERTConfig(num_classes=400, pretrained=False, dropout=0.0, encoder=s["encoder"],
-                             num_frames=s["num_frames"], grid=s["grid"], dim=s["dim"], depth=s["depth"],
-                             num_heads=s["heads"])
+    config = VideoBERTConfig(
+        num_classes=400,
+        pretrained=False,
+        dropout=0.0,
+        encoder=s["encoder"],
+        num_frames=s["num_frames"],
+        grid=s["grid"],
+        dim=s["dim"],
+        depth=s["depth"],
+        num_heads=s["heads"],
+    )
     return VideoBERT(config).eval()
 
 
@@ -75,9 +92,18 @@ def count_flops(s: dict) -> dict:
         cnn = _count(model.encoder, x)[0]
     L = tokens(s)
     attention = attention_flops(L, s["dim"], s["depth"])
-    return {"settings": dict(s), "tokens": L, "params": sum(p.numel() for p in model.parameters()),
-            "flops": {"total": counted + attention, "cnn": cnn, "transformer_head": counted - cnn + attention,
-                      "attention": attention, "counted": counted}}
+    return {
+        "settings": dict(s),
+        "tokens": L,
+        "params": sum(p.numel() for p in model.parameters()),
+        "flops": {
+            "total": counted + attention,
+            "cnn": cnn,
+            "transformer_head": counted - cnn + attention,
+            "attention": attention,
+            "counted": counted,
+        },
+    }
 
 
 def attention_check(s: dict) -> dict:
@@ -89,8 +115,15 @@ def attention_check(s: dict) -> dict:
     fused = _count(attn, x, None, False)[0]
     plain = _count(attn, x, None, True)[0]
     formula = attention_flops(tokens(s), s["dim"], 1)
-    return {"tokens": tokens(s), "dim": s["dim"], "fused": fused, "plain": plain, "missed": plain - fused,
-            "formula": formula, "equal": plain - fused == formula}
+    return {
+        "tokens": tokens(s),
+        "dim": s["dim"],
+        "fused": fused,
+        "plain": plain,
+        "missed": plain - fused,
+        "formula": formula,
+        "equal": plain - fused == formula,
+    }
 
 
 def _g(flops: int) -> str:
@@ -103,15 +136,44 @@ def flops_table(rows: list[dict]) -> str:
     body = []
     for r in rows:
         s, f = r["settings"], r["flops"]
-        body.append([r["variant"], s["encoder"], s["num_frames"], f"{s['size']}²", s["grid"], r["tokens"],
-                     f"{s['dim']} × {s['depth']} ({s['heads']})", fmt(r["params"] / 1e6, 1), _g(f["total"]),
-                     _g(f["cnn"]), _g(f["transformer_head"]), _g(f["attention"]),
-                     f"{100 * f['cnn'] / f['total']:.0f}%", fmt(f["total"] / base, 2)])
-    headers = ["variant", "encoder", "T", "size", "grid", "tokens L", "dim × depth (heads)", "params M", "GFLOPs",
-               "CNN GFLOPs", "Transformer + head GFLOPs", "of which attention", "CNN share", "× preset"]
+        body.append(
+            [
+                r["variant"],
+                s["encoder"],
+                s["num_frames"],
+                f"{s['size']}²",
+                s["grid"],
+                r["tokens"],
+                f"{s['dim']} × {s['depth']} ({s['heads']})",
+                fmt(r["params"] / 1e6, 1),
+                _g(f["total"]),
+                _g(f["cnn"]),
+                _g(f["transformer_head"]),
+                _g(f["attention"]),
+                f"{100 * f['cnn'] / f['total']:.0f}%",
+                fmt(f["total"] / base, 2),
+            ]
+        )
+    headers = [
+        "variant",
+        "encoder",
+        "T",
+        "size",
+        "grid",
+        "tokens L",
+        "dim × depth (heads)",
+        "params M",
+        "GFLOPs",
+        "CNN GFLOPs",
+        "Transformer + head GFLOPs",
+        "of which attention",
+        "CNN share",
+        "× preset",
+    ]
     return markdown_table(headers, body, left=2) + (
         "\n\nGFLOPs per clip (batch 1, forward); Transformer + head = proj, Transformer and head, "
-        "with the attention matmuls (4·L²·d per layer) added by formula.")
+        "with the attention matmuls (4·L²·d per layer) added by formula."
+    )
 
 
 def _times(a: float, b: float) -> str:
@@ -123,32 +185,44 @@ def reading(rows: list[dict]) -> list[str]:
     r = {row["variant"]: row for row in rows}
     f = {name: row["flops"] for name, row in r.items()}
     p, T = f["preset"], r["preset"]["settings"]["num_frames"]
-    lines = [f"preset: {_g(p['total'])} GFLOPs per clip, {100 * p['cnn'] / p['total']:.0f}% of them in the CNN "
-             f"({r['preset']['settings']['encoder']} on {T} frames); the attention matmuls are "
-             f"{100 * p['attention'] / p['transformer_head']:.0f}% of the Transformer + head's {_g(p['transformer_head'])}."]
+    lines = [
+        f"preset: {_g(p['total'])} GFLOPs per clip, {100 * p['cnn'] / p['total']:.0f}% of them in the CNN "
+        f"({r['preset']['settings']['encoder']} on {T} frames); the attention matmuls are "
+        f"{100 * p['attention'] / p['transformer_head']:.0f}% of the Transformer + head's {_g(p['transformer_head'])}."
+    ]
     L8, L16, L32 = r["T=8"]["tokens"], r["preset"]["tokens"], r["T=32"]["tokens"]
-    lines.append(f"frames T=8 → {T} → 32 (L = {L8} → {L16} → {L32}): the CNN grows {_times(p['cnn'], f['T=8']['cnn'])}"
-                 f" and {_times(f['T=32']['cnn'], p['cnn'])} (linear in T), the attention matmuls "
-                 f"{_times(p['attention'], f['T=8']['attention'])} and {_times(f['T=32']['attention'], p['attention'])}"
-                 f" (L² grows {_times(L16 ** 2, L8 ** 2)} and {_times(L32 ** 2, L16 ** 2)}), the total "
-                 f"{_times(p['total'], f['T=8']['total'])} and {_times(f['T=32']['total'], p['total'])}.")
+    lines.append(
+        f"frames T=8 → {T} → 32 (L = {L8} → {L16} → {L32}): the CNN grows {_times(p['cnn'], f['T=8']['cnn'])}"
+        f" and {_times(f['T=32']['cnn'], p['cnn'])} (linear in T), the attention matmuls "
+        f"{_times(p['attention'], f['T=8']['attention'])} and {_times(f['T=32']['attention'], p['attention'])}"
+        f" (L² grows {_times(L16**2, L8**2)} and {_times(L32**2, L16**2)}), the total "
+        f"{_times(p['total'], f['T=8']['total'])} and {_times(f['T=32']['total'], p['total'])}."
+    )
     g4 = f["grid 4"]
-    lines.append(f"grid 4 instead of {r['preset']['settings']['grid']}: L {L16} → {r['grid 4']['tokens']}, "
-                 f"Transformer + head {_times(g4['transformer_head'], p['transformer_head'])} (attention "
-                 f"{_times(g4['attention'], p['attention'])}), CNN {_times(g4['cnn'], p['cnn'])}: total "
-                 f"{_times(g4['total'], p['total'])}.")
+    lines.append(
+        f"grid 4 instead of {r['preset']['settings']['grid']}: L {L16} → {r['grid 4']['tokens']}, "
+        f"Transformer + head {_times(g4['transformer_head'], p['transformer_head'])} (attention "
+        f"{_times(g4['attention'], p['attention'])}), CNN {_times(g4['cnn'], p['cnn'])}: total "
+        f"{_times(g4['total'], p['total'])}."
+    )
     a, b = r["preset"]["settings"], r["112², grid 4"]["settings"]
     s112 = f["112², grid 4"]
-    lines.append(f"{b['size']}² frames with grid {b['grid']}: {_times(b['size'] ** 2, a['size'] ** 2)} the pixels, CNN "
-                 f"{_times(s112['cnn'], p['cnn'])}, total {_times(s112['total'], p['total'])}; a region is "
-                 f"{b['size'] // b['grid']}² pixels, 1/{b['grid'] ** 2} of the frame (preset: {a['size'] // a['grid']}², "
-                 f"1/{a['grid'] ** 2}).")
+    lines.append(
+        f"{b['size']}² frames with grid {b['grid']}: {_times(b['size'] ** 2, a['size'] ** 2)} the pixels, CNN "
+        f"{_times(s112['cnn'], p['cnn'])}, total {_times(s112['total'], p['total'])}; a region is "
+        f"{b['size'] // b['grid']}² pixels, 1/{b['grid'] ** 2} of the frame (preset: {a['size'] // a['grid']}², "
+        f"1/{a['grid'] ** 2})."
+    )
     deep, r50 = f["depth 12, dim 768"], f["resnet50"]
-    lines.append(f"depth 12, dim 768: Transformer + head {_times(deep['transformer_head'], p['transformer_head'])}, "
-                 f"total {_times(deep['total'], p['total'])}, CNN share {100 * deep['cnn'] / deep['total']:.0f}%; "
-                 f"parameters {fmt(r['depth 12, dim 768']['params'] / 1e6, 1)}M vs {fmt(r['preset']['params'] / 1e6, 1)}M.")
-    lines.append(f"resnet50 trunk: CNN {_times(r50['cnn'], p['cnn'])}, total {_times(r50['total'], p['total'])}, "
-                 f"CNN share {100 * r50['cnn'] / r50['total']:.0f}%.")
+    lines.append(
+        f"depth 12, dim 768: Transformer + head {_times(deep['transformer_head'], p['transformer_head'])}, "
+        f"total {_times(deep['total'], p['total'])}, CNN share {100 * deep['cnn'] / deep['total']:.0f}%; "
+        f"parameters {fmt(r['depth 12, dim 768']['params'] / 1e6, 1)}M vs {fmt(r['preset']['params'] / 1e6, 1)}M."
+    )
+    lines.append(
+        f"resnet50 trunk: CNN {_times(r50['cnn'], p['cnn'])}, total {_times(r50['total'], p['total'])}, "
+        f"CNN share {100 * r50['cnn'] / r50['total']:.0f}%."
+    )
     return lines
 
 
@@ -171,17 +245,29 @@ def _notes(check: dict, seconds: float) -> list[str]:
 
 def run_flops(opts, argv: list[str]) -> dict:
     """The ``flops`` subcommand → its results (also printed)."""
-    from ..train import PRESETS
-
     facts, t0 = machine_facts(argv), time.perf_counter()
-    base = {k: PRESETS[opts.preset][k] for k in KEYS}
+    base = {k: registry.get(opts.preset).preset[k] for k in KEYS}
     check = attention_check(base)
     rows = [{"variant": name, **count_flops(base | changes)} for name, changes in VARIANTS]
     notes, lines = _notes(check, time.perf_counter() - t0), reading(rows)
-    print(header("flops", facts), *[f"- {n}" for n in notes], "", flops_table(rows), "",
-          *[f"- {line}" for line in lines], sep="\n")
-    return {"benchmark": "flops", "machine": facts, "settings": {"preset": opts.preset, **base}, "notes": notes,
-            "attention_check": check, "results": rows, "reading": lines}
+    print(
+        header("flops", facts),
+        *[f"- {n}" for n in notes],
+        "",
+        flops_table(rows),
+        "",
+        *[f"- {line}" for line in lines],
+        sep="\n",
+    )
+    return {
+        "benchmark": "flops",
+        "machine": facts,
+        "settings": {"preset": opts.preset, **base},
+        "notes": notes,
+        "attention_check": check,
+        "results": rows,
+        "reading": lines,
+    }
 
 
 def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:

@@ -17,7 +17,11 @@ from pathlib import Path
 
 import torch
 
-from ..cli import DEVICES, UsageError, nonnegative_int, positive_int, resolve_device
+from ..cli import UsageError, nonnegative_int, positive_int
+from ..data import registry
+from ..device import DEVICES, autocast, resolve_device
+from ..loop import auto_workers
+from ..training import build_model
 from .decode import write_test_video
 from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
 
@@ -29,9 +33,7 @@ MEASURES = ("loader", "model", "training")
 
 def _loader_settings(opts) -> dict:
     """The preset, with the options given on the command line; never pretrained weights."""
-    from ..train import PRESETS, auto_workers
-
-    s = dict(PRESETS[opts.preset], pretrained=False, compile=opts.compile, seed=opts.seed)
+    s = dict(registry.get(opts.preset).preset, pretrained=False, compile=opts.compile, seed=opts.seed)
     s.update({k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None})
     preset = s["workers"] if s["workers"] is not None else auto_workers()  # None: the trainer's choice
     s["workers"] = opts.workers if opts.workers is not None else min(preset, usable_cpus())
@@ -41,11 +43,9 @@ def _loader_settings(opts) -> dict:
     return s
 
 
-def _build_step(s: dict, num_classes: int, device: torch.device):
-    """The trainer's model, AdamW and loss → ``(parameter count, step(videos, labels) → clips)``."""
-    from ..cli import autocast
-    from ..train import build_model
-
+def build_step(s: dict, num_classes: int, device: torch.device):
+    """The trainer's model, AdamW and loss for settings ``s`` (a preset's keys) → ``(parameter count,
+    step(videos, labels) → clips)``: one training step as :func:`minivb.loop.train_one_epoch` takes it."""
     model = build_model(s, num_classes, device, rank=0, world_size=1)  # seeded from s["seed"]; --size checked
     optimizer = model.configure_optimizers(s["lr"], s["weight_decay"], fused=device.type == "cuda")
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=s["label_smoothing"])
@@ -68,17 +68,22 @@ def _build_step(s: dict, num_classes: int, device: torch.device):
     return sum(p.numel() for p in model.parameters()), step
 
 
-def _dataset(items: list, classes: list[str], s: dict, toy: bool):
+def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet):
     from ..data.clips import ClipDataset
 
-    flips = {}
-    if toy:
-        from ..data.toy import HFLIP, VFLIP
-
-        flips = dict(hflip=HFLIP, vflip=VFLIP)
     try:
-        return ClipDataset(items, classes, s["num_frames"], s["stride"], train=True, size=s["size"],
-                           seed=s["seed"], preload=s["preload"], **flips)
+        return ClipDataset(
+            items,
+            classes,
+            s["num_frames"],
+            s["stride"],
+            train=True,
+            size=s["size"],
+            seed=s["seed"],
+            preload=s["preload"],
+            hflip=dataset.hflip,
+            vflip=dataset.vflip,
+        )
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -91,9 +96,18 @@ def _batches(dataset, s: dict, device: torch.device):
 
     sampler = ShardedSampler(len(dataset), shuffle=True, seed=s["seed"], with_epoch=True)
     w = s["workers"]
-    loader = DataLoader(dataset, batch_size=s["batch_size"], sampler=sampler, num_workers=w, collate_fn=collate,
-                        pin_memory=device.type == "cuda", worker_init_fn=worker_init if w else None,
-                        persistent_workers=w > 0, prefetch_factor=4 if w else None, generator=torch.Generator())
+    loader = DataLoader(
+        dataset,
+        batch_size=s["batch_size"],
+        sampler=sampler,
+        num_workers=w,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=worker_init if w else None,
+        persistent_workers=w > 0,
+        prefetch_factor=4 if w else None,
+        generator=torch.Generator(),
+    )
     for epoch in itertools.count():
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -137,6 +151,7 @@ def _rate(batches, consume, warmup: int, steps: int, device: torch.device) -> fl
 
 def _measure_source(dataset, s: dict, device: torch.device, opts, step) -> dict[str, list[float]]:
     """Per repeat: model alone, loader alone, both → clips/s lists."""
+
     def move(videos, labels):
         videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         _sync(device)
@@ -146,8 +161,10 @@ def _measure_source(dataset, s: dict, device: torch.device, opts, step) -> dict[
         return step(videos.to(device, non_blocking=True), labels.to(device, non_blocking=True))
 
     shape = (s["batch_size"], s["num_frames"], 3, s["size"], s["size"])
-    synthetic = (torch.randint(0, 256, shape, dtype=torch.uint8, device=device),
-                 torch.randint(0, len(dataset.classes), (s["batch_size"],), device=device))
+    synthetic = (
+        torch.randint(0, 256, shape, dtype=torch.uint8, device=device),
+        torch.randint(0, len(dataset.classes), (s["batch_size"],), device=device),
+    )
     rates = {m: [] for m in opts.measure}
     for _ in range(opts.repeats):
         if "model" in rates:
@@ -168,12 +185,13 @@ def _load(root: Path, what: str):
         raise UsageError(f"{what}: {e}") from None
 
 
-def _toy_root(opts, folder: Path) -> Path:
+def _made_root(opts, dataset: registry.DataSet, folder: Path) -> Path:
+    """``--data-root``, or the data set made in the temporary ``folder`` (one that makes itself: the toy set)."""
     if opts.data_root:
         return Path(opts.data_root)
-    from ..data import toy
-
-    return toy.generate(folder / "toy")
+    root = folder / dataset.name
+    dataset.make(root)
+    return root
 
 
 def _clips_per_class(opts, s: dict) -> int:
@@ -207,7 +225,9 @@ def _kinetics_root(opts, s: dict, folder: Path, notes: list[str]) -> Path:
     try:
         prepare = importlib.import_module("minivb.data.kinetics").prepare
     except (ImportError, AttributeError):
-        raise UsageError("minivb.data.kinetics.prepare is not available; pass --data-root with a prepared folder") from None
+        raise UsageError(
+            "minivb.data.kinetics.prepare is not available; pass --data-root with a prepared folder"
+        ) from None
     root = folder / "k400"
     sources = [Path(v) for v in opts.videos] if opts.videos else []
     if not sources:
@@ -219,8 +239,10 @@ def _kinetics_root(opts, s: dict, folder: Path, notes: list[str]) -> Path:
     t0 = time.perf_counter()
     prepare(root, splits=("train",), workers=max(1, usable_cpus()), progress=False)
     what = ", ".join(p.name for p in sources) if opts.videos else "generated H.264 clips (340×256, 300 frames, 30 fps)"
-    notes.append(f"data: {opts.classes} classes × {per_class} clips of {what} in a temp folder, prepared by "
-                 f"minivb.data.kinetics.prepare in {time.perf_counter() - t0:.1f} s")
+    notes.append(
+        f"data: {opts.classes} classes × {per_class} clips of {what} in a temp folder, prepared by "
+        f"minivb.data.kinetics.prepare in {time.perf_counter() - t0:.1f} s"
+    )
     return root
 
 
@@ -231,32 +253,42 @@ def _sources(opts, s: dict, folder: Path, notes: list[str]) -> list[tuple[str, l
     for v in opts.videos or ():
         if not Path(v).is_file():
             raise UsageError(f"--videos {v}: no such file")
-    if opts.preset == "toy":
-        root = _toy_root(opts, folder)
-        notes.append(f"data: the toy set in {root if opts.data_root else 'a temp folder'} (train split)")
-        return [("toy", *_load(root, "toy set"))]
+    dataset = registry.get(opts.preset)
+    if dataset.make is not None:  # the toy set: made here unless --data-root names one
+        root = _made_root(opts, dataset, folder)
+        notes.append(f"data: the {dataset.name} set in {root if opts.data_root else 'a temp folder'} (train split)")
+        return [(dataset.name, *_load(root, f"{dataset.name} set"))]
     root = _kinetics_root(opts, s, folder, notes)
     bases = {"prepared": (root, "prepared frame stores"), "originals": (root / "originals", "original videos")}
     return [(name, *_load(*bases[name])) for name in opts.sources]
 
 
 def _loader_notes(s: dict, opts, device: torch.device, params: int | None, rows: list[dict]) -> list[str]:
-    used = ", ".join(f"{k}={s[k]}" for k in ("encoder", "size", "num_frames", "stride", "grid", "dim", "depth", "heads"))
+    used = ", ".join(
+        f"{k}={s[k]}" for k in ("encoder", "size", "num_frames", "stride", "grid", "dim", "depth", "heads")
+    )
     built = f"{params / 1e6:.2f}M parameters" if params else "not built (--measure without model or training)"
-    notes = [f"model: {used}, pretrained=False, {built}"
-             + (", torch.compile" if s["compile"] else "") + (", bf16 autocast, channels-last" if device.type == "cuda" else ""),
-             f"loader: batch size {s['batch_size']}, "
-             + (f"{s['workers']} workers (persistent, prefetch_factor 4)" if s["workers"] else "no workers (main process)")
-             + f", preload={s['preload']}; {opts.warmup} warm-up + {opts.steps} timed steps × {opts.repeats} repeats; "
-             f"torch threads in the main process: {s['threads']}"]
+    notes = [
+        f"model: {used}, pretrained=False, {built}"
+        + (", torch.compile" if s["compile"] else "")
+        + (", bf16 autocast, channels-last" if device.type == "cuda" else ""),
+        f"loader: batch size {s['batch_size']}, "
+        + (f"{s['workers']} workers (persistent, prefetch_factor 4)" if s["workers"] else "no workers (main process)")
+        + f", preload={s['preload']}; {opts.warmup} warm-up + {opts.steps} timed steps × {opts.repeats} repeats; "
+        f"torch threads in the main process: {s['threads']}",
+    ]
     if "training" in opts.measure and s["workers"] and opts.steps <= 4 * s["workers"]:
-        notes.append(f"caution: the loader's queue holds up to {4 * s['workers']} batches, which can hide a loader slower "
-                     f"than the model over {opts.steps} steps; use --steps > {4 * s['workers']} for steady state")
+        notes.append(
+            f"caution: the loader's queue holds up to {4 * s['workers']} batches, which can hide a loader slower "
+            f"than the model over {opts.steps} steps; use --steps > {4 * s['workers']} for steady state"
+        )
     for r in rows:
         batches = math.ceil(r["files"] / s["batch_size"])
         if batches < 2 * max(1, s["workers"]):
-            notes.append(f"caution: an epoch of {r['source']} is only {batches} batch(es), so epoch tails (idle workers) "
-                         f"weigh on the numbers; use more data (--per-class) for steady state")
+            notes.append(
+                f"caution: an epoch of {r['source']} is only {batches} batch(es), so epoch tails (idle workers) "
+                f"weigh on the numbers; use more data (--per-class) for steady state"
+            )
     if device.type == "cpu" and s["workers"] and "training" in opts.measure:
         notes.append("on the CPU the loader's workers and the model share the same cores")
     return notes
@@ -270,31 +302,67 @@ def run_loader(opts, argv: list[str]) -> dict:
     with tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
         for name, items, classes in _sources(opts, s, Path(tmp), notes):
             if {"model", "training"} & set(opts.measure):
-                params, step = _build_step(s, len(classes), device)
-            dataset = _dataset(items, classes, s, toy=opts.preset == "toy")
+                params, step = build_step(s, len(classes), device)
+            dataset = _dataset(items, classes, s, registry.get(opts.preset))
             rates = _measure_source(dataset, s, device, opts, step)
-            rows.append({"source": name, "files": len(items), "classes": len(classes),
-                         "clips_per_s": {m: summarize(v) | {"repeats": v} for m, v in rates.items()},
-                         "ratios": {f"{m}/model": ratios(rates[m], rates["model"]) for m in ("training", "loader")
-                                    if m in rates and "model" in rates}})
+            rows.append(
+                {
+                    "source": name,
+                    "files": len(items),
+                    "classes": len(classes),
+                    "clips_per_s": {m: summarize(v) | {"repeats": v} for m, v in rates.items()},
+                    "ratios": {
+                        f"{m}/model": ratios(rates[m], rates["model"])
+                        for m in ("training", "loader")
+                        if m in rates and "model" in rates
+                    },
+                }
+            )
     notes = _loader_notes(s, opts, device, params, rows) + notes
     versus = source_ratios(rows)
-    settings = s | {k: getattr(opts, k) for k in ("preset", "steps", "warmup", "repeats", "measure")} | {"device": str(device)}
+    settings = (
+        s | {k: getattr(opts, k) for k in ("preset", "steps", "warmup", "repeats", "measure")} | {"device": str(device)}
+    )
     print(header("loader", facts), *[f"- {n}" for n in notes], "", loader_table(rows), sep="\n")
-    return {"benchmark": "loader", "machine": facts, "settings": settings, "notes": notes, "results": rows,
-            **({"prepared/originals": versus} if versus else {})}
+    return {
+        "benchmark": "loader",
+        "machine": facts,
+        "settings": settings,
+        "notes": notes,
+        "results": rows,
+        **({"prepared/originals": versus} if versus else {}),
+    }
 
 
 def loader_table(rows: list[dict]) -> str:
     body = []
     for r in rows:
         c, q = r["clips_per_s"], r["ratios"]
-        body.append([r["source"], r["files"], *[fmt(c.get(m, {}).get("median")) for m in MEASURES],
-                     fmt_range(q.get("training/model", {})), fmt_range(q.get("loader/model", {}))])
-    table = markdown_table(["source", "files", "loader alone clips/s", "model alone clips/s", "training clips/s",
-                            "training / model", "loader / model"], body)
-    table += ("\n\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
-              "training / model near 1: the loader keeps up; loader / model ≥ 1: it can.")
+        body.append(
+            [
+                r["source"],
+                r["files"],
+                *[fmt(c.get(m, {}).get("median")) for m in MEASURES],
+                fmt_range(q.get("training/model", {})),
+                fmt_range(q.get("loader/model", {})),
+            ]
+        )
+    table = markdown_table(
+        [
+            "source",
+            "files",
+            "loader alone clips/s",
+            "model alone clips/s",
+            "training clips/s",
+            "training / model",
+            "loader / model",
+        ],
+        body,
+    )
+    table += (
+        "\n\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
+        "training / model near 1: the loader keeps up; loader / model ≥ 1: it can."
+    )
     versus = source_ratios(rows)
     if versus:
         cells = [[m, fmt_range(q)] for m, q in versus.items()]
@@ -307,31 +375,47 @@ def source_ratios(rows: list[dict]) -> dict:
     by = {r["source"]: r["clips_per_s"] for r in rows}
     if not {"prepared", "originals"} <= by.keys():
         return {}
-    return {m: ratios(by["prepared"][m]["repeats"], by["originals"][m]["repeats"]) for m in ("loader", "training")
-            if m in by["prepared"]}
-
+    return {
+        m: ratios(by["prepared"][m]["repeats"], by["originals"][m]["repeats"])
+        for m in ("loader", "training")
+        if m in by["prepared"]
+    }
 
 
 def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """The ``loader`` subcommand and its options (``parents``: the shared options)."""
     g = sub.add_parser("loader", parents=parents, help="clips/s: DataLoader alone, model step alone, both")
-    g.add_argument("--preset", choices=("k400", "toy"), default="k400", help="trainer preset (default: k400)")
-    g.add_argument("--data-root", help="prepared data (k400: train.csv and originals/train.csv; toy: a toy set); "
-                   "default: made in a temp folder")
-    g.add_argument("--sources", nargs="+", choices=("prepared", "originals"), default=["prepared", "originals"],
-                   help="k400: frame stores and/or the original videos (default: both)")
+    g.add_argument("--preset", choices=tuple(registry.DATASETS), default="k400", help="trainer preset (default: k400)")
+    g.add_argument(
+        "--data-root",
+        help="prepared data (k400: train.csv and originals/train.csv; toy: a toy set); default: made in a temp folder",
+    )
+    g.add_argument(
+        "--sources",
+        nargs="+",
+        choices=("prepared", "originals"),
+        default=["prepared", "originals"],
+        help="k400: frame stores and/or the original videos (default: both)",
+    )
     g.add_argument("--measure", nargs="+", choices=MEASURES, default=list(MEASURES), help="what to time (default: all)")
     g.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda if available (default)")
-    g.add_argument("--workers", type=nonnegative_int, help="DataLoader workers (default: the preset's, at most the CPUs)")
+    g.add_argument(
+        "--workers", type=nonnegative_int, help="DataLoader workers (default: the preset's, at most the CPUs)"
+    )
     g.add_argument("--steps", type=positive_int, default=10, help="timed batches (default: 10)")
     g.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed batches first (default: 2)")
     g.add_argument("--repeats", type=positive_int, default=3, help="timed repeats (default: 3)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--threads", type=positive_int, help="torch threads in the main process (default: torch's choice)")
-    g.add_argument("--videos", nargs="+", metavar="FILE", help="k400 without --data-root: clips to fill the class folders with")
+    g.add_argument(
+        "--videos", nargs="+", metavar="FILE", help="k400 without --data-root: clips to fill the class folders with"
+    )
     g.add_argument("--classes", type=positive_int, default=4, help="k400 without --data-root: classes (default: 4)")
-    g.add_argument("--per-class", type=positive_int, help="k400 without --data-root: clips per class "
-                   "(default: 2 batches per worker in an epoch, at least 6)")
+    g.add_argument(
+        "--per-class",
+        type=positive_int,
+        help="k400 without --data-root: clips per class (default: 2 batches per worker in an epoch, at least 6)",
+    )
     m = g.add_argument_group("overrides of the preset")
     m.add_argument("--encoder", choices=("small", "resnet18", "resnet50"))
     for flag in ("--size", "--num-frames", "--stride", "--grid", "--dim", "--depth", "--heads", "--batch-size"):

@@ -12,15 +12,13 @@ import shlex
 import statistics
 from pathlib import Path
 
-from .. import video  # noqa: F401  first: it quiets FFmpeg before cv2 is imported
-
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from .. import video  # noqa: F401  first: it quiets FFmpeg before cv2 is imported
 
-__all__ = ["summarize", "ratios", "fmt", "fmt_range", "markdown_table", "usable_cpus", "machine_facts",
-           "header"]
+__all__ = ["summarize", "ratios", "fmt", "fmt_range", "markdown_table", "usable_cpus", "machine_facts", "header"]
 
 
 def summarize(values: list[float]) -> dict:
@@ -54,7 +52,8 @@ def fmt_range(stats: dict, digits: int = 2) -> str:
 
 
 def markdown_table(headers: list[str], rows: list[list[str]], left: int = 1) -> str:
-    """A Markdown table (``|`` in cells escaped); the first ``left`` columns are left-aligned, the others right-aligned."""
+    """A Markdown table (``|`` in cells escaped); the first ``left`` columns are left-aligned, the others
+    right-aligned."""
     align = ["---" if i < left else "---:" for i in range(len(headers))]
     lines = [headers, align, *rows]
     return "\n".join("| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |" for line in lines)
@@ -85,27 +84,39 @@ def machine_facts(argv: list[str], device: torch.device | None = None) -> dict:
     """CPU, library versions, device, date and the exact command line."""
     import torchvision
 
-    name = torch.cuda.get_device_name(device) if device is not None and device.type == "cuda" else f"cpu ({_cpu_model()})"
+    name = (
+        torch.cuda.get_device_name(device) if device is not None and device.type == "cuda" else f"cpu ({_cpu_model()})"
+    )
     return {
         "command": f"python -m minivb.bench {shlex.join(argv)}".strip(),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu_count": os.cpu_count(), "usable_cpus": usable_cpus(), "cpu": _cpu_model(),
-        "platform": platform.platform(), "python": platform.python_version(),
-        "torch": torch.__version__, "torchvision": torchvision.__version__, "opencv": cv2.__version__,
-        "av": _version("av"), "numpy": np.__version__, "device": name,
+        "cpu_count": os.cpu_count(),
+        "usable_cpus": usable_cpus(),
+        "cpu": _cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "opencv": cv2.__version__,
+        "av": _version("av"),
+        "numpy": np.__version__,
+        "device": name,
         "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
 
 
 def header(title: str, facts: dict) -> str:
-    return "\n".join([
-        f"## minivb.bench {title}", "",
-        f"- command: `{facts['command']}`",
-        f"- date: {facts['date']}",
-        f"- machine: {facts['cpu_count']} CPUs ({facts['usable_cpus']} usable), {facts['cpu']}; {facts['platform']}; "
-        f"load average at the start {fmt(facts['load_average'], 2)} (other work on the machine skews every number)",
-        f"- device: {facts['device']}",
-        f"- versions: Python {facts['python']}, torch {facts['torch']}, torchvision {facts['torchvision']}, "
-        f"OpenCV {facts['opencv']}, PyAV {facts['av'] or 'not installed'}, NumPy {facts['numpy']}",
-    ])
-
+    return "\n".join(
+        [
+            f"## minivb.bench {title}",
+            "",
+            f"- command: `{facts['command']}`",
+            f"- date: {facts['date']}",
+            f"- machine: {facts['cpu_count']} CPUs ({facts['usable_cpus']} usable), {facts['cpu']}; "
+            f"{facts['platform']}; "
+            f"load average at the start {fmt(facts['load_average'], 2)} (other work on the machine skews every number)",
+            f"- device: {facts['device']}",
+            f"- versions: Python {facts['python']}, torch {facts['torch']}, torchvision {facts['torchvision']}, "
+            f"OpenCV {facts['opencv']}, PyAV {facts['av'] or 'not installed'}, NumPy {facts['numpy']}",
+        ]
+    )

@@ -46,12 +46,14 @@ from torchvision.transforms import v2
 
 from ..checks import check_int
 from ..video import VideoDecodeError, read_frames, sample_indices, video_info
-from .framestore import SUFFIX as STORE_SUFFIX, read_store_frames, store_info
+from .framestore import SUFFIX as STORE_SUFFIX
+from .framestore import read_store_frames, store_info
 
 __all__ = [
     "VIDEO_EXTENSIONS",
     "Item",
     "Skipped",
+    "crop_boxes",
     "Replaced",
     "load_items",
     "sample_seed",
@@ -114,11 +116,21 @@ def _read_csv(root: Path, csv_path: Path) -> list[Item]:
         reader = csv.DictReader(f)
         missing = {"path", "label"} - set(reader.fieldnames or ())
         if missing:
-            raise ValueError(f"{csv_path}: missing column(s) {', '.join(sorted(missing))}; expected a header path,label[,frames[,step]]")
+            raise ValueError(
+                f"{csv_path}: missing column(s) {', '.join(sorted(missing))}; expected a header "
+                f"path,label[,frames[,step]]"
+            )
         items = []
         for n, row in enumerate(reader, start=2):
             where = f"{csv_path}, line {n}"
-            items.append(Item(str(root / row["path"]), row["label"], _csv_int(row, "frames", where), _csv_int(row, "step", where) or 1))
+            items.append(
+                Item(
+                    str(root / row["path"]),
+                    row["label"],
+                    _csv_int(row, "frames", where),
+                    _csv_int(row, "step", where) or 1,
+                )
+            )
     return items
 
 
@@ -137,7 +149,9 @@ def _class_dirs(split_dir: Path) -> list[Path]:
     return sorted(p for p in split_dir.iterdir() if p.is_dir())
 
 
-def load_items(root: str | os.PathLike, split: str, classes: Sequence[str] | None = None) -> tuple[list[Item], list[str]]:
+def load_items(
+    root: str | os.PathLike, split: str, classes: Sequence[str] | None = None
+) -> tuple[list[Item], list[str]]:
     """A split's videos and the class list → ``(items, classes)``.
 
     Index: ``root/{split}.csv`` (header ``path,label[,frames]``; ``path`` relative to ``root``)
@@ -149,7 +163,9 @@ def load_items(root: str | os.PathLike, split: str, classes: Sequence[str] | Non
     """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"data root {root} does not exist; pass the folder that holds {split}.csv or {split}/<label>/*.mp4")
+        raise FileNotFoundError(
+            f"data root {root} does not exist; pass the folder that holds {split}.csv or {split}/<label>/*.mp4"
+        )
     csv_path, split_dir = root / f"{split}.csv", root / split
     if csv_path.is_file():
         items = _read_csv(root, csv_path)
@@ -159,10 +175,13 @@ def load_items(root: str | os.PathLike, split: str, classes: Sequence[str] | Non
         where = split_dir
     else:
         raise FileNotFoundError(
-            f"no {split} split in {root}: expected {csv_path} (columns path,label[,frames]) or class folders {split_dir}/<label>/*.mp4"
+            f"no {split} split in {root}: expected {csv_path} (columns path,label[,frames]) or class folders "
+            f"{split_dir}/<label>/*.mp4"
         )
     if not items:
-        raise ValueError(f"the {split} split in {where} is empty; add videos ({', '.join(VIDEO_EXTENSIONS)}) or index rows")
+        raise ValueError(
+            f"the {split} split in {where} is empty; add videos ({', '.join(VIDEO_EXTENSIONS)}) or index rows"
+        )
     if classes is None:
         names_file = root / "classes.txt"
         if names_file.is_file():
@@ -176,8 +195,10 @@ def load_items(root: str | os.PathLike, split: str, classes: Sequence[str] | Non
         raise ValueError(f"class list for {root} has repeated names; make every class name unique")
     unknown = sorted({it.label for it in items} - set(classes))
     if unknown:
-        raise ValueError(f"{where} has label(s) not in the class list: {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}; "
-                         f"add them to {root / 'classes.txt'} or fix the labels")
+        raise ValueError(
+            f"{where} has label(s) not in the class list: {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}; "
+            f"add them to {root / 'classes.txt'} or fix the labels"
+        )
     return items, classes
 
 
@@ -211,7 +232,7 @@ def _to_video(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
 
 
-def _crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[tuple[int, int]]:
+def crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[tuple[int, int]]:
     """Top-left corners of ``num_crops`` size×size crops: 1 = centre; 3 = start/centre/end of the long side."""
     top, left = int(round((height - size) / 2)), int(round((width - size) / 2))  # as transforms.v2.CenterCrop
     if num_crops == 1:
@@ -263,25 +284,34 @@ class ClipDataset(Dataset):
         preload: bool = False,
         scale: tuple[float, float] = (0.6, 1.0),
     ):
-        num_frames, stride, size = (check_int(name, value) for name, value in
-                                    (("num_frames", num_frames), ("stride", stride), ("size", size)))
+        num_frames, stride, size = (
+            check_int(name, value) for name, value in (("num_frames", num_frames), ("stride", stride), ("size", size))
+        )
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale!r}")
         self.items = [Item(str(it[0]), None if it[1] is None else str(it[1]), *it[2:4]) for it in items]
         coarse = next((it for it in self.items if stride % it.step), None)
         if coarse is not None:
-            raise ValueError(f"{coarse.path} keeps every {coarse.step}th source frame, so the stride must be a multiple of "
-                             f"{coarse.step}, got {stride}; choose another stride or prepare the data with a smaller frame step")
+            raise ValueError(
+                f"{coarse.path} keeps every {coarse.step}th source frame, so the stride must be a multiple of "
+                f"{coarse.step}, got {stride}; choose another stride or prepare the data with a smaller frame step"
+            )
         self.classes = list(classes)
         index = {c: i for i, c in enumerate(self.classes)}
         unknown = sorted({it.label for it in self.items} - set(index) - {None})
         if unknown:
             raise ValueError(f"label(s) {', '.join(unknown[:5])} not in classes; pass the full class list")
-        self.labels = [-1 if it.label is None else index[it.label] for it in self.items]  # -1: unlabelled (a user's video)
+        self.labels = [
+            -1 if it.label is None else index[it.label] for it in self.items
+        ]  # -1: unlabelled (a user's video)
         if train and -1 in self.labels:
-            raise ValueError(f"{self.items[self.labels.index(-1)].path} has no label; training needs a label for every item")
+            raise ValueError(
+                f"{self.items[self.labels.index(-1)].path} has no label; training needs a label for every item"
+            )
         for name, table in (("hflip", hflip), ("vflip", vflip)):
-            bad = sorted({(table or {}).get(c, c) for c in self.classes} - set(index))  # entries for absent classes are ignored
+            bad = sorted(
+                {(table or {}).get(c, c) for c in self.classes} - set(index)
+            )  # entries for absent classes are ignored
             if bad:
                 raise ValueError(f"{name} maps to label(s) {', '.join(bad[:5])} that are not classes")
         self.hflip = [index[hflip.get(c, c)] if hflip is not None else i for i, c in enumerate(self.classes)]
@@ -347,8 +377,9 @@ class ClipDataset(Dataset):
         """uint8 frames of the clip(s) ``sample_indices(mode)`` picks → ``(T, H, W, 3)`` or ``(clips, T, H, W, 3)``."""
         it = self.items[i]
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        idx = sample_indices(self._total_frames(i), self.num_frames, self.stride // it.step, mode, num_clips=num_clips,
-                             generator=g)  # the stride in the file's own frames
+        idx = sample_indices(
+            self._total_frames(i), self.num_frames, self.stride // it.step, mode, num_clips=num_clips, generator=g
+        )  # the stride in the file's own frames
         flat = self.frames[i][idx.reshape(-1)] if self.frames is not None else self._decode(i, idx.reshape(-1))
         return flat.reshape(idx.shape + flat.shape[1:])
 
@@ -381,7 +412,9 @@ class ClipDataset(Dataset):
         # transforms.v2 draws from the global CPU generator: give it its own stream, then restore it.
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(seed + 2)
-            video = self.crop(tv_tensors.Video(video)).as_subclass(torch.Tensor)  # (T, 3, size, size): crop, then resize
+            video = self.crop(tv_tensors.Video(video)).as_subclass(
+                torch.Tensor
+            )  # (T, 3, size, size): crop, then resize
         label = self.labels[i]
         if flip:
             video, label = video.flip(-1), self.hflip[label]  # a mirror can change the class (left ⟷ right)
@@ -390,11 +423,13 @@ class ClipDataset(Dataset):
         return video.contiguous(), label
 
     def _crops(self, video: torch.Tensor, num_crops: int) -> list[torch.Tensor]:
-        """``num_crops`` squares of side = the shorter side (:func:`_crop_boxes`), each resized to size×size."""
+        """``num_crops`` squares of side = the shorter side (:func:`crop_boxes`), each resized to size×size."""
         h, w = video.shape[-2:]
         side = min(h, w)
-        return [v2.functional.resized_crop(video, top, left, side, side, [self.size, self.size], antialias=True)
-                for top, left in _crop_boxes(h, w, side, num_crops)]
+        return [
+            v2.functional.resized_crop(video, top, left, side, side, [self.size, self.size], antialias=True)
+            for top, left in crop_boxes(h, w, side, num_crops)
+        ]
 
     def _eval_sample(self, i: int) -> tuple[torch.Tensor, int]:
         video = _to_video(self._clip(i, "center"))  # (T, 3, H, W) uint8
@@ -495,13 +530,31 @@ class ShardedSampler(Sampler[int]):
     own copy of the data set) know the epoch without being told.
     """
 
-    def __init__(self, n: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1, drop_last: bool = False,
-                 with_epoch: bool = False):
-        n, world_size, rank = check_int("n", n, minimum=0), check_int("world_size", world_size), check_int("rank", rank, minimum=0)
+    def __init__(
+        self,
+        n: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        drop_last: bool = False,
+        with_epoch: bool = False,
+    ):
+        n, world_size, rank = (
+            check_int("n", n, minimum=0),
+            check_int("world_size", world_size),
+            check_int("rank", rank, minimum=0),
+        )
         if rank >= world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
         self.n, self.shuffle, self.seed = n, bool(shuffle), int(seed)
-        self.rank, self.world_size, self.drop_last, self.with_epoch = rank, world_size, bool(drop_last), bool(with_epoch)
+        self.rank, self.world_size, self.drop_last, self.with_epoch = (
+            rank,
+            world_size,
+            bool(drop_last),
+            bool(with_epoch),
+        )
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:

@@ -40,6 +40,8 @@ from urllib.request import Request, urlopen
 
 from tqdm import tqdm
 
+from ..files import write_atomic
+
 __all__ = [
     "DownloadError",
     "ArchiveError",
@@ -215,8 +217,9 @@ def _body_span(resp, offset: int) -> tuple[int, int | None]:
     return start, total
 
 
-def _download_once(url: str, part: Path, *, timeout: float, progress: bool, desc: str,
-                   stop: threading.Event | None) -> None:
+def _download_once(
+    url: str, part: Path, *, timeout: float, progress: bool, desc: str, stop: threading.Event | None
+) -> None:
     """One request: append to (or restart) ``part``; :class:`_Transient` if the body is short."""
     offset = part.stat().st_size if part.exists() else 0
     resp = _open_from(url, offset, timeout)
@@ -228,8 +231,16 @@ def _download_once(url: str, part: Path, *, timeout: float, progress: bool, desc
         except _Transient:
             part.unlink(missing_ok=True)  # start again from byte 0 next attempt
             raise
-        bar = tqdm(total=total, initial=start, desc=desc, unit="B", unit_scale=True,
-                   unit_divisor=1024, disable=None if progress else True, leave=False)
+        bar = tqdm(
+            total=total,
+            initial=start,
+            desc=desc,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=None if progress else True,
+            leave=False,
+        )
         with open(part, "ab" if start else "wb") as f, bar:
             while chunk := resp.read(CHUNK):
                 if stop is not None and stop.is_set():
@@ -243,8 +254,17 @@ def _download_once(url: str, part: Path, *, timeout: float, progress: bool, desc
         raise _Transient(f"connection closed after {size} of {total} bytes")
 
 
-def _fetch(url: str, dest: str | os.PathLike, *, retries: int, timeout: float, backoff: float,
-           progress: bool, desc: str | None, stop: threading.Event | None = None) -> Path:
+def _fetch(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    retries: int,
+    timeout: float,
+    backoff: float,
+    progress: bool,
+    desc: str | None,
+    stop: threading.Event | None = None,
+) -> Path:
     dest = Path(dest)
     if dest.exists():
         return dest
@@ -263,8 +283,16 @@ def _fetch(url: str, dest: str | os.PathLike, *, retries: int, timeout: float, b
     return dest
 
 
-def fetch(url: str, dest: str | os.PathLike, *, retries: int = 3, timeout: float = 60.0,
-          backoff: float = 1.0, progress: bool = True, desc: str | None = None) -> Path:
+def fetch(
+    url: str,
+    dest: str | os.PathLike,
+    *,
+    retries: int = 3,
+    timeout: float = 60.0,
+    backoff: float = 1.0,
+    progress: bool = True,
+    desc: str | None = None,
+) -> Path:
     """Download ``url`` to ``dest`` (resumable, atomic) and return ``dest``.
 
     An existing ``dest`` is returned untouched. Bytes go to ``<dest>.part``, resumed with an
@@ -274,13 +302,19 @@ def fetch(url: str, dest: str | os.PathLike, *, retries: int = 3, timeout: float
     for other HTTP errors) :class:`DownloadError` is raised and the ``.part`` is kept.
     ``file://`` URLs are copied.
     """
-    return _fetch(url, dest, retries=retries, timeout=timeout, backoff=backoff,
-                  progress=progress, desc=desc)
+    return _fetch(url, dest, retries=retries, timeout=timeout, backoff=backoff, progress=progress, desc=desc)
 
 
-def fetch_many(jobs: Sequence[tuple[str, Path]], *, workers: int = 4, retries: int = 3,
-               timeout: float = 60.0, backoff: float = 1.0, progress: bool = True,
-               desc: str = "parts") -> list[DownloadError]:
+def fetch_many(
+    jobs: Sequence[tuple[str, Path]],
+    *,
+    workers: int = 4,
+    retries: int = 3,
+    timeout: float = 60.0,
+    backoff: float = 1.0,
+    progress: bool = True,
+    desc: str = "parts",
+) -> list[DownloadError]:
     """:func:`fetch` every ``(url, dest)`` with ``workers`` threads; return the failures.
 
     Parts already downloaded are skipped. A bar counts parts; per-file byte bars are shown
@@ -290,10 +324,13 @@ def fetch_many(jobs: Sequence[tuple[str, Path]], *, workers: int = 4, retries: i
     jobs = list(jobs)
     errors: dict[int, DownloadError] = {}
     stop = threading.Event()
-    kwargs = dict(retries=retries, timeout=timeout, backoff=backoff,
-                  progress=progress and workers <= 1, desc=None, stop=stop)
-    with tqdm(total=len(jobs), desc=desc, unit="part", disable=None if progress else True) as bar, \
-            ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    kwargs = dict(
+        retries=retries, timeout=timeout, backoff=backoff, progress=progress and workers <= 1, desc=None, stop=stop
+    )
+    with (
+        tqdm(total=len(jobs), desc=desc, unit="part", disable=None if progress else True) as bar,
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+    ):
         futures = {pool.submit(_fetch, url, dest, **kwargs): i for i, (url, dest) in enumerate(jobs)}
         try:
             for future in as_completed(futures):
@@ -387,10 +424,7 @@ def _read_marker(marker: Path) -> ExtractResult | None:
 
 
 def _write_marker(marker: Path, result: ExtractResult) -> None:
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(result), indent=1))
-    os.replace(tmp, marker)
+    write_atomic(marker, json.dumps(asdict(result), indent=1))
 
 
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> str | None:
@@ -406,8 +440,9 @@ def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -
 
 def _extract_all(archive: Path, dest: Path, progress: bool) -> ExtractResult:
     result = ExtractResult()
-    bar = tqdm(desc=archive.name, unit="B", unit_scale=True, unit_divisor=1024,
-               disable=None if progress else True, leave=False)
+    bar = tqdm(
+        desc=archive.name, unit="B", unit_scale=True, unit_divisor=1024, disable=None if progress else True, leave=False
+    )
     with tarfile.open(archive, "r:*") as tar, bar:
         tar.errorlevel = 2  # raise ExtractError too, so it is reported per member
         for member in tar:

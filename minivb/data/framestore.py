@@ -31,7 +31,8 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from ..video import VideoDecodeError, VideoInfo, _as_indices, _open
+from ..files import atomic_file
+from ..video import VideoDecodeError, VideoInfo, as_indices, open_capture
 
 __all__ = ["SUFFIX", "StoreInfo", "write_store", "store_info", "read_store_frames", "encode_frames", "convert_video"]
 
@@ -67,13 +68,11 @@ def write_store(path: str | os.PathLike, jpegs: list[bytes], width: int, height:
     path = Path(path)
     offsets = np.zeros(len(jpegs) + 1, np.uint64)
     offsets[1:] = np.cumsum([len(j) for j in jpegs])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_file(path, durable=False) as f:  # rewritten by the next prepare if a crash loses it
         f.write(_HEADER.pack(MAGIC, len(jpegs), width, height, step, fps))
         f.write(offsets.astype("<u8").tobytes())
         for j in jpegs:
             f.write(j)
-    os.replace(tmp, path)
     return path
 
 
@@ -108,12 +107,14 @@ def read_store_frames(path: str | os.PathLike, indices) -> np.ndarray:
     One read covers the span from the first to the last wanted frame (a clip is contiguous
     or nearly so); only the wanted frames are decoded, each once.
     """
-    idx = _as_indices(indices)
+    idx = as_indices(indices)
     try:
         with open(path, "rb") as f:
             info, offsets = _read_header(f, path)
             if idx.max() >= info.frames:
-                raise VideoDecodeError(path, f"frame {int(idx.max())} requested, but the store has {info.frames} frames")
+                raise VideoDecodeError(
+                    path, f"frame {int(idx.max())} requested, but the store has {info.frames} frames"
+                )
             lo, hi = int(idx.min()), int(idx.max())
             base = _HEADER.size + 8 * (info.frames + 1)
             f.seek(base + int(offsets[lo]))
@@ -143,15 +144,22 @@ def _shrink(rgb: np.ndarray, short_side: int) -> np.ndarray:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
 
 
-def convert_video(source: str | os.PathLike, target: str | os.PathLike, *, short_side: int = 256, step: int = 4,
-                  quality: int = 90, min_frames: int = 1) -> tuple[VideoInfo, StoreInfo]:
+def convert_video(
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    *,
+    short_side: int = 256,
+    step: int = 4,
+    quality: int = 90,
+    min_frames: int = 1,
+) -> tuple[VideoInfo, StoreInfo]:
     """Decode a video once, keep every ``step``-th frame, shrink, JPEG-encode → ``target`` (``.jpgs``).
 
     Returns the source's :class:`~minivb.video.VideoInfo` (frames counted by decoding) and the
     store's :class:`StoreInfo`. Raises :class:`VideoDecodeError` for a file
     that does not decode, or that has fewer than ``min_frames`` frames (a still image is not a video).
     """
-    cap = _open(source)
+    cap = open_capture(source)
     fps = float(cap.get(cv2.CAP_PROP_FPS))
     fps = fps if np.isfinite(fps) and fps > 0 else 0.0
     jpegs, n = [], 0

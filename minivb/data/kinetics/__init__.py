@@ -22,26 +22,25 @@ there are no annotation CSVs. Class indices are the sorted label names of the tr
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
+import multiprocessing
 import os
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
-import multiprocessing
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..cli import Parser, UsageError, nonnegative_int, positive_int, run_main, write_atomic
-from ..video import VideoDecodeError
-from .clips import VIDEO_EXTENSIONS
-from .framestore import SUFFIX, convert_video
-from .download import (ArchiveError, DownloadError, NotEnoughSpace, check_free_space, extract_tar, fetch, fetch_many,
-                       is_extracted, read_url_list)
+from ...checks import UsageError
+from ...files import write_atomic
+from ...video import VideoDecodeError
+from ..clips import VIDEO_EXTENSIONS
+from ..download import ArchiveError, check_free_space, extract_tar, fetch, fetch_many, is_extracted, read_url_list
+from ..framestore import SUFFIX, convert_video
 
-__all__ = ["BASE_URL", "EXPECTED", "clip_name", "read_annotations", "find_clips", "download", "prepare", "check", "main"]
+__all__ = ["BASE_URL", "EXPECTED", "clip_name", "read_annotations", "find_clips", "download", "prepare", "check"]
 
 BASE_URL = "https://s3.amazonaws.com/kinetics/400"  # the CVDF mirror (github.com/cvdfoundation/kinetics-dataset)
 SPLITS = ("train", "val", "test")
@@ -78,7 +77,10 @@ def read_annotations(path: str | os.PathLike) -> list[tuple[str, str]]:
         reader = csv.DictReader(f)
         missing = {"label", "youtube_id", "time_start", "time_end"} - set(reader.fieldnames or ())
         if missing:
-            raise UsageError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected label,youtube_id,time_start,time_end,...")
+            raise UsageError(
+                f"{path}: missing column(s) {', '.join(sorted(missing))}; expected "
+                f"label,youtube_id,time_start,time_end,..."
+            )
         try:
             return [(row["label"], clip_name(row["youtube_id"], row["time_start"], row["time_end"])) for row in reader]
         except (TypeError, ValueError) as e:
@@ -100,10 +102,17 @@ def find_clips(root: str | os.PathLike, split: str) -> list[Clip]:
         return [Clip(split, label, name, str(on_disk[name]) if name in on_disk else None) for label, name in rows]
     folders = root / split
     if folders.is_dir():
-        return [Clip(split, d.name, p.stem, str(p)) for d in sorted(folders.iterdir()) if d.is_dir()
-                for p in sorted(d.iterdir()) if p.suffix.lower() in VIDEO_EXTENSIONS]
-    raise UsageError(f"no {split} clips under {root}: expected {annotations} with {root / 'raw' / split}/ "
-                     f"(python -m minivb.data.kinetics download --root {root}) or class folders {folders}/<label>/*.mp4")
+        return [
+            Clip(split, d.name, p.stem, str(p))
+            for d in sorted(folders.iterdir())
+            if d.is_dir()
+            for p in sorted(d.iterdir())
+            if p.suffix.lower() in VIDEO_EXTENSIONS
+        ]
+    raise UsageError(
+        f"no {split} clips under {root}: expected {annotations} with {root / 'raw' / split}/ "
+        f"(python -m minivb.data.kinetics download --root {root}) or class folders {folders}/<label>/*.mp4"
+    )
 
 
 def _limit(clips: list[Clip], classes: Sequence[str], per_class: int | None) -> list[Clip]:
@@ -137,8 +146,15 @@ def _unpack(archive: Path, dest: Path, keep: bool) -> None:
         archive.unlink()
 
 
-def download(root: str | os.PathLike, splits: Sequence[str] = ("train", "val"), *, base_url: str = BASE_URL,
-             workers: int = 4, retries: int = 3, keep_archives: bool = False) -> list[str]:
+def download(
+    root: str | os.PathLike,
+    splits: Sequence[str] = ("train", "val"),
+    *,
+    base_url: str = BASE_URL,
+    workers: int = 4,
+    retries: int = 3,
+    keep_archives: bool = False,
+) -> list[str]:
     """Fetch the annotations and parts of ``splits`` (+ the replacement clips with train) → failures (one line each).
 
     Resumable: unpacked parts are skipped, a half-downloaded part is resumed, a failed part is
@@ -156,10 +172,17 @@ def download(root: str | os.PathLike, splits: Sequence[str] = ("train", "val"), 
     if "train" in splits:
         parts.append((f"{base}/{REPLACEMENT}", "replacement"))
     todo = [(url, split) for url, split in parts if not is_extracted(_archive(root, split, url), root / "raw" / split)]
-    check_free_space(root, int((len(todo) * (2 if keep_archives else 1) + 1) * PART_BYTES),
-                     f"downloading {len(todo)} of {len(parts)} parts")
-    failures = [str(e) for e in fetch_many([(url, _archive(root, split, url)) for url, split in todo],
-                                           workers=workers, retries=retries)]
+    check_free_space(
+        root,
+        int((len(todo) * (2 if keep_archives else 1) + 1) * PART_BYTES),
+        f"downloading {len(todo)} of {len(parts)} parts",
+    )
+    failures = [
+        str(e)
+        for e in fetch_many(
+            [(url, _archive(root, split, url)) for url, split in todo], workers=workers, retries=retries
+        )
+    ]
     for url, split in tqdm(todo, desc="unpack", unit="part", disable=None):
         archive = _archive(root, split, url)
         if archive.exists():  # (a part whose download failed is among the failures already)
@@ -188,8 +211,14 @@ def _convert(job: tuple[str, str, Settings]) -> dict:
     cv2.setNumThreads(1)
     source, target, settings = job
     try:
-        info, stored = convert_video(source, target, short_side=settings.short_side, step=settings.frame_step,
-                                     quality=settings.quality, min_frames=settings.min_frames)
+        info, stored = convert_video(
+            source,
+            target,
+            short_side=settings.short_side,
+            step=settings.frame_step,
+            quality=settings.quality,
+            min_frames=settings.min_frames,
+        )
     except VideoDecodeError as e:
         return {"source": source, "reason": e.reason}
     return {"source": source, **asdict(info), "stored": asdict(stored)}
@@ -255,8 +284,13 @@ def _convert_all(root: Path, clips: list[Clip], settings: Settings, workers: int
             target.parent.mkdir(parents=True, exist_ok=True)
             jobs.append((clip.source, str(target), settings))
     check_free_space(root, int(len(jobs) * STORE_BYTES / settings.frame_step), f"preparing {len(jobs):,} {split} clips")
-    bar = tqdm(total=len(results) + len(jobs), initial=len(results), desc=f"prepare {split}", unit="clip",
-               disable=None if progress else True)
+    bar = tqdm(
+        total=len(results) + len(jobs),
+        initial=len(results),
+        desc=f"prepare {split}",
+        unit="clip",
+        disable=None if progress else True,
+    )
     try:
         # spawn, not fork: a forked child can inherit a lock held by one of OpenCV's threads and hang
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -284,24 +318,53 @@ def _write_split(root: Path, split: str, clips: list[Clip], results: dict[str, d
     for clip in clips:
         entry = results.get(clip.source) if clip.source else None
         if clip.source is None:
-            bad.append((split, clip.name + ".mp4", clip.label, "listed in the annotations but not downloaded (missing)"))
+            bad.append(
+                (split, clip.name + ".mp4", clip.label, "listed in the annotations but not downloaded (missing)")
+            )
         elif "reason" in entry:
             bad.append((split, clip.source, clip.label, entry["reason"]))
         else:
             s = entry["stored"]
-            prepared.append((os.path.relpath(_target(root, clip), root), clip.label, s["frames"], f"{s['fps']:.4g}",
-                             s["width"], s["height"], s["step"]))
-            originals.append((os.path.relpath(clip.source, root / "originals"), clip.label, entry["frames"],
-                              f"{entry['fps']:.4g}", entry["width"], entry["height"]))
+            prepared.append(
+                (
+                    os.path.relpath(_target(root, clip), root),
+                    clip.label,
+                    s["frames"],
+                    f"{s['fps']:.4g}",
+                    s["width"],
+                    s["height"],
+                    s["step"],
+                )
+            )
+            originals.append(
+                (
+                    os.path.relpath(clip.source, root / "originals"),
+                    clip.label,
+                    entry["frames"],
+                    f"{entry['fps']:.4g}",
+                    entry["width"],
+                    entry["height"],
+                )
+            )
     write_atomic(root / f"{split}.csv", _csv_text((*COLUMNS, "step"), prepared))
     (root / "originals").mkdir(exist_ok=True)
     write_atomic(root / "originals" / f"{split}.csv", _csv_text(COLUMNS, originals))
     return len(prepared), bad
 
 
-def prepare(root: str | os.PathLike, splits: Sequence[str] = ("train", "val"), *, short_side: int = 256,
-            frame_step: int = 4, quality: int = 90, min_frames: int = 16, workers: int | None = None,
-            limit_classes: int | None = None, limit_per_class: int | None = None, progress: bool = True) -> dict:
+def prepare(
+    root: str | os.PathLike,
+    splits: Sequence[str] = ("train", "val"),
+    *,
+    short_side: int = 256,
+    frame_step: int = 4,
+    quality: int = 90,
+    min_frames: int = 16,
+    workers: int | None = None,
+    limit_classes: int | None = None,
+    limit_per_class: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Index every clip, convert it to the training format, report the bad ones → ``{split: {"clips", "bad"}}``.
 
     Idempotent and resumable (a journal under ``root/.prepare`` remembers converted clips).
@@ -351,94 +414,14 @@ def check(root: str | os.PathLike, splits: Sequence[str] = SPLITS) -> list[dict]
     for split in splits:
         annotations = root / "annotations" / f"{split}.csv"
         found = find_clips(root, split) if annotations.is_file() or (root / split).is_dir() else []
-        report.append({
-            "split": split, "annotated": len(read_annotations(annotations)) if annotations.is_file() else None,
-            "on_disk": sum(c.source is not None for c in found), "prepared": _count_rows(root / f"{split}.csv"),
-            "bad": bad.get(split, 0), "expected_clips": EXPECTED[split][0] if split in EXPECTED else None,
-        })
+        report.append(
+            {
+                "split": split,
+                "annotated": len(read_annotations(annotations)) if annotations.is_file() else None,
+                "on_disk": sum(c.source is not None for c in found),
+                "prepared": _count_rows(root / f"{split}.csv"),
+                "bad": bad.get(split, 0),
+                "expected_clips": EXPECTED[split][0] if split in EXPECTED else None,
+            }
+        )
     return report
-
-
-def _print_check(root: Path, report: list[dict]) -> None:
-    show = lambda v: "-" if v is None else f"{v:,}"  # noqa: E731
-    print(f"Kinetics-400 under {root}  (the CVDF archive holds ≈{EXPECTED['train'][0]:,} train / ≈{EXPECTED['val'][0]:,} val / "
-          f"≈{EXPECTED['test'][0]:,} test clips; some listed clips are gone for good)")
-    print(f"{'split':<6} {'annotated':>10} {'on disk':>10} {'prepared':>10} {'bad':>8} {'expected':>10}")
-    for r in report:
-        print(f"{r['split']:<6} {show(r['annotated']):>10} {show(r['on_disk']):>10} {show(r['prepared']):>10} "
-              f"{show(r['bad']):>8} {show(r['expected_clips']):>10}")
-    if (root / "bad_videos.csv").is_file():
-        print(f"why each clip was left out: {root / 'bad_videos.csv'}")
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _quality(text: str) -> int:
-    value = positive_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"must be 1..100, got {text}")
-    return value
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m minivb.data.kinetics", description="Kinetics-400: download, prepare, check (see data/README.md).")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,check}")
-    common = Parser(add_help=False)
-    common.add_argument("--root", default="data/kinetics400", help="data folder (default: data/kinetics400)")
-    d = sub.add_parser("download", parents=[common], help="fetch annotations and clips from the CVDF mirror (resumable)")
-    d.add_argument("--split", nargs="+", choices=SPLITS, default=["train", "val"], help="splits (default: train val)")
-    d.add_argument("--workers", type=positive_int, default=4, help="parts fetched at once (default: 4)")
-    d.add_argument("--retries", type=nonnegative_int, default=3, help="retries per part before it is reported (default: 3)")
-    d.add_argument("--base-url", default=BASE_URL, help=f"mirror (default: {BASE_URL})")
-    d.add_argument("--keep-archives", action="store_true", help="keep each part's .tar.gz after unpacking it")
-    r = sub.add_parser("prepare", parents=[common], help="index the clips and write the training format (resumable)")
-    r.add_argument("--split", nargs="+", choices=SPLITS, default=["train", "val"], help="splits (default: train val)")
-    r.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes (default: all cores)")
-    r.add_argument("--short-side", type=positive_int, default=256, help="shrink frames to this shorter side (default: 256)")
-    r.add_argument("--frame-step", type=positive_int, default=4, help="keep every N-th frame (default: 4)")
-    r.add_argument("--quality", type=_quality, default=90, metavar="1..100", help="JPEG quality (default: 90)")
-    r.add_argument("--min-frames", type=positive_int, default=16, help="shorter clips are reported as bad (default: 16)")
-    r.add_argument("--limit-classes", type=positive_int, help="only the first N classes (sorted): a quick subset")
-    r.add_argument("--limit-per-class", type=positive_int, help="only the first N clips of each class")
-    c = sub.add_parser("check", parents=[common], help="count what is present against the expected numbers")
-    c.add_argument("--split", nargs="+", choices=SPLITS, default=list(SPLITS), help="splits (default: all)")
-    return p
-
-
-def _run(opts: argparse.Namespace) -> int:
-    root = Path(opts.root)
-    if root.exists() and not root.is_dir():
-        raise UsageError(f"--root {root} is a file; pass a folder")
-    if opts.command == "download":
-        failures = download(root, opts.split, base_url=opts.base_url, workers=opts.workers, retries=opts.retries,
-                            keep_archives=opts.keep_archives)
-        for line in failures:
-            print(f"failed: {line}", file=sys.stderr)
-        if failures:
-            print(f"{len(failures)} part(s) failed; run the same command again to retry them", file=sys.stderr)
-            return 1
-        print(f"downloaded → {root}; next: python -m minivb.data.kinetics prepare --root {root}")
-    elif opts.command == "prepare":
-        summary = prepare(root, opts.split, short_side=opts.short_side, frame_step=opts.frame_step, quality=opts.quality,
-                          min_frames=opts.min_frames, workers=opts.workers, limit_classes=opts.limit_classes,
-                          limit_per_class=opts.limit_per_class)
-        for split, s in summary.items():
-            print(f"{split}: {s['clips']:,} clips prepared, {s['bad']:,} left out (see {root / 'bad_videos.csv'})")
-        print(f"next: python -m minivb.train --subset k400 --data-root {root}")
-    else:
-        _print_check(root, check(root, opts.split))
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m minivb.data.kinetics``: 0 on success, 1 if parts failed to download, 2 on a usage error."""
-    opts = build_parser().parse_args(argv)
-    status = run_main(lambda: _run(opts), errors=(NotEnoughSpace, DownloadError))
-    if status == 130:  # Ctrl-C: download and prepare both pick up where they stopped
-        print("run the same command again to continue where it stopped", file=sys.stderr)
-    return status
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

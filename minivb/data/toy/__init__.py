@@ -31,7 +31,7 @@ class-folder layout, plus CSV indexes::
 
 Deterministic from ``seed``; cached (a second call with the same settings reuses the files).
 
-    python -m minivb.data.toy --root data/toy
+    python -m minivb.data.toy --root data/toy     # the command: minivb/data/toy/__main__.py
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ import json
 import math
 import re
 import shutil
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -50,10 +49,22 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..checks import check_int
-from ..cli import Parser, number, positive_int, run_main, seed
+from ...checks import check_int
+from ...files import write_atomic
 
-__all__ = ["CLASSES", "ROTATION", "TWINS", "HFLIP", "VFLIP", "ToyConfig", "classes_of", "render_clip", "generate", "read_index"]
+__all__ = [
+    "CLASSES",
+    "ROTATION",
+    "TWINS",
+    "HFLIP",
+    "VFLIP",
+    "ToyConfig",
+    "classes_of",
+    "render_clip",
+    "write_video",
+    "generate",
+    "read_index",
+]
 
 # Class index = position in this tuple; twins sit side by side (2k, 2k+1), the second is
 # the first played backwards.
@@ -241,7 +252,7 @@ def render_clip(label: str, rng: np.random.Generator, frames: int = 16, size: in
     return video
 
 
-def _write_video(path: Path, video: np.ndarray, fps: float) -> None:
+def write_video(path: Path, video: np.ndarray, fps: float) -> None:
     """uint8 RGB (T, H, W, 3) → an mp4v-encoded .mp4 file."""
     T, H, W, _ = video.shape
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (W, H))
@@ -285,8 +296,9 @@ def _is_toy_root(root: Path) -> bool:
         return False
     if meta.get("generator") == GENERATOR:
         return True
-    return "format_version" in meta and all(_written_by_generator(p.relative_to(root).as_posix())
-                                            for p in root.rglob("*") if not p.is_dir())
+    return "format_version" in meta and all(
+        _written_by_generator(p.relative_to(root).as_posix()) for p in root.rglob("*") if not p.is_dir()
+    )
 
 
 def _written_by_generator(rel: str) -> bool:
@@ -305,7 +317,9 @@ def _is_cached(root: Path, cfg: ToyConfig) -> bool:
         return False
 
 
-def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, force: bool = False, verbose: bool = False) -> Path:
+def generate(
+    root: str | Path = "data/toy", config: ToyConfig | None = None, *, force: bool = False, verbose: bool = False
+) -> Path:
     """Make the toy set under ``root`` (or reuse it if it is already there) → ``root``.
 
     Class ``i % len(classes)`` for video ``i`` of a split, so every class has exactly
@@ -316,7 +330,9 @@ def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, 
     for name, minimum in (("train_per_class", 1), ("val_per_class", 1), ("frames", 2), ("size", 32)):
         check_int(name, getattr(cfg, name), minimum)  # before anything is written
     if not FPS_RANGE[0] <= cfg.fps <= FPS_RANGE[1]:  # (an infinite rate would make OpenCV's writer hang)
-        raise ValueError(f"fps must be between {FPS_RANGE[0]} and {FPS_RANGE[1]} (what mp4v files can hold), got {cfg.fps}")
+        raise ValueError(
+            f"fps must be between {FPS_RANGE[0]} and {FPS_RANGE[1]} (what mp4v files can hold), got {cfg.fps}"
+        )
     root = Path(root)
     if not force and _is_cached(root, cfg):
         if verbose:
@@ -331,7 +347,10 @@ def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, 
     root.mkdir(parents=True, exist_ok=True)
     # until the end, meta.json says "incomplete": an interrupted run leaves no valid cache behind,
     # but marks the folder as ours to replace
-    (root / "meta.json").write_text(json.dumps({"generator": GENERATOR, "format_version": FORMAT_VERSION, "incomplete": True}) + "\n")
+    write_atomic(
+        root / "meta.json",
+        json.dumps({"generator": GENERATOR, "format_version": FORMAT_VERSION, "incomplete": True}) + "\n",
+    )
     for split in SPLITS:
         shutil.rmtree(root / split, ignore_errors=True)
     classes = classes_of(cfg)
@@ -343,18 +362,20 @@ def generate(root: str | Path = "data/toy", config: ToyConfig | None = None, *, 
             rel = Path(split) / label / f"{label}_{i // len(classes):04d}.mp4"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             video = render_clip(label, _video_rng(cfg.seed, split, i), cfg.frames, cfg.size)
-            _write_video(root / rel, video, cfg.fps)
+            write_video(root / rel, video, cfg.fps)
             rows.append({"path": rel.as_posix(), "label": label, "frames": cfg.frames})
         with open(root / f"{split}.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["path", "label", "frames"])
             writer.writeheader()
             writer.writerows(rows)
     (root / "classes.txt").write_text("\n".join(classes) + "\n")
-    (root / "meta.json").write_text(json.dumps(_meta(cfg), indent=2) + "\n")  # last: marks the set complete
+    write_atomic(root / "meta.json", json.dumps(_meta(cfg), indent=2) + "\n")  # last, whole: marks the set complete
     if verbose:
         n_train, n_val = (len(classes) * k for k in (cfg.train_per_class, cfg.val_per_class))
-        print(f"toy set: wrote {n_train} train + {n_val} val videos ({len(classes)} classes) to {root} "
-              f"in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"toy set: wrote {n_train} train + {n_val} val videos ({len(classes)} classes) to {root} "
+            f"in {time.perf_counter() - t0:.1f} s"
+        )
     return root
 
 
@@ -364,41 +385,3 @@ def read_index(root: str | Path, split: str) -> list[dict]:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     with open(Path(root) / f"{split}.csv", newline="") as f:
         return [{**row, "frames": int(row["frames"])} for row in csv.DictReader(f)]
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def build_parser() -> Parser:
-    d = ToyConfig()
-    p = Parser(prog="python -m minivb.data.toy", description=__doc__.split("\n")[0])
-    p.add_argument("--root", default="data/toy", help="output folder (default: %(default)s)")
-    p.add_argument("--seed", type=seed, default=d.seed, help="random seed (default: %(default)s)")
-    p.add_argument("--train-per-class", type=positive_int, default=d.train_per_class, help="(default: %(default)s)")
-    p.add_argument("--val-per-class", type=positive_int, default=d.val_per_class, help="(default: %(default)s)")
-    p.add_argument("--frames", type=number(int, 2, False), default=d.frames, help="frames per video, >= 2 (default: %(default)s)")
-    p.add_argument("--size", type=number(int, 32, False), default=d.size, help="frame side in pixels, >= 32 (default: %(default)s)")
-    p.add_argument("--fps", type=number(float, 0, True), default=d.fps, help="frames per second, 0.01 to 65535 (default: %(default)s)")
-    p.add_argument("--rotation", action="store_true", help="add a fifth twin pair, rotating_clockwise / rotating_counterclockwise (a challenge: see the module docstring)")
-    p.add_argument("--force", action="store_true", help="regenerate even if a matching set is cached")
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m minivb.data.toy``: 0 on success, 1 if the files cannot be written, 2 on a usage error."""
-    a = build_parser().parse_args(argv)
-    cfg = ToyConfig(a.seed, a.train_per_class, a.val_per_class, a.frames, a.size, a.fps, a.rotation)
-
-    def work() -> int:
-        try:
-            generate(a.root, cfg, force=a.force, verbose=True)
-        except OSError as e:
-            print(f"error: cannot write the toy set to {a.root}: {e}", file=sys.stderr)
-            return 1
-        return 0
-
-    return run_main(work, errors=(ValueError,))  # ValueError: settings out of range, or a --root that is not a toy set
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,219 @@
+"""Evaluation of a trained VideoBERT: multi-view testing, top-1/top-5, per-class accuracy, confusion matrix.
+
+    "We train and evaluate our model with a training set and a validation set."
+                                                                   — seed, §5
+
+Multi-view testing: each video is seen as ``clips`` evenly spaced temporal clips ×
+``crops`` spatial crops; the model scores every view and the softmax probabilities are
+averaged over the views (one prediction per video)::
+
+    p(class | video) = 1/V · Σ_v softmax(logits(view_v)),   V = clips · crops
+
+1 clip × 1 crop is exactly the trainer's validation sample (centre clip, centre crop).
+:func:`evaluate` (with :func:`minivb.inference.multiview_probs`), :func:`dataset_from_checkpoint` and
+:func:`plot_confusion` are what ``python -m minivb.evaluate`` runs and notebook 06 uses; the metrics
+are :mod:`minivb.metrics`' (the trainer's too).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .checkpoint import Preprocessing, read_checkpoint
+from .checks import check_int
+from .data.clips import ClipDataset, MultiViewDataset, collate, limit_items, load_items, report_skipped, worker_init
+from .device import autocast
+from .inference import multiview_probs
+from .metrics import accuracy_metrics
+
+__all__ = ["evaluate", "dataset_from_checkpoint", "plot_confusion"]
+
+# --------------------------------------------------------------------------- the numbers
+
+
+def _loader(data, num_clips: int, num_crops: int, batch_size: int, workers: int, device: torch.device):
+    """``data`` → batches ``(videos, labels, skipped)``: a ClipDataset is cut into views, a data set gets a
+    DataLoader."""
+    if isinstance(data, ClipDataset):
+        data = MultiViewDataset(data, num_clips, num_crops)  # (views (V, T, 3, S, S), label)
+    if not isinstance(data, Dataset):
+        return data  # a ready loader
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=worker_init if workers else None,
+    )
+
+
+@torch.no_grad()
+def _predict(model: nn.Module, loader, device: torch.device) -> tuple[list, list, list, int | None]:
+    """Every batch through :func:`multiview_probs` → (probabilities, labels, skipped files, views per video)."""
+    probs, labels, skipped, views = [], [], [], None
+    with autocast(device):
+        for videos, y, bad in loader:
+            report_skipped(bad)
+            skipped.extend(bad)
+            if videos is None:  # every video of the batch was unreadable
+                continue
+            videos = videos.to(device, non_blocking=True)  # (B, V, T, 3, H, W) or (B, T, 3, H, W)
+            views = videos.shape[1] if videos.ndim == 6 else 1
+            probs.append(multiview_probs(model, videos).cpu())  # (B, C)
+            labels.append(y.cpu())
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return probs, labels, skipped, views
+
+
+def evaluate(
+    model: nn.Module,
+    data: ClipDataset | Dataset | DataLoader | Iterable,
+    *,
+    num_clips: int = 1,
+    num_crops: int = 1,
+    batch_size: int = 8,
+    workers: int = 0,
+    device: str | torch.device | None = None,
+    classes: Sequence[str] | None = None,
+) -> dict:
+    """Multi-view evaluation of ``model`` on ``data`` → a dict of results.
+
+    ``data``: a :class:`~minivb.data.clips.ClipDataset` (its videos are cut into
+    ``num_clips × num_crops`` views); any other data set returning ``(views (V, T, 3, H, W)
+    or video (T, 3, H, W), label)`` or :class:`Skipped`; or a ready loader yielding
+    :func:`~minivb.data.clips.collate` batches ``(videos, labels, skipped)``. ``device``:
+    where to run (default: where the model is); bf16 autocast on CUDA.
+
+    Returns :func:`~minivb.metrics.accuracy_metrics`' ``top1``, ``top5``, ``per_class_top1``
+    (list in class-index order, None for a class without videos), ``confusion`` ``(C, C)``
+    (rows: true class, columns: predicted); ``probs`` ``(N, C)`` (softmax averaged over views),
+    ``labels`` ``(N,)``, ``num_videos`` (N, evaluated), ``skipped`` (count) and ``skipped_files``,
+    ``clips``, ``crops``, ``views`` (per video), ``seconds``, and ``classes`` when known.
+    """
+    check_int("num_clips", num_clips)
+    check_int("batch_size", batch_size)
+    check_int("workers", workers, minimum=0)
+    if num_crops not in (1, 3):
+        raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if classes is None:
+        classes = getattr(data, "classes", None) or getattr(getattr(data, "dataset", None), "classes", None)
+    was_training = model.training
+    model.eval()
+    start = time.perf_counter()
+    probs, labels, skipped, views = _predict(
+        model, _loader(data, num_clips, num_crops, batch_size, workers, device), device
+    )
+    seconds = time.perf_counter() - start
+    model.train(was_training)
+
+    num_classes = getattr(getattr(model, "config", None), "num_classes", None)
+    if num_classes is None:
+        num_classes = probs[0].shape[1] if probs else len(classes or ())
+    probs = torch.cat(probs) if probs else torch.zeros(0, num_classes)  # (N, C)
+    labels = torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long)  # (N,)
+    result = accuracy_metrics(probs, labels, num_classes)
+    result.update(
+        probs=probs,
+        labels=labels,
+        num_videos=len(labels),
+        skipped=len(skipped),
+        skipped_files=[s.path for s in skipped],
+        clips=num_clips,
+        crops=num_crops,
+        views=views if views is not None else num_clips * num_crops,
+        seconds=seconds,
+    )
+    if classes is not None:
+        result["classes"] = list(classes)
+    return result
+
+
+# --------------------------------------------------------------------------- data from a checkpoint
+
+
+def dataset_from_checkpoint(
+    checkpoint: str | os.PathLike | dict,
+    data_root: str | os.PathLike | None = None,
+    split: str = "val",
+    limit: int | None = None,
+) -> ClipDataset:
+    """The evaluation :class:`ClipDataset` of a training checkpoint's data (its ``args``: data root, seed).
+
+    Same clips as training used (the checkpoint's :class:`~minivb.checkpoint.Preprocessing`) and the checkpoint's
+    class list; ``data_root`` overrides the stored one (a relative path in the checkpoint is
+    relative to where training ran). ``limit``: a fixed subset of that many videos, chosen
+    as the trainer's ``--limit-val`` chooses it. Missing root or split →
+    ``FileNotFoundError``; a checkpoint without training options → ``ValueError``.
+    """
+    ckpt = checkpoint if isinstance(checkpoint, dict) else read_checkpoint(checkpoint)
+    prep = Preprocessing.from_checkpoint(ckpt)
+    args = ckpt["args"] if isinstance(ckpt.get("args"), dict) else {}
+    root = Path(data_root if data_root is not None else args.get("data_root", ""))
+    if not root.is_dir():
+        how = "" if data_root is not None else " (the checkpoint's data root)"
+        raise FileNotFoundError(
+            f"data root {root}{how} does not exist; pass --data-root with the folder that holds {split}.csv or "
+            f"{split}/<label>/"
+        )
+    items, classes = load_items(root, split, list(ckpt["classes"]))
+    items = limit_items(items, limit, int(args.get("seed", 0)) + 1)
+    return ClipDataset(items, classes, prep.num_frames, prep.stride, train=False, size=prep.size)
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def plot_confusion(confusion, classes: Sequence[str], ax=None, title: str | None = None, counts: bool | None = None):
+    """Draw a confusion matrix (rows: true class, columns: predicted) → the matplotlib Axes.
+
+    Colour = fraction of the true class's videos (each row sums to 1); ``counts`` (default:
+    when there are at most 20 classes) writes the number of videos in every cell. Without
+    ``ax`` a new Figure (Agg canvas, no pyplot) is made: ``ax.figure.savefig(...)``.
+    """
+    import numpy as np
+
+    cm = np.asarray(confusion.cpu() if isinstance(confusion, torch.Tensor) else confusion, dtype=np.int64)
+    C = len(classes)
+    if cm.shape != (C, C):
+        raise ValueError(f"confusion matrix is {cm.shape}, expected ({C}, {C}) for {C} class names")
+    if ax is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        side = min(3 + 0.45 * C, 30)
+        fig = Figure(figsize=(side + 1, side), tight_layout=True)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+    rows = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, rows, out=np.zeros(cm.shape), where=rows > 0)  # (C, C), rows sum to 1
+    im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
+    if counts if counts is not None else C <= 20:
+        for i in range(C):
+            for j in range(C):
+                if cm[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        str(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if frac[i, j] > 0.5 else "black",
+                    )
+    if C <= 60:
+        ax.set_xticks(range(C), classes, rotation=60, ha="right", fontsize=8)
+        ax.set_yticks(range(C), classes, fontsize=8)
+    ax.set(xlabel="predicted", ylabel="true", title=title or f"confusion matrix ({int(cm.sum())} videos)")
+    return ax

@@ -1,0 +1,209 @@
+"""Inference: a trained checkpoint applied to any video — the pieces every application stands on (seed §6).
+
+    "VideoBERT performs well in a variety of video tasks, such as video classification,
+     video retrieval and video summary generation."                    — seed, §6
+
+A video of any size, frame rate, orientation and length is turned into the views the model
+was trained for, with the checkpoint's own preprocessing (:class:`~minivb.checkpoint.Preprocessing`:
+``num_frames`` frames ``stride`` apart, squares resized to ``size``): ``clips`` evenly spaced clips ×
+``crops`` squares along the long side, as :mod:`minivb.evaluation` does, and the softmax is averaged
+over the views (:func:`multiview_probs`)::
+
+    p(class | video) = 1/V · Σ_v softmax(logits(view_v))
+
+The pieces: :func:`load_model` (model + preprocessing from a checkpoint), :func:`find_videos`
+(files and folders → video files), :func:`video_views` (paths → a data set of views),
+:func:`map_videos` (a function of the views of every video, batched, broken files reported and
+skipped) and :func:`predict` (class probabilities). ``python -m minivb.predict``, retrieval and
+summarization use them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import runs
+from .checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
+from .checks import UsageError, check_int
+from .data.clips import VIDEO_EXTENSIONS, ClipDataset, Skipped, collate, worker_init
+from .data.framestore import SUFFIX as STORE_SUFFIX
+from .device import autocast
+from .model import VideoBERT
+from .video import VideoDecodeError
+
+__all__ = [
+    "VIDEO_SUFFIXES",
+    "Preprocessing",
+    "multiview_probs",
+    "load_model",
+    "find_videos",
+    "video_views",
+    "map_videos",
+    "predict",
+]
+
+# What a folder argument picks up (a file named on the command line is tried whatever its name).
+VIDEO_SUFFIXES = tuple(
+    sorted({*VIDEO_EXTENSIONS, ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", STORE_SUFFIX})
+)
+
+
+def multiview_probs(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """Views ``(B, V, T, 3, H, W)`` (or one view ``(B, T, 3, H, W)``) → class probabilities ``(B, C)``.
+
+    Every view goes through the model as its own clip; the per-view softmaxes are averaged.
+    """
+    if views.ndim == 5:
+        views = views[:, None]  # (B, 1, T, 3, H, W)
+    if views.ndim != 6:
+        raise ValueError(f"views must be shaped (B, V, T, 3, H, W) or (B, T, 3, H, W), got {tuple(views.shape)}")
+    B, V = views.shape[:2]
+    logits = model(views.flatten(0, 1)).float()  # (B·V, C)
+    return logits.softmax(dim=-1).view(B, V, -1).mean(dim=1)  # (B, V, C) → (B, C)
+
+
+def load_model(
+    checkpoint: str | os.PathLike, clips: int | None = None, crops: int | None = None
+) -> tuple[VideoBERT, list[str], Preprocessing]:
+    """A checkpoint file (or run folder → its ``last.pt``)
+    → ``(model in eval mode on the CPU, class names, preprocessing)``.
+
+    A missing or unreadable checkpoint → one-line :class:`~minivb.checks.UsageError`.
+    """
+    path = runs.checkpoint_path(checkpoint, "--checkpoint")
+    try:
+        ckpt = read_checkpoint(path)
+        return (
+            model_from_checkpoint(ckpt, path),
+            list(ckpt["classes"]),
+            Preprocessing.from_checkpoint(ckpt, clips, crops),
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def find_videos(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[Skipped]]:
+    """Command-line arguments → ``(video files, problems)``.
+
+    A file is kept whatever its name (the decoder decides); a folder gives every file under it
+    (recursively, sorted) whose suffix is in :data:`VIDEO_SUFFIXES`; a missing path, or a folder
+    without videos, is a :class:`~minivb.data.clips.Skipped` problem.
+    """
+    files: list[str] = []
+    problems: list[Skipped] = []
+    for given in paths:
+        p = Path(given)
+        if p.is_dir() and not p.name.endswith(STORE_SUFFIX):
+            found = sorted(
+                str(f)
+                for f in p.rglob("*")
+                if f.suffix.lower() in VIDEO_SUFFIXES and (f.is_file() or f.is_dir() and f.name.endswith(STORE_SUFFIX))
+            )
+            if found:
+                files.extend(found)
+            else:
+                problems.append(Skipped(str(p), f"a folder without videos ({', '.join(VIDEO_SUFFIXES)})"))
+        elif p.exists() or p.is_symlink():
+            files.append(str(p))  # a broken link or a non-video is reported by the decoder, with its reason
+        else:
+            problems.append(Skipped(str(p), "no such file or folder"))
+    return files, problems
+
+
+class _Views(Dataset):
+    """Video ``i`` → ``(views (clips·crops, T, 3, size, size) uint8, i)``, or :class:`Skipped` for a broken file."""
+
+    def __init__(self, clips: ClipDataset, prep: Preprocessing):
+        self.clips, self.prep = clips, prep
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.clips.views(i, self.prep.clips, self.prep.crops), i
+        except VideoDecodeError as e:
+            return Skipped(self.clips.items[i].path, e.reason)
+
+
+def video_views(paths: Sequence[str | os.PathLike], prep: Preprocessing) -> Dataset:
+    """Video files → a data set of their views (:class:`Preprocessing`): item ``i`` is ``(views, i)`` or ``Skipped``."""
+    check_int("clips", prep.clips)
+    if prep.crops not in (1, 3):
+        raise ValueError(f"crops must be 1 (centre) or 3 (along the long side), got {prep.crops!r}")
+    clips = ClipDataset([(str(p), None) for p in paths], [], prep.num_frames, prep.stride, train=False, size=prep.size)
+    return _Views(clips, prep)
+
+
+@torch.no_grad()
+def map_videos(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    data: Dataset,
+    *,
+    batch_size: int = 4,
+    workers: int = 0,
+    device: torch.device | str = "cpu",
+    progress: str | None = None,
+) -> tuple[list[torch.Tensor | None], list[Skipped]]:
+    """``fn(views (B, V, T, 3, H, W) on device) → (B, …)`` over every video of :func:`video_views` data.
+
+    Returns ``(outputs, skipped)``: ``outputs[i]`` is video ``i``'s row (on the CPU, float32), or
+    ``None`` for a file that could not be decoded; ``skipped`` names those files and why.
+    ``progress``: a tqdm bar with this description (shown on a terminal only).
+    """
+    from tqdm import tqdm
+
+    device = torch.device(device)
+    loader = DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=worker_init if workers else None,
+    )
+    outputs: list[torch.Tensor | None] = [None] * len(data)
+    skipped: list[Skipped] = []
+    with (
+        tqdm(total=len(data), desc=progress, unit="video", disable=None if progress else True, leave=False) as bar,
+        autocast(device),
+    ):
+        for views, index, bad in loader:
+            skipped.extend(bad)
+            if views is not None:
+                rows = fn(views.to(device, non_blocking=True)).float().cpu()  # (B, …)
+                for i, row in zip(index.tolist(), rows):
+                    outputs[i] = row
+            bar.update(len(bad) + (0 if index is None else len(index)))
+    return outputs, skipped
+
+
+def predict(
+    model: nn.Module,
+    paths: Sequence[str | os.PathLike],
+    prep: Preprocessing,
+    *,
+    batch_size: int = 4,
+    workers: int = 0,
+    device: torch.device | str | None = None,
+    progress: str | None = None,
+) -> tuple[list[torch.Tensor | None], list[Skipped]]:
+    """Class probabilities of every video → ``(probs, skipped)``: ``probs[i]`` ``(C,)``, softmax averaged over
+    the views, or ``None`` for a file that could not be decoded (named in ``skipped``)."""
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.eval()
+    return map_videos(
+        lambda views: multiview_probs(model, views),
+        video_views(paths, prep),
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        progress=progress,
+    )

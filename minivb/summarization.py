@@ -1,0 +1,528 @@
+"""Summarization: a long video as K keyframes — sliding windows → embeddings → segments → keyframes (seed §6).
+
+    "VideoBERT performs well in a variety of video tasks, such as video classification,
+     video retrieval and video summary generation."                    — seed, §6
+
+    python -m minivb.summarize long.mp4 --checkpoint runs/toy-20250101-120000 --k 5 --out runs/strip.png   # the command
+
+The model was trained on short clips (``num_frames`` frames ``stride`` apart) of one scene, so a
+long video is first cut into *shots* (:func:`shot_cuts`: a hard cut is a spike in the frame
+difference) and each shot is read as overlapping *windows* of exactly that clip, ``hop`` frames
+apart — no window spans a cut (a window across a cut is a clip the model never saw, and it
+answers it with confident nonsense)::
+
+    video (N frames, any size) ──shot cuts──▶ shots ──windows inside each shot──▶ (W, T) frame numbers
+        ──stream, centre square, resize──▶ window w = (T, 3, size, size) uint8
+        ──model──▶ embedding e_w (dim,) L2-normalised, [CLS] attention per frame a_w (T,)
+    e (W, dim) ──kernel temporal segmentation──▶ K segments of consecutive windows
+    segment ──window nearest its mean embedding──▶ that window's frame with the most [CLS] attention
+
+Pixels find shots; the model groups the shots by *what happens* in them: one activity filmed in
+three shots is one segment.
+
+Kernel temporal segmentation (KTS; Potapov et al., "Category-specific video summarization",
+ECCV 2014 — the segmentation TVSum/SumMe summarizers use) splits the sequence into K runs of
+consecutive windows minimising the total within-segment scatter Σ_segments Σ_w ‖e_w − mean‖²
+(a linear kernel; solved exactly by dynamic programming, O(K·W²)).
+
+``features="pixels"`` runs the same algorithm on raw pixels (the window's frames pooled to
+16×16, no model): a baseline that tells what the model adds. :func:`uniform_keyframes` is the
+reference everyone beats or not: the centres of K equal parts.
+
+Evaluation with ground truth (:func:`concat_video`, :func:`summary_metrics`): toy clips of known
+classes and unequal lengths (each segment one or several shots) are joined into one video; a
+summary is good if its keyframes hit every segment once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import Preprocessing
+from .checks import check_int
+from .data.clips import crop_boxes
+from .data.toy import render_clip, write_video
+from .device import autocast
+from .model import VideoBERT
+from .video import VideoDecodeError, iter_frames, read_frames, sample_indices, video_info
+
+__all__ = [
+    "FEATURES",
+    "Keyframe",
+    "Summary",
+    "shot_cuts",
+    "shot_windows",
+    "window_indices",
+    "kts",
+    "uniform_keyframes",
+    "window_features",
+    "summarize",
+    "filmstrip",
+    "format_time",
+    "concat_video",
+    "summary_metrics",
+]
+
+FEATURES = ("model", "pixels")
+CUT_MIN, CUT_RATIO = (
+    12.0,
+    3.0,
+)  # shot_cuts: a cut changes the 32×32 gray frame by ≥ 12/255 on average, 3× its neighbours
+PIXEL_GRID = 16  # features="pixels": each frame average-pooled to 16×16×3
+PANEL_INCHES, DPI = 2.4, 100  # filmstrip: one keyframe per 2.4 in × 100 dpi = 240 pixels of width
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """One keyframe and the segment it stands for (frames ``[start_frame, end_frame)``).
+
+    Times are seconds (``frame / fps``), ``None`` when the file gives no frame rate. ``score``:
+    cosine similarity between the keyframe's window and its segment's mean embedding (1 = the
+    segment is one homogeneous shot; low = a segment of mixed content).
+    """
+
+    frame: int
+    time: float | None
+    start_frame: int
+    end_frame: int
+    start_time: float | None
+    end_time: float | None
+    score: float
+
+
+@dataclass
+class Summary:
+    """:func:`summarize`'s result: K keyframes sorted by time, and how they were found."""
+
+    video: str
+    fps: float  # 0.0: unknown (times are then None)
+    frames: int  # decodable frames
+    features: str  # "model" or "pixels"
+    hop: int
+    windows: int  # W, windows the segmentation ran over
+    keyframes: list[Keyframe] = field(default_factory=list)
+    shots: int = 1  # shots found by shot_cuts (1 when shots=False)
+
+    @property
+    def k(self) -> int:
+        return len(self.keyframes)
+
+    def to_dict(self) -> dict:
+        """The JSON the command line writes."""
+        return {
+            "video": self.video,
+            "fps": self.fps,
+            "frames": self.frames,
+            "k": self.k,
+            "features": self.features,
+            "hop": self.hop,
+            "windows": self.windows,
+            "shots": self.shots,
+            "keyframes": [
+                {
+                    "frame": f.frame,
+                    "time": f.time,
+                    "score": round(f.score, 4),
+                    "segment": {
+                        "start_frame": f.start_frame,
+                        "end_frame": f.end_frame,
+                        "start_time": f.start_time,
+                        "end_time": f.end_time,
+                    },
+                }
+                for f in self.keyframes
+            ],
+        }
+
+
+# --------------------------------------------------------------------------- windows
+
+
+def default_hop(prep: Preprocessing) -> int:
+    """Half a window's span ``(num_frames − 1)·stride + 1``, at least 1."""
+    return max(1, ((prep.num_frames - 1) * prep.stride + 1) // 2)
+
+
+def window_indices(total_frames: int, num_frames: int, stride: int, hop: int) -> np.ndarray:
+    """Frames of each sliding window → ``(W, num_frames)``: starts 0, hop, 2·hop, …, plus one window
+    that ends at the last frame if the hops do not reach it. A video shorter than one window's
+    span gives one window, its frames spread evenly (as :func:`~minivb.video.sample_indices`)."""
+    total_frames, num_frames, stride, hop = (
+        check_int(n, v)
+        for n, v in (("total_frames", total_frames), ("num_frames", num_frames), ("stride", stride), ("hop", hop))
+    )
+    span = (num_frames - 1) * stride + 1
+    if span >= total_frames:
+        return sample_indices(total_frames, num_frames, stride)[None]  # (1, T)
+    starts = list(range(0, total_frames - span + 1, hop))
+    if starts[-1] != total_frames - span:
+        starts.append(total_frames - span)
+    return np.asarray(starts)[:, None] + np.arange(num_frames) * stride  # (W, T)
+
+
+def shot_cuts(path: str | os.PathLike) -> tuple[int, list[int]]:
+    """Hard cuts between shots, in one decoding pass → ``(frames, cuts)``; a cut ``c`` starts a new shot at frame ``c``.
+
+    ``d_t`` = mean |gray_t − gray_{t−1}| of the frames shrunk to 32×32 (0–255). A cut is a spike: ``d_t ≥``
+    :data:`CUT_MIN` and at least :data:`CUT_RATIO` × every ``d`` within two frames of it — so a moving camera
+    (large ``d`` frame after frame) is no cut, and a change of scene (one large ``d``) is.
+    """
+    import cv2
+
+    d, prev, frames = [], None, 0
+    for _, frame in iter_frames(path):
+        gray = cv2.resize(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), (32, 32), interpolation=cv2.INTER_AREA).astype(
+            np.float32
+        )
+        if prev is not None:
+            d.append(float(np.abs(gray - prev).mean()))
+        prev, frames = gray, frames + 1
+    d = np.asarray(d)  # (frames − 1,): d[i] is the change from frame i to frame i + 1
+    padded = np.pad(d, 2)
+    around = np.max([padded[i : i + len(d)] for i in (0, 1, 3, 4)], axis=0) if len(d) else d  # the largest d within ±2
+    return frames, (np.nonzero((d >= CUT_MIN) & (d >= CUT_RATIO * around))[0] + 1).tolist()
+
+
+def shot_windows(frames: int, cuts: Sequence[int], num_frames: int, stride: int, hop: int) -> np.ndarray:
+    """:func:`window_indices` inside every shot (between cuts) → ``(W, num_frames)``: no window spans a cut."""
+    bounds = [0, *cuts, frames]
+    return np.concatenate([a + window_indices(b - a, num_frames, stride, hop) for a, b in zip(bounds, bounds[1:])])
+
+
+def _square(frame: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 RGB ``(H, W, 3)`` → its centre square resized to ``(3, size, size)`` uint8 (as evaluation crops)."""
+    from torchvision.transforms import v2
+
+    x = torch.from_numpy(frame).permute(2, 0, 1)  # (3, H, W)
+    side = min(x.shape[-2:])
+    top, left = crop_boxes(x.shape[-2], x.shape[-1], side, 1)[0]
+    return v2.functional.resized_crop(x, top, left, side, side, [size, size], antialias=True)
+
+
+@torch.no_grad()
+def window_features(
+    model: VideoBERT | None, clips: torch.Tensor, features: str = "model"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Windows ``(B, T, 3, size, size)`` uint8 → ``(embeddings (B, D) L2-normalised, frame scores (B, T))``.
+
+    ``"model"``: the [CLS] state and the last layer's [CLS] attention summed over each frame's
+    regions (``cls_attention(attns[-1]).sum(-1)``). ``"pixels"``: every frame pooled to 16×16×3 in
+    [0, 1], concatenated; the frame score prefers the window's middle frame (no model to ask).
+    """
+    B, T = clips.shape[:2]
+    if features == "model":
+        h, attns = model.hidden_states(clips, need_weights=True)  # (B, L, dim), [(B, heads, L, L)] * depth
+        emb = h[:, 0].float()  # (B, dim)
+        scores = model.cls_attention(attns[-1]).sum(-1).float()  # (B, T, R) → (B, T)
+    elif features == "pixels":
+        x = clips.flatten(0, 1).float() / 255  # (B·T, 3, size, size)
+        emb = F.adaptive_avg_pool2d(x, PIXEL_GRID).reshape(B, -1)  # (B, T·3·16·16)
+        middle = (T - 1) / 2
+        scores = -(torch.arange(T, device=clips.device) - middle).abs().float().expand(B, T)  # (B, T)
+    else:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    return F.normalize(emb, dim=-1), scores
+
+
+def _stream_windows(path, windows: np.ndarray, size: int, batch_size: int):
+    """Yield ``(first window number, clips (b, T, 3, size, size) uint8)`` in order, decoding the file once.
+
+    Only frames some window uses are kept (resized to size²), and only until the last window that
+    uses them has been yielded: memory is O(window span × size²), whatever the video's length.
+    """
+    needed = np.unique(windows)
+    step = int(np.gcd.reduce(needed)) or 1  # decode every frame, colour-convert only every step-th
+    wanted, lasts = set(needed.tolist()), windows.max(axis=1)  # (W,)
+    cache: dict[int, torch.Tensor] = {}
+    done = ready = 0  # windows [done, ready) are complete but not yet yielded
+
+    def flush(upto: int):
+        nonlocal done
+        clips = torch.stack([torch.stack([cache[i] for i in windows[w].tolist()]) for w in range(done, upto)])
+        first, done = done, upto
+        keep = windows[done:].min() if done < len(windows) else math.inf
+        for i in [i for i in cache if i < keep]:
+            del cache[i]
+        return first, clips  # (b, T, 3, size, size)
+
+    frames = iter_frames(path, step)
+    try:
+        for i, frame in frames:
+            if i in wanted:
+                cache[i] = _square(frame, size)
+            while ready < len(windows) and lasts[ready] <= i:
+                ready += 1
+            if ready - done >= batch_size:
+                yield flush(ready)
+            if ready == len(windows):
+                break
+    finally:
+        frames.close()
+    if ready < len(windows):
+        raise VideoDecodeError(path, f"frame {int(lasts[ready])} needed, but the video ended before it")
+    if done < ready:
+        yield flush(ready)
+
+
+# --------------------------------------------------------------------------- segmentation
+
+
+def kts(x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, float]:
+    """Kernel temporal segmentation with a linear kernel: ``x (W, D)`` → ``(bounds (k + 1,), cost)``.
+
+    Segment ``j`` is rows ``bounds[j]:bounds[j + 1]`` (``bounds[0] = 0``, ``bounds[k] = W``), chosen
+    to minimise the total within-segment scatter ``Σ_j Σ_{w in j} ‖x_w − mean_j‖²`` — exactly, by
+    dynamic programming. With prefix sums ``S1[b] = Σ_{w<b} x_w`` and ``S2[b] = Σ_{w<b} ‖x_w‖²``,
+    the scatter of rows ``a:b`` is ``S2[b] − S2[a] − ‖S1[b] − S1[a]‖² / (b − a)``, and
+    ``best[j][b] = min_{a<b} best[j−1][a] + scatter(a, b)``: O(W²·D) for the costs, O(k·W²) for the DP.
+    Memory is O(W²) (the cost matrix): fine for a few thousand windows; for longer videos raise ``hop``.
+    """
+    x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"x must be shaped (W, D) with W >= 1, got {x.shape}")
+    W, k = len(x), check_int("k", k)
+    if k > W:
+        raise ValueError(f"cannot cut {W} windows into k={k} segments; k must be at most {W}")
+    s1 = np.concatenate([np.zeros((1, x.shape[1])), np.cumsum(x, 0)])  # (W+1, D)
+    s2 = np.concatenate([[0.0], np.cumsum((x * x).sum(1))])  # (W+1,)
+    gram = s1 @ s1.T  # (W+1, W+1): ‖S1[b] − S1[a]‖² = G[b,b] + G[a,a] − 2 G[a,b]
+    sq = np.diag(gram)
+    length = np.arange(W + 1)[None, :] - np.arange(W + 1)[:, None]  # (a, b) → b − a
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cost = s2[None, :] - s2[:, None] - (sq[None, :] + sq[:, None] - 2 * gram) / length  # (a, b)
+    cost = np.where(length > 0, np.maximum(cost, 0.0), np.inf)  # a segment is not empty; rounding stays ≥ 0
+    best = np.full(W + 1, np.inf)
+    best[0] = 0.0  # zero segments cover zero rows
+    back = np.zeros((k + 1, W + 1), np.int64)
+    for j in range(1, k + 1):
+        total = best[:, None] + cost  # (a, b): j−1 segments over rows :a, then one over a:b
+        back[j] = total.argmin(0)
+        best = total.min(0)  # (W+1,)
+    bounds = [W]
+    for j in range(k, 0, -1):
+        bounds.append(int(back[j, bounds[-1]]))
+    return np.asarray(bounds[::-1]), float(best[W])
+
+
+def uniform_keyframes(total_frames: int, k: int) -> list[int]:
+    """The baseline: the centre frames of ``k`` equal parts of the video, ``⌊(2i + 1)·N / 2k⌋``."""
+    total_frames, k = check_int("total_frames", total_frames), check_int("k", k)
+    return [(2 * i + 1) * total_frames // (2 * k) for i in range(k)]
+
+
+# --------------------------------------------------------------------------- summarizing
+
+
+@torch.no_grad()
+def summarize(
+    model: VideoBERT | None,
+    path: str | os.PathLike,
+    prep: Preprocessing,
+    k: int,
+    *,
+    hop: int | None = None,
+    features: str = "model",
+    shots: bool = True,
+    batch_size: int = 16,
+    device: torch.device | str | None = None,
+) -> Summary:
+    """``k`` keyframes of the video at ``path`` (see the module docstring) → :class:`Summary`.
+
+    ``prep``: the checkpoint's clip (:func:`~minivb.inference.load_model`); ``hop``: frames between
+    window starts (default: half a window's span). ``features="pixels"`` needs no model (pass
+    ``None``). ``k`` larger than the number of windows → ``ValueError`` saying how many there are;
+    an unreadable file → :class:`~minivb.video.VideoDecodeError`.
+    """
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
+    if features == "model" and model is None:
+        raise ValueError('features="model" needs a model')
+    k, batch_size = check_int("k", k), check_int("batch_size", batch_size)
+    hop = default_hop(prep) if hop is None else check_int("hop", hop)
+    info = video_info(path, exact=False)  # fps; the frames are counted by shot_cuts' decoding pass
+    total, shot_starts = shot_cuts(path) if shots else (video_info(path).frames, [])
+    windows = shot_windows(total, shot_starts, prep.num_frames, prep.stride, hop)  # (W, T)
+    if k > len(windows):
+        raise ValueError(
+            f"k={k} keyframes asked, but the video ({total} frames) gives only {len(windows)} "
+            f"windows of {prep.num_frames} frames {prep.stride} apart, hop {hop}"
+        )
+    if device is None:
+        device = next(model.parameters()).device if model is not None else torch.device("cpu")
+    emb, scores = _embed_windows(model, path, windows, prep.size, features, batch_size, torch.device(device))
+    bounds, _ = kts(emb, k)  # (k + 1,) window numbers
+    keyframes = _keyframes(emb, scores, windows, bounds, shot_starts, total, info.fps)
+    return Summary(str(path), info.fps, total, features, hop, len(windows), keyframes, len(shot_starts) + 1)
+
+
+@torch.no_grad()
+def _embed_windows(
+    model: VideoBERT | None, path, windows: np.ndarray, size: int, features: str, batch_size: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every window, streamed from the file → ``(embeddings (W, D) unit rows, frame scores (W, T))`` on the CPU."""
+    if model is not None:
+        model.eval()
+    emb, scores = [], []
+    with autocast(device):
+        for _, clips in _stream_windows(path, windows, size, batch_size):
+            e, s = window_features(model, clips.to(device), features)  # (b, D), (b, T)
+            emb.append(e.float().cpu())
+            scores.append(s.float().cpu())
+    return torch.cat(emb), torch.cat(scores)  # (W, D), (W, T)
+
+
+def _keyframes(
+    emb: torch.Tensor,
+    scores: torch.Tensor,
+    windows: np.ndarray,
+    bounds: np.ndarray,
+    shot_starts: list[int],
+    total: int,
+    fps: float,
+) -> list[Keyframe]:
+    """K segments of windows (``bounds``) → one :class:`Keyframe` each, sorted by time.
+
+    A segment's frames run from its boundary to the next: at a shot cut when the boundary falls between two
+    shots, else halfway between the centres of the windows on either side. Its keyframe: in the window nearest
+    the segment's mean embedding, the frame (inside the segment) with the highest score.
+    """
+    centres = windows.mean(axis=1)  # (W,) each window's centre frame (float)
+    shot_of = np.searchsorted(shot_starts, windows[:, 0], side="right")  # (W,) the shot each window lies in
+
+    def cut_at(b: int) -> int:
+        if shot_of[b] != shot_of[b - 1]:  # a segment boundary at a shot cut: the cut
+            return windows[b, 0]
+        return int(math.floor((centres[b - 1] + centres[b]) / 2)) + 1  # else halfway between windows
+
+    cuts = [0] + [int(cut_at(b)) for b in bounds[1:-1]] + [total]
+    seconds = (lambda f: round(f / fps, 3)) if fps > 0 else (lambda f: None)
+    keyframes = []
+    for j in range(len(bounds) - 1):
+        a, b = bounds[j], bounds[j + 1]
+        mean = emb[a:b].mean(0)  # (D,)
+        w = a + int((emb[a:b] - mean).norm(dim=1).argmin())  # the window nearest the segment's mean
+        inside = torch.from_numpy((windows[w] >= cuts[j]) & (windows[w] < cuts[j + 1]))  # (T,) frames in the segment
+        s = scores[w].masked_fill(~inside, -math.inf) if inside.any() else scores[w]
+        frame = int(windows[w][int(s.argmax())])
+        score = float(F.cosine_similarity(emb[w], mean, dim=0)) if mean.norm() > 0 else 0.0
+        keyframes.append(
+            Keyframe(frame, seconds(frame), cuts[j], cuts[j + 1], seconds(cuts[j]), seconds(cuts[j + 1]), score)
+        )
+    return sorted(keyframes, key=lambda f: f.frame)
+
+
+# --------------------------------------------------------------------------- picture
+
+
+def format_time(frame: int, fps: float) -> str:
+    """A frame number as seconds into the video (``12.3 s``), or ``frame N`` when the frame rate is unknown."""
+    return f"{frame / fps:.1f} s" if fps > 0 else f"frame {frame}"
+
+
+def filmstrip(video_path: str | os.PathLike, summary: Summary):
+    """The keyframes in a row, each titled with its time and segment, over a timeline of the segments → a
+    matplotlib ``Figure`` (Agg canvas, no pyplot), ``PANEL_INCHES · K`` inches wide (240 px per keyframe at 100 dpi)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    kf = summary.keyframes
+    if not kf:
+        raise ValueError("the summary has no keyframes")
+    images = read_frames(video_path, [f.frame for f in kf])  # (K, H, W, 3): K frames only, at full size
+    K, fps, N = len(kf), summary.fps, summary.frames
+    fig = Figure(figsize=(PANEL_INCHES * K, 2.7), dpi=DPI)
+    FigureCanvasAgg(fig)
+    grid = fig.add_gridspec(
+        2, K, height_ratios=(1, 0.08), left=0.01, right=0.99, top=0.86, bottom=0.15, hspace=0.35, wspace=0.05
+    )
+    colours = [f"C{j % 10}" for j in range(K)]
+    for j, (f, image) in enumerate(zip(kf, images)):
+        ax = fig.add_subplot(grid[0, j])
+        ax.imshow(image)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set(color=colours[j], linewidth=3)
+        ax.set_title(
+            f"{format_time(f.frame, fps)}\nsegment {format_time(f.start_frame, fps)} – {format_time(f.end_frame, fps)}",
+            fontsize=8,
+        )
+    bar = fig.add_subplot(grid[1, :])  # the timeline, in seconds (frames if the rate is unknown)
+    unit = 1 / fps if fps > 0 else 1.0
+    for j, f in enumerate(kf):
+        bar.axvspan(f.start_frame * unit, f.end_frame * unit, color=colours[j], alpha=0.45, linewidth=0)
+        bar.axvline(f.frame * unit, color="black", linewidth=1.5)
+    bar.set(xlim=(0, N * unit), ylim=(0, 1), yticks=[])
+    bar.tick_params(axis="x", labelsize=7)
+    bar.set_xlabel("seconds" if fps > 0 else "frame", fontsize=7, labelpad=1)
+    return fig
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def concat_video(
+    path: str | os.PathLike,
+    labels: Sequence[str],
+    lengths: Sequence[int],
+    *,
+    seed: int,
+    shot: int | None = None,
+    size: int = 64,
+    fps: float = 8,
+) -> list[tuple[str, int, int]]:
+    """Write toy clips of ``labels`` with ``lengths`` frames, one after the other, as one video → its ground
+    truth ``[(label, start_frame, end_frame)]`` (end exclusive).
+
+    ``shot``: film each segment as shots of at most that many frames, each its own scene (background,
+    objects, motion) — one activity seen in several shots, as in an edited video; ``None``: one shot per
+    segment. Shot ``j`` of segment ``i`` is drawn from ``np.random.default_rng([seed, i, j])``.
+    """
+
+    if len(labels) != len(lengths) or not labels:
+        raise ValueError(
+            f"labels and lengths must be non-empty and as long as each other, got {len(labels)} and {len(lengths)}"
+        )
+    parts, segments, start = [], [], 0
+    for i, (label, n) in enumerate(zip(labels, lengths)):
+        n = check_int("length", n, minimum=2)
+        shots = [n] if shot is None else [min(shot, n - a) for a in range(0, n, check_int("shot", shot, minimum=2))]
+        for j, m in enumerate(shots):
+            parts.append(
+                render_clip(label, np.random.default_rng([seed, i, j]), frames=max(m, 2), size=size)[:m]
+            )  # (m, size, size, 3)
+        segments.append((label, start, start + n))
+        start += n
+    write_video(Path(path), np.concatenate(parts), fps)
+    return segments
+
+
+def summary_metrics(keyframe_frames: Sequence[int], segments: Sequence[tuple[str, int, int]]) -> dict:
+    """How well keyframes cover ground-truth segments ``[(label, start, end)]`` (end exclusive).
+
+    TVSum/SumMe score a summary by precision/recall of its overlap with the reference; for keyframes
+    the overlap is a one-to-one matching: a keyframe matches the segment it falls in, each segment is
+    matched at most once (a second keyframe in the same segment, or one outside every segment, is
+    unmatched). ``precision`` = matched / keyframes (no redundant keyframes), ``recall`` = matched /
+    segments, ``f1`` their harmonic mean; ``coverage`` = fraction of segments holding ≥ 1 keyframe
+    (equal to recall under this matching, kept under its own name). ``matched``: the count.
+    """
+    hit = set()
+    for f in keyframe_frames:
+        for s, (_, start, end) in enumerate(segments):
+            if start <= f < end:
+                hit.add(s)
+                break
+    matched = len(hit)
+    precision = matched / len(keyframe_frames) if len(keyframe_frames) else 0.0
+    recall = matched / len(segments) if len(segments) else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"coverage": recall, "precision": precision, "recall": recall, "f1": f1, "matched": matched}

@@ -1,0 +1,567 @@
+"""Train VideoBERT to classify videos: options → data, model, optimizer → epochs → ``summary.json``.
+
+    "We train and evaluate our model with a training set and a validation set."
+                                                                   — seed, §5
+
+The library half of ``python -m minivb.train`` (the command parses arguments and calls :func:`train`).
+Read top to bottom: options (the data set's preset from :mod:`minivb.data.registry`, then what was
+given) → set-up (data, model, optimizer: :func:`build_run`) → bookkeeping (checkpoints, metrics,
+summary) → :func:`fit`, epochs of train → validate → log → save, with the loop of :mod:`minivb.loop`.
+The run's folder and files are :mod:`minivb.runs`; the distributed helpers :mod:`minivb.distributed`.
+Optimisation: AdamW (the model's own parameter groups,
+:meth:`~minivb.model.VideoBERT.configure_optimizers`) with linear warmup + cosine decay per step,
+label smoothing, gradient clipping.
+
+Exact resume: the model is initialised from ``seed``, the sampler's order is a function of
+``(seed, epoch)`` and every augmentation a function of ``(seed, epoch, index)``; checkpoints
+(atomic, every ``save_every`` steps and every epoch) carry model, optimizer, scheduler,
+the counters, the torch RNG state and the :class:`~minivb.checkpoint.Preprocessing` record. So a run
+killed at any point (``kill -9``) and resumed ends with bit-identical weights on a CPU. SIGTERM
+(cluster preemption) and Ctrl-C save a checkpoint and stop.
+
+Distributed: under ``torchrun`` every process trains a shard of each epoch inside
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs); ``batch_size`` is per process; metrics
+are summed across processes; rank 0 alone logs and writes. On CUDA: bf16 autocast and
+channels-last convolutions; ``compile`` adds ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from . import distributed, runs
+from .checkpoint import Preprocessing, init_from_pretrained, read_checkpoint, save_checkpoint, unwrap_model
+from .checks import UsageError
+from .data import registry
+from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, steps_per_epoch
+from .device import check_batch_fits, resolve_device
+from .files import write_json
+from .loop import (
+    TrainState,
+    auto_workers,
+    ignore_stop_signals,
+    rng_state,
+    set_rng_state,
+    stop_signals,
+    train_one_epoch,
+    validate,
+    warmup_cosine,
+)
+from .model import VideoBERT, VideoBERTConfig
+
+__all__ = [
+    "RUNTIME_OPTIONS",
+    "resolve_options",
+    "preprocessing",
+    "load_data",
+    "Run",
+    "build_data",
+    "build_model",
+    "build_run",
+    "save",
+    "fit",
+    "train",
+]
+
+# Options that may differ when resuming (they do not change what is computed).
+RUNTIME_OPTIONS = {"out", "resume", "device", "workers", "save_every", "compile", "preload", "data_root"}
+
+
+# --------------------------------------------------------------------------- options
+
+
+def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
+    """Given options → (full options: the data set's preset, then ``given``; checkpoint to resume from or None; its
+    path)."""
+    if "resume" not in given:
+        dataset = registry.get(given.get("subset"))
+        preset = given.get("preset", dataset.name)
+        opts = dict(
+            subset=dataset.name,
+            preset=preset,
+            data_root=dataset.root,
+            out=None,
+            seed=0,
+            device="auto",
+            compile=False,
+            limit_train=None,
+            limit_val=None,
+            init_from=None,
+        )
+        return opts | registry.get(preset).preset | given, None, None
+    path = runs.checkpoint_path(given["resume"], "--resume")
+    try:
+        ckpt = read_checkpoint(path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if not isinstance(ckpt.get("args"), dict) or "optimizer" not in ckpt:
+        raise UsageError(
+            f"{path} holds a model but no training state; resume from a last.pt written by python -m minivb.train"
+        )
+    if path.name != "last.pt" and not given.get("out"):
+        raise UsageError(
+            f"--resume {path} would continue an older point of its run and overwrite the run's last.pt; "
+            f"pass a new --out for the branch"
+        )
+    opts = dict(ckpt["args"])
+    for key, value in given.items():
+        if key not in RUNTIME_OPTIONS and opts.get(key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(
+                f"{path} was trained with {flag}={opts.get(key)!r}, not {value!r}; drop {flag} to resume "
+                f"it, or start a new run (without --resume)"
+            )
+    opts |= {k: v for k, v in given.items() if k in RUNTIME_OPTIONS}
+    opts |= dict(out=given.get("out") or str(path.parent), compile=given.get("compile", False))
+    return opts, ckpt, path
+
+
+def preprocessing(opts: dict) -> Preprocessing:
+    """The record a checkpoint carries: how a video becomes this model's input (its data set's views)."""
+    return Preprocessing(opts["num_frames"], opts["stride"], opts["size"], *registry.get(opts["subset"]).views)
+
+
+# --------------------------------------------------------------------------- set-up
+
+
+@dataclass
+class Run:
+    """Everything one training run works with, made by :func:`build_run`."""
+
+    opts: dict
+    out: Path
+    device: torch.device
+    rank: int
+    world_size: int
+    classes: list[str]
+    train_set: ClipDataset
+    val_set: ClipDataset
+    train_sampler: ShardedSampler
+    train_loader: DataLoader
+    val_loader: DataLoader
+    steps_per_epoch: int
+    model: VideoBERT  # the bare model (checkpoints, parameters)
+    forward: nn.Module  # what the loop calls: the model, compiled and/or inside DDP
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    criterion: nn.Module
+    state: TrainState
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def say(self, *args) -> None:
+        if self.is_main:
+            print(*args, flush=True)
+
+
+def load_data(opts: dict) -> tuple[list, list, list[str]]:
+    """(training items, validation items, class names) from ``--data-root``; one-line errors for what is missing."""
+    train_items, val_items, classes = registry.get(opts["subset"]).load(opts["data_root"])
+    return (
+        limit_items(train_items, opts["limit_train"], opts["seed"]),
+        limit_items(val_items, opts["limit_val"], opts["seed"] + 1),
+        classes,
+    )
+
+
+def _check_resume(ckpt: dict, opts: dict, classes: list[str], n_train: int, world_size: int) -> None:
+    if list(ckpt["classes"]) != classes:
+        raise UsageError(
+            f"the classes in {opts['data_root']} differ from the checkpoint's; resume with the data it was trained on"
+        )
+    if ckpt.get("world_size", 1) != world_size:
+        raise UsageError(
+            f"the checkpoint was written by {ckpt.get('world_size', 1)} process(es), this run has {world_size}; "
+            f"resume with the same number of processes (the data order and schedule depend on it)"
+        )
+    if ckpt.get("train_items") not in (None, n_train):
+        raise UsageError(
+            f"{opts['data_root']} has {n_train} training videos, the checkpoint's run had "
+            f"{ckpt['train_items']}; resume with the same data and --limit-train"
+        )
+
+
+def build_data(
+    opts: dict, classes: list[str], train_items: list, val_items: list, device: torch.device, rank: int, world_size: int
+) -> tuple[ClipDataset, ClipDataset, ShardedSampler, DataLoader, DataLoader]:
+    """The data sets, the training sampler and the two loaders (made once: workers persist across epochs)."""
+    dataset = registry.get(opts["subset"])
+    hflip, vflip = dataset.hflip, dataset.vflip  # e.g. the toy set: a mirror swaps left ⟷ right (top ⟷ bottom) motion
+    common = dict(
+        num_frames=opts["num_frames"],
+        stride=opts["stride"],
+        size=opts["size"],
+        seed=opts["seed"],
+        preload=opts["preload"],
+    )
+    try:
+        train_set = ClipDataset(train_items, classes, train=True, hflip=hflip, vflip=vflip, **common)
+        val_set = ClipDataset(val_items, classes, train=False, **common)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    train_sampler = ShardedSampler(
+        len(train_set),
+        shuffle=True,
+        seed=opts["seed"],
+        rank=rank,
+        world_size=world_size,
+        drop_last=world_size > 1,
+        with_epoch=True,
+    )  # (epoch, index): persistent workers know the epoch
+    val_sampler = ShardedSampler(len(val_set), shuffle=False, rank=rank, world_size=world_size, drop_last=False)
+    workers = opts["workers"] if opts["workers"] is not None else auto_workers()
+
+    def loader(dataset, sampler, batch_size):  # uint8 batches, prefetched by persistent workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
+            worker_init_fn=ignore_stop_signals if workers else None,
+            persistent_workers=workers > 0,
+            prefetch_factor=4 if workers else None,
+            generator=torch.Generator(),
+        )  # own generator: the global RNG stays untouched
+
+    bs = opts["batch_size"]
+    return train_set, val_set, train_sampler, loader(train_set, train_sampler, bs), loader(val_set, val_sampler, 2 * bs)
+
+
+def build_model(opts: dict, num_classes: int, device: torch.device, rank: int, world_size: int) -> VideoBERT:
+    """The model, initialised from ``--seed`` (every process and every rerun starts the same), size checked."""
+    try:
+        config = VideoBERTConfig(
+            num_classes=num_classes,
+            num_frames=opts["num_frames"],
+            grid=opts["grid"],
+            encoder=opts["encoder"],
+            pretrained=opts["pretrained"],
+            dim=opts["dim"],
+            depth=opts["depth"],
+            num_heads=opts["heads"],
+            dropout=opts["dropout"],
+            time_embedding=opts["time_embedding"],
+            channels_last=True,
+        )  # faster convolutions on CPUs too
+    except ValueError as e:
+        raise UsageError(f"model options: {e}") from None
+
+    def build() -> VideoBERT:
+        torch.manual_seed(opts["seed"])
+        try:
+            return VideoBERT(config).to(device)
+        except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
+            raise UsageError(" ".join(str(e).split())) from None
+
+    # rank 0 first: it downloads any ImageNet weights into the cache the others then read
+    model = distributed.rank0_first(build, rank, world_size, others=True, errors=(UsageError,))
+    try:  # one frame through the CNN (eval mode: BatchNorm statistics untouched) checks --size against --grid
+        with torch.no_grad():
+            model.eval().encoder(torch.zeros(1, 1, 3, opts["size"], opts["size"], device=device))
+    except ValueError as e:
+        raise UsageError(f"--size {opts['size']}: {e}") from None
+    return model.train()
+
+
+def build_run(opts: dict, ckpt: dict | None, device: torch.device, rank: int, world_size: int) -> Run:
+    """Data, model, optimizer, schedule and counters of a run (restored from ``ckpt`` when resuming)."""
+    dataset = registry.get(opts["subset"])  # rank 0 makes it if it can be made (the toy set); the others wait for it
+    distributed.rank0_first(
+        lambda: dataset.prepare(opts["data_root"]), rank, world_size, others=False, errors=(UsageError,)
+    )
+    train_items, val_items, classes = load_data(opts)
+    if ckpt is not None:
+        _check_resume(ckpt, opts, classes, len(train_items), world_size)
+    out = Path(opts["out"]) if opts["out"] else distributed.broadcast(runs.new_run_folder(opts["subset"]), world_size)
+    model = build_model(opts, len(classes), device, rank, world_size)
+    if ckpt is None and opts.get("init_from"):  # pretrained Transformer (python -m minivb.pretrain)
+        try:
+            init_from_pretrained(model, opts["init_from"])
+        except (FileNotFoundError, ValueError) as e:
+            raise UsageError(f"--init-from: {e}") from None
+    if ckpt is not None:
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as e:
+            raise UsageError(
+                f"the checkpoint's weights do not fit the model ({' '.join(str(e).split())[:160]}); start a new run"
+            ) from None
+    train_set, val_set, sampler, train_loader, val_loader = build_data(
+        opts, classes, train_items, val_items, device, rank, world_size
+    )
+    n_steps = steps_per_epoch(sampler, opts["batch_size"])
+    if n_steps == 0:
+        raise UsageError(
+            f"{len(train_set)} training videos are too few for {world_size} processes; use more data or fewer processes"
+        )
+
+    # AdamW (weight decay on matrices and kernels only), warmup + cosine per step, label smoothing
+    optimizer = model.configure_optimizers(opts["lr"], opts["weight_decay"], fused=device.type == "cuda")
+    total_steps = opts["epochs"] * n_steps
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(round(opts["warmup_epochs"] * n_steps), total_steps)
+    )
+    criterion = nn.CrossEntropyLoss(label_smoothing=opts["label_smoothing"])
+    state = TrainState()
+    if ckpt is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        state = TrainState.from_checkpoint(ckpt)
+        set_rng_state(ckpt["rng"], device)
+
+    forward = torch.compile(model) if opts["compile"] else model
+    if world_size > 1:
+        forward = nn.parallel.DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return Run(
+        opts,
+        out,
+        device,
+        rank,
+        world_size,
+        classes,
+        train_set,
+        val_set,
+        sampler,
+        train_loader,
+        val_loader,
+        n_steps,
+        model,
+        forward,
+        optimizer,
+        scheduler,
+        criterion,
+        state,
+    )
+
+
+# --------------------------------------------------------------------------- bookkeeping: checkpoints, metrics, summary
+
+
+def save(run: Run, *names: str) -> None:
+    """The run as a checkpoint (model, optimizer, scheduler, counters, RNG, options) → ``out/<name>`` (rank 0)."""
+    if not run.is_main:
+        return
+    ckpt = {
+        "model": unwrap_model(run.model).state_dict(),
+        "config": run.model.config.to_dict(),
+        "classes": run.classes,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        **asdict(run.state),
+        "rng": rng_state(run.device),
+        "args": run.opts | {"out": str(run.out)},
+        "preprocessing": preprocessing(run.opts).to_dict(),
+        "train_items": len(run.train_set),
+        "world_size": run.world_size,
+    }
+    for name in names:
+        save_checkpoint(run.out / name, ckpt)
+
+
+def start_log(run: Run, resuming: bool) -> None:
+    """``config.json`` (and, when resuming, the metrics so far) and the opening line."""
+    params = sum(p.numel() for p in run.model.parameters())
+    if run.is_main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        write_json(
+            run.out / "config.json",
+            {
+                "args": run.opts | {"out": str(run.out)},
+                "model": run.model.config.to_dict(),
+                "classes": run.classes,
+                "train_clips": len(run.train_set),
+                "val_clips": len(run.val_set),
+                "parameters": params,
+                "device": str(run.device),
+                "world_size": run.world_size,
+                "steps_per_epoch": run.steps_per_epoch,
+                "torch": torch.__version__,
+            },
+        )
+        if resuming:
+            runs.write_metrics(run.out, run.state.history)
+    s = run.state
+    run.say(
+        f"minivb.train: {run.opts['subset']} ({len(run.train_set)} train / {len(run.val_set)} val clips, "
+        f"{len(run.classes)} classes), {params / 1e6:.2f}M parameters, {run.device.type} × {run.world_size}, "
+        f"{run.opts['epochs']} epochs × {run.steps_per_epoch} steps → {run.out}"
+        + (f" (resuming at epoch {s.epoch + 1}, step {s.step})" if resuming else "")
+    )
+
+
+def end_epoch(run: Run, val: dict) -> None:
+    """Close an epoch: its metrics row (training numbers summed over processes), best epoch, log line, files."""
+    s = run.state
+    sums = torch.tensor([s.loss_sum, s.loss_count], dtype=torch.float64, device=run.device)
+    loss_sum, clips = distributed.all_reduce(sums, run.world_size).tolist()
+    row = {
+        "epoch": s.epoch + 1,
+        "step": s.step,
+        "train_loss": loss_sum / max(clips, 1),
+        "val_loss": val["loss"],
+        "val_top1": val["top1"],
+        "val_top5": val["top5"],
+        "lr": s.lr,
+        "clips_per_s": clips / max(s.epoch_seconds, 1e-9),
+        "seconds": s.epoch_seconds,
+    }
+    s.history = s.history + [row]
+    is_best = row["val_top1"] > s.best_val_top1
+    if is_best:
+        s.best_val_top1, s.best_epoch = row["val_top1"], s.epoch + 1
+    s.epoch, s.step_in_epoch, s.loss_sum, s.loss_count, s.epoch_seconds = s.epoch + 1, 0, 0.0, 0, 0.0
+    s.tick(training=False)
+    run.say(
+        f"epoch {row['epoch']:>3}/{run.opts['epochs']}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+        f"top-1 {100 * row['val_top1']:5.1f}%  top-5 {100 * row['val_top5']:5.1f}%  lr {row['lr']:.2e}  "
+        f"{row['clips_per_s']:.0f} clips/s"
+    )
+    save(run, "last.pt", *(("best.pt",) if is_best else ()))
+    if run.is_main:
+        runs.write_metrics(run.out, s.history)
+        runs.plot_curves(run.out, s.history)
+
+
+def finish(run: Run, val: dict) -> dict:
+    """The run's ``summary.json`` (final validation, best epoch, speed, per-class accuracy, skipped files)."""
+    s = run.state
+    final = s.history[-1] if s.history else {}
+    summary = {
+        "val_top1": val["top1"],
+        "val_top5": val["top5"],
+        "val_loss": val["loss"],
+        "best_val_top1": s.best_val_top1,
+        "best_epoch": s.best_epoch,
+        "epochs": run.opts["epochs"],
+        "steps": s.step,
+        "seconds": round(s.elapsed, 2),
+        "train_loss": final.get("train_loss"),
+        "clips_per_s": final.get("clips_per_s"),
+        "per_class_top1": dict(zip(run.classes, val["per_class_top1"])),
+        "train_clips": len(run.train_set),
+        "val_clips": val["count"],
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "skipped_train_clips": distributed.count_distinct(s.skipped_train, run.world_size),
+        "skipped_val_clips": val["skipped"],
+        "subset": run.opts["subset"],
+        "preset": run.opts["preset"],
+        "device": str(run.device),
+        "world_size": run.world_size,
+        "out": str(run.out),
+    }
+    if run.is_main:
+        write_json(run.out / "summary.json", summary)
+    run.say(
+        f"done: val top-1 {100 * summary['val_top1']:.1f}% (best {100 * summary['best_val_top1']:.1f}% at epoch "
+        f"{summary['best_epoch']}), top-5 {100 * summary['val_top5']:.1f}%, {summary['seconds']:.0f} s → {run.out}"
+    )
+    return summary
+
+
+def fit(run: Run, on_step: Callable[[TrainState], None] | None = None) -> dict:
+    """Epochs of train → validate → log → save until ``--epochs`` (or a stop signal) → the summary."""
+    from tqdm import tqdm
+
+    s, opts = run.state, run.opts
+
+    def step_done(state: TrainState) -> None:
+        if on_step is not None:
+            on_step(state)
+        if opts["save_every"] and state.step % opts["save_every"] == 0:
+            save(run, "last.pt")
+
+    val = None
+    with stop_signals() as stopped:
+        while s.epoch < opts["epochs"]:
+            run.train_sampler.set_epoch(s.epoch, skip=s.step_in_epoch * opts["batch_size"])
+            bar = tqdm(
+                run.train_loader,
+                total=run.steps_per_epoch,
+                initial=s.step_in_epoch,
+                unit="step",
+                leave=False,
+                desc=f"epoch {s.epoch + 1}/{opts['epochs']}",
+                disable=None if run.is_main else True,
+            )
+            done = train_one_epoch(
+                run.forward,
+                bar,
+                run.optimizer,
+                run.scheduler,
+                run.criterion,
+                s,
+                run.device,
+                world_size=run.world_size,
+                stop=lambda: stopped() is not None,
+                on_step=step_done,
+            )
+            bar.close()
+            if done:
+                val = validate(run.forward, run.val_loader, len(run.classes), run.device, run.world_size)
+                end_epoch(run, val)
+            if not done or (
+                s.epoch < opts["epochs"]
+                and distributed.any_rank([stopped() is not None], run.device, run.world_size)[0]
+            ):
+                save(run, "last.pt")
+                where = f"epoch {s.epoch + 1}, step {s.step}" if not done else f"the end of epoch {s.epoch}"
+                run.say(
+                    f"stopped by {stopped() or 'another process'} at {where}; saved {run.out / 'last.pt'} "
+                    f"(continue with --resume {run.out})"
+                )
+                return {"stopped": True, "signal": stopped(), "out": str(run.out), "step": s.step, "epoch": s.epoch}
+    if val is None:  # resumed a finished run: validate once more for the summary
+        val = validate(run.forward, run.val_loader, len(run.classes), run.device, run.world_size)
+    s.tick(training=False)
+    return finish(run, val)
+
+
+def train(given: dict, on_step: Callable[[TrainState], None] | None = None) -> dict:
+    """Train with the options ``given`` → the summary dict.
+
+    ``given`` names only what differs from the data set's preset (:data:`minivb.data.registry.PRESETS`),
+    with the command line's option names: ``train({"epochs": 3, "out": "runs/quick"})`` is
+    ``python -m minivb.train --epochs 3 --out runs/quick``.
+
+    ``on_step(state)`` is called after every optimizer step (progress, tests that stop a run at
+    a known step). Raises :class:`UsageError` for bad options or inputs (before anything is
+    written). Returns ``{"stopped": True, ...}`` if SIGTERM or Ctrl-C ended the run early
+    (after saving last.pt).
+    """
+    opts, ckpt, ckpt_path = resolve_options(given)
+    rank, world_size, local_rank = distributed.process_place()
+    device = resolve_device(opts["device"], local_rank)
+    if opts["out"]:
+        runs.check_out(Path(opts["out"]), ckpt_path)
+    registry.get(opts["subset"]).check(opts["data_root"])  # e.g. no Kinetics-400 here: say so before any process group
+    b, t, size = opts["batch_size"], opts["num_frames"], opts["size"]
+    check_batch_fits(device, b, t, size, f"--batch-size {b} × --num-frames {t} × 3 × --size {size}²")
+    distributed.setup(device, world_size)
+    try:
+        run = build_run(opts, ckpt, device, rank, world_size)
+        lock = distributed.rank0_first(
+            lambda: runs.claim(run.out), rank, world_size, others=False, errors=(UsageError,)
+        )
+        try:  # the folder is this run's until it ends
+            start_log(run, resuming=ckpt is not None)
+            return fit(run, on_step)
+        finally:
+            if lock is not None:
+                runs.release(run.out, lock)
+    finally:
+        distributed.teardown(world_size)
