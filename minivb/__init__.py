@@ -1,7 +1,10 @@
 """minivb — a VideoBERT-style video Transformer, built one notebook at a time.
 
-Rooms, lowest first (a lower room never imports a higher one):
-``video`` (files → frames → regions) → ``data`` (toy set, data sets) → … the model.
+Layers, lowest first (a module imports only its own layer and those below; docs/layers.md):
+core (``video``, ``encoder``, ``attention``, ``transformer``, ``model``) → data (``data/``: clips, the toy set,
+Kinetics-400, the registry of data sets) → machinery (checkpoints, the training loop, runs, device) →
+applications (training, evaluation, inference, retrieval, summarization, pretraining) → the commands
+(``python -m minivb.train`` and friends), which only parse arguments, call the library and print.
 
 ``minivb.load_checkpoint(path)`` → ``(model, class names)`` from a checkpoint written by
 ``python -m minivb.train``.
