@@ -24,6 +24,7 @@ initialises a classifier's Transformer: :func:`init_from_pretrained`.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,6 +37,7 @@ from .files import atomic_file
 from .model import VideoBERT, VideoBERTConfig
 
 __all__ = [
+    "weights_fingerprint",
     "Preprocessing",
     "unwrap_model",
     "save_checkpoint",
@@ -44,6 +46,7 @@ __all__ = [
     "model_from_checkpoint",
     "load_checkpoint",
     "PRETRAIN_FORMAT",
+    "GALLERY_FORMAT",
     "read_pretrained",
     "init_from_pretrained",
 ]
@@ -105,6 +108,18 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             model = model._orig_mod
         else:
             return model
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """A short sha256 of a model's weights (every tensor's name, dtype, shape and bytes): two models share it
+    only if they compute the same function. Results made with a model (a retrieval gallery) store it, so they
+    are never used with another model of the same size."""
+    digest = hashlib.sha256()
+    for name, t in unwrap_model(model).state_dict().items():
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # bytes of any dtype (bf16 included)
+    return digest.hexdigest()[:16]
 
 
 def save_checkpoint(path: str | os.PathLike, obj: dict) -> Path:
@@ -170,6 +185,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[VideoB
 # --------------------------------------------------------------------------- a pretraining checkpoint → a classifier
 
 PRETRAIN_FORMAT = "minivb.pretrain"  # a pretraining checkpoint's "format" entry
+GALLERY_FORMAT = "minivb.gallery"  # a retrieval gallery's (minivb.retrieval.Gallery)
 
 
 def read_pretrained(path: str | os.PathLike) -> dict:
@@ -179,11 +195,11 @@ def read_pretrained(path: str | os.PathLike) -> dict:
         path, "pretraining checkpoint", "pass pretrain.pt (or its run folder) written by python -m minivb.pretrain"
     )
     if not isinstance(ckpt, dict) or ckpt.get("format") != PRETRAIN_FORMAT:
-        what = (
-            "a training checkpoint (python -m minivb.train)"
-            if isinstance(ckpt, dict) and "classes" in ckpt
-            else "not a pretraining checkpoint"
-        )
+        what = "not a pretraining checkpoint"
+        if isinstance(ckpt, dict) and ckpt.get("format") == GALLERY_FORMAT:
+            what = "a retrieval gallery (python -m minivb.retrieve index)"
+        elif isinstance(ckpt, dict) and {"model", "config", "classes"} <= ckpt.keys():
+            what = "a training checkpoint (python -m minivb.train)"
         raise ValueError(f"{path} is {what}; pass pretrain.pt written by python -m minivb.pretrain")
     return ckpt
 

@@ -45,7 +45,7 @@ from .checks import UsageError, check_int, check_transformer
 from .data import registry
 from .data.clips import ClipDataset, ShardedSampler, limit_items, report_skipped, sample_seed, worker_init
 from .data.clips import collate as clip_collate
-from .device import resolve_device
+from .device import check_batch_fits, resolve_device
 from .encoder import build_encoder
 from .files import write_json
 from .loop import TrainState, train_one_epoch, warmup_cosine
@@ -293,6 +293,7 @@ def collate(samples: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Ten
 # --------------------------------------------------------------------------- the tokenizer and the sentences
 
 
+FEATURE_BATCH = 32  # clips per batch of the tokenizer's feature pass
 MOTION_FLOOR = 0.05  # motion_features: changes under 5% of a frame's feature length are not stretched to length 1
 
 
@@ -332,7 +333,7 @@ def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool):
     """Yield motion features ``(B, T, F)`` of every batch of clips (then of its two mirror images, if ``flips``)."""
     loader = DataLoader(
         data,
-        batch_size=32,
+        batch_size=FEATURE_BATCH,
         num_workers=opts["workers"],
         collate_fn=clip_collate,
         worker_init_fn=worker_init if opts["workers"] else None,
@@ -351,6 +352,23 @@ def tokenize_clips(encoder, vocabulary, data: ClipDataset, opts: dict, device, f
     left–right and then its top–bottom mirror images (3× the sentences)."""
     parts = [vocabulary.assign(f) for f in _features(encoder, data, opts, device, flips)]  # (B·k, T) each
     return torch.cat(parts) if parts else torch.zeros(0, opts["num_frames"], dtype=torch.long)
+
+
+def check_options(opts: dict, device: torch.device) -> None:
+    """Refuse, before any work, options that would fail or exhaust memory later: a Transformer whose sizes do
+    not fit together, more words than the frames k-means is fitted on, a feature batch larger than memory."""
+    words = opts["clusters"] ** opts["levels"]
+    if words > opts["kmeans_frames"]:
+        raise UsageError(
+            f"--clusters {opts['clusters']} ** --levels {opts['levels']} = {words:,} words, more than the "
+            f"{opts['kmeans_frames']:,} frames k-means is fitted on (--kmeans-frames); lower them"
+        )
+    try:
+        WordBERTConfig(words, opts["num_frames"], opts["dim"], opts["depth"], opts["heads"])
+    except ValueError as e:
+        raise UsageError(f"model options: {e}") from None
+    t, size = opts["num_frames"], opts["size"]
+    check_batch_fits(device, FEATURE_BATCH, t, size, f"{FEATURE_BATCH} clips × --num-frames {t} × 3 × --size {size}²")
 
 
 def _tokenizer(opts: dict, device: torch.device) -> nn.Module:
@@ -443,14 +461,27 @@ def pretrain(given: dict, log=print) -> dict:
         opts["workers"] = max(1, (os.cpu_count() or 2) - 1)
     start = time.perf_counter()
     device = resolve_device(opts["device"])
+    check_options(opts, device)  # every option before any work (the tokenizer and k-means take minutes at scale)
     dataset.prepare(opts["data_root"])  # the toy set is made if missing
     train_items, val_items, _ = dataset.load(opts["data_root"])
     train_items = limit_items(train_items, opts["limit"], opts["seed"])
     out = Path(opts["out"]) if opts["out"] else runs.new_run_folder(f"pretrain-{subset}")
-    if (out / "pretrain.pt").exists():
-        raise UsageError(f"--out {out} already holds a pretraining run (pretrain.pt); choose another --out")
-    runs.writable_folder(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; choose a folder")
+    lock = runs.claim(out)  # the folder is this run's until it ends (a second run into it is refused)
+    try:
+        held = [f for f in ("pretrain.pt", *runs.RUN_FILES) if (out / f).exists()]
+        if held:  # a finished pretraining run, or a training run: never written over
+            raise UsageError(f"--out {out} already holds a run ({', '.join(held)}); choose another --out")
+        return _pretrain_into(out, opts, device, train_items, val_items, start, log)
+    finally:
+        runs.release(out, lock)
 
+
+def _pretrain_into(
+    out: Path, opts: dict, device: torch.device, train_items: list, val_items: list, start: float, log
+) -> dict:
+    """The three steps of :func:`pretrain`, writing ``pretrain.pt`` and ``summary.json`` into ``out`` (held)."""
     encoder = _tokenizer(opts, device)
     vocabulary, train_ids, val_ids = _sentences(encoder, train_items, val_items, opts, device, log)
     majority = float((val_ids == vocabulary.majority_word).float().mean()) if val_ids.numel() else 0.0

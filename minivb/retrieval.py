@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import GALLERY_FORMAT as FORMAT
 from .checkpoint import Preprocessing, load_file, save_checkpoint
 from .data.clips import Skipped
 from .inference import map_videos, video_views
@@ -52,7 +53,6 @@ __all__ = [
     "neighbour_confusion",
 ]
 
-FORMAT = "minivb.gallery"
 PIXEL_GRID = 8  # the pixel baseline: each mean frame pooled to 8×8 → 3·8·8 = 192 numbers
 
 
@@ -86,7 +86,9 @@ def pixel_embedding(views: torch.Tensor) -> torch.Tensor:
 class Gallery:
     """Embedded videos: ``embeddings (N, D)`` (unit rows), their ``paths``, ``labels`` (names, or None when
     unknown), ``classes`` (the label names in index order, or None), ``checkpoint`` (the model that made
-    the embeddings, or None for :func:`pixel_embedding`) and ``preprocessing`` (:class:`Preprocessing` as a dict)."""
+    the embeddings, or None for :func:`pixel_embedding`), ``preprocessing`` (:class:`Preprocessing` as a dict) and
+    ``fingerprint`` (:func:`~minivb.checkpoint.weights_fingerprint` of that model: queries must be embedded by the
+    same weights; None for pixels, and for galleries made before it was stored)."""
 
     embeddings: torch.Tensor
     paths: list[str]
@@ -94,6 +96,7 @@ class Gallery:
     classes: list[str] | None = None
     checkpoint: str | None = None
     preprocessing: dict = field(default_factory=dict)
+    fingerprint: str | None = None
 
     def __post_init__(self):
         if self.embeddings.ndim != 2 or len(self.paths) != len(self.embeddings):
@@ -103,6 +106,13 @@ class Gallery:
             )
         if self.labels is not None and len(self.labels) != len(self.paths):
             raise ValueError(f"{len(self.labels)} labels for {len(self.paths)} paths")
+        if not torch.isfinite(self.embeddings).all():  # a NaN row would be ranked as if it meant something
+            bad = int((~torch.isfinite(self.embeddings)).any(dim=1).sum())
+            raise ValueError(f"{bad} of {len(self.paths)} embeddings are not finite (NaN or inf)")
+        if self.labels is not None and self.classes is not None:
+            unknown = sorted(set(self.labels) - set(self.classes))
+            if unknown:
+                raise ValueError(f"labels outside the class list: {', '.join(map(repr, unknown[:5]))}")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -139,7 +149,7 @@ class Gallery:
             )
             raise ValueError(f"{path} is {what}; make one with python -m minivb.retrieve index")
         try:
-            return cls(**{f.name: obj[f.name] for f in dataclasses.fields(cls)})
+            return cls(**{f.name: obj[f.name] for f in dataclasses.fields(cls) if f.name in obj})
         except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise ValueError(f"{path} is a damaged minivb gallery ({' '.join(str(e).split())[:200]})") from None
 
@@ -246,6 +256,8 @@ def retrieval_metrics(
     N = len(embeddings)
     if len(y) != N:
         raise ValueError(f"{len(y)} labels for {N} embeddings")
+    if N < 2:  # no video has another to find
+        return {f"recall@{k}": None for k in ks} | dict(mAP=None, queries=0, without_relevant=N, gallery=N)
     e = embeddings.float()
     _, order = _ranking(e @ e.T, exclude_self=True)  # (N, N), self last
     relevant = (y[order[:, : N - 1]] == y[:, None]).double()  # (N, N-1): rank r of query q is relevant

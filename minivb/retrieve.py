@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from . import runs
-from .checkpoint import Preprocessing
+from .checkpoint import Preprocessing, weights_fingerprint
 from .cli import Parser, UsageError, nonnegative_int, positive_int, run_main
 from .data.clips import Skipped, load_items
 from .device import DEVICES, check_batch_fits, resolve_device
@@ -147,8 +147,8 @@ def _index(opts: argparse.Namespace) -> int:
     out = Path(opts.out)
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; name the gallery file, e.g. {out / 'gallery.pt'}")
-    if out.exists() and not opts.force:
-        raise UsageError(f"--out {out} already exists; pass --force to overwrite it, or another --out")
+    checkpoint = runs.checkpoint_path(opts.checkpoint, "--checkpoint")
+    runs.output_file(out, "--out", force=opts.force, inputs=[checkpoint, *(opts.videos or [])])
     if bool(opts.videos) == bool(opts.data_root):
         raise UsageError(
             "name the videos to index (files or folders), or a labelled split with --data-root ROOT --split SPLIT, "
@@ -156,15 +156,12 @@ def _index(opts: argparse.Namespace) -> int:
             if opts.videos
             else "nothing to index: name videos (files or folders), or --data-root ROOT --split SPLIT"
         )
-    checkpoint = runs.checkpoint_path(opts.checkpoint, "--checkpoint")
     model, _, prep = load_model(checkpoint, opts.clips, opts.crops)
     device = _device(opts, prep)
     labels = classes = None
     if opts.data_root:
-        try:
-            items, classes = load_items(
-                opts.data_root, opts.split
-            )  # the data's own labels: retrieval needs no trained class
+        try:  # the data's own labels: retrieval needs no trained class
+            items, classes = load_items(opts.data_root, opts.split)
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(str(e)) from None
         paths, labels, problems = [it.path for it in items], [it.label for it in items], []
@@ -187,6 +184,7 @@ def _index(opts: argparse.Namespace) -> int:
         print(f"minivb.retrieve: no video could be embedded; nothing written to {out}", file=sys.stderr)
         return 1
     gallery.checkpoint = str(checkpoint.resolve())
+    gallery.fingerprint = weights_fingerprint(model)  # queries must be embedded by these very weights
     gallery.save(out)
     print(
         f"indexed {len(gallery)} videos ({gallery.embeddings.shape[1]}-d, {len(problems) + len(skipped)} skipped"
@@ -216,6 +214,11 @@ def _search(opts: argparse.Namespace) -> int:
             raise UsageError(
                 f"--checkpoint {checkpoint} is not the model that made {opts.index} (its views or embedding size "
                 f"differ); pass the checkpoint that made the index, or index again"
+            )
+        if gallery.fingerprint is not None and weights_fingerprint(model) != gallery.fingerprint:
+            raise UsageError(
+                f"{checkpoint} is not the model that made {opts.index}: its weights differ (another model, or a "
+                f"run that trained on after indexing); pass the checkpoint that made the index, or index again"
             )
     device = _device(opts, prep)
     paths, problems = find_videos(opts.queries)
@@ -272,6 +275,8 @@ def _evaluate(opts: argparse.Namespace) -> int:
         raise UsageError(
             f"--index {opts.index} has no labels; index a labelled split with --data-root ROOT --split SPLIT"
         )
+    if len(gallery) < 2:
+        raise UsageError(f"--index {opts.index} holds {len(gallery)} video(s); leave-one-out needs at least 2")
     ids = gallery.label_ids()
     classes = gallery.classes or list(dict.fromkeys(gallery.labels))
     metrics = retrieval_metrics(gallery.embeddings, ids)

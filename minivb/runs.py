@@ -21,6 +21,7 @@ import datetime
 import fcntl
 import io
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from .checks import UsageError
@@ -32,6 +33,7 @@ __all__ = [
     "checkpoint_path",
     "check_out",
     "writable_folder",
+    "output_file",
     "claim",
     "release",
     "new_run_folder",
@@ -92,6 +94,21 @@ def writable_folder(out: Path, option: str = "--out") -> None:
         probe.unlink()
     except OSError as e:
         raise UsageError(f"{option} {out}: cannot write there ({e.strerror or e}); choose another {option}") from None
+
+
+def output_file(path: Path, option: str, *, force: bool = False, inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """The rule for a file a command is about to write, checked before any work: never one of the command's
+    ``inputs`` (the video it reads, the checkpoint it loads — not even with ``force``), never an existing file
+    unless ``force``, never a folder, and in a folder that can be written; else a one-line :class:`UsageError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a folder; name a file")
+    for given in inputs:
+        if Path(given).exists() and path.exists() and os.path.samefile(given, path):
+            raise UsageError(f"{option} {path} is one of this command's inputs; name another file")
+    if path.exists() and not force:
+        raise UsageError(f"{option} {path} already exists; pass --force to overwrite it, or another {option}")
+    writable_folder(path.parent if str(path.parent) else Path("."), option)
 
 
 def claim(out: Path) -> int:

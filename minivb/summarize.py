@@ -14,12 +14,11 @@ import io
 import sys
 from pathlib import Path
 
-from . import summarization
+from . import runs, summarization
 from .cli import Parser, UsageError, positive_int, run_main
 from .device import DEVICES, resolve_device
 from .files import write_atomic, write_json
 from .inference import load_model
-from .runs import writable_folder
 from .summarization import filmstrip, format_time, summarize
 from .video import VideoDecodeError
 
@@ -50,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="model",
         help="embed windows with the model, or use raw pixels (a baseline) (default: model)",
     )
+    p.add_argument("--force", action="store_true", help="overwrite an existing --out / --json (never the inputs)")
     p.add_argument("--batch-size", type=positive_int, default=16, help="windows per batch (default: 16)")
     p.add_argument(
         "--device", choices=DEVICES, default="auto", help="auto = cuda if available, else cpu (default: auto)"
@@ -57,18 +57,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _writable_file(path: Path, option: str) -> None:
-    if path.is_dir():
-        raise UsageError(f"{option} {path} is a folder; name a file")
-    writable_folder(path.parent if str(path.parent) else Path("."), option)
-
-
 def run(argv: list[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
-    _writable_file(opts.out, "--out")
+    checkpoint = runs.checkpoint_path(opts.checkpoint, "--checkpoint")
+    inputs = (opts.video, checkpoint)  # never written over, not even with --force
+    runs.output_file(opts.out, "--out", force=opts.force, inputs=inputs)
     if opts.json is not None:
-        _writable_file(opts.json, "--json")
-    model, _, prep = load_model(opts.checkpoint)
+        if opts.json.resolve() == opts.out.resolve():
+            raise UsageError(f"--out and --json both name {opts.out}; name two files")
+        runs.output_file(opts.json, "--json", force=opts.force, inputs=inputs)
+    model, _, prep = load_model(checkpoint)
     device = resolve_device(opts.device)
     try:
         summary = summarize(

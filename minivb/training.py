@@ -45,6 +45,7 @@ from .files import write_json
 from .loop import (
     TrainState,
     auto_workers,
+    close_loader,
     ignore_stop_signals,
     rng_state,
     set_rng_state,
@@ -561,6 +562,8 @@ def train(given: dict, on_step: Callable[[TrainState], None] | None = None) -> d
             start_log(run, resuming=ckpt is not None)
             return fit(run, on_step)
         finally:
+            close_loader(run.train_loader)
+            close_loader(run.val_loader)
             if lock is not None:
                 runs.release(run.out, lock)
     finally:

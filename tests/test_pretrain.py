@@ -401,6 +401,15 @@ def test_init_from_copies_the_transformer_and_rejects_what_does_not_fit(pretrain
     one_line_error(
         train_main, [*base, "--out", str(tmp_path / "c"), "--init-from", str(tmp_path / "nothing.pt")], "does not exist"
     )
+    from minivb.checkpoint import GALLERY_FORMAT, save_checkpoint
+
+    gallery = {"format": GALLERY_FORMAT, "embeddings": torch.zeros(1, 2), "paths": ["a.mp4"], "classes": ["a"]}
+    save_checkpoint(tmp_path / "gallery.pt", gallery)  # has "classes" too: it is still not a training checkpoint
+    one_line_error(
+        train_main,
+        [*base, "--out", str(tmp_path / "d"), "--init-from", str(tmp_path / "gallery.pt")],
+        "is a retrieval gallery (python -m minivb.retrieve index)",
+    )
 
 
 def test_pretrain_cli_errors(pretrained, toy, tmp_path, one_line_error):
@@ -410,9 +419,51 @@ def test_pretrain_cli_errors(pretrained, toy, tmp_path, one_line_error):
     one_line_error(pretrain_main, ["--levels", "0"], "--levels: must be > 0")
     one_line_error(pretrain_main, ["--epochs", "nan"], "--epochs: expected an integer")
     one_line_error(
-        pretrain_main, ["--data-root", str(toy), "--out", str(pretrained)], "already holds a pretraining run"
+        pretrain_main, ["--data-root", str(toy), "--out", str(pretrained)], "already holds a run (pretrain.pt"
     )
     one_line_error(pretrain_main, ["--subset", "k400", "--data-root", str(tmp_path / "none")], "no Kinetics-400 data")
+
+
+def test_pretrain_holds_its_folder_and_never_writes_over_another_run(tiny_run, toy, tmp_path, one_line_error):
+    """D3 of the hardening issue: two runs into one folder both said "done" (one result lost), and --out on a
+    training run's folder replaced its summary.json. A run holds its folder; a folder with a run is refused."""
+    import shutil
+
+    from minivb import runs
+    from minivb.pretrain import main as pretrain_main
+
+    trained = tmp_path / "trained"
+    shutil.copytree(tiny_run, trained)
+    summary = (trained / "summary.json").read_bytes()
+    one_line_error(pretrain_main, ["--data-root", str(toy), "--out", str(trained)], "already holds a run (config.json")
+    assert (trained / "summary.json").read_bytes() == summary and not (trained / "pretrain.pt").exists()
+
+    busy = tmp_path / "busy"
+    lock = runs.claim(busy)  # another run is writing into this folder right now
+    try:
+        one_line_error(pretrain_main, ["--data-root", str(toy), "--out", str(busy)], "is in use by another run")
+    finally:
+        runs.release(busy, lock)
+    assert sorted(p.name for p in busy.iterdir()) == []
+
+
+def test_every_option_is_checked_before_any_work(toy, tmp_path, one_line_error, monkeypatch):
+    """D12 / D13: --heads 3 failed with a traceback after the tokenizer and k-means had run; huge --size or
+    --levels × --clusters ran out of memory. Now each is one line before the tokenizer is even built."""
+    import minivb.pretraining
+    from minivb.pretrain import main as pretrain_main
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the tokenizer was built: the options were not checked first")
+
+    monkeypatch.setattr(minivb.pretraining, "_tokenizer", no_work)
+    base = ["--data-root", str(toy), "--out", str(tmp_path / "p")]
+    one_line_error(
+        pretrain_main, [*base, "--heads", "3"], "model options: dim (128) must be divisible by num_heads (3)"
+    )
+    one_line_error(pretrain_main, [*base, "--clusters", "100", "--levels", "4"], "100,000,000 words, more than")
+    one_line_error(pretrain_main, [*base, "--size", "100000"], "32 clips × --num-frames 8 × 3 × --size 100000²")
+    assert not (tmp_path / "p").exists()
 
 
 def test_motion_features_remove_what_every_frame_shares():

@@ -301,6 +301,60 @@ def test_a_broken_file_is_reported_and_the_others_indexed(tiny_run, toy, tmp_pat
     torch.testing.assert_close(lib.embeddings, g.embeddings, atol=1e-5, rtol=1e-4)
 
 
+def test_a_gallery_is_searched_only_with_the_weights_that_made_it(tiny_run, toy, tmp_path, capsys, one_line_error):
+    """The gallery stores a fingerprint of the model's weights; another model of the same size and views — or the
+    same path after its run trained on (a resume moves last.pt on) — is refused instead of giving neighbours from
+    another embedding space."""
+    from minivb.checkpoint import weights_fingerprint
+    from minivb.inference import load_model
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    videos = sorted(str(p) for p in (toy / "val").rglob("*.mp4"))[:4]
+    out = tmp_path / "g.pt"
+    assert main(["index", "--checkpoint", str(run), *videos, "--out", str(out)]) == 0
+    capsys.readouterr()
+    g = Gallery.load(out)
+    assert g.fingerprint == weights_fingerprint(load_model(run)[0])
+    code, stdout, _ = _cli(capsys, ["search", "--index", str(out), videos[0], "--json"])
+    assert code == 0 and json.loads(stdout)[0]["neighbours"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
+
+    ckpt = read_checkpoint(run / "last.pt")  # the run trains on: same size, same views, other weights
+    ckpt["model"] = {k: v + 0.01 if v.is_floating_point() else v for k, v in ckpt["model"].items()}
+    save_checkpoint(tmp_path / "other.pt", ckpt)
+    one_line_error(
+        main,
+        ["search", "--index", str(out), videos[0], "--checkpoint", str(tmp_path / "other.pt")],
+        "its weights differ",
+    )
+    save_checkpoint(run / "last.pt", ckpt)  # the gallery's own checkpoint path now holds other weights
+    one_line_error(main, ["search", "--index", str(out), videos[0]], "its weights differ")
+
+    old = tmp_path / "old.pt"  # a gallery made before fingerprints were stored is still searched
+    Gallery(g.embeddings, g.paths, checkpoint=str(tmp_path / "other.pt"), preprocessing=g.preprocessing).save(old)
+    assert Gallery.load(old).fingerprint is None
+    assert main(["search", "--index", str(old), videos[0]]) == 0
+
+
+def test_a_gallery_that_cannot_be_scored_is_refused_when_loaded(tmp_path, one_line_error):
+    paths = ["a.mp4", "b.mp4", "c.mp4"]
+    with pytest.raises(ValueError, match="1 of 3 embeddings are not finite"):
+        Gallery(torch.tensor([[1.0, 0.0], [float("nan"), 0.0], [0.0, 1.0]]), paths)
+    with pytest.raises(ValueError, match="labels outside the class list: 'z'"):
+        Gallery(torch.eye(3, 2), paths, labels=["x", "y", "z"], classes=["x", "y"])
+    save_checkpoint(
+        tmp_path / "nan.pt",
+        {"format": "minivb.gallery", "embeddings": torch.full((2, 2), float("nan")), "paths": paths[:2]},
+    )
+    with pytest.raises(ValueError, match="damaged minivb gallery.*not finite"):
+        Gallery.load(tmp_path / "nan.pt")
+    empty = Gallery(torch.zeros(0, 2), [], labels=[], classes=["x"])
+    metrics = retrieval_metrics(empty.embeddings, empty.label_ids())  # no video: nothing to score, no traceback
+    assert metrics["queries"] == 0 and metrics["mAP"] is None and metrics["recall@1"] is None
+    empty.save(tmp_path / "empty.pt")
+    one_line_error(main, ["evaluate", "--index", str(tmp_path / "empty.pt")], "holds 0 video(s)")
+
+
 def test_usage_errors_are_one_line_exit_2(tiny_run, toy, gallery_file, tmp_path, one_line_error):
     def error(argv, match):
         one_line_error(main, argv, match)

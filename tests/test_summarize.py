@@ -214,6 +214,34 @@ def test_cli_end_to_end(tiny_run, concat, tmp_path, capsys):
     assert not list(out.parent.glob(".*.tmp"))
 
 
+def test_cli_never_writes_over_its_inputs_or_an_existing_file(tiny_run, concat, tmp_path, capsys, one_line_error):
+    """D2 of the hardening issue: --out on the input video replaced it with a PNG, --json overwrote a checkpoint,
+    --out and --json on one file lost the PNG. Inputs are never written; other files only with --force."""
+    import shutil
+
+    video = tmp_path / "long.mp4"
+    shutil.copy(concat[0], video)
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {p: p.read_bytes() for p in (video, run / "last.pt", run / "best.pt")}
+    base = [str(video), "--checkpoint", str(run), "--k", "3"]
+    one_line_error(main, [*base, "--out", str(video), "--force"], "is one of this command's inputs")
+    one_line_error(
+        main,
+        [*base, "--out", str(tmp_path / "s.png"), "--json", str(run / "last.pt"), "--force"],
+        "is one of this command's inputs",
+    )
+    one_line_error(main, [*base, "--out", str(tmp_path / "s.png"), "--json", str(run / "best.pt")], "already exists")
+    one_line_error(main, [*base, "--out", str(tmp_path / "s.png"), "--json", str(tmp_path / "s.png")], "both name")
+    assert {p: p.read_bytes() for p in before} == before and not (tmp_path / "s.png").exists()
+    strip = tmp_path / "strip.png"
+    strip.write_bytes(b"an earlier filmstrip")
+    one_line_error(main, [*base, "--out", str(strip)], "already exists; pass --force")
+    assert strip.read_bytes() == b"an earlier filmstrip"
+    assert main([*base, "--out", str(strip), "--force"]) == 0 and strip.read_bytes().startswith(b"\x89PNG")
+    capsys.readouterr()
+
+
 def test_cli_errors(tiny_run, concat, tmp_path, one_line_error, run_module):
     path, _ = concat
     out = str(tmp_path / "s.png")

@@ -270,6 +270,25 @@ def test_ctrl_c_saves_says_how_to_resume_and_exits_130(toy, reference, tmp_path,
 # --------------------------------------------------------------------------- the run folder
 
 
+def test_a_run_stops_its_loader_workers_before_it_returns(toy, tmp_path):
+    """The persistent DataLoader workers ignore SIGTERM (it is the trainer's to handle), so the SIGTERM with which
+    Python's exit ends leftover children cannot end them: a run that left them to garbage collection hung at exit
+    (after a resume). The run stops them itself."""
+    import gc
+    import multiprocessing
+
+    gc.disable()  # as at exit: nothing may depend on when the collector runs
+    try:
+        status = main(["--data-root", str(toy), "--out", str(tmp_path / "run"), "--workers", "1", *TINY])
+        left = multiprocessing.active_children()
+    finally:
+        gc.enable()
+    for worker in left:  # (SIGKILL: a failing test must not hang the suite at its exit, as the run did)
+        worker.kill()
+        worker.join()
+    assert status == 0 and left == []
+
+
 def test_two_runs_cannot_share_an_output_folder(toy, tmp_path, one_line_error):
     out = tmp_path / "run"
     first = _start_stalling(["--data-root", str(toy), "--out", str(out), *TINY], tmp_path, 2, release=tmp_path / "go")

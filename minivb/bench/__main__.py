@@ -49,11 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
 
     def work() -> None:
-        if opts.json:  # its folder is made now (runs/ on a fresh clone), before the benchmark runs
-            try:
-                Path(opts.json).resolve().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise UsageError(f"--json {opts.json}: cannot make its folder ({e.strerror})") from None
+        if opts.json and not Path(opts.json).resolve().parent.is_dir():  # before the benchmark, not after it
+            raise UsageError(f"--json {opts.json}: its folder does not exist")
         result = COMMANDS[opts.command](opts, argv)
         if opts.json:
             write_json(opts.json, result)
