@@ -21,6 +21,10 @@ import os  # noqa: E402
 # environment wins.
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = "1000"
+# Before OpenCV is first imported (by whichever module comes first): FFmpeg's and OpenCV's own complaints about a
+# file go to stderr; minivb turns every failure into one VideoDecodeError line instead (minivb.video).
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 from .checkpoint import load_checkpoint  # noqa: E402
 

@@ -151,8 +151,9 @@ def run(argv: list[str] | None = None) -> dict:
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     data_root = str(opts.data_root or args.get("data_root"))
+    epochs = f"{ckpt.get('epoch', '?')} epoch{'' if ckpt.get('epoch') == 1 else 's'}"
     print(
-        f"minivb.evaluate: {path} ({ckpt.get('epoch', '?')} epochs) on {len(dataset)} {opts.split} videos of "
+        f"minivb.evaluate: {path} ({epochs}) on {len(dataset)} {opts.split} videos of "
         f"{data_root}, {clips} clip(s) × {crops} crop(s), {device.type} → {out}",
         flush=True,
     )
@@ -190,7 +191,7 @@ def run(argv: list[str] | None = None) -> dict:
         for i, (c, a) in enumerate(summary["per_class_top1"].items()):
             print(
                 f"  {c:<{width}}  {'   -  ' if a is None else f'{100 * a:5.1f}%'}  "
-                f"({int(result['confusion'][i].sum())} videos)"
+                f"({int(result['confusion'][i].sum())} video{'' if result['confusion'][i].sum() == 1 else 's'})"
             )
     print(
         f"val top-1 {100 * result['top1']:.1f}%  top-5 {100 * result['top5']:.1f}%  ({result['num_videos']} videos, "

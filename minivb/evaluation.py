@@ -28,7 +28,16 @@ from torch.utils.data import DataLoader, Dataset
 
 from .checkpoint import Preprocessing, read_checkpoint
 from .checks import check_int
-from .data.clips import ClipDataset, MultiViewDataset, collate, limit_items, load_items, report_skipped, worker_init
+from .data.clips import (
+    ClipDataset,
+    MultiViewDataset,
+    UnknownLabels,
+    collate,
+    limit_items,
+    load_items,
+    report_skipped,
+    worker_init,
+)
 from .device import autocast
 from .inference import multiview_probs
 from .metrics import accuracy_metrics
@@ -58,10 +67,15 @@ def _loader(data, num_clips: int, num_crops: int, batch_size: int, workers: int,
 
 @torch.no_grad()
 def _predict(model: nn.Module, loader, device: torch.device) -> tuple[list, list, list, int | None]:
-    """Every batch through :func:`multiview_probs` → (probabilities, labels, skipped files, views per video)."""
+    """Every batch through :func:`multiview_probs` → (probabilities, labels, skipped files, views per video).
+
+    A progress bar on a terminal (none in a log file or a notebook): evaluating Kinetics takes a while."""
+    from tqdm import tqdm
+
     probs, labels, skipped, views = [], [], [], None
-    with autocast(device):
-        for videos, y, bad in loader:
+    total = len(loader) if hasattr(loader, "__len__") else None
+    with autocast(device), tqdm(loader, total=total, desc="evaluating", unit="batch", leave=False, disable=None) as bar:
+        for videos, y, bad in bar:
             report_skipped(bad)
             skipped.extend(bad)
             if videos is None:  # every video of the batch was unreadable
@@ -166,7 +180,15 @@ def dataset_from_checkpoint(
             f"data root {root}{how} does not exist; pass --data-root with the folder that holds {split}.csv or "
             f"{split}/<label>/"
         )
-    items, classes = load_items(root, split, list(ckpt["classes"]))
+    try:
+        items, classes = load_items(root, split, list(ckpt["classes"]))
+    except UnknownLabels as e:  # another data set's folder: its own class list is not the checkpoint's
+        known = list(ckpt["classes"])
+        raise ValueError(
+            f"{root} ({split}) holds labels this checkpoint was not trained on: {', '.join(e.labels[:5])}"
+            f"{' …' if len(e.labels) > 5 else ''}; the checkpoint knows {len(known)} classes "
+            f"({', '.join(known[:5])}{' …' if len(known) > 5 else ''}): evaluate it on data with those classes"
+        ) from None
     items = limit_items(items, limit, int(args.get("seed", 0)) + 1)
     return ClipDataset(items, classes, prep.num_frames, prep.stride, train=False, size=prep.size)
 

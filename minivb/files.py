@@ -16,7 +16,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["NoSpace", "is_disk_full", "atomic_file", "write_atomic", "write_json"]
+__all__ = ["NoSpace", "is_disk_full", "atomic_file", "write_atomic", "write_json", "unsafe_name", "read_text"]
 
 
 class NoSpace(OSError):
@@ -35,6 +35,30 @@ def is_disk_full(e: BaseException) -> bool:
     return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or (
         isinstance(e, RuntimeError) and ("unexpected pos" in str(e) or "file write failed" in str(e))
     )
+
+
+def read_text(path: str | os.PathLike) -> str:
+    """A text file the user gave (an index, an annotation CSV, a class list) as UTF-8 text (a byte-order mark is
+    dropped); bytes that are not UTF-8 → one-line ``ValueError`` naming the file, where, and the fix."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why ``name`` — a label, an id, a part name that came from data (a CSV, a mirror's list) — cannot be used as
+    one file or folder name inside a folder, or None if it can. Names from data are never paths: one with a
+    separator, ``..`` or an absolute start would write outside the folder it is joined to."""
+    if not isinstance(name, str) or name.strip() in ("", ".", ".."):
+        return "empty, '.' or '..'"
+    if "/" in name or "\\" in name or "\0" in name:
+        return "it holds a path separator"
+    return None
 
 
 def _umask() -> int:

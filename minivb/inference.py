@@ -92,28 +92,42 @@ def find_videos(paths: Sequence[str | os.PathLike]) -> tuple[list[str], list[Ski
     """Command-line arguments → ``(video files, problems)``.
 
     A file is kept whatever its name (the decoder decides); a folder gives every file under it
-    (recursively, sorted) whose suffix is in :data:`VIDEO_SUFFIXES`; a missing path, or a folder
-    without videos, is a :class:`~minivb.data.clips.Skipped` problem.
+    (recursively, sorted) whose suffix is in :data:`VIDEO_SUFFIXES`. Every entry is accounted for: a
+    missing path, a folder without videos, and — inside a folder — a broken link, a FIFO or device, or a
+    folder named like a video are each a :class:`~minivb.data.clips.Skipped` problem, never dropped silently.
     """
     files: list[str] = []
     problems: list[Skipped] = []
     for given in paths:
         p = Path(given)
         if p.is_dir() and not p.name.endswith(STORE_SUFFIX):
-            found = sorted(
-                str(f)
-                for f in p.rglob("*")
-                if f.suffix.lower() in VIDEO_SUFFIXES and (f.is_file() or f.is_dir() and f.name.endswith(STORE_SUFFIX))
-            )
-            if found:
-                files.extend(found)
-            else:
+            found, odd = _scan(p)
+            files.extend(found)
+            problems.extend(odd)
+            if not found and not odd:
                 problems.append(Skipped(str(p), f"a folder without videos ({', '.join(VIDEO_SUFFIXES)})"))
         elif p.exists() or p.is_symlink():
             files.append(str(p))  # a broken link or a non-video is reported by the decoder, with its reason
         else:
             problems.append(Skipped(str(p), "no such file or folder"))
     return files, problems
+
+
+def _scan(folder: Path) -> tuple[list[str], list[Skipped]]:
+    """The entries under ``folder`` named like videos → ``(video files and frame stores, the others with why)``."""
+    found, odd = [], []
+    for f in sorted(folder.rglob("*")):
+        if f.suffix.lower() not in VIDEO_SUFFIXES:
+            continue
+        if f.is_file() or (f.is_dir() and f.name.endswith(STORE_SUFFIX)):
+            found.append(str(f))
+        elif f.is_symlink() and not f.exists():
+            odd.append(Skipped(str(f), "a broken link (its target does not exist)"))
+        elif f.is_dir():
+            odd.append(Skipped(str(f), "a folder named like a video"))
+        else:
+            odd.append(Skipped(str(f), "not a regular file (a FIFO, socket or device)"))
+    return found, odd
 
 
 class _Views(Dataset):

@@ -144,12 +144,23 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loader: DataLoader, num_classes: int, device: torch.device, world_size: int = 1) -> dict:
+def validate(
+    model: nn.Module,
+    loader: DataLoader,
+    num_classes: int,
+    device: torch.device,
+    world_size: int = 1,
+    *,
+    progress: bool = False,
+) -> dict:
     """Centre-clip validation → :meth:`~minivb.metrics.Accuracy.result` (loss, top-1, top-5, per class,
-    confusion; summed over processes) + ``skipped`` (unreadable videos)."""
+    confusion; summed over processes) + ``skipped`` (unreadable videos). ``progress``: a bar on a terminal."""
+    from tqdm import tqdm
+
     model.eval()
     metrics, skipped = Accuracy(num_classes, device), torch.zeros((), dtype=torch.int64, device=device)
-    for videos, labels, bad in loader:
+    bar = tqdm(loader, desc="validating", unit="batch", leave=False, disable=None if progress else True)
+    for videos, labels, bad in bar:
         report_skipped(bad)
         skipped += len(bad)
         if videos is None:

@@ -377,7 +377,7 @@ def _tokenizer(opts: dict, device: torch.device) -> nn.Module:
     try:
         return build_encoder(opts["encoder"], opts["grid"], opts["pretrained"]).to(device).eval()
     except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
-        raise UsageError(" ".join(str(e).split()) + "; or pass --no-pretrained") from None
+        raise UsageError(" ".join(str(e).split()).replace("pass pretrained=False", "pass --no-pretrained")) from None
 
 
 def _sentences(

@@ -87,13 +87,22 @@ def check_out(out: Path, resuming: Path | None) -> None:
 
 def writable_folder(out: Path, option: str = "--out") -> None:
     """Make ``out`` (and its parents) and prove a file can be written there; else a one-line :class:`UsageError`."""
+    nearest = next((p for p in (out, *out.parents) if p.exists() or p.is_symlink()), Path("."))
+    if not nearest.is_dir():  # (mkdir would say "File exists" or "Not a directory")
+        raise UsageError(
+            f"{option} {out}: cannot write there: {nearest} is a file, not a folder; choose another {option}"
+        )
     probe = out / ".write-test.tmp"
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise UsageError(f"{option} {out}: cannot write there ({e.strerror or e}); choose another {option}") from None
+        where = f"in {nearest}" if nearest != out else "in it"
+        raise UsageError(
+            f"{option} {out}: cannot write there (making or writing files {where}: {e.strerror or e}); "
+            f"choose another {option}"
+        ) from None
 
 
 def output_file(path: Path, option: str, *, force: bool = False, inputs: Sequence[str | os.PathLike] = ()) -> None:

@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from .checkpoint import Preprocessing
 from .checks import check_int
 from .data.clips import crop_boxes
+from .data.framestore import SUFFIX as STORE_SUFFIX
 from .data.toy import render_clip, write_video
 from .device import autocast
 from .model import VideoBERT
@@ -347,6 +348,11 @@ def summarize(
         raise ValueError('features="model" needs a model')
     k, batch_size = check_int("k", k), check_int("batch_size", batch_size)
     hop = default_hop(prep) if hop is None else check_int("hop", hop)
+    if str(path).endswith(STORE_SUFFIX):  # a store keeps every few frames only: no shot cuts, no times to find
+        raise VideoDecodeError(
+            path,
+            "a minivb frame store (every few frames of a video, as JPEGs), not a video: summarize the original video",
+        )
     info = video_info(path, exact=False)  # fps; the frames are counted by shot_cuts' decoding pass
     total, shot_starts = shot_cuts(path) if shots else (video_info(path).frames, [])
     windows = shot_windows(total, shot_starts, prep.num_frames, prep.stride, hop)  # (W, T)

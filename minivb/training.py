@@ -261,8 +261,10 @@ def build_model(opts: dict, num_classes: int, device: torch.device, rank: int, w
         torch.manual_seed(opts["seed"])
         try:
             return VideoBERT(config).to(device)
-        except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
-            raise UsageError(" ".join(str(e).split())) from None
+        except RuntimeError as e:  # ImageNet weights neither cached nor downloadable: say it the command line's way
+            raise UsageError(
+                " ".join(str(e).split()).replace("pass pretrained=False", "pass --no-pretrained")
+            ) from None
 
     # rank 0 first: it downloads any ImageNet weights into the cache the others then read
     model = distributed.rank0_first(build, rank, world_size, others=True, errors=(UsageError,))
@@ -400,9 +402,25 @@ def start_log(run: Run, resuming: bool) -> None:
     run.say(
         f"minivb.train: {run.opts['subset']} ({len(run.train_set)} train / {len(run.val_set)} val clips, "
         f"{len(run.classes)} classes), {params / 1e6:.2f}M parameters, {run.device.type} × {run.world_size}, "
-        f"{run.opts['epochs']} epochs × {run.steps_per_epoch} steps → {run.out}"
+        f"{_count(run.opts['epochs'], 'epoch')} × {_count(run.steps_per_epoch, 'step')} → {run.out}"
         + (f" (resuming at epoch {s.epoch + 1}, step {s.step})" if resuming else "")
     )
+    warmup, total = round(run.opts["warmup_epochs"] * run.steps_per_epoch), run.opts["epochs"] * run.steps_per_epoch
+    if warmup > total:
+        run.say(
+            f"note: the warmup ({_count(warmup, 'step')}) is longer than the run ({_count(total, 'step')}): the "
+            f"learning rate stops at {total / warmup:.0%} of --lr {run.opts['lr']:g}; lower --warmup-epochs"
+        )
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 epoch``, ``2 epochs``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _rate(clips_per_s: float) -> str:
+    """``319`` clips/s, or ``0.33`` on a slow run (not ``0``)."""
+    return f"{clips_per_s:.0f}" if clips_per_s >= 10 else f"{clips_per_s:.2g}"
 
 
 def end_epoch(run: Run, val: dict) -> None:
@@ -430,7 +448,7 @@ def end_epoch(run: Run, val: dict) -> None:
     run.say(
         f"epoch {row['epoch']:>3}/{run.opts['epochs']}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
         f"top-1 {100 * row['val_top1']:5.1f}%  top-5 {100 * row['val_top5']:5.1f}%  lr {row['lr']:.2e}  "
-        f"{row['clips_per_s']:.0f} clips/s"
+        f"{_rate(row['clips_per_s'])} clips/s"
     )
     save(run, "last.pt", *(("best.pt",) if is_best else ()))
     if run.is_main:
@@ -513,7 +531,9 @@ def fit(run: Run, on_step: Callable[[TrainState], None] | None = None) -> dict:
             )
             bar.close()
             if done:
-                val = validate(run.forward, run.val_loader, len(run.classes), run.device, run.world_size)
+                val = validate(
+                    run.forward, run.val_loader, len(run.classes), run.device, run.world_size, progress=run.is_main
+                )
                 end_epoch(run, val)
             if not done or (
                 s.epoch < opts["epochs"]
@@ -527,7 +547,7 @@ def fit(run: Run, on_step: Callable[[TrainState], None] | None = None) -> dict:
                 )
                 return {"stopped": True, "signal": stopped(), "out": str(run.out), "step": s.step, "epoch": s.epoch}
     if val is None:  # resumed a finished run: validate once more for the summary
-        val = validate(run.forward, run.val_loader, len(run.classes), run.device, run.world_size)
+        val = validate(run.forward, run.val_loader, len(run.classes), run.device, run.world_size, progress=run.is_main)
     s.tick(training=False)
     return finish(run, val)
 

@@ -21,7 +21,8 @@ from typing import Iterator, Sequence
 
 # FFmpeg prints decoder complaints straight to stderr; we turn every failure into a
 # VideoDecodeError instead, so keep FFmpeg quiet (set before cv2 is imported; an
-# explicit value in the environment wins).
+# explicit value in the environment wins). minivb/__init__.py sets the same before any
+# module of the package runs; here again for a reader who imports this file on its own.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # and OpenCV its "cannot open" warnings
 

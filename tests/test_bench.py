@@ -420,7 +420,7 @@ def test_help(capsys, run_module):
         (["loader", "--data-root", "{tmp}/missing"], "--data-root"),
         (["decode", "--videos", "{tmp}/missing.mp4"], "--videos"),
         (["decode", "--repeats", "0"], "--repeats"),
-        (["loader", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
+        (["loader", "--json", "{tmp}/no/such/folder/out.json"], "/no/such/folder does not exist; make it first"),
         (["loader", "--preset", "imagenet"], "--preset"),
         (["flops", "--preset", "toy"], "--preset"),
         (["flops", "--json", "{tmp}/no/such/folder/out.json"], "--json"),

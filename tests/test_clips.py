@@ -71,6 +71,32 @@ def test_load_items_errors_name_the_path_and_the_fix(toy, tmp_path):
         load_items(toy, "train", classes=["left_to_right"])
 
 
+def test_an_index_that_is_not_utf8_or_has_a_short_row_is_one_line_naming_the_file(toy, tmp_path, one_line_error):
+    """D15 / D24 / D18 of the hardening issue: a train.csv in Latin-1 was a UnicodeDecodeError traceback, a row
+    with only a path a TypeError. Each is one line that names the file, the line and the fix."""
+    from minivb.train import main as train_main
+
+    latin = tmp_path / "latin"
+    latin.mkdir()
+    (latin / "train.csv").write_bytes(b"path,label\nclip.mp4,caf\xe9\n")
+    with pytest.raises(ValueError, match=r"latin/train.csv, line 2: not UTF-8 text \(byte 0xe9\); save"):
+        load_items(latin, "train")
+    err = one_line_error(train_main, ["--subset", "k400", "--data-root", str(latin)], "not UTF-8 text")
+    assert "train.csv, line 2" in err
+    short = tmp_path / "short"
+    short.mkdir()
+    (short / "train.csv").write_text("path,label\na.mp4,x\nb.mp4\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"short/train.csv, line 3: a row needs a path and a label"):
+        load_items(short, "train")
+    bom = tmp_path / "bom"  # a byte-order mark (Excel's "CSV UTF-8") is fine
+    bom.mkdir()
+    (bom / "train.csv").write_bytes("path,label\na.mp4,café\n".encode("utf-8-sig"))
+    assert [it.label for it in load_items(bom, "train")[0]] == ["café"]
+    (bom / "classes.txt").write_bytes(b"caf\xe9\n")
+    with pytest.raises(ValueError, match="classes.txt, line 1: not UTF-8"):
+        load_items(bom, "train")
+
+
 # --------------------------------------------------------------------------- samples
 
 

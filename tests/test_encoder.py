@@ -280,3 +280,16 @@ def test_bad_inputs():
         enc(torch.rand(1, 2, 3, 32, 32))  # → 2×2 feature map
     with pytest.raises(ValueError, match="widths"):
         SmallCNN(widths=())
+
+
+def test_the_commands_say_their_own_option_when_weights_are_offline(offline_hub, toy, tmp_path, one_line_error):
+    """The library says ``pretrained=False``; the command lines say ``--no-pretrained`` (their option)."""
+    from minivb.pretrain import main as pretrain_main
+    from minivb.train import main as train_main
+
+    argv = ["--data-root", str(toy), "--out", str(tmp_path / "r")]
+    train_argv = [*argv, "--encoder", "resnet18", "--pretrained", "--grid", "2"]
+    pretrain_argv = [*argv, "--subset", "k400"]  # (the k400 preset's tokenizer is an ImageNet ResNet-18)
+    for main, args in ((train_main, train_argv), (pretrain_main, pretrain_argv)):
+        err = one_line_error(main, args, "cannot load ImageNet weights")
+        assert "pass --no-pretrained" in err and "pretrained=False" not in err

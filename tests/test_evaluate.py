@@ -205,6 +205,64 @@ def test_bad_input_is_one_line_exit_2(run, tmp_path, one_line_error):
     assert not (tmp_path / "o").exists()
 
 
+def test_another_data_sets_folder_is_named_as_such(run, toy, tmp_path, one_line_error):
+    """D22 of the hardening issue: evaluating on another data set's folder advised adding its labels to a
+    classes.txt that already had them. The truth: the checkpoint was trained on other classes."""
+    import shutil
+
+    other = tmp_path / "other"
+    for split in ("train", "val"):
+        for label in ("dog", "cat"):
+            (other / split / label).mkdir(parents=True)
+            shutil.copy(next((toy / "val").rglob("*.mp4")), other / split / label / "a.mp4")
+    (other / "classes.txt").write_text("cat\ndog\n")
+    err = one_line_error(main, ["--checkpoint", str(run), "--data-root", str(other), "--out", str(tmp_path / "o")])
+    assert "holds labels this checkpoint was not trained on: cat, dog" in err and "knows 8 classes" in err
+    assert "add them" not in err
+
+
+def test_an_output_path_through_a_file_says_which_file(run, tmp_path, one_line_error):
+    """D28: "cannot write there (File exists)" named no culprit; now the file in the way is named."""
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    err = one_line_error(main, ["--checkpoint", str(run), "--out", str(a_file / "eval")], "cannot write there")
+    assert f"{a_file} is a file, not a folder" in err and "File exists" not in err
+
+
+def test_a_terminal_sees_progress_a_log_file_does_not(run, tmp_path):
+    """Evaluating ~20k Kinetics videos printed nothing for minutes; on a terminal a bar now shows the work (in a
+    log file or a notebook, nothing: the other tests' one-line stderr checks hold)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a terminal 100 columns wide
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "minivb.evaluate", "--checkpoint", str(run), "--out", str(tmp_path / "o")],
+        stdout=subprocess.DEVNULL,
+        stderr=follower,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the terminal closed: the command ended
+            break
+        if not chunk:
+            break
+        seen += chunk
+    assert proc.wait(timeout=120) == 0
+    os.close(leader)
+    assert b"evaluating" in seen and b"batch" in seen
+
+
 def test_shell_help_and_no_traceback(tmp_path, run_module):
     proc = run_module("minivb.evaluate", "--checkpoint", tmp_path / "none.pt")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

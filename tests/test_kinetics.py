@@ -138,7 +138,8 @@ def test_download_prepare_train_evaluate_end_to_end(mirror, server, tmp_path, ca
     classes = (root / "classes.txt").read_text(encoding="utf-8").splitlines()
     assert classes == sorted(LABELS)
     bad = list(csv.DictReader(open(root / "bad_videos.csv", encoding="utf-8")))
-    assert [(b["split"], b["path"]) for b in bad] == [("train", facts["missing"])] and "missing" in bad[0]["reason"]
+    assert [(b["split"], b["path"]) for b in bad] == [("train", f"raw/train/{facts['missing']}")]  # under --root
+    assert "missing" in bad[0]["reason"]
     items, _ = load_items(root, "train")
     assert len(items) == facts["train"] - 1 and all(it.step == 2 and it.frames == 20 for it in items)
     assert {it.label for it in items} == set(LABELS)
@@ -174,6 +175,10 @@ def test_download_prepare_train_evaluate_end_to_end(mirror, server, tmp_path, ca
 def test_train_without_data_names_the_two_commands(tmp_path, one_line_error):
     err = one_line_error(train.main, ["--subset", "k400", "--data-root", str(tmp_path / "nothing")])
     assert "minivb.data.kinetics download" in err and "minivb.data.kinetics prepare" in err
+    (tmp_path / "downloaded" / "annotations").mkdir(parents=True)  # downloaded, not prepared: only prepare is missing
+    (tmp_path / "downloaded" / "raw" / "train").mkdir(parents=True)
+    err = one_line_error(train.main, ["--subset", "k400", "--data-root", str(tmp_path / "downloaded")])
+    assert "not prepared yet" in err and "minivb.data.kinetics prepare --root" in err and "450 GB" not in err
 
 
 # --------------------------------------------------------------------------- the frame store
@@ -214,6 +219,36 @@ def test_frame_store_shrinks_the_shorter_side_and_reports_damage(tmp_path):
         store_info(tmp_path / "junk.jpgs")
     with pytest.raises(VideoDecodeError, match="store has 20 frames"):
         read_store_frames(tmp_path / "tall.jpgs", [20])
+
+
+def test_a_frame_store_header_is_checked_against_the_file_before_reading(tmp_path, tiny_run, capsys):
+    """D5 of the hardening issue: a store whose header claims ~4 billion frames made predict die with MemoryError
+    (and training with a false "out of memory"). Counts and offsets are checked against the file's size first."""
+    import struct
+
+    from minivb.predict import main as predict_main
+
+    src = write_opencv(tmp_path / "v.mp4", stamped_frames(20, 64, 96))
+    convert_video(src, tmp_path / "good.jpgs", short_side=48, step=1)
+    data = bytearray((tmp_path / "good.jpgs").read_bytes())
+    huge = bytearray(data)
+    struct.pack_into("<I", huge, 8, 2**32 - 1)  # the frame count: 4,294,967,295
+    (tmp_path / "huge.jpgs").write_bytes(huge)
+    with pytest.raises(VideoDecodeError, match="claims 4,294,967,295 frames"):
+        store_info(tmp_path / "huge.jpgs")
+    backwards = bytearray(data)
+    struct.pack_into("<Q", backwards, 32 + 8 * 5, 10**12)  # an offset past the end of the file
+    (tmp_path / "backwards.jpgs").write_bytes(backwards)
+    with pytest.raises(VideoDecodeError, match="offset table"):
+        read_store_frames(tmp_path / "backwards.jpgs", [0])
+    zero = bytearray(data)
+    struct.pack_into("<I", zero, 20, 0)  # step 0
+    (tmp_path / "zero.jpgs").write_bytes(zero)
+    with pytest.raises(VideoDecodeError, match="zero count, size or step"):
+        store_info(tmp_path / "zero.jpgs")
+    status = predict_main([str(tmp_path / "huge.jpgs"), str(tmp_path / "good.jpgs"), "--checkpoint", str(tiny_run)])
+    out, err = capsys.readouterr()
+    assert status == 1 and "claims 4,294,967,295 frames" in err and "good.jpgs" in out  # the good one classified
 
 
 @pytest.mark.parametrize("step", [1, 2])
@@ -318,6 +353,104 @@ def test_bad_clips_are_reported_with_their_reason_and_the_rest_train(tmp_path):
         )
     )
     assert run["train_clips"] == 8 and run["val_clips"] == 8 and run["skipped_train_clips"] == 0
+
+
+def test_an_annotation_csv_that_is_not_utf8_is_one_line(tmp_path, one_line_error):
+    (tmp_path / "k" / "annotations").mkdir(parents=True)
+    (tmp_path / "k" / "annotations" / "train.csv").write_bytes(
+        b"label,youtube_id,time_start,time_end,split,is_cc\ncaf\xe9,abc,10,20,train,0\n"
+    )
+    err = one_line_error(kinetics_command.main, ["prepare", "--root", str(tmp_path / "k"), "--split", "train"])
+    assert "annotations/train.csv, line 2: not UTF-8 text" in err
+
+
+def test_conflicting_annotations_are_reported_and_validation_stays_out_of_training(tmp_path):
+    """D7 (silent) of the hardening issue: prepare accepted a repeated row, one clip under two labels, and a clip
+    in both train and val (so validation measured clips the model trained on). Each is now reported."""
+    root = tmp_path / "k"
+    good = _clip(tmp_path / "clip.mp4")
+    rows = {
+        "train": [("a", "t1"), ("a", "t1"), ("a", "t2"), ("b", "t3"), ("a", "two"), ("b", "two"), ("b", "v1")],
+        "val": [("a", "v1"), ("b", "v2")],
+    }
+    (root / "annotations").mkdir(parents=True)
+    for split, split_rows in rows.items():
+        (root / "annotations" / f"{split}.csv").write_text(_annotations(split_rows, split), encoding="utf-8")
+        (root / "raw" / split).mkdir(parents=True)
+        for _, yid in split_rows:
+            (root / "raw" / split / f"{yid}_000010_000020.mp4").write_bytes(good)
+    summary = kinetics.prepare(root, short_side=48, frame_step=2, min_frames=16, workers=1, progress=False)
+    train_items, _ = load_items(root, "train")
+    assert sorted(Path(it.path).stem for it in train_items) == [
+        "t1_000010_000020",
+        "t2_000010_000020",
+        "t3_000010_000020",
+    ]
+    assert summary["train"] == {"clips": 3, "bad": 4} and summary["val"] == {"clips": 2, "bad": 0}
+    why = sorted(
+        (Path(r["path"]).stem.split("_")[0], r["reason"])
+        for r in csv.DictReader(open(root / "bad_videos.csv", encoding="utf-8"))
+    )
+    assert why == [
+        ("t1", "a repeated row of the annotations (the clip is used once)"),
+        ("two", "listed under 2 labels (a, b)"),
+        ("two", "listed under 2 labels (a, b)"),
+        ("v1", "also listed in the val or test split: kept out of training"),
+    ]
+
+
+def test_names_from_the_annotations_never_write_outside_the_root(tmp_path):
+    """D4 of the hardening issue: a label holding ``../`` (or an absolute path, or a youtube id with a slash)
+    made prepare write frame stores outside --root. Such a clip is reported in bad_videos.csv, never written."""
+    root = tmp_path / "k"
+    good = _clip(tmp_path / "clip.mp4")
+    rows = {
+        "train": [("ok", "aaa"), ("ok", "bbb"), ("../../outside", "ccc"), ("/abs", "ddd"), ("ok", "e/../../f")],
+        "val": [("ok", "vvv"), ("..", "www")],
+    }
+    for split, split_rows in rows.items():
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"{split}.csv").write_text(_annotations(split_rows, split), encoding="utf-8")
+        (root / "raw" / split).mkdir(parents=True)
+        for _, yid in split_rows:
+            if "/" not in yid:
+                (root / "raw" / split / f"{yid}_000010_000020.mp4").write_bytes(good)
+    summary = kinetics.prepare(root, short_side=48, frame_step=2, min_frames=16, workers=1, progress=False)
+    assert summary == {"train": {"clips": 2, "bad": 3}, "val": {"clips": 1, "bad": 1}}
+    written = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.jpgs"))
+    assert written == [
+        "k/frames/train/ok/aaa_000010_000020.jpgs",
+        "k/frames/train/ok/bbb_000010_000020.jpgs",
+        "k/frames/val/ok/vvv_000010_000020.jpgs",
+    ]
+    bad = list(csv.DictReader(open(root / "bad_videos.csv", encoding="utf-8")))
+    assert sorted(r["label"] for r in bad) == ["..", "../../outside", "/abs", "ok"]
+    assert all("would be written outside --root" in r["reason"] for r in bad)
+    assert (root / "classes.txt").read_text() == "ok\n"
+
+
+def test_a_part_list_line_that_is_no_archive_name_is_reported_not_opened(mirror, server, tmp_path, capsys):
+    """D14: a part list line ending ``/val/`` or ``/..`` made download open a folder as an archive (traceback)."""
+    base_url, facts = mirror
+    listing = server.root / "400" / "val" / "k400_val_path.txt"
+    listing.write_text(listing.read_text() + server.url("400/val/") + "\n" + server.url("400/val/..") + "\n")
+    root = tmp_path / "k400"
+    assert kinetics_command.main(["download", "--root", str(root), "--base-url", base_url, "--split", "val"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("is not a file name") == 2 and "1 part(s) failed" not in err
+    assert "2 part(s) failed" in err
+    assert len(list((root / "raw" / "val").glob("*.mp4"))) == facts["val"]  # the real part is unpacked
+
+
+def test_download_without_the_mirror_exits_1_and_leaves_no_empty_folders(server, tmp_path, capsys):
+    """No network (here: a mirror with nothing on it) is a failed download — exit 1, as data/README.md says, not a
+    usage error — and the annotations/ folder it was about to fill is not left behind empty."""
+    root = tmp_path / "k400"
+    base = server.url("nothing-here")
+    status = kinetics_command.main(["download", "--root", str(root), "--base-url", base, "--retries", "0"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1 and len(err) == 1 and err[0].startswith("error: ") and "run the same command again" in err[0]
+    assert not (root / "annotations").exists()
 
 
 def test_ctrl_c_says_how_to_continue(tmp_path, monkeypatch, capsys):

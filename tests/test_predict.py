@@ -138,6 +138,33 @@ def test_find_videos_lists_folders_and_reports_what_is_not_there(tmp_path):
     ]
 
 
+def test_a_folder_scan_accounts_for_every_entry_named_like_a_video(tiny_run, toy, tmp_path, capsys):
+    """D6 of the hardening issue: FIFOs, broken links and folders named *.mp4 were dropped without a word, and a
+    folder of only such entries was "a folder without videos". Each is now named, with why."""
+    import os
+    import shutil
+
+    mine, odd = tmp_path / "mine", tmp_path / "odd"
+    mine.mkdir()
+    odd.mkdir()
+    shutil.copy(next((toy / "val").rglob("*.mp4")), mine / "a.mp4")
+    for folder in (mine, odd):
+        os.mkfifo(folder / "pipe.mp4")  # reading it would block forever: it is reported, never opened
+        (folder / "gone.mp4").symlink_to(tmp_path / "nowhere.mp4")
+        (folder / "clips.mp4").mkdir()
+    files, problems = find_videos([mine, odd])
+    assert files == [str(mine / "a.mp4")]
+    why = {p.path: p.reason for p in problems}
+    for folder in (mine, odd):
+        assert why[str(folder / "pipe.mp4")] == "not a regular file (a FIFO, socket or device)"
+        assert why[str(folder / "gone.mp4")] == "a broken link (its target does not exist)"
+        assert why[str(folder / "clips.mp4")] == "a folder named like a video"
+    assert len(problems) == 6  # and not "a folder without videos" for odd/
+    assert main([str(mine), str(odd), "--checkpoint", str(tiny_run)]) == 1  # one classified, six reported
+    out, err = capsys.readouterr()
+    assert out.count(str(mine / "a.mp4")) == 1 and err.count("cannot classify") == 6
+
+
 def test_bad_input_is_one_line_exit_2(tiny_run, toy, tmp_path, one_line_error):
     video = str(next((toy / "val").rglob("*.mp4")))
     junk = tmp_path / "junk.pt"
@@ -157,6 +184,12 @@ def test_shell_help_and_exit_status(tiny_run, tmp_path, run_module):
     r = run_module("minivb.predict", tmp_path / "missing.mp4", "--checkpoint", tiny_run)
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
         f"minivb.predict: cannot classify {tmp_path / 'missing.mp4'}: no such file or folder"
+    ]
+    (tmp_path / "junk.mp4").write_bytes(b"junk")  # OpenCV's own "cannot open" warning must not show (one line)
+    r = run_module("minivb.predict", tmp_path / "junk.mp4", "--checkpoint", tiny_run)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        f"minivb.predict: cannot classify {tmp_path / 'junk.mp4'}: not a readable video (FFmpeg cannot open it: "
+        f"unknown format or truncated)"
     ]
 
 

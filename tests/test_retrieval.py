@@ -396,6 +396,19 @@ def test_usage_errors_are_one_line_exit_2(tiny_run, toy, gallery_file, tmp_path,
     error(["evaluate", "--index", str(tmp_path / "alone.pt")], "no label has two videos")
 
 
+def test_a_recall_that_is_full_by_construction_is_said(gallery_file, tmp_path, capsys):
+    """On a gallery of N videos every other video is within the N-1 nearest: recall@k for k >= N-1 is 100%
+    whatever the model; the report says so instead of presenting it as a result."""
+    g = Gallery.load(gallery_file)
+    keep = [i for i, y in enumerate(g.labels) if y in ("growing", "shrinking")]  # 4 videos, 2 per label
+    Gallery(g.embeddings[keep], [g.paths[i] for i in keep], [g.labels[i] for i in keep]).save(tmp_path / "small.pt")
+    code, out, _ = _cli(capsys, ["evaluate", "--index", str(tmp_path / "small.pt")])
+    assert code == 0 and "recall@5 100.0%" in out and "recall@10 100.0%" in out
+    assert "note: recall@5 and recall@10 count(s) every other video of this 4-video gallery" in out
+    code, out, _ = _cli(capsys, ["evaluate", "--index", str(gallery_file)])  # 16 videos: nothing trivial
+    assert code == 0 and "note:" not in out
+
+
 def test_help_for_every_subcommand(capsys, run_module):
     for command, options in (
         ("index", ("--checkpoint", "--data-root", "--split", "--out", "--force", "--clips", "--crops")),

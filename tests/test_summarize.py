@@ -242,6 +242,16 @@ def test_cli_never_writes_over_its_inputs_or_an_existing_file(tiny_run, concat, 
     capsys.readouterr()
 
 
+def test_a_frame_store_is_named_as_such(tiny_run, tmp_path, one_line_error):
+    """D20: summarize on a .jpgs frame store said "no decodable frames"; a store is not a video to summarize."""
+    store = tmp_path / "clip.jpgs"
+    store.write_bytes(b"MVBJPGS1")
+    err = one_line_error(
+        main, [str(store), "--checkpoint", str(tiny_run), "--k", "2", "--out", str(tmp_path / "s.png")]
+    )
+    assert "a minivb frame store" in err and "summarize the original video" in err
+
+
 def test_cli_errors(tiny_run, concat, tmp_path, one_line_error, run_module):
     path, _ = concat
     out = str(tmp_path / "s.png")

@@ -289,6 +289,37 @@ def test_a_run_stops_its_loader_workers_before_it_returns(toy, tmp_path):
     assert status == 0 and left == []
 
 
+def test_a_users_folder_with_a_meta_json_is_never_called_deletable(tmp_path, one_line_error):
+    """D23 of the hardening issue: for a user's own folder holding its own meta.json the trainer said "delete" it.
+    It is not a toy set: say how to train on one's own videos. A toy set whose making was interrupted (its
+    meta.json says "incomplete") is made again, as a missing one is."""
+    import json
+
+    from minivb.data import registry, toy
+
+    mine = tmp_path / "mine"
+    (mine / "train" / "a").mkdir(parents=True)
+    (mine / "meta.json").write_text(json.dumps({"author": "me", "camera": "phone"}))
+    err = one_line_error(main, ["--data-root", str(mine), *TINY], "is not a toy set")
+    assert "delete" not in err and "--subset k400" in err
+    assert sorted(p.name for p in mine.iterdir()) == ["meta.json", "train"]  # untouched
+
+    interrupted = tmp_path / "interrupted"
+    interrupted.mkdir()
+    marker = {"generator": toy.GENERATOR, "format_version": toy.FORMAT_VERSION, "incomplete": True}
+    (interrupted / "meta.json").write_text(json.dumps(marker))
+    registry.ensure_toy(interrupted)
+    assert len(toy.read_index(interrupted, "train")) == 8 * toy.ToyConfig().train_per_class
+
+
+def test_a_warmup_longer_than_the_run_is_said(toy, tmp_path, capsys):
+    argv = ["--data-root", str(toy), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1", "--warmup-epochs", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "1 epoch × 8 steps" in out  # (not "1 epochs")
+    assert "note: the warmup (24 steps) is longer than the run (8 steps): the learning rate stops at 33% of --lr" in out
+
+
 def test_two_runs_cannot_share_an_output_folder(toy, tmp_path, one_line_error):
     out = tmp_path / "run"
     first = _start_stalling(["--data-root", str(toy), "--out", str(out), *TINY], tmp_path, 2, release=tmp_path / "go")

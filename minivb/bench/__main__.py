@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import argparse  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import sys
+from pathlib import Path
 
-from .. import (
-    bench,  # noqa: E402
-    video,  # noqa: F401  first: it quiets FFmpeg before cv2 is imported
-)
-from ..cli import Parser, UsageError, run_main, seed  # noqa: E402
-from ..files import write_json  # noqa: E402
-from . import contention, decode, flops, loader  # noqa: E402
-from .contention import run_contention  # noqa: E402
-from .decode import run_decode  # noqa: E402
-from .flops import run_flops  # noqa: E402
-from .loader import run_loader  # noqa: E402
+from .. import bench
+from ..cli import Parser, UsageError, run_main, seed
+from ..files import write_json
+from ..video import VideoDecodeError
+from . import contention, decode, flops, loader
+from .contention import run_contention
+from .decode import run_decode
+from .flops import run_flops
+from .loader import run_loader
 
 __all__ = ["main", "build_parser"]
 
@@ -49,14 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
 
     def work() -> None:
-        if opts.json and not Path(opts.json).resolve().parent.is_dir():  # before the benchmark, not after it
-            raise UsageError(f"--json {opts.json}: its folder does not exist")
+        folder = Path(opts.json).resolve().parent if opts.json else None
+        if folder is not None and not folder.is_dir():  # before the benchmark, not after it
+            raise UsageError(
+                f"--json {opts.json}: the folder {folder} does not exist; make it first or name another file"
+            )
         result = COMMANDS[opts.command](opts, argv)
         if opts.json:
             write_json(opts.json, result)
             print(f"\nwrote {opts.json}")
 
-    return run_main(work)
+    return run_main(work, errors=(VideoDecodeError,))  # a video that breaks mid-benchmark: one line
 
 
 if __name__ == "__main__":

@@ -14,16 +14,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import cv2
+import numpy as np
+import torch
 
-from ..cli import UsageError, positive_int  # noqa: E402
-from ..data.framestore import convert_video, read_store_frames  # noqa: E402
-from ..video import read_frames, sample_indices, video_info  # first: it quiets FFmpeg before cv2 is imported
-from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize  # noqa: E402
+from ..cli import UsageError, positive_int
+from ..data.framestore import convert_video, read_store_frames
+from ..video import VideoDecodeError, read_frames, sample_indices, video_info
+from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize
 
 __all__ = [
+    "check_videos",
     "run_decode",
     "decode_tables",
     "add_parser",
@@ -306,11 +307,20 @@ def _decode_videos(opts, folder: Path, notes: list[str]) -> list[Path]:
     return made
 
 
-def run_decode(opts, argv: list[str]) -> dict:
-    """The ``decode`` subcommand → its results (also printed)."""
-    for v in opts.videos or ():
+def check_videos(paths) -> None:
+    """``--videos`` before any work: each a file the decoder can read (else one line naming it and why)."""
+    for v in paths:
         if not Path(v).is_file():
             raise UsageError(f"--videos {v}: no such file")
+        try:
+            video_info(v, exact=False)
+        except VideoDecodeError as e:
+            raise UsageError(f"--videos {v}: {e.reason}") from None
+
+
+def run_decode(opts, argv: list[str]) -> dict:
+    """The ``decode`` subcommand → its results (also printed)."""
+    check_videos(opts.videos or ())
     facts = machine_facts(argv)
     try:
         import av  # noqa: F401

@@ -22,7 +22,7 @@ from ..data import registry
 from ..device import DEVICES, autocast, resolve_device
 from ..loop import auto_workers
 from ..training import build_model
-from .decode import write_test_video
+from .decode import check_videos, write_test_video
 from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
 
 __all__ = ["run_loader", "loader_table", "source_ratios", "add_parser"]
@@ -250,9 +250,7 @@ def _sources(opts, s: dict, folder: Path, notes: list[str]) -> list[tuple[str, l
     """``[(source name, items, classes)]`` to measure."""
     if opts.data_root and not Path(opts.data_root).is_dir():
         raise UsageError(f"--data-root {opts.data_root}: no such folder")
-    for v in opts.videos or ():
-        if not Path(v).is_file():
-            raise UsageError(f"--videos {v}: no such file")
+    check_videos(opts.videos or ())  # before the temporary data set that would hide which file was bad
     dataset = registry.get(opts.preset)
     if dataset.make is not None:  # the toy set: made here unless --data-root names one
         root = _made_root(opts, dataset, folder)

@@ -12,11 +12,9 @@ import shlex
 import statistics
 from pathlib import Path
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from .. import video  # noqa: F401  first: it quiets FFmpeg before cv2 is imported
+import cv2  # (minivb's __init__ has loaded minivb.video, which quiets FFmpeg, before any of this)
+import numpy as np
+import torch
 
 __all__ = ["summarize", "ratios", "fmt", "fmt_range", "markdown_table", "usable_cpus", "machine_facts", "header"]
 

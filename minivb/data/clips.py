@@ -32,6 +32,7 @@ once per run).
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 import os
@@ -45,6 +46,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ..checks import check_int
+from ..files import read_text
 from ..video import VideoDecodeError, read_frames, sample_indices, video_info
 from .framestore import SUFFIX as STORE_SUFFIX
 from .framestore import read_store_frames, store_info
@@ -54,6 +56,7 @@ __all__ = [
     "Item",
     "Skipped",
     "crop_boxes",
+    "UnknownLabels",
     "Replaced",
     "load_items",
     "sample_seed",
@@ -112,25 +115,25 @@ def _csv_int(row: dict, key: str, where: str) -> int | None:
 
 
 def _read_csv(root: Path, csv_path: Path) -> list[Item]:
-    with open(csv_path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = {"path", "label"} - set(reader.fieldnames or ())
-        if missing:
-            raise ValueError(
-                f"{csv_path}: missing column(s) {', '.join(sorted(missing))}; expected a header "
-                f"path,label[,frames[,step]]"
+    reader = csv.DictReader(io.StringIO(read_text(csv_path), newline=""))
+    missing = {"path", "label"} - set(reader.fieldnames or ())
+    if missing:
+        raise ValueError(
+            f"{csv_path}: missing column(s) {', '.join(sorted(missing))}; expected a header path,label[,frames[,step]]"
+        )
+    items = []
+    for row in reader:
+        where = f"{csv_path}, line {reader.line_num}"
+        if not row.get("path") or not row.get("label"):
+            raise ValueError(f"{where}: a row needs a path and a label (path,label[,frames[,step]])")
+        items.append(
+            Item(
+                str(root / row["path"]),
+                row["label"],
+                _csv_int(row, "frames", where),
+                _csv_int(row, "step", where) or 1,
             )
-        items = []
-        for n, row in enumerate(reader, start=2):
-            where = f"{csv_path}, line {n}"
-            items.append(
-                Item(
-                    str(root / row["path"]),
-                    row["label"],
-                    _csv_int(row, "frames", where),
-                    _csv_int(row, "step", where) or 1,
-                )
-            )
+        )
     return items
 
 
@@ -147,6 +150,14 @@ def _scan_folders(split_dir: Path) -> list[Item]:
 
 def _class_dirs(split_dir: Path) -> list[Path]:
     return sorted(p for p in split_dir.iterdir() if p.is_dir())
+
+
+class UnknownLabels(ValueError):
+    """A split holds labels outside the class list (``.labels``: those labels, sorted)."""
+
+    def __init__(self, labels: list[str], message: str):
+        super().__init__(message)
+        self.labels = labels
 
 
 def load_items(
@@ -185,7 +196,7 @@ def load_items(
     if classes is None:
         names_file = root / "classes.txt"
         if names_file.is_file():
-            classes = [line.strip() for line in names_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+            classes = [line.strip() for line in read_text(names_file).splitlines() if line.strip()]
         elif where == split_dir:  # every class folder is a class, even an empty one (indices must not shift)
             classes = [p.name for p in _class_dirs(split_dir)]
         else:
@@ -195,9 +206,10 @@ def load_items(
         raise ValueError(f"class list for {root} has repeated names; make every class name unique")
     unknown = sorted({it.label for it in items} - set(classes))
     if unknown:
-        raise ValueError(
+        raise UnknownLabels(
+            unknown,
             f"{where} has label(s) not in the class list: {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}; "
-            f"add them to {root / 'classes.txt'} or fix the labels"
+            f"add them to {root / 'classes.txt'} or fix the labels",
         )
     return items, classes
 

@@ -81,10 +81,15 @@ def _read_header(f, path) -> tuple[StoreInfo, np.ndarray]:
     if len(head) < _HEADER.size or head[:8] != MAGIC:
         raise VideoDecodeError(path, "not a minivb frame store (bad header)")
     _, n, width, height, step, fps = _HEADER.unpack(head)
-    table = f.read(8 * (n + 1))
-    if n == 0 or len(table) != 8 * (n + 1):
-        raise VideoDecodeError(path, "frame store is truncated (offset table)")
-    offsets = np.frombuffer(table, "<u8")
+    if n == 0 or min(width, height, step) == 0:
+        raise VideoDecodeError(path, "damaged frame store (a zero count, size or step in its header)")
+    size = os.fstat(f.fileno()).st_size  # every count is checked against the file before anything is read
+    data = size - _HEADER.size - 8 * (n + 1)  # bytes left for the JPEGs
+    if data < 0:
+        raise VideoDecodeError(path, f"frame store is truncated or damaged (its header claims {n:,} frames)")
+    offsets = np.frombuffer(f.read(8 * (n + 1)), "<u8")
+    if offsets[0] != 0 or (np.diff(offsets.astype(np.int64)) < 0).any() or int(offsets[-1]) > data:
+        raise VideoDecodeError(path, "frame store is truncated or damaged (its offset table)")
     return StoreInfo(n, width, height, step, fps), offsets
 
 
@@ -92,12 +97,9 @@ def store_info(path: str | os.PathLike) -> StoreInfo:
     """Frames, size, step and fps of a ``.jpgs`` file (reads its header only)."""
     try:
         with open(path, "rb") as f:
-            info, offsets = _read_header(f, path)
-            size = os.fstat(f.fileno()).st_size
+            info, _ = _read_header(f, path)  # (checks the counts and offsets against the file's size)
     except OSError as e:
         raise VideoDecodeError(path, e.strerror or str(e)) from None
-    if size < _HEADER.size + 8 * (info.frames + 1) + int(offsets[-1]):
-        raise VideoDecodeError(path, "frame store is truncated (JPEG data)")
     return info
 
 

@@ -32,11 +32,15 @@ def ensure_toy(root: str | Path) -> None:
             settings = json.loads(meta.read_text())
             config = toy.ToyConfig(**{f.name: settings[f.name] for f in fields(toy.ToyConfig)})
         except (ValueError, KeyError, TypeError):
+            config = None  # an interrupted or older toy set is made again below; anything else is the user's
+        if config is not None:
+            toy.generate(root, config)
+            return
+        if not toy.is_toy_root(root):  # the user's own folder: never suggest deleting it
             raise UsageError(
-                f"{meta} is not a toy set's meta.json; pass another --data-root or delete {root}"
-            ) from None
-        toy.generate(root, config)
-        return
+                f"--data-root {root} is not a toy set (its meta.json was not written by python -m minivb.data.toy); "
+                f"for a folder of your own videos pass --subset k400, or pass another --data-root"
+            )
     if root.exists() and not root.is_dir():
         raise UsageError(f"--data-root {root} is a file; pass a folder")
     try:
@@ -47,6 +51,11 @@ def ensure_toy(root: str | Path) -> None:
 
 def _find_kinetics(root: str | Path) -> None:
     root = Path(root)
+    if (root / "annotations").is_dir() and not (root / "train.csv").is_file():  # downloaded, not yet prepared
+        raise UsageError(
+            f"{root} holds a downloaded Kinetics-400 (annotations/, raw/) that is not prepared yet; run: "
+            f"python -m minivb.data.kinetics prepare --root {root}"
+        )
     if not (root / "train.csv").is_file() and not (root / "train").is_dir():
         raise UsageError(
             f"no Kinetics-400 data in {root}; get it with: python -m minivb.data.kinetics download --root {root} && "

@@ -34,10 +34,19 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ...checks import UsageError
-from ...files import write_atomic
+from ...files import read_text, unsafe_name, write_atomic
 from ...video import VideoDecodeError
 from ..clips import VIDEO_EXTENSIONS
-from ..download import ArchiveError, check_free_space, extract_tar, fetch, fetch_many, is_extracted, read_url_list
+from ..download import (
+    ArchiveError,
+    DownloadError,
+    check_free_space,
+    extract_tar,
+    fetch,
+    fetch_many,
+    is_extracted,
+    read_url_list,
+)
 from ..framestore import SUFFIX, convert_video
 
 __all__ = ["BASE_URL", "EXPECTED", "clip_name", "read_annotations", "find_clips", "download", "prepare", "check"]
@@ -73,7 +82,11 @@ def clip_name(youtube_id: str, time_start: float, time_end: float) -> str:
 
 def read_annotations(path: str | os.PathLike) -> list[tuple[str, str]]:
     """An annotation CSV → ``[(label, clip stem)]`` (labels may hold quoted commas, parentheses, apostrophes)."""
-    with open(path, newline="", encoding="utf-8") as f:
+    try:
+        text = read_text(path)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    with io.StringIO(text, newline="") as f:
         reader = csv.DictReader(f)
         missing = {"label", "youtube_id", "time_start", "time_end"} - set(reader.fieldnames or ())
         if missing:
@@ -129,6 +142,17 @@ def _limit(clips: list[Clip], classes: Sequence[str], per_class: int | None) -> 
 # --------------------------------------------------------------------------- download
 
 
+def _bad_part_name(url: str) -> str | None:
+    """Why the last part of a part's URL (a line of the mirror's list) cannot be the archive's file name, or None."""
+    name = url.rsplit("/", 1)[-1]
+    why = unsafe_name(name)
+    if why is not None:
+        return f"the part's name {name!r} is not a file name ({why})"
+    if not name.endswith((".tar.gz", ".tgz", ".tar")):
+        return f"the part's name {name!r} is not a .tar.gz, .tgz or .tar file"
+    return None
+
+
 def _archive(root: Path, split: str, url: str) -> Path:
     return root / "tars" / split / url.rsplit("/", 1)[-1]
 
@@ -165,19 +189,29 @@ def download(
     from tqdm import tqdm
 
     root, base = Path(root), base_url.rstrip("/")
+    made = [p for p in (root / "annotations", root, *root.parents) if not p.exists()]  # folders made from here on
     parts = []
-    for split in splits:
-        fetch(f"{base}/annotations/{split}.csv", root / "annotations" / f"{split}.csv", retries=retries, progress=False)
-        parts += [(url, split) for url in read_url_list(f"{base}/{split}/k400_{split}_path.txt", retries=retries)]
+    try:
+        for split in splits:
+            dest = root / "annotations" / f"{split}.csv"
+            fetch(f"{base}/annotations/{split}.csv", dest, retries=retries, progress=False)
+            parts += [(url, split) for url in read_url_list(f"{base}/{split}/k400_{split}_path.txt", retries=retries)]
+    except DownloadError:  # no network, a wrong --base-url: leave no empty folders behind
+        for folder in made:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     if "train" in splits:
         parts.append((f"{base}/{REPLACEMENT}", "replacement"))
+    failures = [f"{url}: {why}; skipped" for url, _ in parts if (why := _bad_part_name(url)) is not None]
+    parts = [(url, split) for url, split in parts if _bad_part_name(url) is None]
     todo = [(url, split) for url, split in parts if not is_extracted(_archive(root, split, url), root / "raw" / split)]
     check_free_space(
         root,
         int((len(todo) * (2 if keep_archives else 1) + 1) * PART_BYTES),
         f"downloading {len(todo)} of {len(parts)} parts",
     )
-    failures = [
+    failures += [
         str(e)
         for e in fetch_many(
             [(url, _archive(root, split, url)) for url, split in todo], workers=workers, retries=retries
@@ -262,6 +296,54 @@ class _Journal:
         self.done[entry["source"]] = entry
 
 
+def _is_annotated(root: Path, split: str) -> bool:
+    """Does the split come from an annotation CSV (CVDF), where a clip's name is its identity?"""
+    return (root / "annotations" / f"{split}.csv").is_file()
+
+
+def _annotated(root: Path, split: str) -> list[Clip]:
+    """The clips a split's annotation CSV lists, or none if it has none here."""
+    return find_clips(root, split) if _is_annotated(root, split) else []
+
+
+def _conflicts(clips: list[Clip], held_out: set[str]) -> tuple[list[Clip], list[tuple[Clip, str]]]:
+    """A split's clips → ``(the ones to use, [(clip, why it is left out)])``: a repeated row is used once; a clip
+    listed under two labels is not used (which label is right is unknown); a training clip that a validation or
+    test split also lists is kept out of training (it would be evaluated on what was trained on)."""
+    labels: dict[str, set[str]] = {}
+    for c in clips:
+        labels.setdefault(c.name, set()).add(c.label)
+    keep, left, seen = [], [], set()
+    for c in clips:
+        if len(labels[c.name]) > 1:
+            left.append((c, f"listed under {len(labels[c.name])} labels ({', '.join(sorted(labels[c.name]))})"))
+        elif c.name in held_out:
+            left.append((c, "also listed in the val or test split: kept out of training"))
+        elif c.name in seen:
+            left.append((c, "a repeated row of the annotations (the clip is used once)"))
+        else:
+            seen.add(c.name)
+            keep.append(c)
+    return keep, left
+
+
+def _bad_path(root: Path, clip: Clip) -> str:
+    """A left-out clip's path in bad_videos.csv, always relative to --root: the file, or where a missing one
+    would be (``raw/{split}/{name}.mp4``)."""
+    if clip.source is None:
+        return f"raw/{clip.split}/{clip.name}.mp4"
+    return os.path.relpath(clip.source, root)
+
+
+def _unsafe(clip: Clip) -> str | None:
+    """Why a clip's label or name (from the annotation CSV) cannot be a folder or file name, or None."""
+    for what, value in (("label", clip.label), ("name", clip.name)):
+        why = unsafe_name(value)
+        if why is not None:
+            return f"its {what} {value!r} is not a plain name ({why}): it would be written outside --root"
+    return None
+
+
 def _target(root: Path, clip: Clip) -> Path:
     return root / "frames" / clip.split / clip.label / f"{clip.name}{SUFFIX}"
 
@@ -319,10 +401,10 @@ def _write_split(root: Path, split: str, clips: list[Clip], results: dict[str, d
         entry = results.get(clip.source) if clip.source else None
         if clip.source is None:
             bad.append(
-                (split, clip.name + ".mp4", clip.label, "listed in the annotations but not downloaded (missing)")
+                (split, _bad_path(root, clip), clip.label, "listed in the annotations but not downloaded (missing)")
             )
         elif "reason" in entry:
-            bad.append((split, clip.source, clip.label, entry["reason"]))
+            bad.append((split, _bad_path(root, clip), clip.label, entry["reason"]))
         else:
             s = entry["stored"]
             prepared.append(
@@ -371,19 +453,30 @@ def prepare(
     ``limit_classes`` keeps the first N classes (sorted), ``limit_per_class`` the first M clips of each.
     """
     root, settings = Path(root), Settings(short_side, frame_step, quality, min_frames)
-    found = {split: find_clips(root, split) for split in splits}
-    classes = sorted({c.label for c in (found["train"] if "train" in found else find_clips(root, "train"))})
+    found, unsafe = {}, {}
+    for split in splits:  # names from the annotation CSV are never paths: such a clip is reported, not written
+        clips = find_clips(root, split)
+        found[split] = [c for c in clips if _unsafe(c) is None]
+        unsafe[split] = [(split, _bad_path(root, c), c.label, _unsafe(c)) for c in clips if _unsafe(c) is not None]
+    held_out = {c.name for split in ("val", "test") for c in (found.get(split) or _annotated(root, split))}
+    for split in splits:  # duplicates, a clip under two labels, a validation clip in training: reported, not used
+        if _is_annotated(root, split):  # (class folders name their files freely: clip_0.mp4 in every class)
+            found[split], conflicts = _conflicts(found[split], held_out if split == "train" else set())
+            unsafe[split] += [(split, _bad_path(root, c), c.label, why) for c, why in conflicts]
+    train = found["train"] if "train" in found else [c for c in find_clips(root, "train") if _unsafe(c) is None]
+    classes = sorted({c.label for c in train})
     if limit_classes is not None:
         classes = classes[:limit_classes]
     summary, bad_rows = {}, []
     for split, clips in found.items():
+        bad_rows += unsafe[split]
         clips = _limit(clips, classes, limit_per_class)
         if not clips:
             raise UsageError(f"no {split} clips of the chosen classes under {root}")
         results = _convert_all(root, clips, settings, workers or os.cpu_count() or 1, progress)
         count, bad = _write_split(root, split, clips, results)
         bad_rows += bad
-        summary[split] = {"clips": count, "bad": len(bad)}
+        summary[split] = {"clips": count, "bad": len(bad) + len(unsafe[split])}
     names = "".join(f"{c}\n" for c in classes)
     write_atomic(root / "classes.txt", names)
     write_atomic(root / "originals" / "classes.txt", names)

@@ -83,14 +83,18 @@ def _run(opts: argparse.Namespace) -> int:
     if root.exists() and not root.is_dir():
         raise UsageError(f"--root {root} is a file; pass a folder")
     if opts.command == "download":
-        failures = kinetics.download(
-            root,
-            opts.split,
-            base_url=opts.base_url,
-            workers=opts.workers,
-            retries=opts.retries,
-            keep_archives=opts.keep_archives,
-        )
+        try:
+            failures = kinetics.download(
+                root,
+                opts.split,
+                base_url=opts.base_url,
+                workers=opts.workers,
+                retries=opts.retries,
+                keep_archives=opts.keep_archives,
+            )
+        except DownloadError as e:  # the annotations or a part list: a failed download, not a usage error
+            print(f"error: {e}; check the network (or --base-url) and run the same command again", file=sys.stderr)
+            return 1
         for line in failures:
             print(f"failed: {line}", file=sys.stderr)
         if failures:
@@ -110,7 +114,8 @@ def _run(opts: argparse.Namespace) -> int:
             limit_per_class=opts.limit_per_class,
         )
         for split, s in summary.items():
-            print(f"{split}: {s['clips']:,} clips prepared, {s['bad']:,} left out (see {root / 'bad_videos.csv'})")
+            left = f"{s['bad']:,} left out (see {root / 'bad_videos.csv'})" if s["bad"] else "none left out"
+            print(f"{split}: {s['clips']:,} clip{'' if s['clips'] == 1 else 's'} prepared, {left}")
         print(f"next: python -m minivb.train --subset k400 --data-root {root}")
     else:
         _print_check(root, kinetics.check(root, opts.split))
@@ -120,7 +125,7 @@ def _run(opts: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """``python -m minivb.data.kinetics``: 0 on success, 1 if parts failed to download, 2 on a usage error."""
     opts = build_parser().parse_args(argv)
-    status = run_main(lambda: _run(opts), errors=(NotEnoughSpace, DownloadError))
+    status = run_main(lambda: _run(opts), errors=(NotEnoughSpace,))
     if status == 130:  # Ctrl-C: download and prepare both pick up where they stopped
         print("run the same command again to continue where it stopped", file=sys.stderr)
     return status

@@ -63,6 +63,7 @@ __all__ = [
     "render_clip",
     "write_video",
     "generate",
+    "is_toy_root",
     "read_index",
 ]
 
@@ -281,7 +282,7 @@ def _meta(cfg: ToyConfig) -> dict:
     return {"generator": GENERATOR, "format_version": FORMAT_VERSION, "classes": list(classes_of(cfg)), **asdict(cfg)}
 
 
-def _is_toy_root(root: Path) -> bool:
+def is_toy_root(root: Path) -> bool:
     """Does ``root`` hold a toy set (of any version, complete or not)? Only then may generate() replace it.
 
     Yes if its meta.json names this generator; for sets made before that mark (a ``format_version`` only),
@@ -341,7 +342,7 @@ def generate(
 
     if root.exists() and not root.is_dir():
         raise ValueError(f"toy set root {root} is a file; pass a folder")
-    if root.is_dir() and any(root.iterdir()) and not _is_toy_root(root):
+    if root.is_dir() and any(root.iterdir()) and not is_toy_root(root):
         raise ValueError(f"{root} is not empty and is not a toy set (no toy meta.json); pass an empty or new folder")
     t0 = time.perf_counter()
     root.mkdir(parents=True, exist_ok=True)
