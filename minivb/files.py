@@ -16,7 +16,18 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["NoSpace", "is_disk_full", "atomic_file", "write_atomic", "write_json", "unsafe_name", "read_text"]
+__all__ = [
+    "NoSpace",
+    "is_disk_full",
+    "atomic_file",
+    "write_atomic",
+    "write_json",
+    "unsafe_name",
+    "read_text",
+    "FolderInUse",
+    "lock_folder",
+    "unlock_folder",
+]
 
 
 class NoSpace(OSError):
@@ -35,6 +46,39 @@ def is_disk_full(e: BaseException) -> bool:
     return (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)) or (
         isinstance(e, RuntimeError) and ("unexpected pos" in str(e) or "file write failed" in str(e))
     )
+
+
+class FolderInUse(Exception):
+    """Another process holds the folder (``.holder``: its process id as it wrote it, or ``"?"``)."""
+
+    def __init__(self, folder: Path, holder: str):
+        super().__init__(f"{folder} is in use by another process ({holder})")
+        self.folder, self.holder = folder, holder
+
+
+def lock_folder(folder: str | os.PathLike) -> int:
+    """Hold ``folder`` (an exclusive ``flock`` on ``folder/.lock``, holding this process's id) → the lock's file
+    descriptor for :func:`unlock_folder`. Held by another process → :class:`FolderInUse`. A killed holder's lock
+    is released by the system, so a lock never outlives its process. One long run per folder."""
+    import fcntl
+
+    folder = Path(folder)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise FolderInUse(folder, holder) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def unlock_folder(folder: str | os.PathLike, fd: int) -> None:
+    """Let go of a folder held by :func:`lock_folder` (its ``.lock`` file is removed)."""
+    (Path(folder) / ".lock").unlink(missing_ok=True)
+    os.close(fd)
 
 
 def read_text(path: str | os.PathLike) -> str:

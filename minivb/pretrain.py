@@ -11,11 +11,12 @@ The work is :func:`minivb.pretraining.pretrain`; the defaults per data set are i
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .cli import Parser, nonnegative_int, number, positive_int, run_main, seed
 from .data.registry import DATASETS
 from .device import DEVICES
-from .pretraining import pretrain
+from .pretraining import Stopped, pretrain
 
 __all__ = ["build_parser", "main"]
 
@@ -42,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         "without labels, its val split for the masked-token accuracy",
     )
     p.add_argument("--out", help="output folder (default: runs/pretrain-<subset>-<date>-<time>)")
+    p.add_argument(
+        "--resume",
+        metavar="OUT",
+        help="continue a run that SIGTERM or Ctrl-C stopped: its vocabulary and finished epochs are kept "
+        "(only --device and --workers may change)",
+    )
     p.add_argument("--seed", type=seed, help="seed for the tokenizer CNN, k-means, masking and the model (default: 0)")
     p.add_argument("--levels", type=positive_int, help="k-means tree depth (the paper: 4)")
     p.add_argument(
@@ -77,8 +84,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m minivb.pretrain``: 0 on success, 2 on a usage error (one line)."""
-    return run_main(lambda: pretrain(vars(build_parser().parse_args(argv))) and 0)
+    """``python -m minivb.pretrain``: 0 on success or after SIGTERM, 130 after Ctrl-C, 2 on a usage error."""
+    given = vars(build_parser().parse_args(argv))
+
+    def work() -> int:
+        try:
+            pretrain(given)
+        except (Stopped, KeyboardInterrupt) as e:
+            name = e.signal if isinstance(e, Stopped) else "SIGINT"
+            out = getattr(e, "out", None) or given.get("resume") or given.get("out")
+            again = f"python -m minivb.pretrain --resume {out}" if out else "the same command with --resume RUN_FOLDER"
+            kept = f"{e.epochs_done} finished epoch(s) kept; " if isinstance(e, Stopped) and e.epochs_done else ""
+            print(f"\nstopped by {name}; {kept}continue with: {again}", file=sys.stderr)
+            return 130 if name == "SIGINT" else 0
+        return 0
+
+    return run_main(work)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,10 @@ sentences are tiny; the cost at k400 scale is the feature pass, which uses ``--w
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,7 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from . import runs
-from .checkpoint import PRETRAIN_FORMAT, save_checkpoint
+from .checkpoint import PRETRAIN_FORMAT, load_file, save_checkpoint
 from .checks import UsageError, check_int, check_transformer
 from .data import registry
 from .data.clips import ClipDataset, ShardedSampler, limit_items, report_skipped, sample_seed, worker_init
@@ -48,7 +51,7 @@ from .data.clips import collate as clip_collate
 from .device import check_batch_fits, resolve_device
 from .encoder import build_encoder
 from .files import write_json
-from .loop import TrainState, train_one_epoch, warmup_cosine
+from .loop import TrainState, stop_signals, train_one_epoch, warmup_cosine
 from .model import EMBED_STD
 from .transformer import Transformer
 from .visual_words import HierarchicalKMeans, Vocabulary, frame_features, kmeans, tokenize
@@ -414,8 +417,15 @@ def _masked_modeling(
     device: torch.device,
     majority: float,
     log,
+    out: Path,
+    options: dict,
 ) -> list[dict]:
-    """Masked visual-token modeling in the trainer's own loop (``train_one_epoch``) → one history row per epoch."""
+    """Masked visual-token modeling in the trainer's own loop (``train_one_epoch``) → one history row per epoch.
+
+    After every epoch the model, optimizer, schedule and history go to ``out/progress.pt``, and a run that
+    finds one there continues after its last epoch (bit-identical on a CPU: the masking and the order are
+    functions of (seed, epoch, index)). SIGTERM or Ctrl-C stop at the next step → :class:`Stopped`.
+    """
     V = model.config.vocab_size
     train_set = MaskedWords(train_ids, V, seed=opts["seed"])
     sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], with_epoch=True)
@@ -424,24 +434,80 @@ def _masked_modeling(
     optimizer = model.configure_optimizers(opts["lr"], opts["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(len(loader), opts["epochs"] * len(loader)))
     state, criterion, history = TrainState(), MaskedTokenLoss(), []
-    for epoch in range(opts["epochs"]):
-        sampler.set_epoch(epoch)
-        train_one_epoch(model, loader, optimizer, scheduler, criterion, state, device)
-        val = evaluate_masked(model, val_loader, device)
-        history.append(
-            dict(
-                epoch=epoch + 1,
-                train_loss=state.loss_sum / max(state.loss_count, 1),
-                val_loss=val["loss"],
-                masked_top1=val["accuracy"],
+    first = 0
+    if (out / "progress.pt").is_file():  # a stopped run: continue after its last finished epoch
+        saved = load_file(out / "progress.pt", "pretraining progress", "delete it to start the epochs again")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        history, first, state.step = list(saved["history"]), int(saved["epoch"]), int(saved["step"])
+        log(f"minivb.pretrain: continuing after epoch {first} of {opts['epochs']}")
+    with stop_signals() as stopped:
+        for epoch in range(first, opts["epochs"]):
+            sampler.set_epoch(epoch)
+            if not train_one_epoch(
+                model, loader, optimizer, scheduler, criterion, state, device, stop=lambda: stopped() is not None
+            ):
+                raise Stopped(stopped(), epoch)  # progress.pt holds the epochs before this one
+            _end_epoch(model, val_loader, device, state, history, epoch, opts, majority, log)
+            save_checkpoint(
+                out / "progress.pt",
+                dict(
+                    model=model.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(),
+                    history=history,
+                    epoch=epoch + 1,
+                    step=state.step,
+                    args=options,
+                ),
             )
-        )
-        state.loss_sum, state.loss_count = 0.0, 0
-        log(
-            f"epoch {epoch + 1:>3}/{opts['epochs']}  loss {history[-1]['train_loss']:.4f}  val loss {val['loss']:.4f}  "
-            f"masked top-1 {100 * val['accuracy']:5.1f}%  (majority word {100 * majority:.1f}%)"
-        )
+            if stopped() is not None and epoch + 1 < opts["epochs"]:
+                raise Stopped(stopped(), epoch + 1)
     return history
+
+
+def _end_epoch(model, val_loader, device, state: TrainState, history: list, epoch: int, opts: dict, majority, log):
+    """An epoch's history row (training loss, validation loss, masked-token accuracy) and its log line."""
+    val = evaluate_masked(model, val_loader, device)
+    row = dict(
+        epoch=epoch + 1,
+        train_loss=state.loss_sum / max(state.loss_count, 1),
+        val_loss=val["loss"],
+        masked_top1=val["accuracy"],
+    )
+    history.append(row)
+    state.loss_sum, state.loss_count = 0.0, 0
+    log(
+        f"epoch {epoch + 1:>3}/{opts['epochs']}  loss {row['train_loss']:.4f}  val loss {val['loss']:.4f}  "
+        f"masked top-1 {100 * val['accuracy']:5.1f}%  (majority word {100 * majority:.1f}%)"
+    )
+
+
+class Stopped(Exception):
+    """SIGTERM or Ctrl-C stopped pretraining (``.signal``); ``words.pt`` and ``progress.pt`` in the run's folder
+    keep what is finished, and ``--resume`` continues from them."""
+
+    def __init__(self, signal_name: str | None, epochs_done: int, out: Path | None = None):
+        super().__init__(f"stopped by {signal_name} after {epochs_done} finished epoch(s)")
+        self.signal, self.epochs_done, self.out = signal_name, epochs_done, out
+
+
+@contextlib.contextmanager
+def _sigterm_stops():
+    """During the long feature pass and k-means, SIGTERM stops at once (nothing of it is kept) as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Stopped("SIGTERM", 0)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def pretrain(given: dict, log=print) -> dict:
@@ -450,6 +516,8 @@ def pretrain(given: dict, log=print) -> dict:
     Three steps: the tokenizer CNN (:func:`_tokenizer`) → the vocabulary and every clip as a sentence of
     words (:func:`_sentences`) → masked visual-token modeling of a :class:`WordBERT` (:func:`_masked_modeling`).
     """
+    if given.get("resume"):
+        return _resume(given, log)
     dataset = registry.get(given.get("subset"))
     subset = dataset.name
     opts = (
@@ -470,6 +538,8 @@ def pretrain(given: dict, log=print) -> dict:
         raise UsageError(f"--out {out} is a file; choose a folder")
     lock = runs.claim(out)  # the folder is this run's until it ends (a second run into it is refused)
     try:
+        if (out / "words.pt").exists() and not (out / "pretrain.pt").exists():
+            raise UsageError(f"--out {out} holds a stopped pretraining run; continue it with --resume {out}")
         held = [f for f in ("pretrain.pt", *runs.RUN_FILES) if (out / f).exists()]
         if held:  # a finished pretraining run, or a training run: never written over
             raise UsageError(f"--out {out} already holds a run ({', '.join(held)}); choose another --out")
@@ -478,17 +548,77 @@ def pretrain(given: dict, log=print) -> dict:
         runs.release(out, lock)
 
 
+RESUME_OPTIONS = ("device", "workers")  # what may differ when continuing a stopped run
+
+
+def _resume(given: dict, log) -> dict:
+    """Continue the stopped run in folder ``given["resume"]``: its words and finished epochs, its options."""
+    out = Path(given["resume"])
+    if not (out / "words.pt").is_file():
+        what = "a finished run (pretrain.pt)" if (out / "pretrain.pt").is_file() else "no stopped pretraining run"
+        raise UsageError(f"--resume {out}: it holds {what} (words.pt is written once the vocabulary is built)")
+    words = load_file(out / "words.pt", "pretraining words", "delete the folder and pretrain again")
+    other = {k: v for k, v in given.items() if k not in (*RESUME_OPTIONS, "resume") and words["args"].get(k) != v}
+    if other:
+        flag = "--" + next(iter(other)).replace("_", "-")
+        raise UsageError(f"--resume {out}: {flag} differs from the stopped run's; drop it to continue that run")
+    opts = dict(words["args"]) | {k: given[k] for k in RESUME_OPTIONS if k in given}
+    device = resolve_device(opts["device"])
+    lock = runs.claim(out)
+    try:
+        return _pretrain_into(out, opts, device, None, None, time.perf_counter() - words["seconds"], log)
+    finally:
+        runs.release(out, lock)
+
+
 def _pretrain_into(
     out: Path, opts: dict, device: torch.device, train_items: list, val_items: list, start: float, log
 ) -> dict:
-    """The three steps of :func:`pretrain`, writing ``pretrain.pt`` and ``summary.json`` into ``out`` (held)."""
-    encoder = _tokenizer(opts, device)
-    vocabulary, train_ids, val_ids = _sentences(encoder, train_items, val_items, opts, device, log)
+    """The three steps of :func:`pretrain`, writing ``pretrain.pt`` and ``summary.json`` into ``out`` (held).
+
+    The vocabulary and the sentences go to ``out/words.pt`` once made (a resumed run starts from them: the
+    tokenizer and k-means are not run again); both working files are removed when the run is done.
+    """
+    try:
+        return _pretrain_steps(out, opts, device, train_items, val_items, start, log)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one during the feature pass and k-means
+        raise Stopped("SIGINT", 0, out) from None
+    except Stopped as e:
+        e.out = out
+        raise
+
+
+def _pretrain_steps(
+    out: Path, opts: dict, device: torch.device, train_items: list | None, val_items: list | None, start: float, log
+) -> dict:
+    options = {k: v for k, v in opts.items() if k not in ("out", "resume")} | {"out": str(out)}
+    resuming = (out / "words.pt").is_file()
+    encoder = _tokenizer(opts | ({"pretrained": False} if resuming else {}), device)  # (its weights are saved)
+    if resuming:
+        words = load_file(out / "words.pt", "pretraining words", "delete the folder and pretrain again")
+        encoder.load_state_dict(words["tokenizer"])
+        vocabulary = HierarchicalKMeans.from_state_dict(words["vocabulary"])
+        train_ids, val_ids = words["train_ids"], words["val_ids"]
+    else:
+        with _sigterm_stops():
+            vocabulary, train_ids, val_ids = _sentences(encoder, train_items, val_items, opts, device, log)
+        seconds = time.perf_counter() - start
+        save_checkpoint(
+            out / "words.pt",
+            dict(
+                vocabulary=vocabulary.state_dict(),
+                train_ids=train_ids,
+                val_ids=val_ids,
+                tokenizer=encoder.state_dict(),
+                args=options,
+                seconds=seconds,
+            ),
+        )
     majority = float((val_ids == vocabulary.majority_word).float().mean()) if val_ids.numel() else 0.0
     torch.manual_seed(opts["seed"])
     config = WordBERTConfig(vocabulary.vocab_size, opts["num_frames"], opts["dim"], opts["depth"], opts["heads"])
     model = WordBERT(config).to(device)
-    history = _masked_modeling(model, train_ids, val_ids, opts, device, majority, log)
+    history = _masked_modeling(model, train_ids, val_ids, opts, device, majority, log, out, options)
 
     summary = dict(
         masked_top1=history[-1]["masked_top1"],
@@ -501,7 +631,6 @@ def _pretrain_into(
         seconds=round(time.perf_counter() - start, 1),
         history=history,
     )
-    options = {k: v for k, v in opts.items() if k != "out"} | {"out": str(out)}
     save_checkpoint(
         out / "pretrain.pt",
         dict(
@@ -516,6 +645,8 @@ def _pretrain_into(
         ),
     )
     write_json(out / "summary.json", summary | {"args": options})
+    for working in ("words.pt", "progress.pt"):  # pretrain.pt holds all of it now
+        (out / working).unlink(missing_ok=True)
     log(
         f"done: masked top-1 {100 * summary['masked_top1']:.1f}% (majority word {100 * majority:.1f}%), "
         f"{summary['seconds']:.0f} s → {out}"

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import csv
 import datetime
-import fcntl
 import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from .checks import UsageError
-from .files import write_atomic
+from .files import FolderInUse, lock_folder, unlock_folder, write_atomic
 
 __all__ = [
     "RUN_FILES",
@@ -127,17 +126,12 @@ def claim(out: Path) -> int:
     (``.last.pt.*.tmp``, ``.curves.png.tmp``, …) are removed once the folder is ours.
     """
     writable_folder(out)
-    fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        holder = os.read(fd, 32).decode(errors="replace").strip()
-        os.close(fd)
+        fd = lock_folder(out)
+    except FolderInUse as e:
         raise UsageError(
-            f"--out {out} is in use by another run (process {holder or '?'}); wait for it, or choose another --out"
+            f"--out {out} is in use by another run (process {e.holder}); wait for it, or choose another --out"
         ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
     for debris in out.glob(".*.tmp"):
         debris.unlink(missing_ok=True)
     return fd
@@ -145,8 +139,7 @@ def claim(out: Path) -> int:
 
 def release(out: Path, fd: int) -> None:
     """Let go of ``out`` (the lock file is removed; a killed process's lock is released by the system)."""
-    (out / ".lock").unlink(missing_ok=True)
-    os.close(fd)
+    unlock_folder(out, fd)
 
 
 def new_run_folder(subset: str) -> Path:

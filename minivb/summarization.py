@@ -47,11 +47,11 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import Preprocessing
-from .checks import check_int
+from .checks import UsageError, check_int
 from .data.clips import crop_boxes
 from .data.framestore import SUFFIX as STORE_SUFFIX
 from .data.toy import render_clip, write_video
-from .device import autocast
+from .device import autocast, memory_bytes
 from .model import VideoBERT
 from .video import VideoDecodeError, iter_frames, read_frames, sample_indices, video_info
 
@@ -78,6 +78,7 @@ CUT_MIN, CUT_RATIO = (
     3.0,
 )  # shot_cuts: a cut changes the 32×32 gray frame by ≥ 12/255 on average, 3× its neighbours
 PIXEL_GRID = 16  # features="pixels": each frame average-pooled to 16×16×3
+KTS_BYTES_PER_CELL = 6 * 8  # kts holds about six (W+1)² float64 / int64 arrays at once (gram, lengths, costs, …)
 PANEL_INCHES, DPI = 2.4, 100  # filmstrip: one keyframe per 2.4 in × 100 dpi = 240 pixels of width
 
 
@@ -360,6 +361,13 @@ def summarize(
         raise ValueError(
             f"k={k} keyframes asked, but the video ({total} frames) gives only {len(windows)} "
             f"windows of {prep.num_frames} frames {prep.stride} apart, hop {hop}"
+        )
+    need, have = KTS_BYTES_PER_CELL * (len(windows) + 1) ** 2, memory_bytes(torch.device("cpu"))
+    if need > have / 4:  # before any window is embedded: the segmentation's memory grows with windows²
+        raise UsageError(
+            f"the video ({total:,} frames) gives {len(windows):,} windows at hop {hop}; segmenting them needs "
+            f"about {need / 1e9:,.1f} GB (it grows with the square of the windows), this machine has "
+            f"{have / 1e9:,.1f} GB; raise --hop"
         )
     if device is None:
         device = next(model.parameters()).device if model is not None else torch.device("cpu")

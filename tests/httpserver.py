@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import re
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -17,7 +18,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     ``drop``: ``{path: [K, M]}`` send the full Content-Length but close after K body bytes,
     for the next M requests (M None: always);
     ``status``: ``{path: [code, M]}`` answer ``code`` (e.g. 500, 404) the next M times;
-    ``ignore_range``: paths answered 200 with the whole file even when Range is asked.
+    ``ignore_range``: paths answered 200 with the whole file even when Range is asked;
+    ``trickle``: ``{path: seconds}`` send the body one byte at a time, ``seconds`` apart (a stalling server).
     """
 
     def log_message(self, *args):
@@ -69,7 +71,17 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         if body:
             payload = data[start:] if drop is None else data[start : start + drop]
             self.close_connection = True
-            self.wfile.write(payload)
+            delay = state["trickle"].get(path)
+            if delay is None:
+                self.wfile.write(payload)
+                return
+            for i in range(len(payload)):
+                try:
+                    self.wfile.write(payload[i : i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+                time.sleep(delay)
 
 
 class Server:
@@ -84,6 +96,7 @@ class Server:
             "drop": {},
             "status": {},
             "ignore_range": set(),
+            "trickle": {},
         }
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 

@@ -91,6 +91,27 @@ def test_retries_exhausted_keep_part_and_next_run_resumes(server, tmp_path, blob
     assert range_start(server.gets("a.bin")[-1]) == 150 * KB
 
 
+def test_a_server_that_trickles_is_a_stall_and_keeps_what_arrived(server, tmp_path, monkeypatch):
+    """D8 of the hardening issue: a server sending a few bytes at a time held a read for a whole megabyte, with no
+    timeout (the socket was never silent), and Ctrl-C waited for it. Reads now return what has arrived, and too
+    few bytes over a window is a stall: retried, then reported; the .part keeps what arrived, for the next run."""
+    import time
+
+    import minivb.data.download as download
+
+    monkeypatch.setattr(download, "STALL_SECONDS", 0.5)
+    monkeypatch.setattr(download, "STALL_BYTES", 1000)
+    url = server.put("slow.bin", os.urandom(64 * KB))
+    server.state["trickle"]["/slow.bin"] = 0.01  # ~100 bytes/s: far under 1000 bytes per 0.5 s
+    start = time.monotonic()
+    with pytest.raises(DownloadError, match=r"stalled; at least 1,000 expected\) \(after 2 attempts\)"):
+        fetch(url, tmp_path / "slow.bin", **fast(retries=1))
+    assert time.monotonic() - start < 10  # two windows of 0.5 s, not the body's ten minutes
+    kept = (tmp_path / "slow.bin.part").stat().st_size
+    assert 0 < kept < 64 * KB and [range_start(h) for h in server.gets("slow.bin")][0] is None
+    assert range_start(server.gets("slow.bin")[1]) > 0  # the retry resumed where the stall left it
+
+
 def test_server_ignoring_range_restarts_part(server, tmp_path, blob):
     url = server.put("a.bin", blob)
     server.state["ignore_range"].add("/a.bin")

@@ -453,6 +453,145 @@ def test_download_without_the_mirror_exits_1_and_leaves_no_empty_folders(server,
     assert not (root / "annotations").exists()
 
 
+def _children(pid: int) -> set[int]:
+    """The process ids whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        found |= {int(p) for p in (task / "children").read_text().split()}
+    return found
+
+
+def _gone(pids: set[int], seconds: float = 20.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = set()
+        for pid in pids:
+            try:
+                os.kill(pid, 0)
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                if stat.split(") ", 1)[1].split()[0] != "Z":  # a zombie has ended (its parent did not reap it)
+                    alive.add(pid)
+            except (ProcessLookupError, FileNotFoundError):
+                pass
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_stopped_prepare_ends_its_workers_keeps_its_work_and_continues(tmp_path, how):
+    """D10 of the hardening issue: after SIGTERM or kill -9 of prepare its workers kept converting, then printed
+    BrokenPipeError tracebacks. SIGTERM now stops like Ctrl-C (what is done is kept; exit 0, how to continue);
+    after kill -9 the system ends the workers; the same command then finishes the job."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = tmp_path / "k"
+    clip = _clip(tmp_path / "clip.mp4", n=60)
+    for c in range(2):
+        (root / "train" / f"c{c}").mkdir(parents=True)
+        for k in range(12):
+            (root / "train" / f"c{c}" / f"v{k:02d}.mp4").write_bytes(clip)
+    argv = [
+        sys.executable,
+        "-m",
+        "minivb.data.kinetics",
+        "prepare",
+        "--root",
+        str(root),
+        "--split",
+        "train",
+        "--workers",
+        "2",
+        "--short-side",
+        "48",
+        "--frame-step",
+        "1",
+        "--min-frames",
+        "16",
+    ]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, OMP_NUM_THREADS="1")
+    )
+    journal = root / ".prepare" / "train.jsonl"
+    deadline = time.monotonic() + 120
+    while not (journal.is_file() and journal.read_text().count("\n") >= 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert len(workers) >= 2 and proc.poll() is None, "prepare finished before it could be stopped"
+    proc.send_signal(getattr(signal, how))
+    _, err = proc.communicate(timeout=60)
+    if how == "SIGTERM":
+        assert proc.returncode == 0, err
+        assert "stopped by SIGTERM; run the same command again" in err and "Traceback" not in err, err
+    assert _gone(workers), f"workers still running after {how}"
+    done = journal.read_text().count("\n")
+    assert 2 <= done < 24
+    rerun = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert rerun.returncode == 0, rerun.stderr
+    assert "train: 24 clips prepared, none left out" in rerun.stdout
+    assert not list((root / "frames").rglob(".*.tmp"))  # a killed run's half-written stores are swept (D27)
+
+
+def test_a_full_disk_during_prepare_is_one_line_and_keeps_the_work(tmp_path, monkeypatch, capsys):
+    """D11: a full disk mid-prepare was a RemoteTraceback; it is now one line, the workers stopped, the journal
+    kept (the run before it counts as done). (The workers run in this process here, so the fault can be made.)"""
+    import errno
+    from types import SimpleNamespace
+
+    import minivb.data.framestore
+
+    root = tmp_path / "k"
+    clip = _clip(tmp_path / "clip.mp4")
+    (root / "train" / "a").mkdir(parents=True)
+    for k in range(4):
+        (root / "train" / "a" / f"v{k}.mp4").write_bytes(clip)
+
+    class InlinePool:  # the pool's contract, in this process
+        def __init__(self, workers, initializer=None):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def imap_unordered(self, fn, jobs, chunksize=1):
+            return map(fn, jobs)
+
+    monkeypatch.setattr(kinetics.multiprocessing, "get_context", lambda method: SimpleNamespace(Pool=InlinePool))
+    real, calls = minivb.data.framestore.write_store, []
+
+    def fills_up(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 2:  # the third store does not fit
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(minivb.data.framestore, "write_store", fills_up)
+    assert kinetics_command.main(["prepare", "--root", str(root), "--split", "train", *SMALL]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: no space left on {root}"), err
+    assert (root / ".prepare" / "train.jsonl").read_text().count("\n") == 2 and not list(root.rglob(".*.tmp"))
+
+
+def test_one_prepare_per_root(tmp_path, one_line_error):
+    from minivb.files import lock_folder, unlock_folder
+
+    (tmp_path / "k" / ".prepare").mkdir(parents=True)
+    lock = lock_folder(tmp_path / "k" / ".prepare")
+    try:
+        one_line_error(kinetics_command.main, ["prepare", "--root", str(tmp_path / "k")], "another prepare is running")
+    finally:
+        unlock_folder(tmp_path / "k" / ".prepare", lock)
+
+
 def test_ctrl_c_says_how_to_continue(tmp_path, monkeypatch, capsys):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

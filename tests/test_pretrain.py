@@ -329,6 +329,51 @@ def pretrained(toy, tmp_path_factory):
     return out
 
 
+def test_sigterm_keeps_the_finished_epochs_and_resume_ends_bit_identical(toy, tmp_path):
+    """D9 of the hardening issue: pretrain killed by SIGTERM exited -15 with no word and nothing saved, Ctrl-C saved
+    nothing, there was no resume. Now SIGTERM stops at the next step (exit 0), the vocabulary and the finished
+    epochs are kept, and --resume ends where an uninterrupted run ends, bit for bit (CPU, one thread)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    args = ["--data-root", str(toy), "--epochs", "150", "--batch-size", "8", *TINY_PRE]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    command = [sys.executable, "-u", "-m", "minivb.pretrain"]
+    reference = subprocess.run(
+        [*command, *args, "--out", str(tmp_path / "ref")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert reference.returncode == 0, reference.stderr
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*command, *args, "--out", str(out)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    for line in proc.stdout:  # the vocabulary is built and two epochs are done: stop it
+        if line.startswith("epoch   2/150"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    assert "stopped by SIGTERM;" in stderr and f"continue with: python -m minivb.pretrain --resume {out}" in stderr
+    assert "Traceback" not in stderr and (out / "words.pt").is_file() and (out / "progress.pt").is_file()
+    assert not (out / "pretrain.pt").exists() and not (out / "summary.json").exists()
+
+    from minivb.pretrain import main as pretrain_main
+
+    refused = subprocess.run([*command, *args, "--out", str(out)], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and f"continue it with --resume {out}" in refused.stderr
+    resumed = subprocess.run([*command, "--resume", str(out)], env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "continuing after epoch" in resumed.stdout and "visual words" not in resumed.stdout  # no k-means again
+    mine, theirs = (torch.load(p / "pretrain.pt", weights_only=True) for p in (out, tmp_path / "ref"))
+    assert all(torch.equal(mine["model"][k], theirs["model"][k]) for k in theirs["model"])
+    assert mine["summary"]["history"] == theirs["summary"]["history"]
+    assert not (out / "words.pt").exists() and not (out / "progress.pt").exists()  # pretrain.pt holds it all
+    assert pretrain_main(["--resume", str(out)]) == 2  # nothing left to continue: one line (a finished run)
+
+
 def test_pretrain_cli_writes_a_checkpoint_whose_loss_fell(pretrained):
     import json
 

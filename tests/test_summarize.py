@@ -242,6 +242,21 @@ def test_cli_never_writes_over_its_inputs_or_an_existing_file(tiny_run, concat, 
     capsys.readouterr()
 
 
+def test_a_video_too_long_to_segment_is_refused_before_any_work(
+    tiny_run, concat, tmp_path, monkeypatch, one_line_error
+):
+    """D13: the segmentation's memory grows with the square of the window count; a long video swapped the
+    machine. The estimate is checked against the memory before a window is embedded (here: a machine of 64 KB)."""
+    import minivb.summarization
+
+    embedded = []
+    monkeypatch.setattr(minivb.summarization, "memory_bytes", lambda device: 1 << 16)
+    monkeypatch.setattr(minivb.summarization, "_embed_windows", lambda *a, **k: embedded.append(1))
+    path, _ = concat
+    err = one_line_error(main, [str(path), "--checkpoint", str(tiny_run), "--k", "3", "--out", str(tmp_path / "s.png")])
+    assert "gives 55 windows at hop" in err and "raise --hop" in err and not embedded
+
+
 def test_a_frame_store_is_named_as_such(tiny_run, tmp_path, one_line_error):
     """D20: summarize on a .jpgs frame store said "no decodable frames"; a store is not a video to summarize."""
     store = tmp_path / "clip.jpgs"

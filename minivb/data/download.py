@@ -56,7 +56,8 @@ __all__ = [
     "is_extracted",
 ]
 
-CHUNK = 1 << 20  # bytes read (and written) at a time
+CHUNK = 1 << 20  # the most bytes read (and written) at a time; a read returns whatever has arrived
+STALL_SECONDS, STALL_BYTES = 60.0, 64 << 10  # fewer bytes than this over that long: the server stalls (retried)
 USER_AGENT = "minivb"
 RETRY_STATUS = (408, 429)  # client errors worth retrying; all 5xx are retried too
 
@@ -242,11 +243,20 @@ def _download_once(
             leave=False,
         )
         with open(part, "ab" if start else "wb") as f, bar:
-            while chunk := resp.read(CHUNK):
+            window_start, window_bytes = time.monotonic(), 0
+            while chunk := resp.read1(CHUNK):  # (read1: what has arrived, so a trickle cannot hold it for long)
                 if stop is not None and stop.is_set():
                     raise _Stopped(url)
                 f.write(chunk)
                 bar.update(len(chunk))
+                window_bytes += len(chunk)
+                if time.monotonic() - window_start >= STALL_SECONDS:  # a minimum throughput, window by window
+                    if window_bytes < STALL_BYTES:
+                        raise _Transient(
+                            f"the server sent {window_bytes:,} bytes in {STALL_SECONDS:g} s (stalled; "
+                            f"at least {STALL_BYTES:,} expected)"
+                        )
+                    window_start, window_bytes = time.monotonic(), 0
     size = part.stat().st_size
     if total is not None and size != total:
         if size > total:

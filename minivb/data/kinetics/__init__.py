@@ -22,19 +22,31 @@ there are no annotation CSVs. Class indices are the sorted label names of the tr
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from ...checks import UsageError
-from ...files import read_text, unsafe_name, write_atomic
+from ...files import (
+    FolderInUse,
+    NoSpace,
+    is_disk_full,
+    lock_folder,
+    read_text,
+    unlock_folder,
+    unsafe_name,
+    write_atomic,
+)
 from ...video import VideoDecodeError
 from ..clips import VIDEO_EXTENSIONS
 from ..download import (
@@ -49,7 +61,17 @@ from ..download import (
 )
 from ..framestore import SUFFIX, convert_video
 
-__all__ = ["BASE_URL", "EXPECTED", "clip_name", "read_annotations", "find_clips", "download", "prepare", "check"]
+__all__ = [
+    "BASE_URL",
+    "EXPECTED",
+    "clip_name",
+    "read_annotations",
+    "find_clips",
+    "download",
+    "prepare",
+    "check",
+    "Stopped",
+]
 
 BASE_URL = "https://s3.amazonaws.com/kinetics/400"  # the CVDF mirror (github.com/cvdfoundation/kinetics-dataset)
 SPLITS = ("train", "val", "test")
@@ -255,7 +277,22 @@ def _convert(job: tuple[str, str, Settings]) -> dict:
         )
     except VideoDecodeError as e:
         return {"source": source, "reason": e.reason}
+    except OSError as e:
+        if is_disk_full(e):  # the main process stops every worker and says so in one line
+            return {"source": source, "no_space": True}
+        raise
     return {"source": source, **asdict(info), "stored": asdict(stored)}
+
+
+def _worker_start() -> None:
+    """A conversion worker: Ctrl-C and SIGTERM are the parent's to handle; if the parent dies (even ``kill -9``),
+    the worker gets SIGTERM from the system and ends (Linux), instead of converting on for nobody."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _stamp(path: str | None) -> list:
@@ -374,9 +411,12 @@ def _convert_all(root: Path, clips: list[Clip], settings: Settings, workers: int
         disable=None if progress else True,
     )
     try:
-        # spawn, not fork: a forked child can inherit a lock held by one of OpenCV's threads and hang
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        # spawn, not fork: a forked child can inherit a lock held by one of OpenCV's threads and hang.
+        # Leaving the block (done, Ctrl-C, SIGTERM, a full disk) terminates the workers.
+        with _stop_on_sigterm(), multiprocessing.get_context("spawn").Pool(workers, _worker_start) as pool:
             for entry in pool.imap_unordered(_convert, jobs, chunksize=4):
+                if entry.get("no_space"):
+                    raise NoSpace(root)
                 journal.add(entry)
                 results[entry["source"]] = entry
                 bar.update()
@@ -384,6 +424,27 @@ def _convert_all(root: Path, clips: list[Clip], settings: Settings, workers: int
         bar.close()
         journal.file.close()
     return results
+
+
+class Stopped(Exception):
+    """SIGTERM stopped ``prepare``: what is converted is in the journal; the same command continues."""
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm():
+    """SIGTERM (a cluster's preemption, ``kill``) stops the work as Ctrl-C does: the journal keeps what is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Stopped("SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _csv_text(header: Sequence[str], rows: Iterable[Sequence]) -> str:
@@ -453,6 +514,21 @@ def prepare(
     ``limit_classes`` keeps the first N classes (sorted), ``limit_per_class`` the first M clips of each.
     """
     root, settings = Path(root), Settings(short_side, frame_step, quality, min_frames)
+    (root / ".prepare").mkdir(parents=True, exist_ok=True)
+    try:
+        lock = lock_folder(root / ".prepare")  # one prepare per root: the next one may sweep this one's debris
+    except FolderInUse as e:
+        raise UsageError(f"another prepare is running on {root} (process {e.holder}); wait for it") from None
+    try:
+        for debris in (root / "frames").rglob(".*.tmp") if (root / "frames").is_dir() else ():
+            debris.unlink(missing_ok=True)  # a killed run's half-written frame stores
+        return _prepare(root, splits, settings, workers, limit_classes, limit_per_class, progress)
+    finally:
+        unlock_folder(root / ".prepare", lock)
+
+
+def _prepare(root: Path, splits, settings: Settings, workers, limit_classes, limit_per_class, progress) -> dict:
+    """:func:`prepare`'s work, with the root held."""
     found, unsafe = {}, {}
     for split in splits:  # names from the annotation CSV are never paths: such a clip is reported, not written
         clips = find_clips(root, split)

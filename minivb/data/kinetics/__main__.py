@@ -102,17 +102,21 @@ def _run(opts: argparse.Namespace) -> int:
             return 1
         print(f"downloaded → {root}; next: python -m minivb.data.kinetics prepare --root {root}")
     elif opts.command == "prepare":
-        summary = kinetics.prepare(
-            root,
-            opts.split,
-            short_side=opts.short_side,
-            frame_step=opts.frame_step,
-            quality=opts.quality,
-            min_frames=opts.min_frames,
-            workers=opts.workers,
-            limit_classes=opts.limit_classes,
-            limit_per_class=opts.limit_per_class,
-        )
+        try:
+            summary = kinetics.prepare(
+                root,
+                opts.split,
+                short_side=opts.short_side,
+                frame_step=opts.frame_step,
+                quality=opts.quality,
+                min_frames=opts.min_frames,
+                workers=opts.workers,
+                limit_classes=opts.limit_classes,
+                limit_per_class=opts.limit_per_class,
+            )
+        except kinetics.Stopped as e:  # the converted clips are kept (journal); exit 0 so a job can be requeued
+            print(f"stopped by {e}; run the same command again to continue where it stopped", file=sys.stderr)
+            return 0
         for split, s in summary.items():
             left = f"{s['bad']:,} left out (see {root / 'bad_videos.csv'})" if s["bad"] else "none left out"
             print(f"{split}: {s['clips']:,} clip{'' if s['clips'] == 1 else 's'} prepared, {left}")
