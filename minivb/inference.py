@@ -41,6 +41,7 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "Preprocessing",
     "multiview_probs",
+    "in_chunks",
     "load_model",
     "find_videos",
     "video_views",
@@ -64,8 +65,17 @@ def multiview_probs(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
     if views.ndim != 6:
         raise ValueError(f"views must be shaped (B, V, T, 3, H, W) or (B, T, 3, H, W), got {tuple(views.shape)}")
     B, V = views.shape[:2]
-    logits = model(views.flatten(0, 1)).float()  # (B·V, C)
+    logits = in_chunks(model, views.flatten(0, 1)).float()  # (B·V, C)
     return logits.softmax(dim=-1).view(B, V, -1).mean(dim=1)  # (B, V, C) → (B, C)
+
+
+MAX_VIEWS = 64  # views per forward pass: the network's activations stay bounded however many views are asked
+
+
+def in_chunks(fn: Callable[[torch.Tensor], torch.Tensor], clips: torch.Tensor, size: int = MAX_VIEWS) -> torch.Tensor:
+    """``fn`` over ``clips (N, …)`` at most ``size`` at a time → ``(N, …)`` (each clip's result is its own: the model
+    runs in eval mode). ``predict --clips 1000`` needs the memory of 64 views' activations, not 1000's."""
+    return torch.cat([fn(part) for part in clips.split(size)]) if len(clips) > size else fn(clips)
 
 
 def load_model(

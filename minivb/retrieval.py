@@ -40,7 +40,7 @@ from torch import nn
 from .checkpoint import GALLERY_FORMAT as FORMAT
 from .checkpoint import Preprocessing, load_file, save_checkpoint
 from .data.clips import Skipped
-from .inference import map_videos, video_views
+from .inference import in_chunks, map_videos, video_views
 
 __all__ = [
     "PIXEL_GRID",
@@ -65,7 +65,7 @@ def view_embedding(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
     if views.ndim == 5:
         views = views[:, None]  # (B, 1, T, 3, H, W)
     B, V = views.shape[:2]
-    h = model.embed(views.flatten(0, 1)).float()  # (B·V, dim)
+    h = in_chunks(model.embed, views.flatten(0, 1)).float()  # (B·V, dim)
     return F.normalize(h.view(B, V, -1).mean(1), dim=1)  # (B, dim), ‖row‖ = 1
 
 

@@ -117,8 +117,27 @@ def open_capture(path: str | os.PathLike) -> cv2.VideoCapture:
     cap = cv2.VideoCapture(str(p), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, _decoder_threads()])
     if not cap.isOpened():
         cap.release()
+        if _audio_only(p):
+            raise VideoDecodeError(p, "no video stream (the file holds sound only)")
         raise VideoDecodeError(p, "not a readable video (FFmpeg cannot open it: unknown format or truncated)")
     return cap
+
+
+def _audio_only(path: Path, scan: int = 4 << 20) -> bool:
+    """Is ``path`` an MP4 / MOV (ISO base media) file whose tracks are sound only? Its track handlers
+    (``hdlr`` boxes: ``soun`` for sound, ``vide`` for video) are read from the first and last ``scan`` bytes
+    (the index sits at one end or the other)."""
+    with open(path, "rb") as f:
+        head = f.read(scan)
+        if head[4:8] != b"ftyp":
+            return False
+        f.seek(max(len(head), f.seek(0, os.SEEK_END) - scan))
+        data = head + f.read()
+    handlers, i = set(), data.find(b"hdlr")
+    while i >= 0:  # "hdlr", version and flags (4 bytes), pre_defined (4), then the handler type (4)
+        handlers.add(data[i + 12 : i + 16])
+        i = data.find(b"hdlr", i + 4)
+    return b"soun" in handlers and b"vide" not in handlers
 
 
 def _before_fork() -> None:

@@ -138,6 +138,24 @@ def test_find_videos_lists_folders_and_reports_what_is_not_there(tmp_path):
     ]
 
 
+def test_many_views_run_through_the_model_a_bounded_number_at_a_time(tiny_run, toy):
+    """D13: predict --clips N counted only the input, not the network's activations, which grow with the views of
+    one forward pass. The views now go through the model at most MAX_VIEWS at a time, with the same answer."""
+    from minivb.inference import MAX_VIEWS, multiview_probs
+
+    model, _, prep = load_model(tiny_run, clips=150, crops=1)
+    video = str(next((toy / "val").rglob("*.mp4")))
+    views, _ = video_views([video], prep)[0]  # (150, T, 3, S, S)
+    seen = []
+    forward = model.forward
+    model.forward = lambda x: seen.append(len(x)) or forward(x)
+    probs = multiview_probs(model, views[None])  # (1, C)
+    assert max(seen) <= MAX_VIEWS and sum(seen) == 150
+    with torch.no_grad():
+        whole = forward(views).float().softmax(-1).mean(0)  # every view in one pass
+    torch.testing.assert_close(probs[0], whole, atol=1e-5, rtol=1e-4)
+
+
 def test_a_folder_scan_accounts_for_every_entry_named_like_a_video(tiny_run, toy, tmp_path, capsys):
     """D6 of the hardening issue: FIFOs, broken links and folders named *.mp4 were dropped without a word, and a
     folder of only such entries was "a folder without videos". Each is now named, with why."""

@@ -249,3 +249,23 @@ def test_generate_checks_its_config_before_writing(tmp_path):
         with pytest.raises(ValueError, match=says):
             generate(tmp_path / "toy", ToyConfig(**bad))
     assert not (tmp_path / "toy").exists()
+
+
+def test_a_full_disk_is_said_as_such(tmp_path, monkeypatch, capsys):
+    """D19 of the hardening issue: on a full disk the generator said "OpenCV cannot open an mp4v video writer"."""
+    from collections import namedtuple
+
+    from minivb.data import toy
+
+    class Refused:  # what OpenCV's writer does when it cannot create the file
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):
+            return False
+
+    monkeypatch.setattr(toy.cv2, "VideoWriter", Refused)
+    monkeypatch.setattr(toy.shutil, "disk_usage", lambda path: namedtuple("Usage", "total used free")(1, 1, 0))
+    assert toy_command.main(["--root", str(tmp_path / "toy"), "--train-per-class", "1", "--val-per-class", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: no space left on {tmp_path / 'toy'}"), err

@@ -324,3 +324,28 @@ if __name__ == "__main__":
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["4", "True"]  # every worker answered; the parent kept its threads
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+def test_a_sound_only_file_is_named_as_such(tmp_path, faststart):
+    """D25 of the hardening issue: an audio-only MP4 was "unknown format or truncated"; it has no video stream.
+    (Its index — the moov box with the track handlers — sits at the end, or at the start with faststart.)"""
+    from videos import ffmpeg
+
+    path = tmp_path / "sound.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=1",
+        "-c:a",
+        "aac",
+        *(["-movflags", "+faststart"] if faststart else []),
+        str(path),
+    )
+    with pytest.raises(VideoDecodeError, match=r"sound.mp4: no video stream \(the file holds sound only\)"):
+        video_info(path)
+    cut = tmp_path / "cut.mp4"  # a video cut short is still "truncated", not "sound only"
+    cut.write_bytes(write_h264(tmp_path / "v.mp4", stamped_frames(10)).read_bytes()[:300])
+    with pytest.raises(VideoDecodeError, match="unknown format or truncated|decod"):
+        video_info(cut)

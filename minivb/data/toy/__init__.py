@@ -50,7 +50,7 @@ import cv2
 import numpy as np
 
 from ...checks import check_int
-from ...files import write_atomic
+from ...files import NoSpace, write_atomic
 
 __all__ = [
     "CLASSES",
@@ -258,12 +258,22 @@ def write_video(path: Path, video: np.ndarray, fps: float) -> None:
     T, H, W, _ = video.shape
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (W, H))
     if not writer.isOpened():
+        _no_space_or(path.parent)
         raise RuntimeError(f"{path}: OpenCV cannot open an mp4v video writer")
     try:
         for frame in video:
             writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     finally:
         writer.release()
+    if not path.is_file() or path.stat().st_size == 0:  # OpenCV's writer reports no write error itself
+        _no_space_or(path.parent)
+        raise RuntimeError(f"{path}: OpenCV wrote no video")
+
+
+def _no_space_or(folder: Path) -> None:
+    """OpenCV says only that its writer failed: if the disk is full, say that (:class:`~minivb.files.NoSpace`)."""
+    if shutil.disk_usage(folder).free < FULL_DISK_BYTES:
+        raise NoSpace(folder)
 
 
 # --------------------------------------------------------------------------- the data set
@@ -274,6 +284,7 @@ def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS.index(split), index])
 
 
+FULL_DISK_BYTES = 1 << 20  # less free space than this where a video could not be written: the disk is full
 GENERATOR = "minivb.data.toy"  # meta.json's "generator": what marks a folder as made (and replaceable) by generate()
 _OWN_FILE = re.compile(r"(train|val)/([a-z_]+)/\2_\d{4}\.mp4|(train|val)\.csv|classes\.txt|meta\.json")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from ...cli import Parser, number, positive_int, run_main, seed
+from ...files import NoSpace
 from .. import toy
 
 
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> int:
         try:
             toy.generate(a.root, cfg, force=a.force, verbose=True)
+        except NoSpace:
+            raise  # run_main: one line, exit 1
         except OSError as e:
             print(f"error: cannot write the toy set to {a.root}: {e}", file=sys.stderr)
             return 1
