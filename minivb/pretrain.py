@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .cli import Parser, nonnegative_int, number, positive_int, run_main, seed
 from .data.registry import DATASETS
@@ -93,9 +94,16 @@ def main(argv: list[str] | None = None) -> int:
         except (Stopped, KeyboardInterrupt) as e:
             name = e.signal if isinstance(e, Stopped) else "SIGINT"
             out = getattr(e, "out", None) or given.get("resume") or given.get("out")
-            again = f"python -m minivb.pretrain --resume {out}" if out else "the same command with --resume RUN_FOLDER"
-            kept = f"{e.epochs_done} finished epoch(s) kept; " if isinstance(e, Stopped) and e.epochs_done else ""
-            print(f"\nstopped by {name}; {kept}continue with: {again}", file=sys.stderr)
+            if out is not None and (Path(out) / "words.pt").is_file():  # the vocabulary (and epochs) are kept
+                kept = f"{e.epochs_done} finished epoch(s) kept; " if isinstance(e, Stopped) and e.epochs_done else ""
+                print(
+                    f"\nstopped by {name}; {kept}continue with: python -m minivb.pretrain --resume {out}",
+                    file=sys.stderr,
+                )
+            else:  # stopped before the vocabulary was built: nothing to continue from
+                print(
+                    f"\nstopped by {name} before the vocabulary was built; run the same command again", file=sys.stderr
+                )
             return 130 if name == "SIGINT" else 0
         return 0
 

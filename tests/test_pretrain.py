@@ -374,6 +374,24 @@ def test_sigterm_keeps_the_finished_epochs_and_resume_ends_bit_identical(toy, tm
     assert pretrain_main(["--resume", str(out)]) == 2  # nothing left to continue: one line (a finished run)
 
 
+def test_stopped_before_the_vocabulary_says_to_start_again(toy, tmp_path, monkeypatch, capsys):
+    """Stopped during the feature pass or k-means, nothing is kept: the message must not promise a --resume."""
+    import minivb.pretraining
+    from minivb.pretrain import main as pretrain_main
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt  # Ctrl-C while k-means runs
+
+    monkeypatch.setattr(minivb.pretraining, "_sentences", interrupted)
+    out = tmp_path / "run"
+    assert pretrain_main(["--data-root", str(toy), "--out", str(out), *TINY_PRE]) == 130
+    err = capsys.readouterr().err
+    assert "stopped by SIGINT before the vocabulary was built; run the same command again" in err
+    assert "--resume" not in err and not (out / "words.pt").exists()
+    monkeypatch.undo()
+    assert pretrain_main(["--data-root", str(toy), "--out", str(out), "--epochs", "1", *TINY_PRE]) == 0  # and it can
+
+
 def test_pretrain_cli_writes_a_checkpoint_whose_loss_fell(pretrained):
     import json
 
