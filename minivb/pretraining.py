@@ -29,10 +29,7 @@ sentences are tiny; the cost at k400 scale is the feature pass, which uses ``--w
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,6 +50,7 @@ from .encoder import build_encoder
 from .files import write_json
 from .loop import TrainState, stop_signals, train_one_epoch, warmup_cosine
 from .model import EMBED_STD
+from .signals import sigterm_raises
 from .transformer import Transformer
 from .visual_words import HierarchicalKMeans, Vocabulary, frame_features, kmeans, tokenize
 
@@ -493,23 +491,6 @@ class Stopped(Exception):
         self.signal, self.epochs_done, self.out = signal_name, epochs_done, out
 
 
-@contextlib.contextmanager
-def _sigterm_stops():
-    """During the long feature pass and k-means, SIGTERM stops at once (nothing of it is kept) as Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise Stopped("SIGTERM", 0)
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def pretrain(given: dict, log=print) -> dict:
     """``python -m minivb.pretrain``'s work → its summary (the dict written to summary.json).
 
@@ -591,6 +572,7 @@ def _pretrain_into(
 def _pretrain_steps(
     out: Path, opts: dict, device: torch.device, train_items: list | None, val_items: list | None, start: float, log
 ) -> dict:
+    """Tokenizer → vocabulary and sentences (or those of ``words.pt``, resuming) → masked modeling → pretrain.pt."""
     options = {k: v for k, v in opts.items() if k not in ("out", "resume")} | {"out": str(out)}
     resuming = (out / "words.pt").is_file()
     encoder = _tokenizer(opts | ({"pretrained": False} if resuming else {}), device)  # (its weights are saved)
@@ -600,7 +582,7 @@ def _pretrain_steps(
         vocabulary = HierarchicalKMeans.from_state_dict(words["vocabulary"])
         train_ids, val_ids = words["train_ids"], words["val_ids"]
     else:
-        with _sigterm_stops():
+        with sigterm_raises(lambda: Stopped("SIGTERM", 0)):  # (nothing of this phase is kept)
             vocabulary, train_ids, val_ids = _sentences(encoder, train_items, val_items, opts, device, log)
         seconds = time.perf_counter() - start
         save_checkpoint(

@@ -19,18 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
-# FFmpeg prints decoder complaints straight to stderr; we turn every failure into a
-# VideoDecodeError instead, so keep FFmpeg quiet (set before cv2 is imported; an
-# explicit value in the environment wins). minivb/__init__.py sets the same before any
-# module of the package runs; here again for a reader who imports this file on its own.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # and OpenCV its "cannot open" warnings
+# FFmpeg and OpenCV print their complaints about a file straight to stderr; we turn every failure
+# into a VideoDecodeError instead. minivb/__init__.py quiets both before cv2 is first imported (it
+# runs before this module, or any module of the package, whatever is imported).
+import cv2
+import numpy as np
+import torch
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from .checks import check_int  # noqa: E402
+from .checks import check_int
 
 __all__ = [
     "VideoDecodeError",

@@ -19,6 +19,7 @@ LAYERS = {
     "minivb": 4,  # the package's front door re-exports load_checkpoint
     "minivb.checks": 1,
     "minivb.files": 1,
+    "minivb.signals": 1,
     "minivb.video": 1,
     "minivb.encoder": 1,
     "minivb.attention": 1,

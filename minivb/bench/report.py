@@ -12,7 +12,7 @@ import shlex
 import statistics
 from pathlib import Path
 
-import cv2  # (minivb's __init__ has loaded minivb.video, which quiets FFmpeg, before any of this)
+import cv2  # (quieted by minivb/__init__.py, which runs first)
 import numpy as np
 import torch
 

@@ -22,7 +22,6 @@ there are no annotation CSVs. Class indices are the sorted label names of the tr
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -30,7 +29,6 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -47,6 +45,7 @@ from ...files import (
     unsafe_name,
     write_atomic,
 )
+from ...signals import sigterm_raises
 from ...video import VideoDecodeError
 from ..clips import VIDEO_EXTENSIONS
 from ..download import (
@@ -413,7 +412,10 @@ def _convert_all(root: Path, clips: list[Clip], settings: Settings, workers: int
     try:
         # spawn, not fork: a forked child can inherit a lock held by one of OpenCV's threads and hang.
         # Leaving the block (done, Ctrl-C, SIGTERM, a full disk) terminates the workers.
-        with _stop_on_sigterm(), multiprocessing.get_context("spawn").Pool(workers, _worker_start) as pool:
+        with (
+            sigterm_raises(lambda: Stopped("SIGTERM")),
+            multiprocessing.get_context("spawn").Pool(workers, _worker_start) as pool,
+        ):
             for entry in pool.imap_unordered(_convert, jobs, chunksize=4):
                 if entry.get("no_space"):
                     raise NoSpace(root)
@@ -428,23 +430,6 @@ def _convert_all(root: Path, clips: list[Clip], settings: Settings, workers: int
 
 class Stopped(Exception):
     """SIGTERM stopped ``prepare``: what is converted is in the journal; the same command continues."""
-
-
-@contextlib.contextmanager
-def _stop_on_sigterm():
-    """SIGTERM (a cluster's preemption, ``kill``) stops the work as Ctrl-C does: the journal keeps what is done."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum, frame):
-        raise Stopped("SIGTERM")
-
-    previous = signal.signal(signal.SIGTERM, stop)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _csv_text(header: Sequence[str], rows: Iterable[Sequence]) -> str:
@@ -531,9 +516,9 @@ def _prepare(root: Path, splits, settings: Settings, workers, limit_classes, lim
     """:func:`prepare`'s work, with the root held."""
     found, unsafe = {}, {}
     for split in splits:  # names from the annotation CSV are never paths: such a clip is reported, not written
-        clips = find_clips(root, split)
-        found[split] = [c for c in clips if _unsafe(c) is None]
-        unsafe[split] = [(split, _bad_path(root, c), c.label, _unsafe(c)) for c in clips if _unsafe(c) is not None]
+        why = [(c, _unsafe(c)) for c in find_clips(root, split)]  # (every row, repeats too; why it is unsafe or None)
+        found[split] = [c for c, reason in why if reason is None]
+        unsafe[split] = [(split, _bad_path(root, c), c.label, reason) for c, reason in why if reason]
     held_out = {c.name for split in ("val", "test") for c in (found.get(split) or _annotated(root, split))}
     for split in splits:  # duplicates, a clip under two labels, a validation clip in training: reported, not used
         if _is_annotated(root, split):  # (class folders name their files freely: clip_0.mp4 in every class)
