@@ -53,7 +53,7 @@ from .data.framestore import SUFFIX as STORE_SUFFIX
 from .data.toy import render_clip, write_video
 from .device import autocast, memory_bytes
 from .model import VideoBERT
-from .video import VideoDecodeError, iter_frames, read_frames, sample_indices, video_info
+from .video import VideoDecodeError, frame_times, iter_frames, read_frames, sample_indices, video_info
 
 __all__ = [
     "FEATURES",
@@ -86,7 +86,8 @@ PANEL_INCHES, DPI = 2.4, 100  # filmstrip: one keyframe per 2.4 in × 100 dpi = 
 class Keyframe:
     """One keyframe and the segment it stands for (frames ``[start_frame, end_frame)``).
 
-    Times are seconds (``frame / fps``), ``None`` when the file gives no frame rate. ``score``:
+    Times are seconds, the frames' own presentation times (:func:`~minivb.video.frame_times`; a segment ends
+    where its last frame ends), ``None`` when the file gives neither timestamps nor a frame rate. ``score``:
     cosine similarity between the keyframe's window and its segment's mean embedding (1 = the
     segment is one homogeneous shot; low = a segment of mixed content).
     """
@@ -105,7 +106,7 @@ class Summary:
     """:func:`summarize`'s result: K keyframes sorted by time, and how they were found."""
 
     video: str
-    fps: float  # 0.0: unknown (times are then None)
+    fps: float  # 0.0: unknown
     frames: int  # decodable frames
     features: str  # "model" or "pixels"
     hop: int
@@ -354,7 +355,8 @@ def summarize(
             path,
             "a minivb frame store (every few frames of a video, as JPEGs), not a video: summarize the original video",
         )
-    info = video_info(path, exact=False)  # fps; the frames are counted by shot_cuts' decoding pass
+    info = video_info(path, exact=False)  # fps
+    times = frame_times(path)  # (frames,) seconds, or None; one cached decoding pass that also counts the frames
     total, shot_starts = shot_cuts(path) if shots else (video_info(path).frames, [])
     windows = shot_windows(total, shot_starts, prep.num_frames, prep.stride, hop)  # (W, T)
     if k > len(windows):
@@ -373,7 +375,7 @@ def summarize(
         device = next(model.parameters()).device if model is not None else torch.device("cpu")
     emb, scores = _embed_windows(model, path, windows, prep.size, features, batch_size, torch.device(device))
     bounds, _ = kts(emb, k)  # (k + 1,) window numbers
-    keyframes = _keyframes(emb, scores, windows, bounds, shot_starts, total, info.fps)
+    keyframes = _keyframes(emb, scores, windows, bounds, shot_starts, total, _segment_times(times, info.fps))
     return Summary(str(path), info.fps, total, features, hop, len(windows), keyframes, len(shot_starts) + 1)
 
 
@@ -400,13 +402,14 @@ def _keyframes(
     bounds: np.ndarray,
     shot_starts: list[int],
     total: int,
-    fps: float,
+    edges: np.ndarray | None,
 ) -> list[Keyframe]:
     """K segments of windows (``bounds``) → one :class:`Keyframe` each, sorted by time.
 
     A segment's frames run from its boundary to the next: at a shot cut when the boundary falls between two
     shots, else halfway between the centres of the windows on either side. Its keyframe: in the window nearest
-    the segment's mean embedding, the frame (inside the segment) with the highest score.
+    the segment's mean embedding, the frame (inside the segment) with the highest score. ``edges``
+    (:func:`_segment_times`): when each frame starts, and when the last one ends, in seconds.
     """
     centres = windows.mean(axis=1)  # (W,) each window's centre frame (float)
     shot_of = np.searchsorted(shot_starts, windows[:, 0], side="right")  # (W,) the shot each window lies in
@@ -417,7 +420,7 @@ def _keyframes(
         return int(math.floor((centres[b - 1] + centres[b]) / 2)) + 1  # else halfway between windows
 
     cuts = [0] + [int(cut_at(b)) for b in bounds[1:-1]] + [total]
-    seconds = (lambda f: round(f / fps, 3)) if fps > 0 else (lambda f: None)
+    seconds = (lambda f: round(float(edges[f]), 3)) if edges is not None else (lambda f: None)
     keyframes = []
     for j in range(len(bounds) - 1):
         a, b = bounds[j], bounds[j + 1]
@@ -436,9 +439,17 @@ def _keyframes(
 # --------------------------------------------------------------------------- picture
 
 
-def format_time(frame: int, fps: float) -> str:
-    """A frame number as seconds into the video (``12.3 s``), or ``frame N`` when the frame rate is unknown."""
-    return f"{frame / fps:.1f} s" if fps > 0 else f"frame {frame}"
+def _segment_times(times: np.ndarray | None, fps: float) -> np.ndarray | None:
+    """Frame times ``(N,)`` → ``(N + 1,)``: when each frame starts, then when the last one ends (one frame later)."""
+    if times is None:
+        return None
+    step = 1 / fps if fps > 0 else (times[-1] - times[-2] if len(times) > 1 else 0.0)
+    return np.append(times, times[-1] + step)
+
+
+def format_time(seconds: float | None, frame: int) -> str:
+    """A time into the video (``12.3 s``), or ``frame N`` when the file gives no times."""
+    return f"{seconds:.1f} s" if seconds is not None else f"frame {frame}"
 
 
 def filmstrip(video_path: str | os.PathLike, summary: Summary):
@@ -451,7 +462,8 @@ def filmstrip(video_path: str | os.PathLike, summary: Summary):
     if not kf:
         raise ValueError("the summary has no keyframes")
     images = read_frames(video_path, [f.frame for f in kf])  # (K, H, W, 3): K frames only, at full size
-    K, fps, N = len(kf), summary.fps, summary.frames
+    pixel_aspect = video_info(video_path, exact=False).pixel_aspect  # ≠ 1: the file's pixels are not square
+    K, timed = len(kf), kf[0].time is not None
     fig = Figure(figsize=(PANEL_INCHES * K, 2.7), dpi=DPI)
     FigureCanvasAgg(fig)
     grid = fig.add_gridspec(
@@ -460,23 +472,24 @@ def filmstrip(video_path: str | os.PathLike, summary: Summary):
     colours = [f"C{j % 10}" for j in range(K)]
     for j, (f, image) in enumerate(zip(kf, images)):
         ax = fig.add_subplot(grid[0, j])
-        ax.imshow(image)
+        ax.imshow(image, aspect=1 / pixel_aspect)  # aspect: a pixel's height / width as drawn
         ax.set_xticks([])
         ax.set_yticks([])
         for side in ax.spines.values():
             side.set(color=colours[j], linewidth=3)
         ax.set_title(
-            f"{format_time(f.frame, fps)}\nsegment {format_time(f.start_frame, fps)} – {format_time(f.end_frame, fps)}",
+            f"{format_time(f.time, f.frame)}\nsegment {format_time(f.start_time, f.start_frame)} – "
+            f"{format_time(f.end_time, f.end_frame)}",
             fontsize=8,
         )
     bar = fig.add_subplot(grid[1, :])  # the timeline, in seconds (frames if the rate is unknown)
-    unit = 1 / fps if fps > 0 else 1.0
     for j, f in enumerate(kf):
-        bar.axvspan(f.start_frame * unit, f.end_frame * unit, color=colours[j], alpha=0.45, linewidth=0)
-        bar.axvline(f.frame * unit, color="black", linewidth=1.5)
-    bar.set(xlim=(0, N * unit), ylim=(0, 1), yticks=[])
+        start, end, at = (f.start_time, f.end_time, f.time) if timed else (f.start_frame, f.end_frame, f.frame)
+        bar.axvspan(start, end, color=colours[j], alpha=0.45, linewidth=0)
+        bar.axvline(at, color="black", linewidth=1.5)
+    bar.set(xlim=(kf[0].start_time, kf[-1].end_time) if timed else (0, summary.frames), ylim=(0, 1), yticks=[])
     bar.tick_params(axis="x", labelsize=7)
-    bar.set_xlabel("seconds" if fps > 0 else "frame", fontsize=7, labelpad=1)
+    bar.set_xlabel("seconds" if timed else "frame", fontsize=7, labelpad=1)
     return fig
 
 

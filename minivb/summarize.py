@@ -88,9 +88,9 @@ def run(argv: list[str] | None = None) -> int:
         write_json(opts.json, summary.to_dict())
     for n, f in enumerate(summary.keyframes, 1):
         print(
-            f"keyframe {n}: frame {f.frame} ({format_time(f.frame, summary.fps)}), segment frames "
+            f"keyframe {n}: frame {f.frame} ({format_time(f.time, f.frame)}), segment frames "
             f"{f.start_frame}–{f.end_frame} "
-            f"({format_time(f.start_frame, summary.fps)} – {format_time(f.end_frame, summary.fps)}), score "
+            f"({format_time(f.start_time, f.start_frame)} – {format_time(f.end_time, f.end_frame)}), score "
             f"{f.score:.3f}"
         )
     print(f"wrote {opts.out}" + (f" and {opts.json}" if opts.json is not None else ""), file=sys.stderr)

@@ -34,6 +34,7 @@ __all__ = [
     "open_capture",
     "as_indices",
     "video_info",
+    "frame_times",
     "read_frames",
     "iter_frames",
     "sample_indices",
@@ -58,6 +59,7 @@ class VideoInfo:
     fps: float  # frames per second from the container; 0.0 if it gives none
     width: int
     height: int
+    pixel_aspect: float = 1.0  # a pixel's width / height (the container's sample aspect ratio); 1.0: square or unknown
 
 
 # --------------------------------------------------------------------------- opening
@@ -158,16 +160,27 @@ if hasattr(os, "register_at_fork"):
 
 
 @functools.lru_cache(maxsize=4096)
-def _count_frames(path: str, mtime_ns: int, size: int) -> int:
-    """Decode-count the frames (cached per file version: path, mtime and size)."""
+def _decode_pass(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, float]:
+    """Decode the whole file once (cached per file version: path, mtime and size) → ``(ms, first_pts)``.
+
+    ``ms``: ``(frames,)`` each frame's time in milliseconds from the stream's first frame (``CAP_PROP_POS_MSEC``);
+    ``first_pts``: the first frame's own presentation time in frames of ``1 / fps`` (``CAP_PROP_PTS``; < 0: unknown).
+    """
     cap = open_capture(path)
     try:
-        n = 0
+        ms, first_pts = [], -1.0
         while cap.grab():  # grab() demuxes + decodes, but skips the colour conversion
-            n += 1
-        return n
+            if not ms:
+                first_pts = float(cap.get(cv2.CAP_PROP_PTS))
+            ms.append(cap.get(cv2.CAP_PROP_POS_MSEC))
+        return np.asarray(ms, np.float64), first_pts
     finally:
         cap.release()
+
+
+def _decoded(path: str | os.PathLike) -> tuple[np.ndarray, float]:
+    st = os.stat(path)
+    return _decode_pass(str(path), st.st_mtime_ns, st.st_size)
 
 
 def video_info(path: str | os.PathLike, exact: bool = True) -> VideoInfo:
@@ -183,19 +196,43 @@ def video_info(path: str | os.PathLike, exact: bool = True) -> VideoInfo:
         width = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
         height = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
         header_frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        sar = cap.get(cv2.CAP_PROP_SAR_NUM), cap.get(cv2.CAP_PROP_SAR_DEN)  # 0 or -1 when the file gives none
     finally:
         cap.release()
     if width <= 0 or height <= 0:
         raise VideoDecodeError(path, "no video stream (frame size is 0)")
-    if exact:
-        st = os.stat(path)
-        frames = _count_frames(str(path), st.st_mtime_ns, st.st_size)
-    else:
-        frames = header_frames
+    frames = len(_decoded(path)[0]) if exact else header_frames
     if frames <= 0:
         raise VideoDecodeError(path, "no decodable frames")
     fps = fps if np.isfinite(fps) and fps > 0 else 0.0
-    return VideoInfo(frames=frames, fps=fps, width=width, height=height)
+    pixel_aspect = sar[0] / sar[1] if min(sar) > 0 else 1.0
+    return VideoInfo(frames=frames, fps=fps, width=width, height=height, pixel_aspect=pixel_aspect)
+
+
+def frame_times(path: str | os.PathLike) -> np.ndarray | None:
+    """Each frame's presentation time in seconds, from the file's own timestamps → ``(frames,)`` float64.
+
+    Not ``i / fps``: a file may start later than 0 s, and its frames need not be evenly spaced (variable frame
+    rate). OpenCV gives each frame's time from the stream's first frame exactly (``CAP_PROP_POS_MSEC``), but
+    the first frame's own time only in whole frames (``CAP_PROP_PTS``, in units of ``1 / fps``): a file that
+    starts at 0.5 s at 25 fps starts here at 13 / 25 = 0.52 s, a start within half a frame. A file without
+    timestamps gets ``i / fps``; ``None`` when it gives neither timestamps nor a frame rate. The decoding pass
+    is the one :func:`video_info` counts frames with (one pass, cached, for both).
+    """
+    fps = video_info(path, exact=False).fps
+    ms, first_pts = _decoded(path)
+    if len(ms) == 0:
+        raise VideoDecodeError(path, "no decodable frames")
+    if len(ms) > 1 and np.all(np.diff(ms) > 0):  # real timestamps, strictly increasing
+        times = (ms - ms[0]) / 1000
+    elif fps > 0:  # no usable timestamps: the frame rate's grid
+        times = np.arange(len(ms)) / fps
+    elif len(ms) == 1:
+        times = np.zeros(1)
+    else:
+        return None
+    start = first_pts / fps if fps > 0 and np.isfinite(first_pts) and first_pts > 0 else 0.0
+    return start + times
 
 
 # --------------------------------------------------------------------------- frames

@@ -7,13 +7,14 @@ import struct
 import numpy as np
 import pytest
 import torch
-from videos import stamped_frames, write_h264
+from videos import ffmpeg, presentation_times, stamped_frames, write_h264
 
 from minivb.checkpoint import Preprocessing
 from minivb.summarization import (
     _square,
     _stream_windows,
     concat_video,
+    filmstrip,
     kts,
     shot_cuts,
     shot_windows,
@@ -158,6 +159,26 @@ def test_pixel_features_beat_uniform_on_known_segments(concat):
     assert [f.start_frame for f in s.keyframes][0] == 0 and s.keyframes[-1].end_frame == 120
     assert all(a.end_frame == b.start_frame for a, b in zip(s.keyframes, s.keyframes[1:]))
     assert [f.start_frame for f in s.keyframes[1:]] == [40, 52, 64, 104]  # segment boundaries at the shot cuts
+
+
+def test_times_are_the_frames_own_and_the_filmstrip_keeps_the_pixels_shape(concat, tmp_path):
+    """The same video starting at 0.5 s, its pixels 5:3 (wider than tall): times and picture follow the file."""
+    path, _ = concat
+    late = tmp_path / "late_wide.mp4"
+    args = ("-i", str(path), "-output_ts_offset", "0.5", "-vf", "setsar=5/3", "-c:v", "libx264", str(late))
+    assert ffmpeg("-loglevel", "error", *args).returncode == 0
+    reference = presentation_times(late)  # 0.5, 0.625, … (8 fps)
+    assert reference[0] == pytest.approx(0.5) and len(reference) == 120
+    s = summarize(None, late, TINY_PREP, 5, features="pixels")
+    for f in s.keyframes:
+        assert f.time == pytest.approx(reference[f.frame], abs=1e-3)  # not frame / fps: 0.5 s later
+        assert f.start_time == pytest.approx(reference[f.start_frame], abs=1e-3)
+    assert s.keyframes[-1].end_time == pytest.approx(reference[-1] + 1 / 8, abs=1e-3)  # where the last frame ends
+    fig = filmstrip(late, s)
+    fig.canvas.draw()
+    panel = fig.axes[0].get_window_extent()  # the first keyframe as drawn, in pixels
+    assert panel.width / panel.height == pytest.approx(5 / 3, rel=0.02)  # 64×64 pixels, each 5:3
+    assert fig.axes[-1].get_xlim() == pytest.approx((0.5, reference[-1] + 1 / 8), abs=1e-3)  # the timeline
 
 
 def test_summarize_refuses_more_keyframes_than_windows(concat):

@@ -8,10 +8,19 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from videos import frame_types, read_stamp, sequential_decode, stamped_frames, write_h264, write_opencv
+from videos import (
+    frame_types,
+    presentation_times,
+    read_stamp,
+    sequential_decode,
+    stamped_frames,
+    write_h264,
+    write_opencv,
+)
 
 from minivb.video import (
     VideoDecodeError,
+    frame_times,
     merge_regions,
     read_clip,
     read_frames,
@@ -88,6 +97,31 @@ def test_video_info(h264):
     info = video_info(h264)
     assert (info.frames, info.width, info.height) == (N, 64, 64)
     assert info.fps == pytest.approx(25.0)
+    assert info.pixel_aspect == 1.0
+
+
+def test_pixel_aspect_is_the_files_sample_aspect_ratio(tmp_path):
+    wide = write_h264(tmp_path / "wide.mp4", stamped_frames(5), extra=("-vf", "setsar=5/3"))
+    assert video_info(wide).pixel_aspect == pytest.approx(5 / 3)  # 64×64 stored, 107×64 shown
+
+
+# A late start; a variable frame rate: 11 frames 40 ms apart, then 120 ms apart.
+LATE = ("-output_ts_offset", "0.5")
+VARIABLE = ("-vf", "setpts='if(lt(N,10),N,10+3*(N-10))/(25*TB)'", "-fps_mode", "passthrough")
+
+
+def test_frame_times_are_the_files_own_timestamps(tmp_path, h264):
+    """Against ffmpeg's own reading of the same files: a plain file, a variable frame rate, a late start."""
+    np.testing.assert_allclose(frame_times(h264), np.arange(N) / 25, atol=1e-9)
+    variable = write_h264(tmp_path / "variable.mp4", stamped_frames(30), extra=VARIABLE)
+    reference = presentation_times(variable)
+    assert reference[11] - reference[10] == pytest.approx(0.12)  # the file really is variable
+    np.testing.assert_allclose(frame_times(variable), reference, atol=1e-6)  # not i / fps
+    late = write_h264(tmp_path / "late.mp4", stamped_frames(30), extra=LATE)
+    reference, got = presentation_times(late), frame_times(late)
+    assert reference[0] == pytest.approx(0.5)
+    np.testing.assert_allclose(np.diff(got), np.diff(reference), atol=1e-6)  # exact from frame to frame
+    assert abs(got[0] - reference[0]) <= 0.5 / 25 + 1e-9  # the start: OpenCV gives it in whole frames only
 
 
 def _patch_avi_frame_count(data: bytearray, count: int) -> None:

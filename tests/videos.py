@@ -40,8 +40,10 @@ def ffmpeg(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProces
     return subprocess.run([exe, "-hide_banner", *args], input=stdin, capture_output=True, check=False)
 
 
-def write_h264(path: Path, frames: np.ndarray, fps: int = 25, faststart: bool = False) -> Path:
-    """H.264 (libx264) with 3 B-frames between references and a pyramid: decode order ≠ presentation order."""
+def write_h264(path: Path, frames: np.ndarray, fps: int = 25, faststart: bool = False, extra: tuple = ()) -> Path:
+    """H.264 (libx264) with 3 B-frames between references and a pyramid: decode order ≠ presentation order.
+
+    ``extra``: more ffmpeg output options (a start offset, a filter)."""
     n, h, w, _ = frames.shape
     args = [
         "-y",
@@ -70,7 +72,7 @@ def write_h264(path: Path, frames: np.ndarray, fps: int = 25, faststart: bool = 
     ]
     if faststart:
         args += ["-movflags", "+faststart"]
-    proc = ffmpeg(*args, str(path), stdin=frames.tobytes())
+    proc = ffmpeg(*args, *extra, str(path), stdin=frames.tobytes())
     assert proc.returncode == 0, proc.stderr.decode()
     return path
 
@@ -79,6 +81,12 @@ def frame_types(path: Path) -> str:
     """Picture types (presentation order) as ffmpeg's showinfo filter reports them, e.g. 'IPBBB...'."""
     out = ffmpeg("-i", str(path), "-vf", "showinfo", "-f", "null", "-").stderr.decode()
     return "".join(line.split(" type:")[1][0] for line in out.splitlines() if " type:" in line)
+
+
+def presentation_times(path: Path) -> np.ndarray:
+    """The reference: each frame's presentation time in seconds as ffmpeg reads it (showinfo, timestamps kept)."""
+    out = ffmpeg("-copyts", "-i", str(path), "-vf", "showinfo", "-f", "null", "-").stderr.decode()
+    return np.array([float(line.split("pts_time:")[1].split()[0]) for line in out.splitlines() if "pts_time:" in line])
 
 
 def write_opencv(path: Path, frames: np.ndarray, fourcc: str = "mp4v", fps: float = 25.0) -> Path:
