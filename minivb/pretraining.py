@@ -33,6 +33,7 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -491,12 +492,19 @@ class Stopped(Exception):
         self.signal, self.epochs_done, self.out = signal_name, epochs_done, out
 
 
-def pretrain(given: dict, log=print) -> dict:
+def _quiet(*args) -> None:
+    """A log that says nothing."""
+
+
+def pretrain(given: dict, log: Callable[..., None] | None = print) -> dict:
     """``python -m minivb.pretrain``'s work → its summary (the dict written to summary.json).
+
+    ``log`` takes the run's lines (``None`` silences them; ``summary["history"]`` has every epoch's numbers).
 
     Three steps: the tokenizer CNN (:func:`_tokenizer`) → the vocabulary and every clip as a sentence of
     words (:func:`_sentences`) → masked visual-token modeling of a :class:`WordBERT` (:func:`_masked_modeling`).
     """
+    log = log or _quiet
     if given.get("resume"):
         return _resume(given, log)
     dataset = registry.get(given.get("subset"))

@@ -27,6 +27,7 @@ channels-last convolutions; ``compile`` adds ``torch.compile``.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -153,14 +154,16 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     criterion: nn.Module
     state: TrainState
+    log: Callable[..., None] | None = print  # where the run's lines go (None: nowhere)
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
     def say(self, *args) -> None:
-        if self.is_main:
-            print(*args, flush=True)
+        if self.is_main and self.log is not None:
+            self.log(*args)
+            sys.stdout.flush()  # a line at a time, also into a pipe (torchrun, tee)
 
 
 def load_data(opts: dict) -> tuple[list, list, list[str]]:
@@ -552,7 +555,9 @@ def fit(run: Run, on_step: Callable[[TrainState], None] | None = None) -> dict:
     return finish(run, val)
 
 
-def train(given: dict, on_step: Callable[[TrainState], None] | None = None) -> dict:
+def train(
+    given: dict, on_step: Callable[[TrainState], None] | None = None, log: Callable[..., None] | None = print
+) -> dict:
     """Train with the options ``given`` → the summary dict.
 
     ``given`` names only what differs from the data set's preset (:data:`minivb.data.registry.PRESETS`),
@@ -560,9 +565,10 @@ def train(given: dict, on_step: Callable[[TrainState], None] | None = None) -> d
     ``python -m minivb.train --epochs 3 --out runs/quick``.
 
     ``on_step(state)`` is called after every optimizer step (progress, tests that stop a run at
-    a known step). Raises :class:`UsageError` for bad options or inputs (before anything is
-    written). Returns ``{"stopped": True, ...}`` if SIGTERM or Ctrl-C ended the run early
-    (after saving last.pt).
+    a known step). ``log`` takes the run's lines (the header, one per epoch, the result); ``None``
+    silences them (the run still writes ``metrics.csv`` and ``curves.png``). Raises
+    :class:`UsageError` for bad options or inputs (before anything is written). Returns
+    ``{"stopped": True, ...}`` if SIGTERM or Ctrl-C ended the run early (after saving last.pt).
     """
     opts, ckpt, ckpt_path = resolve_options(given)
     rank, world_size, local_rank = distributed.process_place()
@@ -575,6 +581,7 @@ def train(given: dict, on_step: Callable[[TrainState], None] | None = None) -> d
     distributed.setup(device, world_size)
     try:
         run = build_run(opts, ckpt, device, rank, world_size)
+        run.log = log
         lock = distributed.rank0_first(
             lambda: runs.claim(run.out), rank, world_size, others=False, errors=(UsageError,)
         )

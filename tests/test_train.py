@@ -19,7 +19,8 @@ from minivb import load_checkpoint
 from minivb.checkpoint import read_checkpoint, save_checkpoint
 from minivb.data.registry import PRESETS
 from minivb.data.toy import CLASSES
-from minivb.train import main
+from minivb.train import main, parse_args
+from minivb.training import train
 
 TINY = [
     "--epochs",
@@ -318,6 +319,17 @@ def test_a_warmup_longer_than_the_run_is_said(toy, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 epoch × 8 steps" in out  # (not "1 epochs")
     assert "note: the warmup (24 steps) is longer than the run (8 steps): the learning rate stops at 33% of --lr" in out
+
+
+def test_log_takes_the_runs_lines_or_silences_them(toy, tmp_path, capsys):
+    opts = parse_args(["--data-root", str(toy), *TINY, "--epochs", "1"])
+    lines = []
+    train(opts | {"out": str(tmp_path / "kept")}, log=lines.append)
+    assert lines[0].startswith("minivb.train: toy") and lines[1].startswith("epoch   1/1")
+    assert lines[-1].startswith("done: val top-1")
+    quiet = train(opts | {"out": str(tmp_path / "quiet")}, log=None)
+    assert capsys.readouterr().out == ""  # nothing printed, the run still kept
+    assert (tmp_path / "quiet" / "metrics.csv").read_text().count("\n") == 2 and quiet["epochs"] == 1
 
 
 def test_two_runs_cannot_share_an_output_folder(toy, tmp_path, one_line_error):
