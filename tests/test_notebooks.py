@@ -142,3 +142,22 @@ def test_one_way_to_turn_the_comparison_off(path):
         i for i, c in enumerate(cells_of(path)) if c["cell_type"] == "code" and "# NBVAL_" in "".join(c["source"])
     ]
     assert not comments, f"{path.name}: cells {comments} use an NBVAL comment; use nbval's cell tags instead"
+
+
+SMALL_TEXT = re.compile(r"\b(?:fontsize|labelsize)\s*=\s*(\d+(?:\.\d+)?)")
+CODE_SPAN = re.compile(r"`[^`]*`")  # `$TORCH_HOME` is code, not a formula
+DPI = re.compile(r"dpi[\"'\]]*\s*[=:]\s*(\d+)")  # dpi=72, rcParams["figure.dpi"] = 72
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_figures_are_legible_formulas_balanced_and_the_notebook_ends_in_words(path):
+    cells = cells_of(path)
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    small = [size for src in code for size in SMALL_TEXT.findall(src) if float(size) < 7]
+    assert not small, f"{path.name}: text of {small} pt is under 7 pt (9 px at 100 dpi): too small to read"
+    low = [dpi for src in code for dpi in DPI.findall(src) if int(dpi) < 100]
+    assert not low, f"{path.name}: figures at {low} dpi; draw at 100 dpi or more"
+    prose = {i: CODE_SPAN.sub("", "".join(c["source"])) for i, c in enumerate(cells) if c["cell_type"] == "markdown"}
+    odd = [i for i, text in prose.items() if text.count("$") % 2]
+    assert not odd, f"{path.name}: Markdown cells {odd} have an unbalanced `$` (a formula not closed)"
+    assert cells[-1]["cell_type"] == "markdown", f"{path.name}: end with a Markdown cell: what we have, what is next"
