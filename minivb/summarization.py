@@ -63,6 +63,7 @@ __all__ = [
     "shot_windows",
     "window_indices",
     "kts",
+    "choose_k",
     "uniform_keyframes",
     "window_features",
     "summarize",
@@ -78,6 +79,7 @@ CUT_MIN, CUT_RATIO = (
     3.0,
 )  # shot_cuts: a cut changes the 32×32 gray frame by ≥ 12/255 on average, 3× its neighbours
 PIXEL_GRID = 16  # features="pixels": each frame average-pooled to 16×16×3
+MAX_K = 20  # summarize without k: the most segments KTS's model selection considers
 KTS_BYTES_PER_CELL = 6 * 8  # kts holds about six (W+1)² float64 / int64 arrays at once (gram, lengths, costs, …)
 PANEL_INCHES, DPI = 2.4, 100  # filmstrip: one keyframe per 2.4 in × 100 dpi = 240 pixels of width
 
@@ -113,6 +115,7 @@ class Summary:
     windows: int  # W, windows the segmentation ran over
     keyframes: list[Keyframe] = field(default_factory=list)
     shots: int = 1  # shots found by shot_cuts (1 when shots=False)
+    k_chosen: bool = False  # True: KTS chose K (summarize without k)
 
     @property
     def k(self) -> int:
@@ -125,6 +128,7 @@ class Summary:
             "fps": self.fps,
             "frames": self.frames,
             "k": self.k,
+            "k_chosen": self.k_chosen,
             "features": self.features,
             "hop": self.hop,
             "windows": self.windows,
@@ -278,15 +282,11 @@ def _stream_windows(path, windows: np.ndarray, size: int, batch_size: int):
 # --------------------------------------------------------------------------- segmentation
 
 
-def kts(x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, float]:
-    """Kernel temporal segmentation with a linear kernel: ``x (W, D)`` → ``(bounds (k + 1,), cost)``.
+def _scatter_dp(x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """KTS's dynamic programme for 1…k segments → ``(back (k + 1, W + 1), least (k + 1,))``.
 
-    Segment ``j`` is rows ``bounds[j]:bounds[j + 1]`` (``bounds[0] = 0``, ``bounds[k] = W``), chosen
-    to minimise the total within-segment scatter ``Σ_j Σ_{w in j} ‖x_w − mean_j‖²`` — exactly, by
-    dynamic programming. With prefix sums ``S1[b] = Σ_{w<b} x_w`` and ``S2[b] = Σ_{w<b} ‖x_w‖²``,
-    the scatter of rows ``a:b`` is ``S2[b] − S2[a] − ‖S1[b] − S1[a]‖² / (b − a)``, and
-    ``best[j][b] = min_{a<b} best[j−1][a] + scatter(a, b)``: O(W²·D) for the costs, O(k·W²) for the DP.
-    Memory is O(W²) (the cost matrix): fine for a few thousand windows; for longer videos raise ``hop``.
+    ``least[j]``: the least total within-segment scatter of ``x``'s W rows cut into ``j`` segments;
+    ``back[j, b]``: where the last of ``j`` segments over rows ``:b`` starts. See :func:`kts`.
     """
     x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
     if x.ndim != 2 or len(x) == 0:
@@ -305,14 +305,51 @@ def kts(x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, float]:
     best = np.full(W + 1, np.inf)
     best[0] = 0.0  # zero segments cover zero rows
     back = np.zeros((k + 1, W + 1), np.int64)
+    least = np.full(k + 1, np.inf)
     for j in range(1, k + 1):
         total = best[:, None] + cost  # (a, b): j−1 segments over rows :a, then one over a:b
         back[j] = total.argmin(0)
         best = total.min(0)  # (W+1,)
-    bounds = [W]
+        least[j] = best[W]
+    return back, least
+
+
+def kts(x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, float]:
+    """Kernel temporal segmentation with a linear kernel: ``x (W, D)`` → ``(bounds (k + 1,), cost)``.
+
+    Segment ``j`` is rows ``bounds[j]:bounds[j + 1]`` (``bounds[0] = 0``, ``bounds[k] = W``), chosen
+    to minimise the total within-segment scatter ``Σ_j Σ_{w in j} ‖x_w − mean_j‖²`` — exactly, by
+    dynamic programming. With prefix sums ``S1[b] = Σ_{w<b} x_w`` and ``S2[b] = Σ_{w<b} ‖x_w‖²``,
+    the scatter of rows ``a:b`` is ``S2[b] − S2[a] − ‖S1[b] − S1[a]‖² / (b − a)``, and
+    ``best[j][b] = min_{a<b} best[j−1][a] + scatter(a, b)``: O(W²·D) for the costs, O(k·W²) for the DP.
+    Memory is O(W²) (the cost matrix): fine for a few thousand windows; for longer videos raise ``hop``.
+    """
+    back, least = _scatter_dp(x, k)
+    bounds = [back.shape[1] - 1]  # W
     for j in range(k, 0, -1):
         bounds.append(int(back[j, bounds[-1]]))
-    return np.asarray(bounds[::-1]), float(best[W])
+    return np.asarray(bounds[::-1]), float(least[k])
+
+
+def choose_k(x: np.ndarray | torch.Tensor, max_k: int = MAX_K) -> tuple[int, np.ndarray]:
+    """How many segments, by KTS's own model selection → ``(k, criterion (max_k,))`` for k = 1 … max_k.
+
+    More segments always lower the scatter, so KTS (Potapov et al. 2014, their ``cpd_auto``) adds a penalty
+    that grows with the number of change points ``m = k − 1`` and picks the least of
+
+        scatter(k) / W + v · m / (2W) · (log(W / m) + 1)      (0 for m = 0)
+
+    with ``v`` = 1, the largest value of the kernel ⟨x, x⟩ for unit rows (our window embeddings). ``max_k``
+    is capped at W.
+    """
+    W = len(x)
+    max_k = min(check_int("max_k", max_k), W)
+    _, least = _scatter_dp(x, max_k)  # (max_k + 1,)
+    m = np.arange(max_k)  # change points of k = 1 … max_k segments
+    with np.errstate(divide="ignore", invalid="ignore"):
+        penalty = np.where(m > 0, m / (2 * W) * (np.log(W / np.maximum(m, 1)) + 1), 0.0)
+    criterion = least[1:] / W + penalty  # (max_k,)
+    return int(criterion.argmin()) + 1, criterion
 
 
 def uniform_keyframes(total_frames: int, k: int) -> list[int]:
@@ -329,8 +366,9 @@ def summarize(
     model: VideoBERT | None,
     path: str | os.PathLike,
     prep: Preprocessing,
-    k: int,
+    k: int | None = None,
     *,
+    max_k: int = MAX_K,
     hop: int | None = None,
     features: str = "model",
     shots: bool = True,
@@ -341,14 +379,16 @@ def summarize(
 
     ``prep``: the checkpoint's clip (:func:`~minivb.inference.load_model`); ``hop``: frames between
     window starts (default: half a window's span). ``features="pixels"`` needs no model (pass
-    ``None``). ``k`` larger than the number of windows → ``ValueError`` saying how many there are;
-    an unreadable file → :class:`~minivb.video.VideoDecodeError`.
+    ``None``). ``k=None``: KTS chooses how many segments (:func:`choose_k`, at most ``max_k``). ``k`` larger
+    than the number of windows → ``ValueError`` saying how many there are; an unreadable file →
+    :class:`~minivb.video.VideoDecodeError`.
     """
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}, got {features!r}")
     if features == "model" and model is None:
         raise ValueError('features="model" needs a model')
-    k, batch_size = check_int("k", k), check_int("batch_size", batch_size)
+    k = None if k is None else check_int("k", k)
+    max_k, batch_size = check_int("max_k", max_k), check_int("batch_size", batch_size)
     hop = default_hop(prep) if hop is None else check_int("hop", hop)
     if str(path).endswith(STORE_SUFFIX):  # a store keeps every few frames only: no shot cuts, no times to find
         raise VideoDecodeError(
@@ -359,7 +399,7 @@ def summarize(
     times = frame_times(path)  # (frames,) seconds, or None; one cached decoding pass that also counts the frames
     total, shot_starts = shot_cuts(path) if shots else (video_info(path).frames, [])
     windows = shot_windows(total, shot_starts, prep.num_frames, prep.stride, hop)  # (W, T)
-    if k > len(windows):
+    if k is not None and k > len(windows):
         raise ValueError(
             f"k={k} keyframes asked, but the video ({total} frames) gives only {len(windows)} "
             f"windows of {prep.num_frames} frames {prep.stride} apart, hop {hop}"
@@ -374,9 +414,13 @@ def summarize(
     if device is None:
         device = next(model.parameters()).device if model is not None else torch.device("cpu")
     emb, scores = _embed_windows(model, path, windows, prep.size, features, batch_size, torch.device(device))
+    chosen = k is None
+    if chosen:
+        k, _ = choose_k(emb, max_k)
     bounds, _ = kts(emb, k)  # (k + 1,) window numbers
     keyframes = _keyframes(emb, scores, windows, bounds, shot_starts, total, _segment_times(times, info.fps))
-    return Summary(str(path), info.fps, total, features, hop, len(windows), keyframes, len(shot_starts) + 1)
+    n_shots = len(shot_starts) + 1
+    return Summary(str(path), info.fps, total, features, hop, len(windows), keyframes, n_shots, chosen)
 
 
 @torch.no_grad()

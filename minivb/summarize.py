@@ -39,7 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="a .pt file written by python -m minivb.train, or a run folder (its last.pt)",
     )
-    p.add_argument("--k", type=positive_int, required=True, help="how many keyframes (segments)")
+    p.add_argument(
+        "--k",
+        type=positive_int,
+        help="how many keyframes (segments) (default: chosen by kernel temporal segmentation's model selection)",
+    )
+    p.add_argument(
+        "--max-k",
+        type=positive_int,
+        default=summarization.MAX_K,
+        help=f"without --k: the most keyframes to consider (default: {summarization.MAX_K})",
+    )
     p.add_argument("--out", required=True, type=Path, help="the filmstrip PNG to write")
     p.add_argument("--json", type=Path, help="also write the keyframes (frame, time, segment) as JSON here")
     p.add_argument("--hop", type=positive_int, help="frames between window starts (default: half a window's span)")
@@ -74,6 +84,7 @@ def run(argv: list[str] | None = None) -> int:
             opts.video,
             prep,
             opts.k,
+            max_k=opts.max_k,
             hop=opts.hop,
             features=opts.features,
             batch_size=opts.batch_size,
@@ -86,6 +97,8 @@ def run(argv: list[str] | None = None) -> int:
     write_atomic(opts.out, png.getvalue())
     if opts.json is not None:
         write_json(opts.json, summary.to_dict())
+    if summary.k_chosen:
+        print(f"{summary.k} segments, chosen by kernel temporal segmentation (at most {opts.max_k})")
     for n, f in enumerate(summary.keyframes, 1):
         print(
             f"keyframe {n}: frame {f.frame} ({format_time(f.time, f.frame)}), segment frames "

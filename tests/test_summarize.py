@@ -2,6 +2,7 @@
 
 import itertools
 import json
+import math
 import struct
 
 import numpy as np
@@ -13,6 +14,7 @@ from minivb.checkpoint import Preprocessing
 from minivb.summarization import (
     _square,
     _stream_windows,
+    choose_k,
     concat_video,
     filmstrip,
     kts,
@@ -110,6 +112,23 @@ def test_kts_finds_obvious_steps_and_refuses_too_many_segments():
         kts(x, 15)
 
 
+def test_choose_k_is_ktss_own_model_selection():
+    """The criterion, written out from Potapov et al.'s cpd_auto (v = 1): scatter / W + m / 2W · (log(W / m) + 1)."""
+    rng = np.random.default_rng(0)
+    for lengths in ([60], [20, 15, 25], [10, 30, 10, 20, 30], [4, 40, 4]):
+        centres = rng.normal(size=(len(lengths), 32))
+        x = np.concatenate([c + 0.3 * rng.normal(size=(n, 32)) for c, n in zip(centres, lengths)])
+        x /= np.linalg.norm(x, axis=1, keepdims=True)  # unit rows, as the window embeddings
+        W = len(x)
+        k, criterion = choose_k(x, max_k=8)
+        expected = [
+            kts(x, j)[1] / W + ((j - 1) / (2 * W) * (math.log(W / (j - 1)) + 1) if j > 1 else 0) for j in range(1, 9)
+        ]
+        np.testing.assert_allclose(criterion, expected, rtol=1e-12)
+        assert k == len(lengths) and k == int(np.argmin(expected)) + 1  # the true number of segments
+    assert choose_k(np.eye(3), max_k=20)[1].shape == (3,)  # max_k is capped at W
+
+
 # --------------------------------------------------------------------------- metrics
 
 
@@ -179,6 +198,20 @@ def test_times_are_the_frames_own_and_the_filmstrip_keeps_the_pixels_shape(conca
     panel = fig.axes[0].get_window_extent()  # the first keyframe as drawn, in pixels
     assert panel.width / panel.height == pytest.approx(5 / 3, rel=0.02)  # 64×64 pixels, each 5:3
     assert fig.axes[-1].get_xlim() == pytest.approx((0.5, reference[-1] + 1 / 8), abs=1e-3)  # the timeline
+
+
+def test_without_k_kts_chooses_how_many(concat, tiny_run, tmp_path, capsys):
+    path, _ = concat
+    s = summarize(None, path, TINY_PREP, features="pixels")
+    assert s.k_chosen and s.to_dict()["k_chosen"] and s.k in (4, 5)  # 5 segments; pixels merge two (measured: 4)
+    assert not summarize(None, path, TINY_PREP, 3, features="pixels").k_chosen
+    assert summarize(None, path, TINY_PREP, features="pixels", max_k=2).k <= 2
+    out = tmp_path / "strip.png"
+    assert main([str(path), "--checkpoint", str(tiny_run), "--out", str(out), "--max-k", "6"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    k = int(lines[0].split()[0])
+    assert lines[0] == f"{k} segments, chosen by kernel temporal segmentation (at most 6)" and 1 <= k <= 6
+    assert len(lines) == 1 + k and lines[1].startswith("keyframe 1: frame")
 
 
 def test_summarize_refuses_more_keyframes_than_windows(concat):
