@@ -47,6 +47,7 @@ LAYERS = {
     "minivb.visual_words": 4,
     "minivb.pretraining": 4,
     "minivb.cli": 5,
+    "minivb.exercises": 5,
     "minivb.bench": 5,
     "minivb.bench.report": 5,
     "minivb.bench.decode": 5,

@@ -1,0 +1,252 @@
+"""The notebooks' exercises: ``check("03.1", my_function)`` runs your answer and says whether it is right.
+
+Every exercise is a function for you to write in the notebook. ``check`` calls it on inputs of its own and
+compares the result with an independent reference — PyTorch's own function where one exists, else the formula
+written out here, or the finished ``minivb`` code — or with a property any right answer has. It prints one line:
+
+    03.1 correct
+    03.1 not yet: <a hint: what is wrong, never the answer>
+    03.1 not attempted yet                          (the function still raises NotImplementedError)
+
+and returns ``True`` only when the answer is right. ``notebooks/solutions/`` holds one worked answer to each.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["EXERCISES", "Exercise", "check"]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: what to write, and how to tell whether it is right."""
+
+    id: str  # "NN.k": notebook NN, exercise k
+    task: str  # one line: the function to write
+    judge: Callable[[Callable], str | None]  # the answer → None if right, else a hint
+
+
+def _same(got: Any, want: torch.Tensor, what: str, atol: float = 1e-5) -> str | None:
+    """None if ``got`` is a tensor (or array) equal to ``want``; else what differs: type, shape or values."""
+    if isinstance(got, np.ndarray):
+        got = torch.from_numpy(got)
+    if not isinstance(got, torch.Tensor):
+        return f"{what} should be a tensor, got {type(got).__name__}"
+    if tuple(got.shape) != tuple(want.shape):
+        return f"{what} should be shaped {tuple(want.shape)}, got {tuple(got.shape)}"
+    if not torch.allclose(got.double(), want.double(), atol=atol, rtol=1e-4):
+        return f"{what} has the right shape but not the right values"
+    return None
+
+
+# --------------------------------------------------------------------------- 01 video preprocessing
+
+
+def _sample_at_fps(answer: Callable) -> str | None:
+    for frames, fps, target in [(300, 30.0, 5.0), (250, 25.0, 8.0), (91, 29.97, 2.0), (10, 24.0, 7.0)]:
+        got = answer(frames, fps, target)
+        got = [int(i) for i in got]
+        want = math.ceil(frames / fps * target - 1e-9)  # one frame per 1/target seconds, from 0 s, inside the video
+        case = f"sample_at_fps({frames}, {fps}, {target})"
+        if len(got) != want:
+            every = f"a {frames / fps:.2f} s video sampled every {1 / target:.3f} s"
+            return f"{case} kept {len(got)} frames; {every} gives {want}"
+        if any(not 0 <= i < frames for i in got):
+            return f"{case}: every index must be a frame of the video, 0 … {frames - 1}"
+        far = [k for k, i in enumerate(got) if abs(i - k * fps / target) > 0.5 + 1e-9]
+        if far:
+            k = far[0]
+            return f"{case}: the frame kept for time {k}/{target} s should be the one nearest to it, not frame {got[k]}"
+    return None
+
+
+def _split_overlapping(answer: Callable) -> str | None:
+    rng = np.random.default_rng(0)
+    for (h, w), size, stride in [((64, 64), 32, 16), ((48, 80), 16, 16), ((30, 40), 20, 10)]:
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        tiles = torch.from_numpy(frame).permute(2, 0, 1).unfold(1, size, stride).unfold(2, size, stride)  # (3,a,b,s,s)
+        want = tiles.permute(1, 2, 3, 4, 0).reshape(-1, size, size, 3)  # (R, size, size, 3), row by row
+        hint = _same(answer(frame, size, stride), want, f"split_overlapping(a {h}×{w} frame, {size}, {stride})", 0)
+        if hint and "shaped" in hint:
+            return hint + "; R = ((H − size) // stride + 1) · ((W − size) // stride + 1)"
+        if hint:
+            return hint + " (regions go row by row: left to right, then the next row down)"
+    return None
+
+
+# --------------------------------------------------------------------------- 02 the CNN encoder
+
+
+def _receptive_field(answer: Callable) -> str | None:
+    for layers in [[(3, 1)], [(3, 2)] * 4, [(7, 2), (3, 2), (3, 1), (3, 1)], [(5, 1), (3, 3), (3, 1)]]:
+        rf, jump = 1, 1  # the field of one cell, and how far apart neighbouring cells are, in input pixels
+        for kernel, stride in layers:
+            rf, jump = rf + (kernel - 1) * jump, jump * stride
+        got = answer(layers)
+        if got != rf:
+            return (
+                f"receptive_field({layers}) gave {got}: each layer widens the field by (kernel − 1) times the "
+                "distance between its input cells in pixels, and each stride multiplies that distance"
+            )
+    return None
+
+
+def _pool_to_grid(answer: Callable) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for shape, grid in [((16, 4, 4), 2), ((8, 8, 8), 4), ((3, 6, 6), 3), ((5, 4, 4), 1)]:
+        fmap = torch.randn(*shape, generator=g)
+        want = F.adaptive_avg_pool2d(fmap, grid).flatten(1).T  # (grid², C): region r = row r // grid, col r % grid
+        hint = _same(answer(fmap, grid), want, f"pool_to_grid(a {shape} map, {grid})")
+        if hint:
+            return hint + " (one row per region, numbered row by row; one column per channel)"
+    return None
+
+
+# --------------------------------------------------------------------------- 03 self-attention
+
+
+def _qkv(seed: int, b: int = 2, length: int = 6, d: int = 8) -> tuple[torch.Tensor, ...]:
+    g = torch.Generator().manual_seed(seed)
+    return tuple(torch.randn(b, length, d, generator=g) for _ in range(3))
+
+
+def _causal_attention(answer: Callable) -> str | None:
+    for seed in range(3):
+        q, k, v = _qkv(seed)
+        got = answer(q, k, v)
+        if _same(got, F.scaled_dot_product_attention(q, k, v), "") is None:
+            return "your output equals attention without a mask: position i must not see positions after i"
+        hint = _same(got, F.scaled_dot_product_attention(q, k, v, is_causal=True), "causal_attention(q, k, v)")
+        if hint:
+            return hint + ": mask the scores of every key j > i with −inf before the softmax"
+    return None
+
+
+def _padded_attention(answer: Callable) -> str | None:
+    for seed in range(3):
+        q, k, v = _qkv(seed, b=3)
+        lengths = torch.tensor([6, 4, 1])
+        keep = torch.arange(6)[None, :] < lengths[:, None]  # (B, L): real tokens
+        want = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, :])  # (B, L, D)
+        got = answer(q, k, v, lengths)
+        if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return _same(got, want, "padded_attention(q, k, v, lengths)")
+        for b, n in enumerate(lengths.tolist()):  # only real queries count: padded rows are ignored anyway
+            if not torch.allclose(got[b, :n], want[b, :n], atol=1e-5):
+                return (
+                    f"sequence {b} (length {n}): its real tokens must give no weight to the padded keys "
+                    f"(positions {n} …); mask their scores with −inf, per sequence"
+                )
+    return None
+
+
+# --------------------------------------------------------------------------- 04 multi-head attention
+
+
+def _gqa_reference(x, w_q, w_k, w_v, heads, kv_heads):
+    B, L, dim = x.shape
+    d = dim // heads
+    q = (x @ w_q).view(B, L, heads, d).transpose(1, 2)  # (B, heads, L, d)
+    k = (x @ w_k).view(B, L, kv_heads, d).transpose(1, 2)  # (B, kv_heads, L, d)
+    v = (x @ w_v).view(B, L, kv_heads, d).transpose(1, 2)
+    group = heads // kv_heads  # query heads 0 … group−1 share key/value head 0, and so on
+    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)  # (B, heads, L, d)
+    return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, dim)  # concat the heads
+
+
+def _grouped_query_attention(answer: Callable) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    dim, heads = 16, 4
+    for kv_heads in (4, 2, 1):  # 4: plain multi-head attention; 1: multi-query attention
+        x = torch.randn(2, 5, dim, generator=g)
+        w_q = torch.randn(dim, dim, generator=g) / 4
+        w_k, w_v = (torch.randn(dim, kv_heads * dim // heads, generator=g) / 4 for _ in range(2))
+        want = _gqa_reference(x, w_q, w_k, w_v, heads, kv_heads)
+        hint = _same(answer(x, w_q, w_k, w_v, heads, kv_heads), want, f"with {kv_heads} key/value heads, the output")
+        if hint:
+            if kv_heads == heads:
+                return hint + ": with as many key/value heads as query heads, this is plain multi-head attention"
+            return hint + ": query heads 0 … h/g − 1 share key/value head 0, the next h/g share head 1, …"
+    return None
+
+
+def _attention_entropy(answer: Callable) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for shape in [(2, 3, 5, 5), (1, 4, 7, 7)]:
+        scores = torch.randn(*shape, generator=g) * 3
+        scores[..., -1] = -math.inf  # the last key masked: weights of exactly 0, whose 0 · log 0 counts as 0
+        A = scores.softmax(dim=-1)  # (B, heads, L, L), rows sum to 1
+        want = -torch.xlogy(A, A).sum(-1).mean(dim=(0, 2))  # (heads,): per row, then averaged over batch and queries
+        hint = _same(answer(A), want, f"attention_entropy(A of shape {shape})")
+        if hint:
+            return hint + ": −Σ_j a_ij log a_ij per row (0 · log 0 = 0), averaged over the batch and the queries"
+    return None
+
+
+# --------------------------------------------------------------------------- 05 the VideoBERT model
+
+
+def _sinusoidal_embedding(answer: Callable) -> str | None:
+    for T, dim in [(8, 16), (32, 64), (5, 2)]:
+        t = torch.arange(T, dtype=torch.float64)[:, None]  # (T, 1)
+        i = torch.arange(dim // 2, dtype=torch.float64)[None, :]  # (1, dim/2)
+        angle = t / 10000 ** (2 * i / dim)  # (T, dim/2)
+        want = torch.stack([angle.sin(), angle.cos()], dim=-1).reshape(T, dim)  # sin in even columns, cos in odd
+        hint = _same(answer(T, dim), want, f"sinusoidal_embedding({T}, {dim})")
+        if hint:
+            return hint + ": column 2i is sin(t / 10000^(2i/dim)), column 2i + 1 the cos of the same angle"
+    return None
+
+
+def _transformer_parameters(answer: Callable) -> str | None:
+    from .transformer import Transformer
+
+    for dim, depth, mlp_ratio in [(64, 2, 4.0), (128, 4, 2.0), (32, 1, 1.0)]:
+        want = sum(p.numel() for p in Transformer(dim, depth, num_heads=4, mlp_ratio=mlp_ratio).parameters())
+        got = answer(dim, depth, mlp_ratio)
+        if got != want:
+            return (
+                f"transformer_parameters({dim}, {depth}, {mlp_ratio}) gave {got}: count, per layer, two LayerNorms "
+                "(a weight and a bias each), the four dim × dim projections of attention with their biases, the "
+                "MLP's two Linear layers with biases; and the final LayerNorm once"
+            )
+    return None
+
+
+EXERCISES = {
+    e.id: e
+    for e in [
+        Exercise("01.1", "sample_at_fps(num_frames, fps, target_fps) → frame indices", _sample_at_fps),
+        Exercise("01.2", "split_overlapping(frame, size, stride) → (R, size, size, 3) regions", _split_overlapping),
+        Exercise("02.1", "receptive_field([(kernel, stride), …]) → pixels", _receptive_field),
+        Exercise("02.2", "pool_to_grid(feature_map (C, H, W), grid) → (grid², C)", _pool_to_grid),
+        Exercise("03.1", "causal_attention(q, k, v) → (B, L, D)", _causal_attention),
+        Exercise("03.2", "padded_attention(q, k, v, lengths) → (B, L, D)", _padded_attention),
+        Exercise("04.1", "grouped_query_attention(x, w_q, w_k, w_v, heads, kv_heads)", _grouped_query_attention),
+        Exercise("04.2", "attention_entropy(A (B, heads, L, L)) → (heads,)", _attention_entropy),
+        Exercise("05.1", "sinusoidal_embedding(T, dim) → (T, dim)", _sinusoidal_embedding),
+        Exercise("05.2", "transformer_parameters(dim, depth, mlp_ratio) → int", _transformer_parameters),
+    ]
+}
+
+
+def check(exercise: str, answer: Callable) -> bool:
+    """Run ``answer`` for exercise ``"NN.k"``, print one line (correct, a hint, or not attempted) → right or not."""
+    if exercise not in EXERCISES:
+        raise ValueError(f"no exercise {exercise!r}; there are {', '.join(EXERCISES)}")
+    try:
+        hint = EXERCISES[exercise].judge(answer)
+    except NotImplementedError:
+        print(f"{exercise} not attempted yet")
+        return False
+    except Exception as e:  # the learner's code failed: say how, in one line
+        hint = f"your function raised {type(e).__name__}: {e}".splitlines()[0]
+    print(f"{exercise} correct" if hint is None else f"{exercise} not yet: {hint}")
+    return hint is None

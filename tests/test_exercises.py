@@ -1,0 +1,102 @@
+"""minivb.exercises: every check tells a wrong answer from a right one, with a hint, in one line.
+
+The right answers are the solutions notebooks (notebooks/solutions/), which nbval runs: there each check
+prints "correct". Here: the wrong answers a learner is likely to write, an answer not attempted, one that fails.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from minivb.exercises import EXERCISES, check
+
+
+def todo(*args):
+    raise NotImplementedError
+
+
+def plain_attention(q, k, v, *rest):
+    return F.scaled_dot_product_attention(q, k, v)
+
+
+WRONG = {
+    "01.1": [
+        lambda n, fps, target: list(range(0, n, round(fps / target))),  # a whole step: drifts, and a frame too many
+        lambda n, fps, target: [int(k * fps / target) for k in range(math.ceil(n / fps * target))][::-1],  # reversed
+    ],
+    "01.2": [
+        lambda frame, size, stride: np.stack([frame[:size, :size]]),  # one region
+        lambda frame, size, stride: np.stack(  # column by column
+            [
+                frame[y : y + size, x : x + size]
+                for x in range(0, frame.shape[1] - size + 1, stride)
+                for y in range(0, frame.shape[0] - size + 1, stride)
+            ]
+        ),
+    ],
+    "02.1": [lambda layers: sum(k for k, _ in layers), lambda layers: 1 + sum(k - 1 for k, _ in layers)],  # no stride
+    "02.2": [
+        lambda fmap, grid: F.adaptive_avg_pool2d(fmap, grid).flatten(1),  # (C, grid²): transposed
+        lambda fmap, grid: F.adaptive_max_pool2d(fmap, grid).flatten(1).T,  # max, not mean
+    ],
+    "03.1": [plain_attention, lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True).flip(1)],
+    "03.2": [plain_attention],
+    "04.1": [
+        lambda x, w_q, w_k, w_v, heads, kv: x,
+        lambda x, w_q, w_k, w_v, heads, kv: (
+            F.scaled_dot_product_attention(  # key/value heads tiled, not grouped
+                *(
+                    t.view(x.shape[0], x.shape[1], -1, x.shape[2] // heads).transpose(1, 2)
+                    for t in (x @ w_q, (x @ w_k).repeat(1, 1, heads // kv), (x @ w_v).repeat(1, 1, heads // kv))
+                )
+            )
+            .transpose(1, 2)
+            .reshape(x.shape)
+        ),
+    ],
+    "04.2": [
+        lambda A: -(A * A.log()).sum(-1).mean(dim=(0, 2)),  # 0 · log 0 = NaN
+        lambda A: -torch.xlogy(A, A).sum(-1).mean(dim=(0, 1)),  # averaged over the heads, not the queries
+    ],
+    "05.1": [
+        lambda T, dim: torch.zeros(T, dim),
+        lambda T, dim: torch.cat(  # all sines, then all cosines: the right numbers in the wrong columns
+            [
+                torch.sin(torch.arange(T)[:, None] / 10000 ** (torch.arange(0, dim, 2) / dim)),
+                torch.cos(torch.arange(T)[:, None] / 10000 ** (torch.arange(0, dim, 2) / dim)),
+            ],
+            dim=1,
+        ),
+    ],
+    "05.2": [lambda dim, depth, r: depth * 12 * dim * dim],  # the famous 12·d² per layer: no biases, no norms
+}
+
+
+def test_every_exercise_has_wrong_answers_here():
+    assert WRONG.keys() == EXERCISES.keys()
+
+
+@pytest.mark.parametrize("exercise", list(WRONG))
+def test_a_wrong_answer_gets_a_hint_not_a_pass(exercise, capsys):
+    for answer in WRONG[exercise]:
+        assert check(exercise, answer) is False
+        line = capsys.readouterr().out
+        assert line.startswith(f"{exercise} not yet: ") and line.count("\n") == 1 and len(line) > 40, line
+
+
+def test_not_attempted_and_failing_answers(capsys):
+    for exercise in EXERCISES:
+        assert check(exercise, todo) is False
+        assert capsys.readouterr().out == f"{exercise} not attempted yet\n"
+    assert check("02.1", lambda layers: layers[99]) is False
+    assert capsys.readouterr().out == "02.1 not yet: your function raised IndexError: list index out of range\n"
+    with pytest.raises(ValueError, match="no exercise '09.1'; there are 01.1, 01.2"):
+        check("09.1", todo)
+
+
+def test_the_causal_hint_names_the_missing_mask(capsys):
+    check("03.1", plain_attention)
+    assert "without a mask" in capsys.readouterr().out
