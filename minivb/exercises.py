@@ -220,6 +220,101 @@ def _transformer_parameters(answer: Callable) -> str | None:
     return None
 
 
+# --------------------------------------------------------------------------- 06 training and evaluation
+
+
+def _smoothed_cross_entropy(answer: Callable) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for B, C, eps in [(4, 8, 0.1), (16, 400, 0.1), (3, 5, 0.0), (2, 3, 0.5)]:
+        logits, target = torch.randn(B, C, generator=g) * 2, torch.randint(0, C, (B,), generator=g)
+        want = F.cross_entropy(logits, target, label_smoothing=eps)  # PyTorch's own
+        hint = _same(answer(logits, target, eps), want, f"smoothed_cross_entropy with {C} classes and ε = {eps}")
+        if hint:
+            return hint + ": the target puts 1 − ε on the true class and ε / C on every class (the true one too)"
+    return None
+
+
+def _topk_accuracy(answer: Callable) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for B, C, k in [(50, 8, 1), (50, 8, 5), (7, 400, 5), (10, 3, 3)]:
+        logits, labels = torch.randn(B, C, generator=g), torch.randint(0, C, (B,), generator=g)
+        rank = (logits > logits.gather(1, labels[:, None])).sum(1)  # (B,): classes scored above the true one
+        want = (rank < k).double().mean().item()
+        got = answer(logits, labels, k)
+        got = got.item() if isinstance(got, torch.Tensor) else got
+        if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
+            return (
+                f"topk_accuracy(…, k={k}) gave {got!r}: a clip counts when its true class is among the k classes "
+                "with the largest logits; the answer is the fraction of clips that count, between 0 and 1"
+            )
+    return None
+
+
+# --------------------------------------------------------------------------- 07 applications
+
+
+def _recall_at_k(answer: Callable) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for n, d, classes, k in [(40, 8, 4, 1), (40, 8, 4, 5), (30, 16, 10, 3)]:
+        emb = F.normalize(torch.randn(n, d, generator=g), dim=1)
+        labels = torch.randint(0, classes, (n,), generator=g)
+        sim = emb @ emb.T  # (n, n) cosine similarity
+        sim.fill_diagonal_(-math.inf)  # a query is not its own neighbour
+        nearest = sim.topk(k, dim=1).indices  # (n, k)
+        want = (labels[nearest] == labels[:, None]).any(1).double().mean().item()
+        got = answer(emb, labels, k)
+        got = got.item() if isinstance(got, torch.Tensor) else got
+        if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
+            return (
+                f"recall_at_k(…, k={k}) gave {got!r}: for every video, look at the k others most similar to it "
+                "(never itself); it counts when one of them has its label"
+            )
+    return None
+
+
+def _scatter_from_gram(answer: Callable) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for n, d in [(5, 3), (12, 32), (1, 4)]:
+        x = torch.randn(n, d, generator=g, dtype=torch.float64)
+        want = ((x - x.mean(0)) ** 2).sum()  # Σ_w ‖x_w − mean‖²
+        got = answer(x @ x.T)
+        hint = _same(torch.as_tensor(got, dtype=torch.float64), want, f"the scatter of {n} rows")
+        if hint:
+            return hint + ": ‖x_w − mean‖² expands into G_ww − (2/n) Σ_v G_wv + (1/n²) Σ_uv G_uv; sum over w"
+    return None
+
+
+# --------------------------------------------------------------------------- 08 visual words and pretraining
+
+
+def _inertia(answer: Callable) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for n, k, d in [(100, 4, 2), (50, 8, 16), (3, 3, 5)]:
+        points, centroids = torch.randn(n, d, generator=g), torch.randn(k, d, generator=g)
+        want = torch.cdist(points, centroids).pow(2).min(1).values.sum()
+        hint = _same(torch.as_tensor(answer(points, centroids)), want, f"the inertia of {n} points, {k} centroids")
+        if hint:
+            return hint + ": each point adds its squared distance to its nearest centroid (not its distance)"
+    return None
+
+
+def _majority_accuracy(answer: Callable) -> str | None:
+    g = torch.Generator().manual_seed(0)
+    for vocab in (5, 64):
+        train = torch.randint(0, vocab, (40, 8), generator=g) % (vocab // 2 + 1)  # a skewed vocabulary
+        val = torch.randint(0, vocab, (10, 8), generator=g)
+        word = torch.bincount(train.flatten(), minlength=vocab).argmax()  # the most frequent training word
+        want = (val == word).double().mean().item()
+        got = answer(train, val)
+        got = got.item() if isinstance(got, torch.Tensor) else got
+        if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
+            return (
+                f"majority_accuracy gave {got!r}: find the word most frequent in the *training* sentences, then the "
+                "fraction of validation words that are it"
+            )
+    return None
+
+
 EXERCISES = {
     e.id: e
     for e in [
@@ -233,6 +328,12 @@ EXERCISES = {
         Exercise("04.2", "attention_entropy(A (B, heads, L, L)) → (heads,)", _attention_entropy),
         Exercise("05.1", "sinusoidal_embedding(T, dim) → (T, dim)", _sinusoidal_embedding),
         Exercise("05.2", "transformer_parameters(dim, depth, mlp_ratio) → int", _transformer_parameters),
+        Exercise("06.1", "smoothed_cross_entropy(logits, target, eps) → loss", _smoothed_cross_entropy),
+        Exercise("06.2", "topk_accuracy(logits, labels, k) → fraction", _topk_accuracy),
+        Exercise("07.1", "recall_at_k(embeddings, labels, k) → fraction", _recall_at_k),
+        Exercise("07.2", "scatter_from_gram(G) → Σ‖x − mean‖²", _scatter_from_gram),
+        Exercise("08.1", "inertia(points, centroids) → Σ min ‖x − c‖²", _inertia),
+        Exercise("08.2", "majority_accuracy(train_ids, val_ids) → fraction", _majority_accuracy),
     ]
 }
 

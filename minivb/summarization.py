@@ -532,8 +532,8 @@ def filmstrip(video_path: str | os.PathLike, summary: Summary):
         bar.axvspan(start, end, color=colours[j], alpha=0.45, linewidth=0)
         bar.axvline(at, color="black", linewidth=1.5)
     bar.set(xlim=(kf[0].start_time, kf[-1].end_time) if timed else (0, summary.frames), ylim=(0, 1), yticks=[])
-    bar.tick_params(axis="x", labelsize=7)
-    bar.set_xlabel("seconds" if timed else "frame", fontsize=7, labelpad=1)
+    bar.tick_params(axis="x", labelsize=8)
+    bar.set_xlabel("seconds" if timed else "frame", fontsize=8, labelpad=1)
     return fig
 
 

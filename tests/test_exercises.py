@@ -72,6 +72,33 @@ WRONG = {
         ),
     ],
     "05.2": [lambda dim, depth, r: depth * 12 * dim * dim],  # the famous 12·d² per layer: no biases, no norms
+    "06.1": [
+        lambda logits, target, eps: F.cross_entropy(logits, target),  # ε ignored
+        lambda logits, target, eps: (
+            (1 - eps) * F.cross_entropy(logits, target)  # ε spread over the others only
+            + eps
+            * -(logits.log_softmax(1).sum(1) - logits.log_softmax(1).gather(1, target[:, None])[:, 0]).mean()
+            / (logits.shape[1] - 1)
+        ),
+    ],
+    "06.2": [
+        lambda logits, labels, k: (logits.argmax(1) == labels).float().mean(),  # top-1 whatever k
+        lambda logits, labels, k: (logits.topk(k, 1).indices == labels[:, None]).sum(),  # a count, not a fraction
+    ],
+    "07.1": [
+        lambda emb, labels, k: (labels[(emb @ emb.T).topk(k, 1).indices] == labels[:, None]).any(1).float().mean(),
+    ],  # itself included: always 1
+    "07.2": [
+        lambda G: G.trace(),  # the scatter around 0, not around the mean
+        lambda G: G.trace() - G.sum() / G.shape[0] ** 2,
+    ],
+    "08.1": [
+        lambda p, c: torch.cdist(p, c).min(1).values.sum(),  # distances, not squared
+        lambda p, c: torch.cdist(p, c).pow(2).sum(),  # every centroid, not the nearest
+    ],
+    "08.2": [
+        lambda train, val: (val == torch.bincount(val.flatten()).argmax()).float().mean(),  # the val majority
+    ],
 }
 
 
