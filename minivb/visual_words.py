@@ -7,13 +7,15 @@ features of 1.5 s clips, clustered by hierarchical k-means — 4 levels of 12 cl
     video (B, T, 3, H, W) ──frozen CNN──▶ (B, T, R, D_enc) ──concatenate regions──▶ (B, T, F), F = R·D_enc
         ──HierarchicalKMeans.assign──▶ words (B, T) in 0 … clusters**levels − 1      (one word per frame)
 
-:func:`kmeans` (Lloyd's algorithm with k-means++ seeding, deterministic from a seed) builds each
+:func:`kmeans` (Lloyd's algorithm with greedy k-means++ seeding, deterministic from a seed) builds each
 node of the tree; :class:`HierarchicalKMeans` (alias :data:`Vocabulary`) fits, assigns and
 stores it (plain tensors: it lives inside a ``weights_only`` checkpoint). :mod:`minivb.pretrain`
 pretrains a BERT on the words.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -72,29 +74,36 @@ def _sq_dist_to(x: torch.Tensor, centroids: torch.Tensor, assignment: torch.Tens
 
 
 def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
-    """k-means++ seeding: the first centroid uniformly, each next one with probability ∝ D² → ``(k, F)``.
+    """Greedy k-means++ seeding → ``(k, F)``: the first centroid uniformly; for each next one, ``2 + ⌊ln k⌋``
+    candidates drawn with probability ∝ D², keeping the one that lowers Σ D² most.
 
-    D = distance to the nearest centroid chosen so far. When every point coincides with a chosen
-    centroid (fewer than k distinct points) the rest are drawn uniformly (duplicates).
+    D = distance to the nearest centroid chosen so far. Plain k-means++ (Arthur & Vassilvitskii, 2007) draws one
+    candidate; trying a few and keeping the best (their "greedy" variant, scikit-learn's default) avoids most
+    unlucky starts. When every point coincides with a chosen centroid (fewer than k distinct points) the
+    candidates are drawn uniformly (duplicates).
     """
-    N = len(x)
-    idx = [int(torch.randint(N, (), generator=generator))]
-    d2 = (x - x[idx[0]]).pow(2).sum(1)  # (N,)
+    N, trials = len(x), 2 + int(math.log(k))
+    first = int(torch.randint(N, (), generator=generator))
+    idx, d2 = [first], (x - x[first]).pow(2).sum(1)  # (N,)
     for _ in range(1, k):
         total = d2.sum()
         if total > 0:
-            j = int(torch.multinomial((d2 / total).double().cpu(), 1, generator=generator))
+            candidates = torch.multinomial((d2 / total).double().cpu(), trials, replacement=True, generator=generator)
         else:
-            j = int(torch.randint(N, (), generator=generator))
-        idx.append(j)
-        d2 = torch.minimum(d2, (x - x[j]).pow(2).sum(1))
+            candidates = torch.randint(N, (trials,), generator=generator)
+        candidates = candidates.to(x.device)
+        exact = "donot_use_mm_for_euclid_dist"  # differences, not the matmul identity: a duplicate is at exactly 0
+        d2_with = torch.minimum(d2, torch.cdist(x[candidates], x, compute_mode=exact).pow(2))  # (trials, N)
+        best = int(d2_with.sum(1).argmin())
+        idx.append(int(candidates[best]))
+        d2 = d2_with[best]
     return x[idx].clone()
 
 
 def kmeans(x: torch.Tensor, k: int, *, seed: int, iters: int = 50) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's algorithm: x ``(N, F)`` → ``(centroids (k, F), assignment (N,) long)``.
 
-    k-means++ seeding from a ``torch.Generator`` seeded with ``seed`` (CPU), so the result is a
+    Greedy k-means++ seeding from a ``torch.Generator`` seeded with ``seed`` (CPU), so the result is a
     function of ``(x, k, seed)``. Alternates "assign each point to its nearest centroid" and
     "move each centroid to the mean of its points" until the assignment stops changing or
     after ``iters`` rounds. A cluster left empty is re-seeded with the point farthest from its
