@@ -10,9 +10,24 @@ import sys
 from typing import Callable
 
 from .checks import UsageError  # re-exported: every command raises it
+from .data.device_decode import DECODE_CHOICES
 from .files import NoSpace
 
-__all__ = ["UsageError", "Parser", "number", "positive_int", "nonnegative_int", "seed", "run_main"]
+__all__ = ["UsageError", "Parser", "number", "positive_int", "nonnegative_int", "seed", "add_decode_option", "run_main"]
+
+
+def add_decode_option(parser, default: str = "auto") -> None:
+    """``--decode {auto,cpu,gpu}``: where prepared frame stores' JPEGs are decoded (train, evaluate, predict,
+    bench loader; :func:`minivb.data.device_decode.resolve_decode`). ``train`` passes ``argparse.SUPPRESS``: a
+    resumed run keeps its own choice unless one is given."""
+    parser.add_argument(
+        "--decode",
+        choices=DECODE_CHOICES,
+        default=default,
+        help="where frame stores' JPEGs are decoded: cpu = the DataLoader workers (OpenCV); gpu = the main "
+        "process, a batch at a time on the model's device (nvjpeg on CUDA), the workers only read bytes "
+        "(needs prepared .jpgs data); auto = cpu until gpu is measured faster (default: auto)",
+    )
 
 
 class Parser(argparse.ArgumentParser):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import runs
 from .checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
-from .cli import Parser, UsageError, nonnegative_int, positive_int, run_main
+from .cli import Parser, UsageError, add_decode_option, nonnegative_int, positive_int, run_main
 from .device import DEVICES, check_batch_fits, resolve_device
 from .evaluation import dataset_from_checkpoint, evaluate, plot_confusion
 from .files import write_atomic, write_json
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="videos per batch; each brings clips × crops views (default: 8)",
     )
     p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader worker processes (default: 0)")
+    add_decode_option(p)
     p.add_argument(
         "--device",
         choices=DEVICES,
@@ -158,15 +159,19 @@ def run(argv: list[str] | None = None) -> dict:
         flush=True,
     )
     runs.writable_folder(out)  # before the work, not after it
-    result = evaluate(
-        model.to(device),
-        dataset,
-        num_clips=clips,
-        num_crops=crops,
-        batch_size=opts.batch_size,
-        workers=opts.workers,
-        device=device,
-    )
+    try:
+        result = evaluate(
+            model.to(device),
+            dataset,
+            num_clips=clips,
+            num_crops=crops,
+            batch_size=opts.batch_size,
+            workers=opts.workers,
+            device=device,
+            decode=opts.decode,
+        )
+    except ValueError as e:  # --decode gpu on videos (not frame stores), or where torchvision cannot decode
+        raise UsageError(str(e)) from None
     summary = {
         "val_top1": result["top1"],
         "val_top5": result["top5"],

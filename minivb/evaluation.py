@@ -38,6 +38,7 @@ from .data.clips import (
     report_skipped,
     worker_init,
 )
+from .data.device_decode import on_device, resolve_decode
 from .device import autocast
 from .inference import multiview_probs
 from .metrics import accuracy_metrics
@@ -54,7 +55,7 @@ def _loader(data, num_clips: int, num_crops: int, batch_size: int, workers: int,
         data = MultiViewDataset(data, num_clips, num_crops)  # (views (V, T, 3, S, S), label)
     if not isinstance(data, Dataset):
         return data  # a ready loader
-    return DataLoader(
+    loader = DataLoader(
         data,
         batch_size=batch_size,
         shuffle=False,
@@ -63,6 +64,7 @@ def _loader(data, num_clips: int, num_crops: int, batch_size: int, workers: int,
         pin_memory=device.type == "cuda",
         worker_init_fn=worker_init if workers else None,
     )
+    return on_device(loader, device)  # encoded views (--decode gpu) are decoded on the device
 
 
 @torch.no_grad()
@@ -99,6 +101,7 @@ def evaluate(
     workers: int = 0,
     device: str | torch.device | None = None,
     classes: Sequence[str] | None = None,
+    decode: str = "auto",
 ) -> dict:
     """Multi-view evaluation of ``model`` on ``data`` → a dict of results.
 
@@ -106,7 +109,8 @@ def evaluate(
     ``num_clips × num_crops`` views); any other data set returning ``(views (V, T, 3, H, W)
     or video (T, 3, H, W), label)`` or :class:`Skipped`; or a ready loader yielding
     :func:`~minivb.data.clips.collate` batches ``(videos, labels, skipped)``. ``device``:
-    where to run (default: where the model is); bf16 autocast on CUDA.
+    where to run (default: where the model is); bf16 autocast on CUDA. ``decode``: where a ClipDataset's frame
+    stores are decoded (:func:`~minivb.data.device_decode.resolve_decode`; ``ValueError`` if impossible).
 
     Returns :func:`~minivb.metrics.accuracy_metrics`' ``top1``, ``top5``, ``per_class_top1``
     (list in class-index order, None for a class without videos), ``confusion`` ``(C, C)``
@@ -120,6 +124,8 @@ def evaluate(
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    if isinstance(data, ClipDataset):
+        data = data.with_encoding(resolve_decode(decode, device, [it.path for it in data.items]) == "gpu")
     if classes is None:
         classes = getattr(data, "classes", None) or getattr(getattr(data, "dataset", None), "classes", None)
     was_training = model.training

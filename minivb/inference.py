@@ -32,6 +32,7 @@ from . import runs
 from .checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
 from .checks import UsageError, check_int
 from .data.clips import VIDEO_EXTENSIONS, ClipDataset, Skipped, collate, worker_init
+from .data.device_decode import on_device, resolve_decode
 from .data.framestore import SUFFIX as STORE_SUFFIX
 from .device import autocast
 from .model import VideoBERT
@@ -149,19 +150,38 @@ class _Views(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
+    @property
+    def encoded(self) -> bool:
+        return self.clips.encoded
+
+    @property
+    def size(self) -> int:
+        return self.clips.size
+
     def __getitem__(self, i: int):
+        return self._get(i, self.clips.encoded)
+
+    def decoded(self, i: int):
+        """``self[i]`` made on the CPU (a clip whose JPEGs failed on the device)."""
+        return self._get(i, False)
+
+    def _get(self, i: int, encoded: bool):
         try:
-            return self.clips.views(i, self.prep.clips, self.prep.crops), i
+            return self.clips.views(i, self.prep.clips, self.prep.crops, encoded=encoded), i
         except VideoDecodeError as e:
             return Skipped(self.clips.items[i].path, e.reason)
 
 
-def video_views(paths: Sequence[str | os.PathLike], prep: Preprocessing) -> Dataset:
-    """Video files → a data set of their views (:class:`Preprocessing`): item ``i`` is ``(views, i)`` or ``Skipped``."""
+def video_views(paths: Sequence[str | os.PathLike], prep: Preprocessing, *, encoded: bool = False) -> Dataset:
+    """Video files → a data set of their views (:class:`Preprocessing`): item ``i`` is ``(views, i)`` or ``Skipped``.
+
+    ``encoded``: frame stores' views as JPEG bytes, to decode on the model's device (``--decode gpu``)."""
     check_int("clips", prep.clips)
     if prep.crops not in (1, 3):
         raise ValueError(f"crops must be 1 (centre) or 3 (along the long side), got {prep.crops!r}")
-    clips = ClipDataset([(str(p), None) for p in paths], [], prep.num_frames, prep.stride, train=False, size=prep.size)
+    clips = ClipDataset(
+        [(str(p), None) for p in paths], [], prep.num_frames, prep.stride, train=False, size=prep.size, encoded=encoded
+    )
     return _Views(clips, prep)
 
 
@@ -193,6 +213,7 @@ def map_videos(
         pin_memory=device.type == "cuda",
         worker_init_fn=worker_init if workers else None,
     )
+    loader = on_device(loader, device)  # encoded views (--decode gpu) are decoded on the device
     outputs: list[torch.Tensor | None] = [None] * len(data)
     skipped: list[Skipped] = []
     with (
@@ -218,14 +239,17 @@ def predict(
     workers: int = 0,
     device: torch.device | str | None = None,
     progress: str | None = None,
+    decode: str = "auto",
 ) -> tuple[list[torch.Tensor | None], list[Skipped]]:
     """Class probabilities of every video → ``(probs, skipped)``: ``probs[i]`` ``(C,)``, softmax averaged over
-    the views, or ``None`` for a file that could not be decoded (named in ``skipped``)."""
+    the views, or ``None`` for a file that could not be decoded (named in ``skipped``). ``decode``: where frame
+    stores' JPEGs are decoded (:func:`~minivb.data.device_decode.resolve_decode`; ``ValueError`` if impossible)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    encoded = resolve_decode(decode, device, [str(p) for p in paths]) == "gpu"
     model.eval()
     return map_videos(
         lambda views: multiview_probs(model, views),
-        video_views(paths, prep),
+        video_views(paths, prep, encoded=encoded),
         batch_size=batch_size,
         workers=workers,
         device=device,

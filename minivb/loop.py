@@ -227,6 +227,7 @@ def close_loader(loader: DataLoader) -> None:
     exit (seen when resuming a run). ``_shutdown_workers`` is what the loader's iterator runs when collected
     (PyTorch Lightning calls it the same way); a loader without workers has nothing to stop.
     """
+    loader = getattr(loader, "loader", loader)  # a DeviceDecoded loader's DataLoader
     iterator = getattr(loader, "_iterator", None)
     if iterator is not None and hasattr(iterator, "_shutdown_workers"):
         iterator._shutdown_workers()

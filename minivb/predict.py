@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import Parser, nonnegative_int, positive_int, run_main
+from .cli import Parser, UsageError, add_decode_option, nonnegative_int, positive_int, run_main
 from .data.clips import Skipped
 from .device import DEVICES, check_batch_fits, resolve_device
 from .inference import find_videos, load_model, predict
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops", type=int, choices=(1, 3), help="spatial crops per clip (default: toy 1, k400 3)")
     p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: 4)")
     p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader worker processes (default: 0)")
+    add_decode_option(p)
     p.add_argument(
         "--device", choices=DEVICES, default="auto", help="auto = cuda if available, else cpu (default: auto)"
     )
@@ -92,15 +93,19 @@ def run(argv: list[str] | None = None) -> int:
         f"{prep.size}²",
     )
     paths, problems = find_videos(opts.videos)
-    probs, skipped = predict(
-        model.to(device),
-        paths,
-        prep,
-        batch_size=opts.batch_size,
-        workers=opts.workers,
-        device=device,
-        progress="classifying" if len(paths) > 1 else None,
-    )
+    try:
+        probs, skipped = predict(
+            model.to(device),
+            paths,
+            prep,
+            batch_size=opts.batch_size,
+            workers=opts.workers,
+            device=device,
+            progress="classifying" if len(paths) > 1 else None,
+            decode=opts.decode,
+        )
+    except ValueError as e:  # --decode gpu on videos (not frame stores), or where torchvision cannot decode
+        raise UsageError(str(e)) from None
     results = _results(paths, probs, problems + skipped, classes, opts.topk)
     for r in results:
         if "error" in r:

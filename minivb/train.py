@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from .cli import Parser, nonnegative_int, number, positive_int, run_main, seed
+from .cli import Parser, add_decode_option, nonnegative_int, number, positive_int, run_main, seed
 from .data.registry import DATASETS, PRESETS
 from .device import DEVICES
 from .loop import Diverged, TrainState
@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         "k400 default: this process's share of the cores, less one)",
     )
     g.add_argument("--preload", action=argparse.BooleanOptionalAction, help="decode every video into memory first")
+    add_decode_option(g, default=S)
     g.add_argument(
         "--limit-train", type=positive_int, help="use only N training videos (a fixed random subset; quick runs)"
     )

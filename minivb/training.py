@@ -41,6 +41,7 @@ from .checkpoint import Preprocessing, init_from_pretrained, read_checkpoint, sa
 from .checks import UsageError
 from .data import registry
 from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, steps_per_epoch
+from .data.device_decode import on_device, resolve_decode
 from .device import check_batch_fits, resolve_device
 from .files import write_json
 from .loop import (
@@ -71,8 +72,9 @@ __all__ = [
     "train",
 ]
 
-# Options that may differ when resuming (they do not change what is computed).
-RUNTIME_OPTIONS = {"out", "resume", "device", "workers", "save_every", "compile", "preload", "data_root"}
+# Options that may differ when resuming (they do not change what is computed; --decode changes the last bit of
+# a pixel, the rounding of the resize, so a run resumed with the same --decode stays bit-exact).
+RUNTIME_OPTIONS = {"out", "resume", "device", "workers", "save_every", "compile", "preload", "data_root", "decode"}
 
 
 # --------------------------------------------------------------------------- options
@@ -92,6 +94,7 @@ def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
             seed=0,
             device="auto",
             compile=False,
+            decode="auto",
             limit_train=None,
             limit_val=None,
             init_from=None,
@@ -199,12 +202,19 @@ def build_data(
     """The data sets, the training sampler and the two loaders (made once: workers persist across epochs)."""
     dataset = registry.get(opts["subset"])
     hflip, vflip = dataset.hflip, dataset.vflip  # e.g. the toy set: a mirror swaps left ⟷ right (top ⟷ bottom) motion
+    try:  # --decode gpu: the workers read JPEG bytes, the main process decodes them on the device
+        decode = resolve_decode(
+            opts.get("decode", "auto"), device, [it.path for it in train_items + val_items], preload=opts["preload"]
+        )
+    except ValueError as e:
+        raise UsageError(str(e)) from None
     common = dict(
         num_frames=opts["num_frames"],
         stride=opts["stride"],
         size=opts["size"],
         seed=opts["seed"],
         preload=opts["preload"],
+        encoded=decode == "gpu",
     )
     try:
         train_set = ClipDataset(train_items, classes, train=True, hflip=hflip, vflip=vflip, **common)
@@ -224,7 +234,7 @@ def build_data(
     workers = opts["workers"] if opts["workers"] is not None else auto_workers()
 
     def loader(dataset, sampler, batch_size):  # uint8 batches, prefetched by persistent workers
-        return DataLoader(
+        batches = DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
@@ -236,6 +246,7 @@ def build_data(
             prefetch_factor=4 if workers else None,
             generator=torch.Generator(),
         )  # own generator: the global RNG stays untouched
+        return on_device(batches, device)  # encoded batches (--decode gpu) are decoded on the device
 
     bs = opts["batch_size"]
     return train_set, val_set, train_sampler, loader(train_set, train_sampler, bs), loader(val_set, val_sampler, 2 * bs)

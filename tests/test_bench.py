@@ -192,7 +192,7 @@ def test_decode_without_pyav(clip, tmp_path):
 
 def _check_loader(data, sources, files):
     assert data["benchmark"] == "loader" and data["settings"]["pretrained"] is False
-    assert [r["source"] for r in data["results"]] == sources
+    assert [(r["source"], r["decode"]) for r in data["results"]] == sources
     for r in data["results"]:
         assert r["files"] == files
         for m in ("loader", "model", "training"):
@@ -209,9 +209,9 @@ def test_loader_toy(toy, tmp_path, capsys):
         == 0
     )
     printed = capsys.readouterr().out
-    assert "| source | files | loader alone clips/s |" in printed and "| toy | 16 |" in printed
+    assert "| source | decode | files | loader alone clips/s |" in printed and "| toy | cpu | 16 |" in printed
     data = _strict_json(out)
-    _check_loader(data, ["toy"], 16)
+    _check_loader(data, [("toy", "cpu")], 16)
     assert data["settings"]["preload"] is True and data["settings"]["size"] == 32  # the preset's, and an override
 
 
@@ -232,15 +232,21 @@ def test_loader_k400_prepared_and_originals(clip, tmp_path, capsys):
         "1",
         "--device",
         "cpu",
+        "--decode",
+        "cpu",
+        "gpu",  # on the CPU: the gpu path's code with torchvision's CPU decoder
         *TINY_MODEL,
         "--json",
         str(out),
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| prepared | 4 |" in printed and "| originals | 4 |" in printed
+    assert "| prepared | cpu | 4 |" in printed and "| prepared | gpu | 4 |" in printed
+    assert "| originals | cpu | 4 |" in printed and "decode gpu: not for the original videos" in printed
+    assert "| clips/s of decode gpu / cpu (frame stores) |" in printed
     data = _strict_json(out)
-    _check_loader(data, ["prepared", "originals"], 4)
+    _check_loader(data, [("prepared", "cpu"), ("prepared", "gpu"), ("originals", "cpu")], 4)
+    assert data["gpu/cpu decoding"]["training"]["median"] > 0 and data["settings"]["decode"] == ["cpu", "gpu"]
     assert data["settings"]["workers"] == 1 and data["settings"]["stride"] == 4
 
 

@@ -1,5 +1,6 @@
 """``python -m minivb.bench loader``: clips per second of the trainer's DataLoader alone, of the model's training
-step alone on synthetic input, and of both together, for frame stores and original videos (or the toy set)."""
+step alone on synthetic input, and of both together, for frame stores and original videos (or the toy set), with
+the frame stores' JPEGs decoded by the workers (``--decode cpu``) and/or on the model's device (``gpu``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 
 from ..cli import UsageError, nonnegative_int, positive_int
 from ..data import registry
+from ..data.device_decode import DECODE_CHOICES, on_device, resolve_decode
 from ..device import DEVICES, autocast, resolve_device
 from ..loop import auto_workers
 from ..training import build_model
@@ -68,7 +70,7 @@ def build_step(s: dict, num_classes: int, device: torch.device):
     return sum(p.numel() for p in model.parameters()), step
 
 
-def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet):
+def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet, encoded: bool):
     from ..data.clips import ClipDataset
 
     try:
@@ -83,13 +85,15 @@ def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet
             preload=s["preload"],
             hflip=dataset.hflip,
             vflip=dataset.vflip,
+            encoded=encoded,
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
 
 
 def _batches(dataset, s: dict, device: torch.device):
-    """The trainer's DataLoader, epoch after epoch → endless ``(videos, labels)`` (uint8, on the CPU)."""
+    """The trainer's DataLoader, epoch after epoch → endless ``(videos, labels)`` (uint8; on the device if the
+    data set's samples are encoded: decoded there)."""
     from torch.utils.data import DataLoader
 
     from ..data.clips import ShardedSampler, collate, worker_init
@@ -108,6 +112,7 @@ def _batches(dataset, s: dict, device: torch.device):
         prefetch_factor=4 if w else None,
         generator=torch.Generator(),
     )
+    loader = on_device(loader, device)  # --decode gpu: the batches' JPEGs decoded on the device
     for epoch in itertools.count():
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -298,14 +303,15 @@ def run_loader(opts, argv: list[str]) -> dict:
     facts, s, notes = machine_facts(argv, device), _loader_settings(opts), []
     rows, params, step = [], None, None
     with tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
-        for name, items, classes in _sources(opts, s, Path(tmp), notes):
+        for name, items, classes, decode in _runs(opts, s, Path(tmp), notes, device):
             if {"model", "training"} & set(opts.measure):
                 params, step = build_step(s, len(classes), device)
-            dataset = _dataset(items, classes, s, registry.get(opts.preset))
+            dataset = _dataset(items, classes, s, registry.get(opts.preset), encoded=decode == "gpu")
             rates = _measure_source(dataset, s, device, opts, step)
             rows.append(
                 {
                     "source": name,
+                    "decode": decode,
                     "files": len(items),
                     "classes": len(classes),
                     "clips_per_s": {m: summarize(v) | {"repeats": v} for m, v in rates.items()},
@@ -317,9 +323,11 @@ def run_loader(opts, argv: list[str]) -> dict:
                 }
             )
     notes = _loader_notes(s, opts, device, params, rows) + notes
-    versus = source_ratios(rows)
+    versus, decoders = source_ratios(rows), decode_ratios(rows)
     settings = (
-        s | {k: getattr(opts, k) for k in ("preset", "steps", "warmup", "repeats", "measure")} | {"device": str(device)}
+        s
+        | {k: getattr(opts, k) for k in ("preset", "steps", "warmup", "repeats", "measure", "decode")}
+        | {"device": str(device)}
     )
     print(header("loader", facts), *[f"- {n}" for n in notes], "", loader_table(rows), sep="\n")
     return {
@@ -329,6 +337,7 @@ def run_loader(opts, argv: list[str]) -> dict:
         "notes": notes,
         "results": rows,
         **({"prepared/originals": versus} if versus else {}),
+        **({"gpu/cpu decoding": decoders} if decoders else {}),
     }
 
 
@@ -339,6 +348,7 @@ def loader_table(rows: list[dict]) -> str:
         body.append(
             [
                 r["source"],
+                r["decode"],
                 r["files"],
                 *[fmt(c.get(m, {}).get("median")) for m in MEASURES],
                 fmt_range(q.get("training/model", {})),
@@ -348,6 +358,7 @@ def loader_table(rows: list[dict]) -> str:
     table = markdown_table(
         [
             "source",
+            "decode",
             "files",
             "loader alone clips/s",
             "model alone clips/s",
@@ -365,12 +376,16 @@ def loader_table(rows: list[dict]) -> str:
     if versus:
         cells = [[m, fmt_range(q)] for m, q in versus.items()]
         table += "\n\n" + markdown_table(["clips/s of prepared / originals", "median (min–max)"], cells)
+    decoders = decode_ratios(rows)
+    if decoders:
+        cells = [[m, fmt_range(q)] for m, q in decoders.items()]
+        table += "\n\n" + markdown_table(["clips/s of decode gpu / cpu (frame stores)", "median (min–max)"], cells)
     return table
 
 
 def source_ratios(rows: list[dict]) -> dict:
-    """prepared / originals for each measurement, repeat by repeat (when both sources were measured)."""
-    by = {r["source"]: r["clips_per_s"] for r in rows}
+    """prepared / originals for each measurement, repeat by repeat (when both sources were measured; cpu decoding)."""
+    by = {r["source"]: r["clips_per_s"] for r in rows if r["decode"] == "cpu"}
     if not {"prepared", "originals"} <= by.keys():
         return {}
     return {
@@ -378,6 +393,34 @@ def source_ratios(rows: list[dict]) -> dict:
         for m in ("loader", "training")
         if m in by["prepared"]
     }
+
+
+def decode_ratios(rows: list[dict]) -> dict:
+    """decode gpu / cpu for each measurement of the frame stores, repeat by repeat (when both were measured)."""
+    by = {r["decode"]: r["clips_per_s"] for r in rows if r["source"] in ("prepared", "toy")}
+    if not {"gpu", "cpu"} <= by.keys():
+        return {}
+    return {
+        m: ratios(by["gpu"][m]["repeats"], by["cpu"][m]["repeats"]) for m in ("loader", "training") if m in by["gpu"]
+    }
+
+
+def _runs(opts, s: dict, folder: Path, notes: list[str], device: torch.device) -> list[tuple]:
+    """``[(source, items, classes, decode)]``: each source with each ``--decode`` that applies to it (gpu
+    decoding needs frame stores: the original videos are measured with cpu decoding only)."""
+    runs: dict[tuple[str, str], tuple] = {}
+    for name, items, classes in _sources(opts, s, folder, notes):
+        paths = [it.path for it in items]
+        for choice in opts.decode:
+            try:
+                decode = resolve_decode(choice, device, paths, preload=s["preload"])
+            except ValueError as e:
+                if choice == "gpu" and name == "originals":
+                    notes.append("decode gpu: not for the original videos (it decodes frame stores)")
+                    continue
+                raise UsageError(str(e)) from None
+            runs.setdefault((name, decode), (name, items, classes, decode))  # auto and cpu: measured once
+    return list(runs.values())
 
 
 def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -404,6 +447,14 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
     g.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed batches first (default: 2)")
     g.add_argument("--repeats", type=positive_int, default=3, help="timed repeats (default: 3)")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument(
+        "--decode",
+        nargs="+",
+        choices=DECODE_CHOICES,
+        default=["auto"],
+        help="where the frame stores' JPEGs are decoded: cpu (the workers), gpu (the main process, on the "
+        "model's device; the workers only read bytes), or both in one run: --decode cpu gpu (default: auto = cpu)",
+    )
     g.add_argument("--threads", type=positive_int, help="torch threads in the main process (default: torch's choice)")
     g.add_argument(
         "--videos", nargs="+", metavar="FILE", help="k400 without --data-root: clips to fill the class folders with"

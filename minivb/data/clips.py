@@ -31,6 +31,7 @@ once per run).
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
@@ -48,8 +49,9 @@ from torchvision.transforms import v2
 from ..checks import check_int
 from ..files import read_text
 from ..video import VideoDecodeError, read_frames, sample_indices, video_info
+from .device_decode import EncodedBatch, EncodedClip, collate_encoded
 from .framestore import SUFFIX as STORE_SUFFIX
-from .framestore import read_store_frames, store_info
+from .framestore import read_store_frames, read_store_jpegs, store_info
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -279,6 +281,11 @@ class ClipDataset(Dataset):
     up front and keeps its uint8 frames in memory (small sets only). A file that cannot be
     decoded gives a :class:`Skipped` marker (evaluation), or in training a :class:`Replaced`
     sample: another clip chosen deterministically, with the broken file's name (see :func:`collate`).
+
+    ``encoded=True`` (``--decode gpu``; frame stores only): a sample is an
+    :class:`~minivb.data.device_decode.EncodedClip` — the clip's JPEG bytes with the same crop box and
+    flips drawn — which :class:`~minivb.data.device_decode.DeviceDecoded` decodes on the model's device;
+    :meth:`decoded` makes the same sample the CPU way.
     """
 
     def __init__(
@@ -295,6 +302,7 @@ class ClipDataset(Dataset):
         vflip: dict[str, str] | None = None,
         preload: bool = False,
         scale: tuple[float, float] = (0.6, 1.0),
+        encoded: bool = False,
     ):
         num_frames, stride, size = (
             check_int(name, value) for name, value in (("num_frames", num_frames), ("stride", stride), ("size", size))
@@ -333,11 +341,30 @@ class ClipDataset(Dataset):
         self.crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
         self.frames: list[np.ndarray | Skipped] | None = None
         self._counted: dict[int, int] = {}  # frame counts found by decoding (items without a count in the index)
+        if encoded:
+            self._check_encodable(preloaded=preload)
+        self.encoded = bool(encoded)
         if preload:
             self.preload()
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def with_encoding(self, encoded: bool) -> "ClipDataset":
+        """A copy of this data set whose samples are encoded (``True``) or decoded clips."""
+        if encoded:
+            self._check_encodable(preloaded=self.frames is not None)
+        twin = copy.copy(self)
+        twin.encoded = bool(encoded)
+        return twin
+
+    def _check_encodable(self, preloaded: bool) -> None:
+        video = next((it.path for it in self.items if not it.path.endswith(STORE_SUFFIX)), None)
+        if preloaded or video is not None:
+            raise ValueError(
+                f"encoded samples need frame stores ({STORE_SUFFIX}): "
+                + ("the frames are preloaded" if preloaded else f"{video} is a video")
+            )
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random draws ``dataset[i]`` makes (``dataset[(epoch, i)]`` names it itself)."""
@@ -385,22 +412,58 @@ class ClipDataset(Dataset):
             self._counted[i] = video_info(it.path, exact=True).frames
         return self._counted[i]
 
+    def _indices(self, i: int, mode: str, seed: int | None = None, num_clips: int = 1) -> np.ndarray:
+        """The frames ``sample_indices(mode)`` picks in item ``i``'s file → ``(T,)`` or ``(clips, T)``."""
+        g = torch.Generator().manual_seed(seed) if seed is not None else None
+        return sample_indices(
+            self._total_frames(i),
+            self.num_frames,
+            self.stride // self.items[i].step,
+            mode,
+            num_clips=num_clips,
+            generator=g,
+        )  # the stride in the file's own frames
+
     def _clip(self, i: int, mode: str, seed: int | None = None, num_clips: int = 1) -> np.ndarray:
         """uint8 frames of the clip(s) ``sample_indices(mode)`` picks → ``(T, H, W, 3)`` or ``(clips, T, H, W, 3)``."""
-        it = self.items[i]
-        g = torch.Generator().manual_seed(seed) if seed is not None else None
-        idx = sample_indices(
-            self._total_frames(i), self.num_frames, self.stride // it.step, mode, num_clips=num_clips, generator=g
-        )  # the stride in the file's own frames
+        return self._frames_at(i, self._indices(i, mode, seed, num_clips))
+
+    def _frames_at(self, i: int, idx: np.ndarray) -> np.ndarray:
+        """uint8 frames ``idx`` of item ``i`` → ``(T, H, W, 3)`` or ``(clips, T, H, W, 3)``."""
         flat = self.frames[i][idx.reshape(-1)] if self.frames is not None else self._decode(i, idx.reshape(-1))
         return flat.reshape(idx.shape + flat.shape[1:])
 
+    def _encoded(self, i: int, idx: np.ndarray, key, draw, multiview: bool = False) -> EncodedClip:
+        """Item ``i``'s JPEGs of frames ``idx`` ``(V, T)``; ``draw(height, width) → (boxes, flips)`` of its views."""
+        info, data, lengths, which = read_store_jpegs(self.items[i].path, idx.reshape(-1))
+        boxes, flips = draw(info.height, info.width)
+        return EncodedClip(
+            torch.from_numpy(data),
+            torch.from_numpy(lengths),
+            torch.from_numpy(which).view(idx.shape),
+            torch.tensor(boxes, dtype=torch.int64).view(-1, 4),
+            torch.tensor(flips, dtype=torch.bool).view(-1, 2),
+            info.height,
+            info.width,
+            key,
+            multiview,
+        )
+
     # ---- samples
 
-    def __getitem__(self, i: int | tuple[int, int]):
-        epoch, i = (int(i[0]), int(i[1])) if isinstance(i, tuple) else (self.epoch, int(i))
+    def __getitem__(self, key: int | tuple[int, int]):
+        return self._get(key, self.encoded)
+
+    def decoded(self, key: int | tuple[int, int]):
+        """``dataset[key]`` as ``encoded=False`` makes it (decoded by OpenCV on the CPU): a clip whose JPEGs
+        failed on the device is made again this way, replaced or skipped exactly as the cpu path would."""
+        return self._get(key, False)
+
+    def _get(self, key, encoded: bool):
+        epoch, i = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (self.epoch, int(key))
+        key = (epoch, i)  # an encoded sample carries it: the same sample, made again on the CPU if need be
         try:
-            return self._sample(i, epoch)
+            return self._sample(i, epoch, key, encoded)
         except VideoDecodeError as e:
             skipped = Skipped(self.items[i].path, e.reason)
         if not self.train:
@@ -408,46 +471,68 @@ class ClipDataset(Dataset):
         for attempt in range(1, 11):  # training: a stand-in chosen from (seed, epoch, index) keeps the batch full
             j = sample_seed(_REPLACE, self.seed, epoch, i, attempt) % len(self)
             try:
-                return Replaced(*self._sample(j, epoch), skipped)
+                return Replaced(*self._sample(j, epoch, key, encoded), skipped)
             except VideoDecodeError:
                 continue
         return skipped
 
-    def _sample(self, i: int, epoch: int) -> tuple[torch.Tensor, int]:
-        return self._train_sample(i, epoch) if self.train else self._eval_sample(i)
+    def _sample(self, i: int, epoch: int, key, encoded: bool) -> tuple[torch.Tensor | EncodedClip, int]:
+        return self._train_sample(i, epoch, key, encoded) if self.train else self._eval_sample(i, key, encoded)
 
-    def _train_sample(self, i: int, epoch: int) -> tuple[torch.Tensor, int]:
+    def _crop_box(self, height: int, width: int, seed: int) -> tuple[int, int, int, int]:
+        """``RandomResizedCrop``'s box (top, left, height, width) for a frame of ``height × width``, drawn from
+        ``seed`` (transforms.v2 draws from the global CPU generator: give it its own stream, then restore it)."""
+        shape = torch.empty((), dtype=torch.uint8).expand(1, 3, height, width)  # a frame's size, no pixels
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(seed)
+            box = self.crop.make_params([tv_tensors.Video(shape)])
+        return box["top"], box["left"], box["height"], box["width"]
+
+    def _train_sample(self, i: int, epoch: int, key, encoded: bool) -> tuple[torch.Tensor | EncodedClip, int]:
         seed = sample_seed(_SAMPLE, self.seed, epoch, i)  # four streams: time, flip, crop, vertical flip
-        video = _to_video(self._clip(i, "random", seed))  # (T, 3, H, W) uint8
+        idx = self._indices(i, "random", seed)  # (T,)
         flip = bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 1)) < 0.5)
         vflip = self.vflip is not None and bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 3)) < 0.5)
-        # transforms.v2 draws from the global CPU generator: give it its own stream, then restore it.
-        with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(seed + 2)
-            video = self.crop(tv_tensors.Video(video)).as_subclass(
-                torch.Tensor
-            )  # (T, 3, size, size): crop, then resize
         label = self.labels[i]
+        label = self.hflip[label] if flip else label  # a mirror can change the class (left ⟷ right)
+        label = self.vflip[label] if vflip else label  # (top ⟷ bottom)
+        if encoded:  # the same draws, applied on the model's device
+            return self._encoded(
+                i, idx[None], key, lambda h, w: ([self._crop_box(h, w, seed + 2)], [(flip, vflip)])
+            ), label
+        video = _to_video(self._frames_at(i, idx))  # (T, 3, H, W) uint8
+        top, left, height, width = self._crop_box(*video.shape[-2:], seed + 2)
+        video = v2.functional.resized_crop(video, top, left, height, width, [self.size, self.size], antialias=True)
         if flip:
-            video, label = video.flip(-1), self.hflip[label]  # a mirror can change the class (left ⟷ right)
+            video = video.flip(-1)  # (T, 3, size, size): crop, then resize, then mirror
         if vflip:
-            video, label = video.flip(-2), self.vflip[label]  # (top ⟷ bottom)
+            video = video.flip(-2)
         return video.contiguous(), label
 
     def _crops(self, video: torch.Tensor, num_crops: int) -> list[torch.Tensor]:
         """``num_crops`` squares of side = the shorter side (:func:`crop_boxes`), each resized to size×size."""
-        h, w = video.shape[-2:]
-        side = min(h, w)
         return [
-            v2.functional.resized_crop(video, top, left, side, side, [self.size, self.size], antialias=True)
-            for top, left in crop_boxes(h, w, side, num_crops)
+            v2.functional.resized_crop(video, *box, [self.size, self.size], antialias=True)
+            for box in self._squares(*video.shape[-2:], num_crops)
         ]
 
-    def _eval_sample(self, i: int) -> tuple[torch.Tensor, int]:
-        video = _to_video(self._clip(i, "center"))  # (T, 3, H, W) uint8
+    def _squares(self, height: int, width: int, num_crops: int) -> list[tuple[int, int, int, int]]:
+        """The boxes of :meth:`_crops` (top, left, side, side) for a frame of ``height × width``."""
+        side = min(height, width)
+        return [(top, left, side, side) for top, left in crop_boxes(height, width, side, num_crops)]
+
+    def _eval_sample(self, i: int, key, encoded: bool) -> tuple[torch.Tensor | EncodedClip, int]:
+        idx = self._indices(i, "center")  # (T,)
+        if encoded:
+            return self._encoded(
+                i, idx[None], key, lambda h, w: (self._squares(h, w, 1), [(False, False)])
+            ), self.labels[i]
+        video = _to_video(self._frames_at(i, idx))  # (T, 3, H, W) uint8
         return self._crops(video, 1)[0].contiguous(), self.labels[i]  # (T, 3, size, size)
 
-    def views(self, i: int, num_clips: int = 1, num_crops: int = 1) -> torch.Tensor:
+    def views(
+        self, i: int, num_clips: int = 1, num_crops: int = 1, *, encoded: bool = False
+    ) -> torch.Tensor | EncodedClip:
         """Multi-view testing input for video ``i`` → uint8 ``(num_clips · num_crops, T, 3, size, size)``.
 
         Temporal clips: ``sample_indices(mode="uniform", num_clips=...)`` — evenly spaced
@@ -457,12 +542,23 @@ class ClipDataset(Dataset):
         ``num_crops=1`` the centre square; ``num_crops=3`` the start, centre and end of the
         long side (left/centre/right for landscape, top/centre/bottom for portrait). View
         ``k`` is clip ``k // num_crops``, crop ``k % num_crops``. Raises
-        :class:`~minivb.video.VideoDecodeError` for a broken file.
+        :class:`~minivb.video.VideoDecodeError` for a broken file. ``encoded=True``: the views as an
+        :class:`~minivb.data.device_decode.EncodedClip`, to decode on the model's device.
         """
         num_clips = check_int("num_clips", num_clips)
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
-        clips = self._clip(int(i), "uniform", num_clips=num_clips)  # (clips, T, H, W, 3) uint8
+        idx = self._indices(int(i), "uniform", num_clips=num_clips)  # (clips, T)
+        if encoded:  # view k: clip k // num_crops, crop k % num_crops
+            views = idx.repeat(num_crops, axis=0)  # (clips · crops, T)
+            return self._encoded(
+                int(i),
+                views,
+                int(i),
+                lambda h, w: (self._squares(h, w, num_crops) * num_clips, [(False, False)] * len(views)),
+                multiview=True,
+            )
+        clips = self._frames_at(int(i), idx)  # (clips, T, H, W, 3) uint8
         out = [crop for clip in clips for crop in self._crops(_to_video(clip), num_crops)]
         return torch.stack(out).contiguous()  # (clips · crops, T, 3, size, size)
 
@@ -471,6 +567,7 @@ class MultiViewDataset(Dataset):
     """``dataset[i].views(...)`` as a data set: → ``(views (V, T, 3, size, size), label)`` or :class:`Skipped`.
 
     For multi-view evaluation with a DataLoader and :func:`collate` (batches ``(B, V, T, 3, size, size)``).
+    An ``encoded`` data set's samples are :class:`~minivb.data.device_decode.EncodedClip` s.
     """
 
     def __init__(self, dataset: ClipDataset, num_clips: int = 1, num_crops: int = 1):
@@ -479,12 +576,27 @@ class MultiViewDataset(Dataset):
             raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
         self.dataset, self.num_clips, self.num_crops = dataset, num_clips, num_crops
 
+    @property
+    def encoded(self) -> bool:
+        return self.dataset.encoded
+
+    @property
+    def size(self) -> int:
+        return self.dataset.size
+
     def __len__(self) -> int:
         return len(self.dataset)
 
     def __getitem__(self, i: int):
+        return self._get(i, self.dataset.encoded)
+
+    def decoded(self, i: int):
+        """``self[i]`` made on the CPU (see :meth:`ClipDataset.decoded`)."""
+        return self._get(i, False)
+
+    def _get(self, i: int, encoded: bool):
         try:
-            return self.dataset.views(i, self.num_clips, self.num_crops), self.dataset.labels[int(i)]
+            return self.dataset.views(i, self.num_clips, self.num_crops, encoded=encoded), self.dataset.labels[int(i)]
         except VideoDecodeError as e:
             return Skipped(e.path, e.reason)
 
@@ -492,17 +604,20 @@ class MultiViewDataset(Dataset):
 # --------------------------------------------------------------------------- batches
 
 
-def collate(samples: list) -> tuple[torch.Tensor | None, torch.Tensor | None, list[Skipped]]:
+def collate(samples: list) -> tuple[torch.Tensor | EncodedBatch | None, torch.Tensor | None, list[Skipped]]:
     """Batch ``(video, label)`` samples, dropping :class:`Skipped` ones → ``(videos, labels, skipped)``.
 
     A :class:`Replaced` sample is batched and its broken file listed in ``skipped``.
     ``videos`` ``(B, …)`` and ``labels`` ``(B,)`` are ``None`` when every sample of the batch
-    was skipped. Pass ``skipped`` to :func:`report_skipped` in the main process.
+    was skipped. Pass ``skipped`` to :func:`report_skipped` in the main process. Encoded samples
+    (``encoded=True``) give an :class:`~minivb.data.device_decode.EncodedBatch` in place of ``videos``.
     """
     good = [s[:2] for s in samples if not isinstance(s, Skipped)]
     skipped = [s.skipped if isinstance(s, Replaced) else s for s in samples if isinstance(s, (Skipped, Replaced))]
     if not good:
         return None, None, skipped
+    if isinstance(good[0][0], EncodedClip):
+        return collate_encoded([v for v, _ in good]), torch.tensor([y for _, y in good]), skipped
     videos, labels = default_collate(good)
     return videos, labels, skipped
 

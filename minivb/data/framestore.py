@@ -34,7 +34,16 @@ import numpy as np
 from ..files import atomic_file
 from ..video import VideoDecodeError, VideoInfo, as_indices, open_capture
 
-__all__ = ["SUFFIX", "StoreInfo", "write_store", "store_info", "read_store_frames", "encode_frames", "convert_video"]
+__all__ = [
+    "SUFFIX",
+    "StoreInfo",
+    "write_store",
+    "store_info",
+    "read_store_frames",
+    "read_store_jpegs",
+    "encode_frames",
+    "convert_video",
+]
 
 SUFFIX = ".jpgs"
 MAGIC = b"MVBJPGS1"
@@ -103,11 +112,13 @@ def store_info(path: str | os.PathLike) -> StoreInfo:
     return info
 
 
-def read_store_frames(path: str | os.PathLike, indices) -> np.ndarray:
-    """Decode stored frames ``indices`` → uint8 RGB ``(len(indices), H, W, 3)``.
+def read_store_jpegs(path: str | os.PathLike, indices) -> tuple[StoreInfo, np.ndarray, np.ndarray, np.ndarray]:
+    """The JPEG bytes of stored frames ``indices``, undecoded → ``(info, data, lengths, which)``.
 
-    One read covers the span from the first to the last wanted frame (a clip is contiguous
-    or nearly so); only the wanted frames are decoded, each once.
+    ``data`` (uint8) holds the F distinct wanted frames one after another, in order of first appearance;
+    ``lengths`` ``(F,)`` their sizes in bytes; ``which`` ``(len(indices),)`` the position of ``indices[k]``
+    among them. One read covers the span from the first to the last wanted frame (a clip is contiguous or
+    nearly so). For decoding elsewhere: on the model's device (:mod:`minivb.data.device_decode`).
     """
     idx = as_indices(indices)
     try:
@@ -126,14 +137,29 @@ def read_store_frames(path: str | os.PathLike, indices) -> np.ndarray:
     if len(span) != int(offsets[hi + 1] - offsets[lo]):
         raise VideoDecodeError(path, "frame store is truncated (JPEG data)")
     buf = np.frombuffer(span, np.uint8)
-    decoded: dict[int, np.ndarray] = {}
-    for i in dict.fromkeys(idx.tolist()):  # each wanted frame once, in order
-        a, b = int(offsets[i] - offsets[lo]), int(offsets[i + 1] - offsets[lo])
-        bgr = cv2.imdecode(buf[a:b], cv2.IMREAD_COLOR)
+    distinct = np.array(list(dict.fromkeys(idx.tolist())), np.int64)  # each wanted frame once, in order
+    starts = offsets[distinct].astype(np.int64) - int(offsets[lo])  # within span
+    ends = offsets[distinct + 1].astype(np.int64) - int(offsets[lo])
+    data = np.concatenate([buf[a:b] for a, b in zip(starts.tolist(), ends.tolist())])
+    position = {frame: k for k, frame in enumerate(distinct.tolist())}
+    return info, data, ends - starts, np.array([position[i] for i in idx.tolist()], np.int64)
+
+
+def read_store_frames(path: str | os.PathLike, indices) -> np.ndarray:
+    """Decode stored frames ``indices`` → uint8 RGB ``(len(indices), H, W, 3)``.
+
+    One read (:func:`read_store_jpegs`); only the wanted frames are decoded, each once (OpenCV's libjpeg).
+    """
+    _, data, lengths, which = read_store_jpegs(path, indices)
+    decoded, start = [], 0
+    for k, n in enumerate(lengths.tolist()):
+        bgr = cv2.imdecode(data[start : start + n], cv2.IMREAD_COLOR)
         if bgr is None:
-            raise VideoDecodeError(path, f"frame {i} is not a decodable JPEG")
-        decoded[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    return np.stack([decoded[i] for i in idx.tolist()])  # (len(indices), H, W, 3)
+            frame = as_indices(indices)[which.tolist().index(k)]
+            raise VideoDecodeError(path, f"frame {int(frame)} is not a decodable JPEG")
+        decoded.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+        start += n
+    return np.stack(decoded)[which]  # (len(indices), H, W, 3)
 
 
 def _shrink(rgb: np.ndarray, short_side: int) -> np.ndarray:

@@ -1,0 +1,318 @@
+"""Decode a batch's JPEG frames on the model's device, then crop, resize and flip there (``--decode gpu``).
+
+Why: on Kinetics the CPU is the bottleneck. With ``--decode cpu`` the DataLoader's workers decode every frame
+store's JPEGs (OpenCV), crop, resize and flip, and hand over finished uint8 clips. With ``--decode gpu`` they
+only read each clip's JPEG bytes (one contiguous read, :func:`~minivb.data.framestore.read_store_jpegs`) and
+draw its crop box and flips by the same ``(seed, epoch, index)`` rule (so the clips and exact resume are
+unchanged); the main process then decodes the whole batch's JPEGs in one call
+(``torchvision.io.decode_jpeg(list, device="cuda")``: nvjpeg) and cuts the clips there.
+
+The pieces:
+
+* :class:`EncodedClip` — what a worker returns in place of a clip (``ClipDataset(..., encoded=True)``);
+  :func:`collate_encoded` batches them into an :class:`EncodedBatch`.
+* :func:`decode_batch` — an :class:`EncodedBatch` → uint8 ``(B, T, 3, S, S)`` (or ``(B, V, T, 3, S, S)``
+  for multi-view) on the device, plus the clips whose JPEGs did not decode.
+* :class:`DeviceDecoded` — wraps a DataLoader of encoded batches; a helper thread decodes one batch ahead
+  on a side CUDA stream while the model trains on the current one, and a clip whose JPEG fails is made
+  again by the data set's CPU path (decoded by OpenCV, or replaced by another clip as with ``--decode cpu``):
+  one bad frame never fails a batch.
+* :func:`resolve_decode` — the ``--decode {auto,cpu,gpu}`` choice for a run.
+
+The resize is done in float32 and rounded back to uint8, on every device: that is what torchvision's
+``resize`` does on CUDA, so running this module on the CPU (the tests do) runs the GPU's arithmetic. The CPU
+path resizes uint8 directly (torchvision's native kernel); the two differ by rounding, at most a grey level or
+two, plus whatever the two JPEG decoders differ by (``tests/test_device_decode.py`` measures both).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, NamedTuple, Sequence
+
+import torch
+from torch.nn import functional as F
+
+__all__ = [
+    "DECODE_CHOICES",
+    "EncodedClip",
+    "EncodedBatch",
+    "collate_encoded",
+    "decode_jpegs",
+    "decode_batch",
+    "DeviceDecoded",
+    "on_device",
+    "resolve_decode",
+]
+
+DECODE_CHOICES = ("auto", "cpu", "gpu")
+
+
+class EncodedClip(NamedTuple):
+    """A clip (or a video's views) as JPEG bytes plus the crops and flips already drawn for it.
+
+    View ``v`` shows frames ``frames[v]`` (positions among the clip's F distinct JPEGs), cropped to
+    ``boxes[v]`` = (top, left, height, width) in the frames' pixels, resized to S×S, then mirrored where
+    ``flips[v]`` = (horizontal, vertical) says so.
+    """
+
+    data: torch.Tensor  # uint8 (bytes,): the F distinct JPEGs one after another
+    lengths: torch.Tensor  # int64 (F,): bytes of each JPEG
+    frames: torch.Tensor  # int64 (V, T)
+    boxes: torch.Tensor  # int64 (V, 4)
+    flips: torch.Tensor  # bool (V, 2)
+    height: int  # of the stored frames (the store's header): a JPEG of another size is a damaged frame
+    width: int
+    key: tuple  # what the data set was asked for (``(epoch, index)`` or ``index``): to make it again on the CPU
+    multiview: bool  # True: the sample is (V, T, 3, S, S) views; False: one clip (T, 3, S, S), V = 1
+
+
+class EncodedBatch(NamedTuple):
+    """:class:`EncodedClip` s of a batch, concatenated (:func:`collate_encoded`)."""
+
+    data: torch.Tensor  # uint8 (bytes,)
+    lengths: torch.Tensor  # int64 (F,): the JPEGs of clip 0, then of clip 1, …
+    frames: torch.Tensor  # int64 (B, V, T): positions among the batch's F JPEGs
+    boxes: torch.Tensor  # int64 (B, V, 4)
+    flips: torch.Tensor  # bool (B, V, 2)
+    sizes: torch.Tensor  # int64 (B, 2): height, width of each clip's frames
+    counts: torch.Tensor  # int64 (B,): JPEGs of each clip
+    keys: list  # (B,)
+    multiview: bool
+
+    def clip_jpegs(self, b: int) -> range:
+        """Positions among the batch's JPEGs of clip ``b``'s own."""
+        start = int(self.counts[:b].sum())
+        return range(start, start + int(self.counts[b]))
+
+
+def collate_encoded(clips: Sequence[EncodedClip]) -> EncodedBatch:
+    """Batch :class:`EncodedClip` s: concatenate their bytes, renumber their frames into the batch's JPEGs."""
+    frames, offset = [], 0
+    for c in clips:
+        frames.append(c.frames + offset)  # (V, T), into the batch's JPEG list
+        offset += len(c.lengths)
+    return EncodedBatch(
+        torch.cat([c.data for c in clips]),
+        torch.cat([c.lengths for c in clips]),
+        torch.stack(frames),
+        torch.stack([c.boxes for c in clips]),
+        torch.stack([c.flips for c in clips]),
+        torch.tensor([[c.height, c.width] for c in clips], dtype=torch.int64),
+        torch.tensor([len(c.lengths) for c in clips], dtype=torch.int64),
+        [c.key for c in clips],
+        clips[0].multiview,
+    )
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+def decode_jpegs(jpegs: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """JPEG bytes (1-D uint8 CPU tensors) → RGB uint8 ``(3, H, W)`` tensors on ``device``, in one call.
+
+    On CUDA, torchvision's batched nvjpeg decoder; on the CPU, its libjpeg-turbo. torchvision 0.29 marks its
+    image decoders deprecated in favour of TorchCodec's (a dependency we do not have, and absent from the
+    torchvision 0.26 of our GPU machines); the call is the same, so its notice is not repeated per batch.
+    """
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*deprecated.*TorchCodec", category=DeprecationWarning)
+        return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device)
+
+
+def _decode_clipwise(batch: EncodedBatch, jpegs: list[torch.Tensor], device) -> tuple[list, list[int]]:
+    """After a failed batch call: decode clip by clip → (images with None for a failed clip's, failed clips)."""
+    images: list[torch.Tensor | None] = [None] * len(jpegs)
+    failed = []
+    for b in range(len(batch.keys)):
+        mine = batch.clip_jpegs(b)
+        try:
+            for k, image in zip(mine, decode_jpegs([jpegs[k] for k in mine], device)):
+                images[k] = image
+        except RuntimeError:
+            failed.append(b)
+    return images, failed
+
+
+def _resized_crop(video: torch.Tensor, box: list[int], size: int) -> torch.Tensor:
+    """uint8 ``(T, 3, H, W)`` → its ``box`` (top, left, height, width) resized to uint8 ``(T, 3, size, size)``.
+
+    Bilinear with antialiasing in float32, rounded back: torchvision's ``resized_crop`` as it runs on CUDA.
+    """
+    top, left, height, width = box
+    crop = video[..., top : top + height, left : left + width]
+    if (height, width) == (size, size):
+        return crop
+    out = F.interpolate(crop.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def decode_batch(batch: EncodedBatch, size: int, device: torch.device) -> tuple[torch.Tensor, list[int]]:
+    """An :class:`EncodedBatch` → (uint8 clips on ``device``, positions of the clips that failed).
+
+    Clips: ``(B, T, 3, size, size)``, or ``(B, V, T, 3, size, size)`` for multi-view samples; a failed clip's
+    slot holds zeros (make it again with the data set's CPU path, :class:`DeviceDecoded` does). A clip fails
+    when one of its JPEGs does not decode or decodes to another size than its store's header says.
+    """
+    jpegs = list(torch.split(batch.data, batch.lengths.tolist()))
+    try:
+        images, failed = decode_jpegs(jpegs, device), []
+    except RuntimeError:  # one bad JPEG fails the whole call: find its clip
+        images, failed = _decode_clipwise(batch, jpegs, device)
+    B, V, T = batch.frames.shape
+    out = torch.zeros(B, V, T, 3, size, size, dtype=torch.uint8, device=device)
+    for b, (frames, boxes, flips, (height, width)) in enumerate(
+        zip(batch.frames.tolist(), batch.boxes.tolist(), batch.flips.tolist(), batch.sizes.tolist())
+    ):
+        if b in failed:
+            continue
+        mine = [images[k] for k in batch.clip_jpegs(b)]
+        if any(image.shape != (3, height, width) for image in mine):
+            failed.append(b)
+            continue
+        for v in range(V):
+            video = torch.stack([images[k] for k in frames[v]])  # (T, 3, H, W)
+            clip = _resized_crop(video, boxes[v], size)  # (T, 3, size, size)
+            if flips[v][0]:
+                clip = clip.flip(-1)  # a mirror (the label was mapped by the worker)
+            if flips[v][1]:
+                clip = clip.flip(-2)
+            out[b, v] = clip
+    return (out if batch.multiview else out[:, 0]), sorted(failed)
+
+
+# --------------------------------------------------------------------------- the loader
+
+
+class DeviceDecoded:
+    """A DataLoader whose data set returns :class:`EncodedClip` s → batches ``(videos, labels, skipped)`` on
+    ``device``, as the loop expects them (see :func:`minivb.data.clips.collate`).
+
+    Each batch is decoded (:func:`decode_batch`) by a helper thread, on a side CUDA stream, one batch ahead:
+    the next batch decodes while the model computes on this one. The thread only decodes; the data set's
+    random draws stay in the main thread (or the loader's workers), because ``transforms.v2`` draws from the
+    global generator that the model's dropout uses too. A clip that failed is made again by
+    ``loader.dataset.decoded(key)`` — the CPU path, which decodes it with OpenCV or, in training, replaces it
+    as ``--decode cpu`` would; an evaluation clip that cannot be read is dropped and named in ``skipped``.
+    """
+
+    def __init__(self, loader, size: int, device: torch.device | str):
+        self.loader, self.size, self.device = loader, int(size), torch.device(device)
+
+    @property
+    def dataset(self):
+        return self.loader.dataset
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def _decode(self, encoded: EncodedBatch, stream) -> tuple[torch.Tensor, list[int], torch.cuda.Event | None]:
+        """In the helper thread: decode on the side stream, and mark when it is done."""
+        if stream is not None:
+            # nvJPEG may write its outputs before work already queued on the stream has run, into blocks the
+            # allocator just recycled (pytorch/vision#9606): let the previous batch's work finish first. Only
+            # this thread waits; blocks freed on the model's stream are never handed to this one.
+            stream.synchronize()
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            videos, failed = decode_batch(encoded, self.size, self.device)
+            event = None
+            if stream is not None:
+                event = torch.cuda.Event()
+                event.record(stream)
+        return videos, failed, event
+
+    def _finish(self, batch, job):
+        """In the main thread: wait for the batch's decode, then make its failed clips again the CPU way."""
+        encoded, labels, skipped = batch
+        if job is None:  # every clip of the batch was unreadable
+            return None, None, skipped
+        videos, failed, event = job.result()
+        if event is not None:  # the model's stream waits for the decode; the memory is now the model's
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(event)
+            videos.record_stream(current)
+        labels = labels.to(self.device, non_blocking=True)
+        keep = list(range(len(encoded.keys)))
+        for b in failed:
+            sample = self.dataset.decoded(encoded.keys[b])  # (clip, label), Replaced or Skipped
+            if hasattr(sample, "reason"):  # Skipped (evaluation): drop the clip, name the file
+                skipped.append(sample)
+                keep.remove(b)
+                continue
+            if hasattr(sample, "skipped"):  # Replaced (training): another clip in its place, the file named
+                skipped.append(sample.skipped)
+            videos[b] = sample[0].to(self.device)
+            labels[b] = int(sample[1])
+        if len(keep) < len(encoded.keys):
+            index = torch.tensor(keep, dtype=torch.int64, device=self.device)
+            videos, labels = (videos[index], labels[index]) if keep else (None, None)
+        return videos, labels, skipped
+
+    def __iter__(self) -> Iterator:
+        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minivb-device-decode")
+        try:
+            pending = None
+            for batch in self.loader:
+                job = None if batch[0] is None else pool.submit(self._decode, batch[0], stream)
+                if pending is not None:  # batch k is handed out while batch k + 1 decodes
+                    yield self._finish(*pending)
+                pending = (batch, job)
+            if pending is not None:
+                yield self._finish(*pending)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def on_device(loader, device: torch.device | str):
+    """``loader`` wrapped in :class:`DeviceDecoded` if its data set hands out encoded samples (its ``encoded``),
+    else ``loader`` itself; the clips' side is the data set's ``size``."""
+    dataset = loader.dataset
+    return DeviceDecoded(loader, dataset.size, device) if getattr(dataset, "encoded", False) else loader
+
+
+# --------------------------------------------------------------------------- the choice
+
+
+def resolve_decode(choice: str, device: torch.device | str, paths: Sequence[str], *, preload: bool = False) -> str:
+    """``--decode {auto,cpu,gpu}`` for a run on ``device`` over files ``paths`` → ``"cpu"`` or ``"gpu"``.
+
+    ``gpu`` decodes in the main process on the model's device (nvjpeg on CUDA; on a CPU device the same code
+    runs torchvision's CPU decoder, which the tests use); it needs prepared frame stores (``.jpgs``) and no
+    ``--preload``, and on CUDA a torchvision that decodes JPEGs there (checked here with one tiny JPEG).
+    ``auto`` is ``cpu``: the gpu path has not yet been measured on a GPU machine (the README's Performance
+    section says how to measure it); it becomes the default on CUDA where it measures faster.
+    Raises ``ValueError`` with a one-line reason.
+    """
+    from .framestore import SUFFIX
+
+    if choice not in DECODE_CHOICES:
+        raise ValueError(f"decode must be one of {', '.join(DECODE_CHOICES)}, got {choice!r}")
+    if choice != "gpu":
+        return "cpu"
+    device = torch.device(device)
+    video = next((p for p in paths if not str(p).endswith(SUFFIX)), None)
+    if video is not None:
+        raise ValueError(
+            f"--decode gpu decodes prepared frame stores ({SUFFIX}), but {video} is a video; prepare the data "
+            f"(python -m minivb.data.kinetics prepare) or use --decode cpu"
+        )
+    if preload:
+        raise ValueError("--decode gpu and --preload exclude each other: preloaded clips are decoded already")
+    if device.type == "cuda":
+        import cv2
+        import numpy as np
+
+        tiny = torch.from_numpy(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].ravel())
+        try:
+            decode_jpegs([tiny], device)
+        except (RuntimeError, NotImplementedError) as e:
+            raise ValueError(
+                f"--decode gpu: this torchvision cannot decode JPEGs on {device} ({' '.join(str(e).split())[:120]}); "
+                f"use --decode cpu"
+            ) from None
+    return "gpu"

@@ -1,0 +1,351 @@
+"""--decode gpu (minivb.data.device_decode), run on the CPU: the same clips as the cpu path, bad JPEGs replaced,
+exact resume, and the commands' --decode option.
+
+The gpu path's code is device-agnostic: on a CPU device ``decode_jpeg`` is torchvision's libjpeg-turbo and the
+resize runs in float32 as torchvision's does on CUDA. Measured here (toy-like and textured frames):
+torchvision's CPU decoder gives OpenCV's pixels exactly, and the float32 resize differs from the cpu path's
+uint8 resize by at most 1 grey level (mean ≈ 0.13). What nvjpeg adds on a GPU is not measured here.
+"""
+
+import csv
+import os
+import signal
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+
+from minivb.checkpoint import read_checkpoint
+from minivb.data.clips import ClipDataset, MultiViewDataset, Replaced, Skipped, collate, sample_seed
+from minivb.data.device_decode import (
+    DeviceDecoded,
+    EncodedBatch,
+    decode_batch,
+    decode_jpegs,
+    on_device,
+    resolve_decode,
+)
+from minivb.data.framestore import encode_frames, read_store_frames, read_store_jpegs, write_store
+from minivb.data.toy import HFLIP, VFLIP
+
+CPU = torch.device("cpu")
+CLASSES = ["left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"]
+
+
+def _textured(n: int, height: int, width: int, seed: int) -> np.ndarray:
+    """``n`` frames of smooth random texture that drifts from frame to frame (JPEG-like content, not noise)."""
+    g = np.random.default_rng(seed)
+    base = g.random((height // 8 + 2, width // 8 + 2, 3)) * 255
+    import cv2
+
+    frames = []
+    for t in range(n):
+        shifted = np.roll(base, t, axis=1)
+        frames.append(cv2.resize(shifted, (width, height), interpolation=cv2.INTER_CUBIC).clip(0, 255))
+    return np.stack(frames).astype(np.uint8)
+
+
+def _store(path: Path, n: int, height: int, width: int, seed: int) -> str:
+    write_store(path, encode_frames(_textured(n, height, width, seed)), width, height, 1, 25.0)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> list[tuple]:
+    """Six frame stores of several sizes (landscape, portrait, square) and lengths, one per (label) item."""
+    folder = tmp_path_factory.mktemp("stores")
+    shapes = [(72, 96, 20), (100, 60, 14), (64, 64, 9), (90, 120, 30), (56, 80, 6), (81, 107, 17)]
+    return [(_store(folder / f"s{k}.jpgs", n, h, w, k), CLASSES[k % 4], n, 1) for k, (h, w, n) in enumerate(shapes)]
+
+
+def _pair(items, train: bool, **kw):
+    args = dict(num_frames=5, stride=2, size=40, train=train, seed=7, hflip=HFLIP, vflip=VFLIP) | kw
+    return ClipDataset(items, CLASSES, **args), ClipDataset(items, CLASSES, encoded=True, **args)
+
+
+def _decoded(encoded: EncodedBatch, size: int) -> torch.Tensor:
+    videos, failed = decode_batch(encoded, size, CPU)
+    assert failed == []
+    return videos
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> None:
+    """The bound measured between the two paths on the CPU: ≤ 1 grey level, mean well under one."""
+    assert a.shape == b.shape and a.dtype == b.dtype == torch.uint8
+    d = (a.int() - b.int()).abs()
+    assert d.max() <= 1 and d.float().mean() < 0.3, (d.max(), d.float().mean())
+
+
+# --------------------------------------------------------------------------- the same clips
+
+
+def test_torchvision_decodes_the_stores_jpegs_as_opencv_does(stores):
+    path = stores[3][0]
+    _, data, lengths, which = read_store_jpegs(path, [4, 2, 4, 7])
+    assert len(lengths) == 3 and which.tolist() == [0, 1, 0, 2]  # each wanted frame once
+    images = decode_jpegs(list(torch.split(torch.from_numpy(data), lengths.tolist())), CPU)
+    ours = torch.stack(images)[torch.from_numpy(which)].permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(ours, read_store_frames(path, [4, 2, 4, 7]))  # bit for bit: both are libjpeg-turbo
+
+
+def test_the_cpu_path_crops_as_random_resized_crop_does(stores):
+    """The refactored cpu path = transforms.v2.RandomResizedCrop called on the clip under the same seed stream."""
+    cpu, _ = _pair(stores, train=True, vflip=None, hflip=None)
+    crop = v2.RandomResizedCrop(40, scale=(0.6, 1.0), antialias=True)
+    for epoch, i in [(0, 0), (1, 1), (2, 3), (0, 5)]:
+        video, _ = cpu[(epoch, i)]
+        seed = sample_seed(1, 7, epoch, i)
+        clip = torch.from_numpy(cpu._clip(i, "random", seed)).permute(0, 3, 1, 2)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed + 2)
+            expected = crop(tv_tensors.Video(clip)).as_subclass(torch.Tensor)
+        flip = bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 1)) < 0.5)
+        assert torch.equal(video, expected.flip(-1) if flip else expected)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_encoded_samples_decode_to_the_cpu_paths_clips(stores, train):
+    cpu, gpu = _pair(stores, train=train)
+    for epoch in range(3):
+        keys = [(epoch, i) for i in range(len(stores))]
+        a, b = collate([cpu[k] for k in keys]), collate([gpu[k] for k in keys])
+        assert isinstance(b[0], EncodedBatch)
+        assert torch.equal(a[1], b[1])  # labels: the same flips drawn, the same twin swaps
+        _close(_decoded(b[0], 40), a[0])  # (B, T, 3, 40, 40)
+    if train:  # the draws vary: some clips mirrored, several crop sizes
+        boxes = torch.stack([gpu[(e, i)][0].boxes[0] for e in range(4) for i in range(6)])
+        flips = torch.stack([gpu[(e, i)][0].flips[0] for e in range(4) for i in range(6)])
+        assert len(set(boxes[:, 2].tolist())) > 5 and 0 < flips.float().mean() < 1
+
+
+@pytest.mark.parametrize("clips, crops", [(1, 1), (2, 3)])
+def test_encoded_views_decode_to_the_cpu_paths_views(stores, clips, crops):
+    cpu, gpu = _pair(stores, train=False)
+    a = collate([MultiViewDataset(cpu, clips, crops)[i] for i in range(len(stores))])
+    b = collate([MultiViewDataset(gpu, clips, crops)[i] for i in range(len(stores))])
+    assert b[0].multiview and b[0].frames.shape[:2] == (len(stores), clips * crops)
+    _close(_decoded(b[0], 40), a[0])  # (B, V, T, 3, 40, 40)
+
+
+def test_the_device_loader_with_workers_gives_the_cpu_loaders_batches(stores):
+    cpu, gpu = _pair(stores, train=True)
+    gpu.set_epoch(1), cpu.set_epoch(1)
+    kw = dict(batch_size=4, collate_fn=collate, num_workers=2, persistent_workers=True)
+    expected = list(DataLoader(cpu, **kw))
+    loader = on_device(DataLoader(gpu, **kw), CPU)
+    assert isinstance(loader, DeviceDecoded) and len(loader) == 2
+    for epoch in range(2):  # re-iterable, as the trainer iterates it once per epoch
+        got = list(loader)
+        assert len(got) == len(expected)
+        for (va, ya, sa), (vb, yb, sb) in zip(expected, got):
+            _close(vb, va)
+            assert torch.equal(ya, yb) and sa == sb == []
+    assert on_device(DataLoader(cpu, **kw), CPU).__class__ is DataLoader  # decoded clips pass through
+
+
+def test_leaving_the_loop_early_ends_the_decoding_thread(stores):
+    _, gpu = _pair(stores * 4, train=True)
+    loader = DeviceDecoded(DataLoader(gpu, batch_size=2, collate_fn=collate), 40, CPU)
+    batches = iter(loader)
+    next(batches)
+
+    def helpers():
+        return [t for t in threading.enumerate() if t.name.startswith("minivb-device-decode")]
+
+    assert len(helpers()) == 1  # decoding the next batch
+    batches.close()  # what a `break` (a stop signal) does
+    assert helpers() == []
+
+
+# --------------------------------------------------------------------------- bad JPEGs
+
+
+def _corrupt_frame(path: str, target: Path, frame: int) -> str:
+    """A copy of the store whose ``frame``-th JPEG is garbage of the same length (header and offsets intact)."""
+    raw = bytearray(Path(path).read_bytes())
+    n = int.from_bytes(raw[8:12], "little")
+    offsets = np.frombuffer(bytes(raw[32 : 32 + 8 * (n + 1)]), "<u8")
+    base = 32 + 8 * (n + 1)
+    a, b = base + int(offsets[frame]), base + int(offsets[frame + 1])
+    raw[a:b] = bytes(range(256)) * ((b - a) // 256) + bytes(b - a - (b - a) // 256 * 256)
+    target.write_bytes(bytes(raw))
+    return str(target)
+
+
+def test_a_bad_jpeg_replaces_its_clip_as_the_cpu_path_does(stores, tmp_path, caplog):
+    items = list(stores)
+    items[2] = (_corrupt_frame(stores[2][0], tmp_path / "bad.jpgs", 0), *stores[2][1:])  # every clip of it is broken
+    items[2] = (items[2][0], items[2][1], 1, 1)  # one frame: every clip shows frame 0
+    cpu, gpu = _pair(items, train=True)
+    expected = collate([cpu[(0, i)] for i in range(len(items))])
+    assert isinstance(cpu[(0, 2)], Replaced)  # the cpu path's stand-in for it
+    videos, failed = decode_batch(collate([gpu[(0, i)] for i in range(len(items))])[0], 40, CPU)
+    assert failed == [2]  # the other clips of the batch decoded
+    got = list(DeviceDecoded(DataLoader(gpu, batch_size=len(items), collate_fn=collate), 40, CPU))
+    ((v, y, skipped),) = got
+    assert [s.path for s in skipped] == [items[2][0]] == [s.path for s in expected[2]]
+    assert torch.equal(y, expected[1]) and v.shape == expected[0].shape
+    _close(v, expected[0])  # the stand-in too: made by the cpu path
+
+
+def test_evaluation_drops_a_clip_whose_jpeg_is_bad(stores, tmp_path):
+    items = list(stores)
+    items[1] = (_corrupt_frame(stores[1][0], tmp_path / "bad.jpgs", 0), stores[1][1], 1, 1)
+    cpu, gpu = _pair(items, train=False)
+    loader = DeviceDecoded(DataLoader(MultiViewDataset(gpu, 1, 3), batch_size=3, collate_fn=collate), 40, CPU)
+    (v0, y0, s0), (v1, y1, s1) = list(loader)
+    assert [s.path for s in s0] == [items[1][0]] and isinstance(s0[0], Skipped) and s1 == []
+    assert v0.shape == (2, 3, 5, 3, 40, 40) and y0.tolist() == [cpu.labels[0], cpu.labels[2]]
+    _close(v0, torch.stack([cpu.views(0, 1, 3), cpu.views(2, 1, 3)]))
+
+
+def test_a_jpeg_of_another_size_than_the_header_says_is_a_bad_frame(stores, tmp_path):
+    wrong = tmp_path / "wrong.jpgs"
+    write_store(wrong, encode_frames(_textured(6, 48, 64, 0)), 70, 48, 1, 25.0)  # header: 70 wide, JPEGs: 64
+    _, gpu = _pair([(str(wrong), CLASSES[0], 6, 1), stores[0]], train=False)
+    _, failed = decode_batch(collate([gpu[0], gpu[1]])[0], 40, CPU)
+    assert failed == [0]
+
+
+# --------------------------------------------------------------------------- the choice
+
+
+def test_resolve_decode(stores, toy):
+    paths = [s[0] for s in stores]
+    assert resolve_decode("auto", CPU, paths) == "cpu"  # until the gpu path is measured faster on a GPU
+    assert resolve_decode("cpu", CPU, paths) == "cpu" and resolve_decode("gpu", CPU, paths) == "gpu"
+    video = str(toy / "train" / "left_to_right" / "left_to_right_0000.mp4")
+    with pytest.raises(ValueError, match=f"--decode gpu decodes prepared frame stores.*{video} is a video"):
+        resolve_decode("gpu", CPU, [*paths, video])
+    assert resolve_decode("auto", CPU, [video]) == "cpu"
+    with pytest.raises(ValueError, match="--preload"):
+        resolve_decode("gpu", CPU, paths, preload=True)
+    with pytest.raises(ValueError, match="decode must be one of"):
+        resolve_decode("nvjpeg", CPU, paths)
+
+
+def test_encoded_data_sets_refuse_videos_and_preloaded_frames(stores, toy):
+    video = (str(toy / "train" / "left_to_right" / "left_to_right_0000.mp4"), CLASSES[0])
+    with pytest.raises(ValueError, match="frame stores"):
+        ClipDataset([video], CLASSES, 4, 1, train=True, size=32, encoded=True)
+    with pytest.raises(ValueError, match="frame stores"):
+        ClipDataset(stores[:2], CLASSES, 4, 1, train=False, size=32, preload=True).with_encoding(True)
+
+
+# --------------------------------------------------------------------------- the commands
+
+
+def _as_stores(toy: Path, root: Path) -> Path:
+    """The toy set's videos converted to frame stores, indexed as prepared data (``path,label,frames,step``)."""
+    from minivb.data.framestore import convert_video
+
+    for split in ("train", "val"):
+        rows = []
+        with open(toy / f"{split}.csv") as f:
+            for r in csv.DictReader(f):
+                target = root / Path(r["path"]).with_suffix(".jpgs")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _, info = convert_video(toy / r["path"], target, step=1)
+                rows.append([target.relative_to(root).as_posix(), r["label"], info.frames, 1])
+        with open(root / f"{split}.csv", "w", newline="") as f:
+            csv.writer(f).writerows([["path", "label", "frames", "step"], *rows])
+    (root / "classes.txt").write_text((toy / "classes.txt").read_text())
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared(toy, tmp_path_factory) -> Path:
+    return _as_stores(toy, tmp_path_factory.mktemp("prepared"))
+
+
+TINY = ["--epochs", "2", "--batch-size", "4", "--num-frames", "4", "--stride", "1", "--size", "32"]
+TINY += [
+    "--dim",
+    "32",
+    "--depth",
+    "1",
+    "--heads",
+    "2",
+    "--encoder",
+    "small",
+    "--grid",
+    "2",
+    "--no-pretrained",
+    "--workers",
+    "0",
+]
+
+
+def _train(args: list[str], on_step=None) -> int:
+    from minivb.train import main
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main(args, on_step=on_step)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_training_with_gpu_decoding_stops_and_resumes_bit_exactly(prepared, tmp_path):
+    common = ["--subset", "k400", "--data-root", str(prepared), "--decode", "gpu", *TINY]
+    assert _train([*common, "--out", str(tmp_path / "whole")]) == 0
+
+    def stop_at_5(state):  # SIGTERM between two steps: the loop saves and stops
+        if state.step == 5:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    out = tmp_path / "stopped"
+    assert _train([*common, "--out", str(out)], on_step=stop_at_5) == 0
+    assert read_checkpoint(out / "last.pt")["step"] == 5
+    assert _train(["--resume", str(out)]) == 0
+    whole, resumed = read_checkpoint(tmp_path / "whole" / "last.pt"), read_checkpoint(out / "last.pt")
+    assert whole["step"] == resumed["step"] == 8 and resumed["args"]["decode"] == "gpu"
+    for k in whole["model"]:
+        assert torch.equal(whole["model"][k], resumed["model"][k]), k
+
+
+def test_the_commands_take_decode_gpu_on_frame_stores(prepared, tmp_path, capsys):
+    from minivb.evaluate import main as evaluate
+    from minivb.predict import main as predict
+
+    assert _train(["--subset", "k400", "--data-root", str(prepared), "--out", str(tmp_path / "run"), *TINY]) == 0
+    tops = {}
+    for decode in ("cpu", "gpu"):
+        out = tmp_path / f"eval-{decode}"
+        args = ["--checkpoint", str(tmp_path / "run"), "--decode", decode, "--out", str(out), "--crops", "3"]
+        assert evaluate(args) == 0
+        tops[decode] = (out / "predictions.csv").read_text()
+    assert tops["cpu"] == tops["gpu"] or _same_predictions(tops["cpu"], tops["gpu"])
+    capsys.readouterr()
+    stores = sorted(str(p) for p in (prepared / "val").rglob("*.jpgs"))[:3]
+    printed = {}
+    for decode in ("cpu", "gpu"):
+        assert predict([*stores, "--checkpoint", str(tmp_path / "run"), "--decode", decode, "--topk", "1"]) == 0
+        printed[decode] = [line.rsplit(" ", 1)[0] for line in capsys.readouterr().out.splitlines()]
+    assert printed["cpu"] == printed["gpu"]  # the same top class for every video
+
+
+def _same_predictions(a: str, b: str) -> bool:
+    """predictions.csv of two evaluations: the same predicted class per video, probabilities within 0.01."""
+    ra, rb = list(csv.DictReader(a.splitlines())), list(csv.DictReader(b.splitlines()))
+    return len(ra) == len(rb) and all(
+        x["predicted"] == y["predicted"] and abs(float(x["probability"]) - float(y["probability"])) < 0.01
+        for x, y in zip(ra, rb)
+    )
+
+
+def test_decode_gpu_on_videos_is_a_one_line_error(toy, tmp_path, one_line_error, tiny_run):
+    from minivb.evaluate import main as evaluate
+    from minivb.predict import main as predict
+    from minivb.train import main as train
+
+    video = str(toy / "val" / "left_to_right" / "left_to_right_0000.mp4")
+    one_line_error(train, ["--data-root", str(toy), "--out", str(tmp_path / "r"), "--decode", "gpu"], "is a video")
+    one_line_error(evaluate, ["--checkpoint", str(tiny_run), "--decode", "gpu", "--out", str(tmp_path / "e")], "video")
+    one_line_error(predict, [video, "--checkpoint", str(tiny_run), "--decode", "gpu"], "--decode cpu")
