@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY as CONFTEST_TINY  # tests/ is on the path (conftest.py)
 from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -263,22 +264,8 @@ def prepared(toy, tmp_path_factory) -> Path:
     return _as_stores(toy, tmp_path_factory.mktemp("prepared"))
 
 
-TINY = ["--epochs", "2", "--batch-size", "4", "--num-frames", "4", "--stride", "1", "--size", "32"]
-TINY += [
-    "--dim",
-    "32",
-    "--depth",
-    "1",
-    "--heads",
-    "2",
-    "--encoder",
-    "small",
-    "--grid",
-    "2",
-    "--no-pretrained",
-    "--workers",
-    "0",
-]
+# conftest's tiny model (2 epochs of 8 batches on the toy set) with a k400-preset run's other choices made small
+TINY = [*CONFTEST_TINY, "--encoder", "small", "--grid", "2", "--no-pretrained", "--workers", "0"]
 
 
 def _train(args: list[str], on_step=None) -> int:
@@ -305,7 +292,7 @@ def test_training_with_gpu_decoding_stops_and_resumes_bit_exactly(prepared, tmp_
     assert read_checkpoint(out / "last.pt")["step"] == 5
     assert _train(["--resume", str(out)]) == 0
     whole, resumed = read_checkpoint(tmp_path / "whole" / "last.pt"), read_checkpoint(out / "last.pt")
-    assert whole["step"] == resumed["step"] == 8 and resumed["args"]["decode"] == "gpu"
+    assert whole["step"] == resumed["step"] == 16 and resumed["args"]["decode"] == "gpu"
     for k in whole["model"]:
         assert torch.equal(whole["model"][k], resumed["model"][k]), k
 
@@ -349,3 +336,38 @@ def test_decode_gpu_on_videos_is_a_one_line_error(toy, tmp_path, one_line_error,
     one_line_error(train, ["--data-root", str(toy), "--out", str(tmp_path / "r"), "--decode", "gpu"], "is a video")
     one_line_error(evaluate, ["--checkpoint", str(tiny_run), "--decode", "gpu", "--out", str(tmp_path / "e")], "video")
     one_line_error(predict, [video, "--checkpoint", str(tiny_run), "--decode", "gpu"], "--decode cpu")
+
+
+# --------------------------------------------------------------------------- on a GPU (skipped without one)
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvJPEG)")
+
+
+@cuda
+def test_nvjpeg_gives_opencvs_pixels_within_a_few_grey_levels(stores):
+    """What nvJPEG adds to the bound: JPEG decoders may differ in IDCT rounding and chroma upsampling."""
+    for path, *_ in stores:
+        _, data, lengths, which = read_store_jpegs(path, range(5))
+        jpegs = list(torch.split(torch.from_numpy(data), lengths.tolist()))
+        ours = torch.stack(decode_jpegs(jpegs, torch.device("cuda"))).cpu().permute(0, 2, 3, 1)
+        d = (ours.int() - torch.from_numpy(read_store_frames(path, range(5))).int()).abs()
+        print(f"{Path(path).name}: nvJPEG vs OpenCV max |Δ| {int(d.max())}, mean {float(d.float().mean()):.3f}")
+        assert d.float().mean() < 1.0 and d.max() <= 16
+
+
+@cuda
+def test_the_device_loader_on_cuda_gives_the_cpu_paths_clips(stores):
+    cpu, gpu = _pair(stores * 2, train=True)
+    kw = dict(batch_size=4, collate_fn=collate, num_workers=2, pin_memory=True)
+    for (va, ya, _), (vb, yb, _) in zip(DataLoader(cpu, **kw), on_device(DataLoader(gpu, **kw), "cuda")):
+        assert vb.is_cuda and yb.is_cuda and torch.equal(ya, yb.cpu())
+        d = (vb.cpu().int() - va.int()).abs()
+        assert d.float().mean() < 1.0 and d.max() <= 16
+
+
+@cuda
+def test_training_on_cuda_with_gpu_decoding(prepared, tmp_path):
+    out = tmp_path / "run"
+    args = ["--subset", "k400", "--data-root", str(prepared), "--decode", "gpu", "--device", "cuda", *TINY]
+    assert _train([*args, "--out", str(out)]) == 0
+    assert read_checkpoint(out / "last.pt")["args"]["decode"] == "gpu"
