@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from . import runs
 from .checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
 from .checks import UsageError, check_int
-from .data.clips import VIDEO_EXTENSIONS, ClipDataset, Skipped, collate, worker_init
+from .data.clips import VIDEO_EXTENSIONS, ClipDataset, MultiViewDataset, Skipped, collate, worker_init
 from .data.device_decode import on_device, resolve_decode
 from .data.framestore import SUFFIX as STORE_SUFFIX
 from .device import autocast
@@ -141,35 +141,15 @@ def _scan(folder: Path) -> tuple[list[str], list[Skipped]]:
     return found, odd
 
 
-class _Views(Dataset):
-    """Video ``i`` → ``(views (clips·crops, T, 3, size, size) uint8, i)``, or :class:`Skipped` for a broken file."""
-
-    def __init__(self, clips: ClipDataset, prep: Preprocessing):
-        self.clips, self.prep = clips, prep
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    @property
-    def encoded(self) -> bool:
-        return self.clips.encoded
-
-    @property
-    def size(self) -> int:
-        return self.clips.size
-
-    def __getitem__(self, i: int):
-        return self._get(i, self.clips.encoded)
-
-    def decoded(self, i: int):
-        """``self[i]`` made on the CPU (a clip whose JPEGs failed on the device)."""
-        return self._get(i, False)
+class _Views(MultiViewDataset):
+    """Video ``i`` → ``(views (clips·crops, T, 3, size, size) uint8, i)``, or :class:`Skipped` for a broken file:
+    a :class:`MultiViewDataset` whose label is the video's index (a user's videos have no labels)."""
 
     def _get(self, i: int, encoded: bool):
         try:
-            return self.clips.views(i, self.prep.clips, self.prep.crops, encoded=encoded), i
+            return self.dataset.views(i, self.num_clips, self.num_crops, encoded=encoded), i
         except VideoDecodeError as e:
-            return Skipped(self.clips.items[i].path, e.reason)
+            return Skipped(self.dataset.items[i].path, e.reason)
 
 
 def video_views(paths: Sequence[str | os.PathLike], prep: Preprocessing, *, encoded: bool = False) -> Dataset:
@@ -182,7 +162,7 @@ def video_views(paths: Sequence[str | os.PathLike], prep: Preprocessing, *, enco
     clips = ClipDataset(
         [(str(p), None) for p in paths], [], prep.num_frames, prep.stride, train=False, size=prep.size, encoded=encoded
     )
-    return _Views(clips, prep)
+    return _Views(clips, prep.clips, prep.crops)
 
 
 @torch.no_grad()
