@@ -35,6 +35,7 @@ from minivb.data.framestore import encode_frames, read_store_frames, read_store_
 from minivb.data.toy import HFLIP, VFLIP
 
 CPU = torch.device("cpu")
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvJPEG)")
 CLASSES = ["left_to_right", "right_to_left", "top_to_bottom", "bottom_to_top"]
 
 
@@ -178,20 +179,28 @@ def _corrupt_frame(path: str, target: Path, frame: int) -> str:
     return str(target)
 
 
-def test_a_bad_jpeg_replaces_its_clip_as_the_cpu_path_does(stores, tmp_path, caplog):
+CUDA = pytest.param("cuda", marks=cuda)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_a_bad_jpeg_replaces_its_clip_as_the_cpu_path_does(stores, tmp_path, caplog, device):
+    device = torch.device(device)
     items = list(stores)
     items[2] = (_corrupt_frame(stores[2][0], tmp_path / "bad.jpgs", 0), *stores[2][1:])  # every clip of it is broken
     items[2] = (items[2][0], items[2][1], 1, 1)  # one frame: every clip shows frame 0
     cpu, gpu = _pair(items, train=True)
     expected = collate([cpu[(0, i)] for i in range(len(items))])
     assert isinstance(cpu[(0, 2)], Replaced)  # the cpu path's stand-in for it
-    videos, failed = decode_batch(collate([gpu[(0, i)] for i in range(len(items))])[0], 40, CPU)
+    videos, failed = decode_batch(collate([gpu[(0, i)] for i in range(len(items))])[0], 40, device)
     assert failed == [2]  # the other clips of the batch decoded
-    got = list(DeviceDecoded(DataLoader(gpu, batch_size=len(items), collate_fn=collate), 40, CPU))
+    with caplog.at_level("WARNING", logger="minivb.data.device_decode"):
+        got = list(DeviceDecoded(DataLoader(gpu, batch_size=len(items), collate_fn=collate), 40, device))
     ((v, y, skipped),) = got
     assert [s.path for s in skipped] == [items[2][0]] == [s.path for s in expected[2]]
-    assert torch.equal(y, expected[1]) and v.shape == expected[0].shape
-    _close(v, expected[0])  # the stand-in too: made by the cpu path
+    assert torch.equal(y.cpu(), expected[1]) and v.shape == expected[0].shape and v.device == videos.device
+    _close(v.cpu(), expected[0])  # the stand-in too: made by the cpu path
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "minivb.data.device_decode"]
+    assert warning.startswith("1 clip(s) of this pass were decoded on the CPU") and "(0, 2)" in warning
 
 
 def test_evaluation_drops_a_clip_whose_jpeg_is_bad(stores, tmp_path):
@@ -340,8 +349,6 @@ def test_decode_gpu_on_videos_is_a_one_line_error(toy, tmp_path, one_line_error,
 
 # --------------------------------------------------------------------------- on a GPU (skipped without one)
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvJPEG)")
-
 
 @cuda
 def test_nvjpeg_gives_opencvs_pixels_within_a_few_grey_levels(stores):
@@ -359,8 +366,13 @@ def test_nvjpeg_gives_opencvs_pixels_within_a_few_grey_levels(stores):
 def test_the_device_loader_on_cuda_gives_the_cpu_paths_clips(stores):
     cpu, gpu = _pair(stores * 2, train=True)
     kw = dict(batch_size=4, collate_fn=collate, num_workers=2, pin_memory=True)
-    for (va, ya, _), (vb, yb, _) in zip(DataLoader(cpu, **kw), on_device(DataLoader(gpu, **kw), "cuda")):
-        assert vb.is_cuda and yb.is_cuda and torch.equal(ya, yb.cpu())
+    expected, got = list(DataLoader(cpu, **kw)), []
+    for vb, yb, sb in on_device(DataLoader(gpu, **kw), "cuda"):
+        torch.cuda._sleep(50_000_000)  # a slow model step on the current stream: the next decode must not race it
+        got.append((vb.clone(), yb, sb))  # cloned on the current stream, as a model would read the batch
+    assert len(got) == len(expected) == 3
+    for (va, ya, sa), (vb, yb, sb) in zip(expected, got):
+        assert vb.is_cuda and yb.is_cuda and torch.equal(ya, yb.cpu()) and sa == sb == []
         d = (vb.cpu().int() - va.int()).abs()
         assert d.float().mean() < 1.0 and d.max() <= 16
 

@@ -460,7 +460,7 @@ class ClipDataset(Dataset):
         return self._get(key, False)
 
     def _get(self, key, encoded: bool):
-        epoch, i = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (self.epoch, int(key))
+        epoch, i = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (self.epoch, int(key))
         key = (epoch, i)  # an encoded sample carries it: the same sample, made again on the CPU if need be
         try:
             return self._sample(i, epoch, key, encoded)

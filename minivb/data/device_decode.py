@@ -28,7 +28,7 @@ two, plus whatever the two JPEG decoders differ by (``tests/test_device_decode.p
 from __future__ import annotations
 
 import contextlib
-import warnings
+import logging
 from concurrent.futures import ThreadPoolExecutor
 from typing import Iterator, NamedTuple, Sequence
 
@@ -48,6 +48,8 @@ __all__ = [
 ]
 
 DECODE_CHOICES = ("auto", "cpu", "gpu")
+
+log = logging.getLogger(__name__)
 
 
 class EncodedClip(NamedTuple):
@@ -113,15 +115,20 @@ def collate_encoded(clips: Sequence[EncodedClip]) -> EncodedBatch:
 def decode_jpegs(jpegs: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
     """JPEG bytes (1-D uint8 CPU tensors) → RGB uint8 ``(3, H, W)`` tensors on ``device``, in one call.
 
-    On CUDA, torchvision's batched nvjpeg decoder; on the CPU, its libjpeg-turbo. torchvision 0.29 marks its
-    image decoders deprecated in favour of TorchCodec's (a dependency we do not have, and absent from the
-    torchvision 0.26 of our GPU machines); the call is the same, so its notice is not repeated per batch.
+    On CUDA, torchvision's batched nvjpeg decoder; on the CPU, its libjpeg-turbo. (torchvision 0.29 marks its
+    image decoders deprecated in favour of TorchCodec's, which we do not depend on and which the GPU machines'
+    torchvision 0.26 predates; Python shows that notice only to tests, and pyproject.toml's pytest settings
+    leave it out.)
     """
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*deprecated.*TorchCodec", category=DeprecationWarning)
-        return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device)
+    return decode_jpeg(jpegs, mode=ImageReadMode.RGB, device=device)
+
+
+def _bad_jpeg(error: RuntimeError) -> bool:
+    """A decoder's error about its input (not out of memory, not a broken device: those are raised)."""
+    text = str(error)
+    return not isinstance(error, torch.OutOfMemoryError) and "out of memory" not in text and "CUDA error" not in text
 
 
 def _decode_clipwise(batch: EncodedBatch, jpegs: list[torch.Tensor], device) -> tuple[list, list[int]]:
@@ -133,19 +140,17 @@ def _decode_clipwise(batch: EncodedBatch, jpegs: list[torch.Tensor], device) -> 
         try:
             for k, image in zip(mine, decode_jpegs([jpegs[k] for k in mine], device)):
                 images[k] = image
-        except RuntimeError:
+        except RuntimeError as e:
+            if not _bad_jpeg(e):
+                raise
             failed.append(b)
     return images, failed
 
 
-def _resized_crop(video: torch.Tensor, box: list[int], size: int) -> torch.Tensor:
-    """uint8 ``(T, 3, H, W)`` → its ``box`` (top, left, height, width) resized to uint8 ``(T, 3, size, size)``.
-
-    Bilinear with antialiasing in float32, rounded back: torchvision's ``resized_crop`` as it runs on CUDA.
-    """
-    top, left, height, width = box
-    crop = video[..., top : top + height, left : left + width]
-    if (height, width) == (size, size):
+def _resize(crop: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 ``(T, 3, h, w)`` → uint8 ``(T, 3, size, size)``: bilinear with antialiasing in float32, rounded back —
+    torchvision's ``resized_crop`` as it runs on CUDA (the crop is cut before, from each frame)."""
+    if crop.shape[-2:] == (size, size):
         return crop
     out = F.interpolate(crop.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return out.round_().clamp_(0, 255).to(torch.uint8)
@@ -161,7 +166,11 @@ def decode_batch(batch: EncodedBatch, size: int, device: torch.device) -> tuple[
     jpegs = list(torch.split(batch.data, batch.lengths.tolist()))
     try:
         images, failed = decode_jpegs(jpegs, device), []
-    except RuntimeError:  # one bad JPEG fails the whole call: find its clip
+    except RuntimeError as e:  # one bad JPEG fails the whole call: find its clip
+        if not _bad_jpeg(e):
+            raise
+        if device.type == "cuda":  # the failed call may still be writing (pytorch/vision#9606): let it finish
+            torch.cuda.synchronize(device)
         images, failed = _decode_clipwise(batch, jpegs, device)
     B, V, T = batch.frames.shape
     out = torch.zeros(B, V, T, 3, size, size, dtype=torch.uint8, device=device)
@@ -175,8 +184,9 @@ def decode_batch(batch: EncodedBatch, size: int, device: torch.device) -> tuple[
             failed.append(b)
             continue
         for v in range(V):
-            video = torch.stack([images[k] for k in frames[v]])  # (T, 3, H, W)
-            clip = _resized_crop(video, boxes[v], size)  # (T, 3, size, size)
+            top, left, h, w = boxes[v]
+            crop = torch.stack([images[k][:, top : top + h, left : left + w] for k in frames[v]])  # (T, 3, h, w)
+            clip = _resize(crop, size)  # (T, 3, size, size)
             if flips[v][0]:
                 clip = clip.flip(-1)  # a mirror (the label was mapped by the worker)
             if flips[v][1]:
@@ -202,6 +212,7 @@ class DeviceDecoded:
 
     def __init__(self, loader, size: int, device: torch.device | str):
         self.loader, self.size, self.device = loader, int(size), torch.device(device)
+        self.stream = None  # the side stream, made on first use and kept (the allocator caches blocks per stream)
 
     @property
     def dataset(self):
@@ -225,12 +236,13 @@ class DeviceDecoded:
                 event.record(stream)
         return videos, failed, event
 
-    def _finish(self, batch, job):
+    def _finish(self, batch, job, fallbacks: list):
         """In the main thread: wait for the batch's decode, then make its failed clips again the CPU way."""
         encoded, labels, skipped = batch
         if job is None:  # every clip of the batch was unreadable
             return None, None, skipped
         videos, failed, event = job.result()
+        fallbacks += [encoded.keys[b] for b in failed]
         if event is not None:  # the model's stream waits for the decode; the memory is now the model's
             current = torch.cuda.current_stream(self.device)
             current.wait_event(event)
@@ -243,8 +255,8 @@ class DeviceDecoded:
                 skipped.append(sample)
                 keep.remove(b)
                 continue
-            if hasattr(sample, "skipped"):  # Replaced (training): another clip in its place, the file named
-                skipped.append(sample.skipped)
+            if hasattr(sample, "skipped") and sample.skipped not in skipped:  # Replaced (training): another clip
+                skipped.append(sample.skipped)  # in its place, the broken file named (once)
             videos[b] = sample[0].to(self.device)
             labels[b] = int(sample[1])
         if len(keep) < len(encoded.keys):
@@ -253,19 +265,36 @@ class DeviceDecoded:
         return videos, labels, skipped
 
     def __iter__(self) -> Iterator:
-        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minivb-device-decode")
+        cuda = self.device.type == "cuda"
+        if cuda and self.stream is None:
+            self.stream = torch.cuda.Stream(self.device)
+        # the helper thread works on the model's GPU (a new thread starts on GPU 0: under torchrun, every rank
+        # would open a context there)
+        pool = ThreadPoolExecutor(
+            max_workers=1,
+            thread_name_prefix="minivb-device-decode",
+            initializer=torch.cuda.set_device if cuda else None,
+            initargs=(self.device,) if cuda else (),
+        )
+        fallbacks: list = []  # keys of the clips made again on the CPU in this pass
         try:
             pending = None
             for batch in self.loader:
-                job = None if batch[0] is None else pool.submit(self._decode, batch[0], stream)
+                job = None if batch[0] is None else pool.submit(self._decode, batch[0], self.stream)
                 if pending is not None:  # batch k is handed out while batch k + 1 decodes
-                    yield self._finish(*pending)
+                    yield self._finish(*pending, fallbacks)
                 pending = (batch, job)
             if pending is not None:
-                yield self._finish(*pending)
+                yield self._finish(*pending, fallbacks)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            if fallbacks:  # a few are broken files; many mean the device cannot decode these stores
+                log.warning(
+                    "%d clip(s) of this pass were decoded on the CPU, the device could not decode their JPEGs "
+                    "(the first: item %s); if that is most of them, use --decode cpu",
+                    len(fallbacks),
+                    fallbacks[0],
+                )
 
 
 def on_device(loader, device: torch.device | str):
@@ -309,6 +338,7 @@ def resolve_decode(choice: str, device: torch.device | str, paths: Sequence[str]
 
         tiny = torch.from_numpy(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].ravel())
         try:
+            torch.cuda.synchronize(device)  # nothing queued that nvJPEG could overwrite (pytorch/vision#9606)
             decode_jpegs([tiny], device)
         except (RuntimeError, NotImplementedError) as e:
             raise ValueError(
