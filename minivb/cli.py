@@ -18,8 +18,8 @@ __all__ = ["UsageError", "Parser", "number", "positive_int", "nonnegative_int", 
 
 def add_decode_option(parser, default: str = "auto") -> None:
     """``--decode {auto,cpu,gpu}``: where prepared frame stores' JPEGs are decoded (train, evaluate, predict,
-    bench loader; :func:`minivb.data.device_decode.resolve_decode`). ``train`` passes ``argparse.SUPPRESS``: a
-    resumed run keeps its own choice unless one is given."""
+    retrieve index/search, bench loader; :func:`minivb.data.device_decode.resolve_decode`). ``train`` passes
+    ``argparse.SUPPRESS``: a resumed run keeps its own choice unless one is given."""
     parser.add_argument(
         "--decode",
         choices=DECODE_CHOICES,

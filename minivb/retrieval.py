@@ -40,6 +40,7 @@ from torch import nn
 from .checkpoint import GALLERY_FORMAT as FORMAT
 from .checkpoint import Preprocessing, load_file, save_checkpoint
 from .data.clips import Skipped
+from .data.device_decode import resolve_decode
 from .inference import in_chunks, map_videos, video_views
 
 __all__ = [
@@ -166,12 +167,14 @@ def embed_videos(
     workers: int = 0,
     device: torch.device | str | None = None,
     progress: str | None = None,
+    decode: str = "auto",
 ) -> tuple[Gallery, list[Skipped]]:
     """Embed every video → ``(gallery of the videos that could be decoded, skipped files)``.
 
     ``model``: a VideoBERT (:func:`view_embedding`), or ``None`` for the raw-pixel baseline
     (:func:`pixel_embedding`). ``labels``: one per path (kept for the decoded ones). The
-    gallery's ``checkpoint`` is left None: the caller knows where the model came from.
+    gallery's ``checkpoint`` is left None: the caller knows where the model came from. ``decode``: where frame
+    stores' JPEGs are decoded (:func:`~minivb.data.device_decode.resolve_decode`; ``ValueError`` if impossible).
     """
     if labels is not None and len(labels) != len(paths):
         raise ValueError(f"{len(labels)} labels for {len(paths)} paths")
@@ -181,8 +184,14 @@ def embed_videos(
         device = torch.device(device) if device is not None else next(model.parameters()).device
         model.eval()
         fn, dim = (lambda views: view_embedding(model, views)), model.config.dim
+    encoded = resolve_decode(decode, device, [str(p) for p in paths]) == "gpu"
     rows, skipped = map_videos(
-        fn, video_views(paths, prep), batch_size=batch_size, workers=workers, device=device, progress=progress
+        fn,
+        video_views(paths, prep, encoded=encoded),
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        progress=progress,
     )
     kept = [i for i, r in enumerate(rows) if r is not None]
     embeddings = torch.stack([rows[i] for i in kept]) if kept else torch.zeros(0, dim)  # (N, D)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import runs
 from .checkpoint import Preprocessing, weights_fingerprint
-from .cli import Parser, UsageError, nonnegative_int, positive_int, run_main
+from .cli import Parser, UsageError, add_decode_option, nonnegative_int, positive_int, run_main
 from .data.clips import Skipped, load_items
 from .device import DEVICES, check_batch_fits, resolve_device
 from .files import write_atomic
@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument(
             "--device", choices=DEVICES, default="auto", help="auto = cuda if available, else cpu (default: auto)"
         )
+        add_decode_option(q)
 
     q = sub.add_parser(
         "index",
@@ -143,6 +144,23 @@ def _device(opts: argparse.Namespace, prep: Preprocessing):
     return device
 
 
+def _embed(opts: argparse.Namespace, model, paths: list[str], prep: Preprocessing, **kw):
+    """:func:`~minivb.retrieval.embed_videos` with the command's batch, workers and --decode options."""
+    try:
+        return embed_videos(
+            model,
+            paths,
+            prep,
+            batch_size=opts.batch_size,
+            workers=opts.workers,
+            decode=opts.decode,
+            progress="embedding" if len(paths) > 1 else None,
+            **kw,
+        )
+    except ValueError as e:  # --decode gpu on videos (not frame stores), or where torchvision cannot decode
+        raise UsageError(str(e)) from None
+
+
 def _index(opts: argparse.Namespace) -> int:
     out = Path(opts.out)
     if out.is_dir():
@@ -168,16 +186,14 @@ def _index(opts: argparse.Namespace) -> int:
     else:
         paths, problems = find_videos(opts.videos)
     runs.writable_folder(out.parent, "--out")  # before the work, not after it
-    gallery, skipped = embed_videos(
+    gallery, skipped = _embed(
+        opts,
         model.to(device),
         paths,
         prep,
         labels=labels,
         classes=classes,
-        batch_size=opts.batch_size,
-        workers=opts.workers,
         device=device,
-        progress="embedding" if len(paths) > 1 else None,
     )
     _report(problems + skipped, "embed")
     if not len(gallery):
@@ -222,15 +238,7 @@ def _search(opts: argparse.Namespace) -> int:
             )
     device = _device(opts, prep)
     paths, problems = find_videos(opts.queries)
-    queries, skipped = embed_videos(
-        None if model is None else model.to(device),
-        paths,
-        prep,
-        batch_size=opts.batch_size,
-        workers=opts.workers,
-        device=device,
-        progress="embedding" if len(paths) > 1 else None,
-    )
+    queries, skipped = _embed(opts, None if model is None else model.to(device), paths, prep, device=device)
     scores, indices = search(gallery.embeddings, queries.embeddings, opts.k)  # (Q, k), (Q, k)
     why = {s.path: s.reason for s in problems + skipped}
     rows = iter(zip(scores.tolist(), indices.tolist()))

@@ -326,6 +326,26 @@ def test_the_commands_take_decode_gpu_on_frame_stores(prepared, tmp_path, capsys
         printed[decode] = [line.rsplit(" ", 1)[0] for line in capsys.readouterr().out.splitlines()]
     assert printed["cpu"] == printed["gpu"]  # the same top class for every video
 
+    from minivb.retrieval import Gallery
+    from minivb.retrieve import main as retrieve
+
+    galleries = {}
+    for decode in ("cpu", "gpu"):
+        out = tmp_path / f"gallery-{decode}.pt"
+        index = ["index", "--checkpoint", str(tmp_path / "run"), "--data-root", str(prepared), "--decode", decode]
+        assert retrieve([*index, "--out", str(out)]) == 0
+        galleries[decode] = Gallery.load(out)
+    cpu, gpu = galleries["cpu"], galleries["gpu"]
+    assert cpu.paths == gpu.paths and len(cpu) == len(list((prepared / "val").rglob("*.jpgs"))) > 1
+    assert cpu.labels == gpu.labels
+    cosine = (cpu.embeddings * gpu.embeddings).sum(1)  # unit rows
+    assert cosine.min() > 0.999, float(cosine.min())
+    capsys.readouterr()
+    search = ["search", "--index", str(tmp_path / "gallery-cpu.pt"), *stores, "--decode", "gpu", "--k", "1"]
+    assert retrieve(search) == 0  # queries decoded the gpu way against a gallery decoded the cpu way
+    found = [line.split()[2] for line in capsys.readouterr().out.splitlines() if line.strip().startswith("1.")]
+    assert found == stores, found  # each store's nearest gallery video is itself
+
 
 def _same_predictions(a: str, b: str) -> bool:
     """predictions.csv of two evaluations: the same predicted class per video, probabilities within 0.01."""
@@ -339,12 +359,15 @@ def _same_predictions(a: str, b: str) -> bool:
 def test_decode_gpu_on_videos_is_a_one_line_error(toy, tmp_path, one_line_error, tiny_run):
     from minivb.evaluate import main as evaluate
     from minivb.predict import main as predict
+    from minivb.retrieve import main as retrieve
     from minivb.train import main as train
 
     video = str(toy / "val" / "left_to_right" / "left_to_right_0000.mp4")
     one_line_error(train, ["--data-root", str(toy), "--out", str(tmp_path / "r"), "--decode", "gpu"], "is a video")
     one_line_error(evaluate, ["--checkpoint", str(tiny_run), "--decode", "gpu", "--out", str(tmp_path / "e")], "video")
     one_line_error(predict, [video, "--checkpoint", str(tiny_run), "--decode", "gpu"], "--decode cpu")
+    index = ["index", video, "--checkpoint", str(tiny_run), "--decode", "gpu", "--out", str(tmp_path / "g.pt")]
+    one_line_error(retrieve, index, "--decode cpu")
 
 
 # --------------------------------------------------------------------------- on a GPU (skipped without one)
