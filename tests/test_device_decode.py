@@ -8,6 +8,7 @@ uint8 resize by at most 1 grey level (mean ≈ 0.13). What nvjpeg adds on a GPU 
 """
 
 import csv
+import json
 import os
 import signal
 import threading
@@ -320,11 +321,14 @@ def test_the_commands_take_decode_gpu_on_frame_stores(prepared, tmp_path, capsys
     assert tops["cpu"] == tops["gpu"] or _same_predictions(tops["cpu"], tops["gpu"])
     capsys.readouterr()
     stores = sorted(str(p) for p in (prepared / "val").rglob("*.jpgs"))[:3]
-    printed = {}
-    for decode in ("cpu", "gpu"):
-        assert predict([*stores, "--checkpoint", str(tmp_path / "run"), "--decode", decode, "--topk", "1"]) == 0
-        printed[decode] = [line.rsplit(" ", 1)[0] for line in capsys.readouterr().out.splitlines()]
-    assert printed["cpu"] == printed["gpu"]  # the same top class for every video
+    probs = {}
+    for decode in ("cpu", "gpu"):  # every class's probability (--topk as many as there are), not only the top one
+        args = [*stores, "--checkpoint", str(tmp_path / "run"), "--decode", decode, "--topk", "400", "--json"]
+        assert predict(args) == 0
+        results = json.loads(capsys.readouterr().out)
+        assert [r["path"] for r in results] == stores
+        probs[decode] = torch.tensor([[t["probability"] for t in sorted(r["top"], key=lambda t: t["label"])] for r in results])
+    assert probs["cpu"].shape == (3, 8) and (probs["cpu"] - probs["gpu"]).abs().max() < 0.01
 
     from minivb.retrieval import Gallery
     from minivb.retrieve import main as retrieve
