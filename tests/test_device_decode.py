@@ -327,7 +327,8 @@ def test_the_commands_take_decode_gpu_on_frame_stores(prepared, tmp_path, capsys
         assert predict(args) == 0
         results = json.loads(capsys.readouterr().out)
         assert [r["path"] for r in results] == stores
-        probs[decode] = torch.tensor([[t["probability"] for t in sorted(r["top"], key=lambda t: t["label"])] for r in results])
+        by_label = [{t["label"]: t["probability"] for t in r["top"]} for r in results]
+        probs[decode] = torch.tensor([[p[c] for c in sorted(p)] for p in by_label])  # (videos, classes)
     assert probs["cpu"].shape == (3, 8) and (probs["cpu"] - probs["gpu"]).abs().max() < 0.01
 
     from minivb.retrieval import Gallery
