@@ -165,6 +165,19 @@ def test_leaving_the_loop_early_ends_the_decoding_thread(stores):
     assert helpers() == []
 
 
+def test_the_device_loader_names_the_current_gpu(stores, monkeypatch):
+    """``"cuda"`` becomes ``cuda:<current>``: the helper thread's ``torch.cuda.set_device`` refuses a device
+    without an index (torch's ``_get_device_index``), so it must be named before the thread starts."""
+    from torch.cuda._utils import _get_device_index
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    _, gpu = _pair(stores, train=True)
+    loader = on_device(DataLoader(gpu, batch_size=2, collate_fn=collate), "cuda")
+    assert loader.device == torch.device("cuda", 1) and _get_device_index(loader.device) == 1
+    with pytest.raises(ValueError, match="specified index"):
+        _get_device_index(torch.device("cuda"))  # what set_device would have raised in the thread
+
+
 # --------------------------------------------------------------------------- bad JPEGs
 
 

@@ -211,7 +211,10 @@ class DeviceDecoded:
     """
 
     def __init__(self, loader, size: int, device: torch.device | str):
-        self.loader, self.size, self.device = loader, int(size), torch.device(device)
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:  # "cuda": the current GPU, named (set_device needs it)
+            device = torch.device("cuda", torch.cuda.current_device())
+        self.loader, self.size, self.device = loader, int(size), device
         self.stream = None  # the side stream, made on first use and kept (the allocator caches blocks per stream)
 
     @property
