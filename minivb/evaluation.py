@@ -32,13 +32,12 @@ from .data.clips import (
     ClipDataset,
     MultiViewDataset,
     UnknownLabels,
-    collate,
     limit_items,
     load_items,
     report_skipped,
-    worker_init,
 )
-from .data.device_decode import on_device, resolve_decode
+from .data.device_decode import resolve_decode
+from .data.loader import clip_loader
 from .device import autocast
 from .inference import multiview_probs
 from .metrics import accuracy_metrics
@@ -55,16 +54,7 @@ def _loader(data, num_clips: int, num_crops: int, batch_size: int, workers: int,
         data = MultiViewDataset(data, num_clips, num_crops)  # (views (V, T, 3, S, S), label)
     if not isinstance(data, Dataset):
         return data  # a ready loader
-    loader = DataLoader(
-        data,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=worker_init if workers else None,
-    )
-    return on_device(loader, device)  # encoded views (--decode gpu) are decoded on the device
+    return clip_loader(data, device, batch_size, workers)  # encoded views (--decode gpu): decoded on the device
 
 
 @torch.no_grad()
@@ -89,6 +79,17 @@ def _predict(model: nn.Module, loader, device: torch.device) -> tuple[list, list
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     return probs, labels, skipped, views
+
+
+def _metrics(model: nn.Module, probs: list, labels: list, classes: Sequence[str] | None) -> dict:
+    """The batches' probabilities and labels → :func:`~minivb.metrics.accuracy_metrics` + ``probs`` ``(N, C)``,
+    ``labels`` ``(N,)`` and ``num_videos`` (N; 0 when every video was skipped)."""
+    num_classes = getattr(getattr(model, "config", None), "num_classes", None)
+    if num_classes is None:
+        num_classes = probs[0].shape[1] if probs else len(classes or ())
+    probs = torch.cat(probs) if probs else torch.zeros(0, num_classes)  # (N, C)
+    labels = torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long)  # (N,)
+    return {**accuracy_metrics(probs, labels, num_classes), "probs": probs, "labels": labels, "num_videos": len(labels)}
 
 
 def evaluate(
@@ -137,16 +138,8 @@ def evaluate(
     seconds = time.perf_counter() - start
     model.train(was_training)
 
-    num_classes = getattr(getattr(model, "config", None), "num_classes", None)
-    if num_classes is None:
-        num_classes = probs[0].shape[1] if probs else len(classes or ())
-    probs = torch.cat(probs) if probs else torch.zeros(0, num_classes)  # (N, C)
-    labels = torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long)  # (N,)
-    result = accuracy_metrics(probs, labels, num_classes)
+    result = _metrics(model, probs, labels, classes)
     result.update(
-        probs=probs,
-        labels=labels,
-        num_videos=len(labels),
         skipped=len(skipped),
         skipped_files=[s.path for s in skipped],
         clips=num_clips,

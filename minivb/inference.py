@@ -26,14 +26,15 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from . import runs
 from .checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
 from .checks import UsageError, check_int
-from .data.clips import VIDEO_EXTENSIONS, ClipDataset, MultiViewDataset, Skipped, collate, worker_init
-from .data.device_decode import on_device, resolve_decode
+from .data.clips import VIDEO_EXTENSIONS, ClipDataset, MultiViewDataset, Skipped
+from .data.device_decode import resolve_decode
 from .data.framestore import SUFFIX as STORE_SUFFIX
+from .data.loader import clip_loader
 from .device import autocast
 from .model import VideoBERT
 from .video import VideoDecodeError
@@ -184,16 +185,7 @@ def map_videos(
     from tqdm import tqdm
 
     device = torch.device(device)
-    loader = DataLoader(
-        data,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=worker_init if workers else None,
-    )
-    loader = on_device(loader, device)  # encoded views (--decode gpu) are decoded on the device
+    loader = clip_loader(data, device, batch_size, workers)  # encoded views (--decode gpu): decoded on the device
     outputs: list[torch.Tensor | None] = [None] * len(data)
     skipped: list[Skipped] = []
     with (

@@ -44,8 +44,8 @@ from . import runs
 from .checkpoint import PRETRAIN_FORMAT, load_file, save_checkpoint
 from .checks import UsageError, check_int, check_transformer
 from .data import registry
-from .data.clips import ClipDataset, ShardedSampler, limit_items, report_skipped, sample_seed, worker_init
-from .data.clips import collate as clip_collate
+from .data.clips import ClipDataset, ShardedSampler, limit_items, report_skipped, sample_seed
+from .data.loader import clip_loader
 from .device import check_batch_fits, resolve_device
 from .encoder import build_encoder
 from .files import write_json
@@ -333,14 +333,7 @@ def clip_dataset(items: list, opts: dict) -> ClipDataset:
 @torch.no_grad()
 def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool):
     """Yield motion features ``(B, T, F)`` of every batch of clips (then of its two mirror images, if ``flips``)."""
-    loader = DataLoader(
-        data,
-        batch_size=FEATURE_BATCH,
-        num_workers=opts["workers"],
-        collate_fn=clip_collate,
-        worker_init_fn=worker_init if opts["workers"] else None,
-    )
-    for videos, _, skipped in loader:
+    for videos, _, skipped in clip_loader(data, device, FEATURE_BATCH, opts["workers"]):
         report_skipped(skipped)
         if videos is None:
             continue
@@ -577,33 +570,40 @@ def _pretrain_into(
         raise
 
 
-def _pretrain_steps(
-    out: Path, opts: dict, device: torch.device, train_items: list | None, val_items: list | None, start: float, log
-) -> dict:
-    """Tokenizer → vocabulary and sentences (or those of ``words.pt``, resuming) → masked modeling → pretrain.pt."""
-    options = {k: v for k, v in opts.items() if k not in ("out", "resume")} | {"out": str(out)}
+def _words(
+    out: Path, opts: dict, options: dict, device, train_items: list | None, val_items: list | None, start: float, log
+) -> tuple[nn.Module, HierarchicalKMeans, torch.Tensor, torch.Tensor]:
+    """Tokenizer → vocabulary and sentences, kept in ``words.pt`` (or read from it, resuming)
+    → (tokenizer, vocabulary, train sentences, val sentences)."""
     resuming = (out / "words.pt").is_file()
     encoder = _tokenizer(opts | ({"pretrained": False} if resuming else {}), device)  # (its weights are saved)
     if resuming:
         words = load_file(out / "words.pt", "pretraining words", "delete the folder and pretrain again")
         encoder.load_state_dict(words["tokenizer"])
-        vocabulary = HierarchicalKMeans.from_state_dict(words["vocabulary"])
-        train_ids, val_ids = words["train_ids"], words["val_ids"]
-    else:
-        with sigterm_raises(lambda: Stopped("SIGTERM", 0)):  # (nothing of this phase is kept)
-            vocabulary, train_ids, val_ids = _sentences(encoder, train_items, val_items, opts, device, log)
-        seconds = time.perf_counter() - start
-        save_checkpoint(
-            out / "words.pt",
-            dict(
-                vocabulary=vocabulary.state_dict(),
-                train_ids=train_ids,
-                val_ids=val_ids,
-                tokenizer=encoder.state_dict(),
-                args=options,
-                seconds=seconds,
-            ),
-        )
+        return encoder, HierarchicalKMeans.from_state_dict(words["vocabulary"]), words["train_ids"], words["val_ids"]
+    with sigterm_raises(lambda: Stopped("SIGTERM", 0)):  # (nothing of this phase is kept)
+        vocabulary, train_ids, val_ids = _sentences(encoder, train_items, val_items, opts, device, log)
+    seconds = time.perf_counter() - start
+    save_checkpoint(
+        out / "words.pt",
+        dict(
+            vocabulary=vocabulary.state_dict(),
+            train_ids=train_ids,
+            val_ids=val_ids,
+            tokenizer=encoder.state_dict(),
+            args=options,
+            seconds=seconds,
+        ),
+    )
+    return encoder, vocabulary, train_ids, val_ids
+
+
+def _pretrain_steps(
+    out: Path, opts: dict, device: torch.device, train_items: list | None, val_items: list | None, start: float, log
+) -> dict:
+    """Tokenizer → vocabulary and sentences (or those of ``words.pt``, resuming) → masked modeling → pretrain.pt."""
+    options = {k: v for k, v in opts.items() if k not in ("out", "resume")} | {"out": str(out)}
+    encoder, vocabulary, train_ids, val_ids = _words(out, opts, options, device, train_items, val_items, start, log)
     majority = float((val_ids == vocabulary.majority_word).float().mean()) if val_ids.numel() else 0.0
     torch.manual_seed(opts["seed"])
     config = WordBERTConfig(vocabulary.vocab_size, opts["num_frames"], opts["dim"], opts["depth"], opts["heads"])

@@ -40,8 +40,9 @@ from . import distributed, runs
 from .checkpoint import Preprocessing, init_from_pretrained, read_checkpoint, save_checkpoint, unwrap_model
 from .checks import UsageError
 from .data import registry
-from .data.clips import ClipDataset, ShardedSampler, collate, limit_items, steps_per_epoch
-from .data.device_decode import on_device, resolve_decode
+from .data.clips import ClipDataset, ShardedSampler, limit_items, steps_per_epoch
+from .data.device_decode import resolve_decode
+from .data.loader import clip_loader
 from .device import check_batch_fits, resolve_device
 from .files import write_json
 from .loop import (
@@ -234,19 +235,9 @@ def build_data(
     workers = opts["workers"] if opts["workers"] is not None else auto_workers()
 
     def loader(dataset, sampler, batch_size):  # uint8 batches, prefetched by persistent workers
-        batches = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            num_workers=workers,
-            collate_fn=collate,
-            pin_memory=device.type == "cuda",
-            worker_init_fn=ignore_stop_signals if workers else None,
-            persistent_workers=workers > 0,
-            prefetch_factor=4 if workers else None,
-            generator=torch.Generator(),
-        )  # own generator: the global RNG stays untouched
-        return on_device(batches, device)  # encoded batches (--decode gpu) are decoded on the device
+        return clip_loader(
+            dataset, device, batch_size, workers, sampler=sampler, persistent=True, init_worker=ignore_stop_signals
+        )
 
     bs = opts["batch_size"]
     return train_set, val_set, train_sampler, loader(train_set, train_sampler, bs), loader(val_set, val_sampler, 2 * bs)
@@ -290,18 +281,9 @@ def build_model(opts: dict, num_classes: int, device: torch.device, rank: int, w
     return model.train()
 
 
-def build_run(opts: dict, ckpt: dict | None, device: torch.device, rank: int, world_size: int) -> Run:
-    """Data, model, optimizer, schedule and counters of a run (restored from ``ckpt`` when resuming)."""
-    dataset = registry.get(opts["subset"])  # rank 0 makes it if it can be made (the toy set); the others wait for it
-    distributed.rank0_first(
-        lambda: dataset.prepare(opts["data_root"]), rank, world_size, others=False, errors=(UsageError,)
-    )
-    train_items, val_items, classes = load_data(opts)
-    if ckpt is not None:
-        _check_resume(ckpt, opts, classes, len(train_items), world_size)
-    out = Path(opts["out"]) if opts["out"] else distributed.broadcast(runs.new_run_folder(opts["subset"]), world_size)
-    model = build_model(opts, len(classes), device, rank, world_size)
-    if ckpt is None and opts.get("init_from"):  # pretrained Transformer (python -m minivb.pretrain)
+def _load_weights(model: VideoBERT, opts: dict, ckpt: dict | None) -> None:
+    """The resumed run's weights, or ``--init-from``'s pretrained Transformer (python -m minivb.pretrain)."""
+    if ckpt is None and opts.get("init_from"):
         try:
             init_from_pretrained(model, opts["init_from"])
         except (FileNotFoundError, ValueError) as e:
@@ -313,6 +295,33 @@ def build_run(opts: dict, ckpt: dict | None, device: torch.device, rank: int, wo
             raise UsageError(
                 f"the checkpoint's weights do not fit the model ({' '.join(str(e).split())[:160]}); start a new run"
             ) from None
+
+
+def _forward(model: VideoBERT, opts: dict, device: torch.device, world_size: int) -> nn.Module:
+    """What the loop calls: the model, compiled with ``--compile``, wrapped in DDP under torchrun."""
+    forward = torch.compile(model) if opts["compile"] else model
+    if world_size > 1:
+        forward = nn.parallel.DistributedDataParallel(
+            forward, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    return forward
+
+
+def build_run(opts: dict, ckpt: dict | None, device: torch.device, rank: int, world_size: int) -> Run:
+    """Data, model, optimizer, schedule and counters of a run (restored from ``ckpt`` when resuming)."""
+    dataset = registry.get(opts["subset"])  # rank 0 makes it if it can be made (the toy set); the others wait for it
+    distributed.rank0_first(
+        lambda: dataset.prepare(opts["data_root"]), rank, world_size, others=False, errors=(UsageError,)
+    )
+    train_items, val_items, classes = load_data(opts)
+    if ckpt is not None:
+        _check_resume(ckpt, opts, classes, len(train_items), world_size)
+    out = Path(opts["out"]) if opts["out"] else distributed.broadcast(runs.new_run_folder(opts["subset"]), world_size)
+    model = build_model(opts, len(classes), device, rank, world_size)
+    _load_weights(model, opts, ckpt)
     train_set, val_set, sampler, train_loader, val_loader = build_data(
         opts, classes, train_items, val_items, device, rank, world_size
     )
@@ -336,14 +345,6 @@ def build_run(opts: dict, ckpt: dict | None, device: torch.device, rank: int, wo
         state = TrainState.from_checkpoint(ckpt)
         set_rng_state(ckpt["rng"], device)
 
-    forward = torch.compile(model) if opts["compile"] else model
-    if world_size > 1:
-        forward = nn.parallel.DistributedDataParallel(
-            forward, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     return Run(
         opts,
         out,
@@ -358,7 +359,7 @@ def build_run(opts: dict, ckpt: dict | None, device: torch.device, rank: int, wo
         val_loader,
         n_steps,
         model,
-        forward,
+        _forward(model, opts, device, world_size),
         optimizer,
         scheduler,
         criterion,

@@ -22,6 +22,7 @@ from minivb.data.clips import (
     load_items,
     report_skipped,
 )
+from minivb.data.loader import clip_loader
 from minivb.data.toy import CLASSES, HFLIP, VFLIP
 from minivb.model import VideoBERT, VideoBERTConfig
 from minivb.video import read_frames, sample_indices, video_info
@@ -136,15 +137,20 @@ def test_samples_are_the_same_in_dataloader_workers(toy):
 
 
 def test_persistent_workers_learn_the_epoch_from_the_sampler(toy):
-    """The trainer keeps its workers across epochs; ``with_epoch`` carries the epoch to their copies of the data set."""
+    """The trainer keeps its workers across epochs (``clip_loader(persistent=True)``); ``with_epoch`` carries the
+    epoch to their copies of the data set, and the loader seeds them from its own generator: the global RNG (the
+    model's dropout) is left as it was."""
     ds = _dataset(toy)
     sampler = ShardedSampler(len(ds), shuffle=True, seed=0, with_epoch=True)
-    loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=2, collate_fn=collate, persistent_workers=True)
+    loader = clip_loader(ds, torch.device("cpu"), 4, 2, sampler=sampler, persistent=True)
+    assert loader.persistent_workers and loader.prefetch_factor == 4 and loader.collate_fn is collate
     for epoch in (0, 3):
         sampler.set_epoch(epoch, skip=4)  # resume-style: the epoch's first batch already done
         ds.set_epoch(epoch)  # only the main process's copy sees this
         expected = [ds[i] for i in sampler.shard()[4:]]
+        rng = torch.get_rng_state()
         got = [sample for videos, labels, _ in loader for sample in zip(videos, labels.tolist())]
+        assert torch.equal(torch.get_rng_state(), rng)
         assert len(got) == len(expected) and all(torch.equal(v, e[0]) and y == e[1] for (v, y), e in zip(got, expected))
     assert not torch.equal(ds[(0, 1)][0], ds[(3, 1)][0])  # the epochs really draw differently
 

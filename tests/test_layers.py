@@ -29,6 +29,7 @@ LAYERS = {
     "minivb.data.clips": 2,
     "minivb.data.framestore": 2,
     "minivb.data.device_decode": 2,
+    "minivb.data.loader": 2,
     "minivb.data.download": 2,
     "minivb.data.toy": 2,
     "minivb.data.kinetics": 2,

@@ -20,7 +20,8 @@ import torch
 
 from ..cli import UsageError, nonnegative_int, positive_int
 from ..data import registry
-from ..data.device_decode import DECODE_CHOICES, on_device, resolve_decode
+from ..data.device_decode import DECODE_CHOICES, resolve_decode
+from ..data.loader import clip_loader
 from ..device import DEVICES, autocast, resolve_device
 from ..loop import auto_workers
 from ..training import build_model
@@ -94,25 +95,11 @@ def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet
 def _batches(dataset, s: dict, device: torch.device):
     """The trainer's DataLoader, epoch after epoch → endless ``(videos, labels)`` (uint8; on the device if the
     data set's samples are encoded: decoded there)."""
-    from torch.utils.data import DataLoader
-
-    from ..data.clips import ShardedSampler, collate, worker_init
+    from ..data.clips import ShardedSampler
 
     sampler = ShardedSampler(len(dataset), shuffle=True, seed=s["seed"], with_epoch=True)
     w = s["workers"]
-    loader = DataLoader(
-        dataset,
-        batch_size=s["batch_size"],
-        sampler=sampler,
-        num_workers=w,
-        collate_fn=collate,
-        pin_memory=device.type == "cuda",
-        worker_init_fn=worker_init if w else None,
-        persistent_workers=w > 0,
-        prefetch_factor=4 if w else None,
-        generator=torch.Generator(),
-    )
-    loader = on_device(loader, device)  # --decode gpu: the batches' JPEGs decoded on the device
+    loader = clip_loader(dataset, device, s["batch_size"], w, sampler=sampler, persistent=True)  # as the trainer's
     for epoch in itertools.count():
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
