@@ -1,5 +1,6 @@
 """What the command lines (``python -m minivb.train``, ``minivb.evaluate``, …) share: a one-line-error parser,
-number types for options, and ``run_main`` (exit statuses). Only commands import it."""
+number types for options, the options several commands take alike (and the --batch-size check that goes with
+them), and ``run_main`` (exit statuses). Only commands import it."""
 
 from __future__ import annotations
 
@@ -9,11 +10,27 @@ import math
 import sys
 from typing import Callable
 
+from .checkpoint import Preprocessing
 from .checks import UsageError  # re-exported: every command raises it
 from .data.device_decode import DECODE_CHOICES
+from .device import check_batch_fits, resolve_device
 from .files import NoSpace
 
-__all__ = ["UsageError", "Parser", "number", "positive_int", "nonnegative_int", "seed", "add_decode_option", "run_main"]
+__all__ = [
+    "UsageError",
+    "Parser",
+    "number",
+    "positive_int",
+    "nonnegative_int",
+    "fraction",
+    "seed",
+    "add_decode_option",
+    "add_videos_argument",
+    "add_checkpoint_option",
+    "add_views_options",
+    "views_device",
+    "run_main",
+]
 
 
 def add_decode_option(parser, default: str = "auto") -> None:
@@ -60,12 +77,57 @@ def number(kind, minimum, strict: bool):
 positive_int, nonnegative_int = number(int, 0, True), number(int, 0, False)
 
 
+def fraction(text: str) -> float:
+    """An argparse ``type`` for a share (``--gpu-share``): a number in [0, 1]."""
+    value = number(float, 0.0, False)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be <= 1, got {text}")
+    return value
+
+
 def seed(text: str) -> int:
     """An argparse ``type`` for seeds: an integer in [0, 2**63) (what torch's generators take)."""
     value = nonnegative_int(text)
     if value >= 2**63:
         raise argparse.ArgumentTypeError(f"must be < 2**63, got {text}")
     return value
+
+
+def add_videos_argument(parser, dest: str = "videos", nargs: str = "+", metavar: str = "VIDEO") -> None:
+    """The positional videos: files, or folders searched recursively (predict, retrieve index and search;
+    :func:`minivb.inference.find_videos`)."""
+    parser.add_argument(
+        dest, nargs=nargs, metavar=metavar, help="video files, or folders (every video under them, recursively)"
+    )
+
+
+def add_checkpoint_option(parser) -> None:
+    """``--checkpoint`` (required): a trained model, a .pt file or a run folder (predict, retrieve index)."""
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a .pt file written by python -m minivb.train, or a run folder (its last.pt)",
+    )
+
+
+def add_views_options(parser) -> None:
+    """``--clips`` and ``--crops``: the views per video, the checkpoint's unless given (predict, retrieve index)."""
+    parser.add_argument("--clips", type=positive_int, help="temporal clips per video (default: toy 3, k400 4)")
+    parser.add_argument("--crops", type=int, choices=(1, 3), help="spatial crops per clip (default: toy 1, k400 3)")
+
+
+def views_device(opts: argparse.Namespace, prep: Preprocessing):
+    """--device resolved, refused early if --batch-size videos × their views cannot fit on it (predict, retrieve)."""
+    device = resolve_device(opts.device)
+    check_batch_fits(
+        device,
+        opts.batch_size * prep.clips * prep.crops,
+        prep.num_frames,
+        prep.size,
+        f"--batch-size {opts.batch_size} × {prep.clips} clips × {prep.crops} crops × {prep.num_frames} frames × 3 × "
+        f"{prep.size}²",
+    )
+    return device
 
 
 def run_main(work: Callable[[], int | None], errors: tuple[type[Exception], ...] = ()) -> int:

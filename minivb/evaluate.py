@@ -26,6 +26,7 @@ __all__ = ["build_parser", "run", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: what to evaluate, on which views, how, and where the results go."""
     p = Parser(
         prog="python -m minivb.evaluate",
         description="Evaluate a checkpoint written by python -m minivb.train with multi-view testing: each video is "
@@ -46,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _input_options(p)
+    _run_options(p)
+    _output_options(p)
+    return p
+
+
+def _input_options(p: argparse.ArgumentParser) -> None:
+    """The checkpoint, the data it is evaluated on, and the views per video."""
     p.add_argument(
         "--checkpoint",
         required=True,
@@ -68,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_int,
         help="evaluate only N videos (the same fixed subset the trainer's --limit-val takes)",
     )
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """Batch, workers, where frames are decoded, and the device."""
     p.add_argument(
         "--batch-size",
         type=positive_int,
@@ -82,13 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="auto = cuda if available, else cpu; bf16 autocast on cuda (default: auto)",
     )
+
+
+def _output_options(p: argparse.ArgumentParser) -> None:
+    """The output folder, and whether an earlier evaluation there may be overwritten."""
     p.add_argument(
         "--out",
         help="output folder (default: CHECKPOINT_FOLDER/eval/<checkpoint name>-<split>-<clips>x<crops>); "
         "refused if it already holds a summary.json, unless --force",
     )
     p.add_argument("--force", action="store_true", help="overwrite an earlier evaluation's files in --out")
-    return p
 
 
 def _open(opts: argparse.Namespace) -> tuple[Path, dict, dict, Preprocessing, Path]:
@@ -132,13 +148,10 @@ def _write_outputs(out: Path, summary: dict, result: dict, items: list, classes:
     write_atomic(out / "confusion.png", png.getvalue())
 
 
-def run(argv: list[str] | None = None) -> dict:
-    """The command line's work → the summary dict. Raises :class:`UsageError` for bad input."""
-    opts = build_parser().parse_args(argv)
-    path, ckpt, args, prep, out = _open(opts)
-    clips, crops = prep.clips, prep.crops
+def _device(opts: argparse.Namespace, prep: Preprocessing):
+    """--device resolved, refused early if a batch of --batch-size × clips × crops views cannot fit on it."""
     device = resolve_device(opts.device)
-    b, t, size = opts.batch_size, prep.num_frames, prep.size
+    b, clips, crops, t, size = opts.batch_size, prep.clips, prep.crops, prep.num_frames, prep.size
     check_batch_fits(
         device,
         b * clips * crops,
@@ -146,6 +159,74 @@ def run(argv: list[str] | None = None) -> dict:
         size,
         f"--batch-size {b} × --clips {clips} × --crops {crops} × {t} frames × 3 × {size}²",
     )
+    return device
+
+
+def _evaluate_views(opts: argparse.Namespace, model, dataset, prep: Preprocessing, device) -> dict:
+    """:func:`~minivb.evaluation.evaluate` with the command's views, batch, workers and --decode."""
+    try:
+        return evaluate(
+            model,
+            dataset,
+            num_clips=prep.clips,
+            num_crops=prep.crops,
+            batch_size=opts.batch_size,
+            workers=opts.workers,
+            device=device,
+            decode=opts.decode,
+        )
+    except ValueError as e:  # --decode gpu on videos (not frame stores), or where torchvision cannot decode
+        raise UsageError(str(e)) from None
+
+
+def _summary(
+    result: dict,
+    classes: list[str],
+    prep: Preprocessing,
+    ckpt: dict,
+    *,
+    split: str,
+    path: Path,
+    data_root: str,
+    subset,
+    device,
+) -> dict:
+    """What summary.json holds: the accuracies, the views, what was evaluated, and the confusion matrix."""
+    return {
+        "val_top1": result["top1"],
+        "val_top5": result["top5"],
+        "epochs": ckpt.get("epoch"),
+        "seconds": round(result["seconds"], 2),
+        "clips": prep.clips,
+        "crops": prep.crops,
+        "per_class_top1": dict(zip(classes, result["per_class_top1"])),
+        "num_videos": result["num_videos"],
+        "skipped": result["skipped"],
+        "skipped_files": result["skipped_files"],
+        "split": split,
+        "checkpoint": str(path),
+        "data_root": data_root,
+        "subset": subset,
+        "device": str(device),
+        "confusion": result["confusion"].tolist(),
+    }
+
+
+def _print_per_class(classes: list[str], per_class_top1: dict, confusion) -> None:
+    """One line per class: its top-1 accuracy (``-`` where it has no video) and its number of videos."""
+    width = max(len(c) for c in classes)
+    for i, (c, a) in enumerate(per_class_top1.items()):
+        print(
+            f"  {c:<{width}}  {'   -  ' if a is None else f'{100 * a:5.1f}%'}  "
+            f"({int(confusion[i].sum())} video{'' if confusion[i].sum() == 1 else 's'})"
+        )
+
+
+def run(argv: list[str] | None = None) -> dict:
+    """The command line's work → the summary dict. Raises :class:`UsageError` for bad input."""
+    opts = build_parser().parse_args(argv)
+    path, ckpt, args, prep, out = _open(opts)
+    device = _device(opts, prep)
     try:
         dataset = dataset_from_checkpoint(ckpt, opts.data_root, opts.split, opts.limit)
         model, classes = model_from_checkpoint(ckpt, path), list(ckpt["classes"])  # the file is read once
@@ -155,52 +236,28 @@ def run(argv: list[str] | None = None) -> dict:
     epochs = f"{ckpt.get('epoch', '?')} epoch{'' if ckpt.get('epoch') == 1 else 's'}"
     print(
         f"minivb.evaluate: {path} ({epochs}) on {len(dataset)} {opts.split} videos of "
-        f"{data_root}, {clips} clip(s) × {crops} crop(s), {device.type} → {out}",
+        f"{data_root}, {prep.clips} clip(s) × {prep.crops} crop(s), {device.type} → {out}",
         flush=True,
     )
     runs.writable_folder(out)  # before the work, not after it
-    try:
-        result = evaluate(
-            model.to(device),
-            dataset,
-            num_clips=clips,
-            num_crops=crops,
-            batch_size=opts.batch_size,
-            workers=opts.workers,
-            device=device,
-            decode=opts.decode,
-        )
-    except ValueError as e:  # --decode gpu on videos (not frame stores), or where torchvision cannot decode
-        raise UsageError(str(e)) from None
-    summary = {
-        "val_top1": result["top1"],
-        "val_top5": result["top5"],
-        "epochs": ckpt.get("epoch"),
-        "seconds": round(result["seconds"], 2),
-        "clips": clips,
-        "crops": crops,
-        "per_class_top1": dict(zip(classes, result["per_class_top1"])),
-        "num_videos": result["num_videos"],
-        "skipped": result["skipped"],
-        "skipped_files": result["skipped_files"],
-        "split": opts.split,
-        "checkpoint": str(path),
-        "data_root": data_root,
-        "subset": args.get("subset"),
-        "device": str(device),
-        "confusion": result["confusion"].tolist(),
-    }
+    result = _evaluate_views(opts, model.to(device), dataset, prep, device)
+    summary = _summary(
+        result,
+        classes,
+        prep,
+        ckpt,
+        split=opts.split,
+        path=path,
+        data_root=data_root,
+        subset=args.get("subset"),
+        device=device,
+    )
     _write_outputs(out, summary, result, dataset.items, classes)
     if len(classes) <= 50:
-        width = max(len(c) for c in classes)
-        for i, (c, a) in enumerate(summary["per_class_top1"].items()):
-            print(
-                f"  {c:<{width}}  {'   -  ' if a is None else f'{100 * a:5.1f}%'}  "
-                f"({int(result['confusion'][i].sum())} video{'' if result['confusion'][i].sum() == 1 else 's'})"
-            )
+        _print_per_class(classes, summary["per_class_top1"], result["confusion"])
     print(
         f"val top-1 {100 * result['top1']:.1f}%  top-5 {100 * result['top5']:.1f}%  ({result['num_videos']} videos, "
-        f"{result['skipped']} skipped, {clips}×{crops} views, {summary['seconds']:.0f} s) → {out}",
+        f"{result['skipped']} skipped, {prep.clips}×{prep.crops} views, {summary['seconds']:.0f} s) → {out}",
         flush=True,
     )
     return summary

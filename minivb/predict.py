@@ -12,15 +12,27 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import Parser, UsageError, add_decode_option, nonnegative_int, positive_int, run_main
+from .cli import (
+    Parser,
+    UsageError,
+    add_checkpoint_option,
+    add_decode_option,
+    add_videos_argument,
+    add_views_options,
+    nonnegative_int,
+    positive_int,
+    run_main,
+    views_device,
+)
 from .data.clips import Skipped
-from .device import DEVICES, check_batch_fits, resolve_device
+from .device import DEVICES
 from .inference import find_videos, load_model, predict
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: the videos and checkpoint, how many classes, text or JSON, the views, and how to run."""
     p = Parser(
         prog="python -m minivb.predict",
         description="Classify videos with a checkpoint written by python -m minivb.train: the top-k classes and their "
@@ -28,14 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "trained). Videos may have any size, frame rate, orientation and length. A file that cannot be read is "
         "reported on one line and the others are still classified; the exit status is then 1.",
     )
-    p.add_argument(
-        "videos", nargs="+", metavar="VIDEO", help="video files, or folders (every video under them, recursively)"
-    )
-    p.add_argument(
-        "--checkpoint",
-        required=True,
-        help="a .pt file written by python -m minivb.train, or a run folder (its last.pt)",
-    )
+    add_videos_argument(p)
+    add_checkpoint_option(p)
     p.add_argument(
         "--topk",
         type=positive_int,
@@ -45,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help="print one JSON document (a list, one object per video) instead of text"
     )
-    p.add_argument("--clips", type=positive_int, help="temporal clips per video (default: toy 3, k400 4)")
-    p.add_argument("--crops", type=int, choices=(1, 3), help="spatial crops per clip (default: toy 1, k400 3)")
+    add_views_options(p)
     p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: 4)")
     p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader worker processes (default: 0)")
     add_decode_option(p)
@@ -83,15 +88,7 @@ def run(argv: list[str] | None = None) -> int:
 
     opts = build_parser().parse_args(argv)
     model, classes, prep = load_model(opts.checkpoint, opts.clips, opts.crops)
-    device = resolve_device(opts.device)
-    check_batch_fits(
-        device,
-        opts.batch_size * prep.clips * prep.crops,
-        prep.num_frames,
-        prep.size,
-        f"--batch-size {opts.batch_size} × {prep.clips} clips × {prep.crops} crops × {prep.num_frames} frames × 3 × "
-        f"{prep.size}²",
-    )
+    device = views_device(opts, prep)
     paths, problems = find_videos(opts.videos)
     try:
         probs, skipped = predict(

@@ -23,13 +23,13 @@ __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    S = argparse.SUPPRESS
+    """The command line: options in help order, none with a default (the data set's preset fills them in)."""
     presets = "\n".join(
         f"  {k}: " + ", ".join(f"{a}={b}" for a, b in d.pretrain_preset.items()) for k, d in DATASETS.items()
     )
     p = Parser(
         prog="python -m minivb.pretrain",
-        argument_default=S,
+        argument_default=argparse.SUPPRESS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Pretrain VideoBERT the original way, without labels: every frame of a clip becomes a visual "
         "word (frozen CNN features, hierarchical k-means), and a BERT over the words learns to fill in masked ones "
@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
         "summary.json to --out; python -m minivb.train --init-from OUT fine-tunes from it.",
         epilog=f"preset defaults (options override them):\n{presets}",
     )
+    _run_options(p)
+    _vocabulary_options(p)
+    _optimisation_options(p)
+    _clip_and_model_options(p)
+    _machine_options(p)
+    return p
+
+
+def _run_options(p: argparse.ArgumentParser) -> None:
+    """The data set, the run folder (new or resumed) and the seed."""
     p.add_argument("--subset", choices=tuple(DATASETS), help="data set (default: toy)")
     p.add_argument(
         "--data-root",
@@ -51,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(only --device and --workers may change)",
     )
     p.add_argument("--seed", type=seed, help="seed for the tokenizer CNN, k-means, masking and the model (default: 0)")
+
+
+def _vocabulary_options(p: argparse.ArgumentParser) -> None:
+    """The visual words: the k-means tree's depth and branching, and the frames it is fitted on."""
     p.add_argument("--levels", type=positive_int, help="k-means tree depth (the paper: 4)")
     p.add_argument(
         "--clusters",
@@ -58,10 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="clusters per node, at least 2 (the paper: 12); words = clusters ** levels",
     )
     p.add_argument("--kmeans-frames", type=positive_int, help="fit k-means on at most this many frames")
+
+
+def _optimisation_options(p: argparse.ArgumentParser) -> None:
+    """Epochs, batch, learning rate and how many training videos."""
     p.add_argument("--epochs", type=positive_int, help="pretraining epochs")
     p.add_argument("--batch-size", type=positive_int, help="sequences per step")
     p.add_argument("--lr", type=number(float, 0.0, True), help="peak learning rate (AdamW, warmup + cosine)")
     p.add_argument("--limit", type=positive_int, help="use only N training videos (a fixed random subset)")
+
+
+def _clip_and_model_options(p: argparse.ArgumentParser) -> None:
+    """How a clip is sampled, the tokenizer's region grid, and the BERT's size."""
     p.add_argument("--num-frames", type=positive_int, help="frames per clip = words per sentence")
     p.add_argument("--stride", type=positive_int, help="take every STRIDE-th frame")
     p.add_argument("--size", type=positive_int, help="frame side in pixels (the centre square, resized)")
@@ -73,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=positive_int, help="Transformer width (as minivb.train's, for --init-from)")
     p.add_argument("--depth", type=positive_int, help="Transformer layers")
     p.add_argument("--heads", type=positive_int, help="attention heads")
+
+
+def _machine_options(p: argparse.ArgumentParser) -> None:
+    """Workers, device, and whether the k400 tokenizer downloads ImageNet weights."""
     p.add_argument("--workers", type=nonnegative_int, help="DataLoader workers for decoding (k400 default: cores − 1)")
     p.add_argument("--device", choices=DEVICES, help="auto = cuda if available (default: auto)")
     p.add_argument(
@@ -81,7 +107,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="k400: a random tokenizer CNN instead of ImageNet weights (no download)",
     )
-    return p
 
 
 def main(argv: list[str] | None = None) -> int:

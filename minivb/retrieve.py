@@ -19,9 +19,20 @@ from pathlib import Path
 
 from . import runs
 from .checkpoint import Preprocessing, weights_fingerprint
-from .cli import Parser, UsageError, add_decode_option, nonnegative_int, positive_int, run_main
+from .cli import (
+    Parser,
+    UsageError,
+    add_checkpoint_option,
+    add_decode_option,
+    add_videos_argument,
+    add_views_options,
+    nonnegative_int,
+    positive_int,
+    run_main,
+    views_device,
+)
 from .data.clips import Skipped, load_items
-from .device import DEVICES, check_batch_fits, resolve_device
+from .device import DEVICES
 from .files import write_atomic
 from .inference import find_videos, load_model
 from .retrieval import Gallery, embed_videos, neighbour_confusion, retrieval_metrics, search
@@ -32,6 +43,7 @@ PROG = "python -m minivb.retrieve"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand each for index, search and evaluate."""
     p = Parser(
         prog=PROG,
         description="Video retrieval with a checkpoint written by python -m minivb.train: every video "
@@ -40,15 +52,24 @@ def build_parser() -> argparse.ArgumentParser:
         "query videos, 'evaluate' scores a labelled gallery leave-one-out (Recall@1/5/10, mAP).",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="{index,search,evaluate}")
+    _index_parser(sub)
+    _search_parser(sub)
+    _evaluate_parser(sub)
+    return p
 
-    def device_options(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: 4)")
-        q.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader worker processes (default: 0)")
-        q.add_argument(
-            "--device", choices=DEVICES, default="auto", help="auto = cuda if available, else cpu (default: auto)"
-        )
-        add_decode_option(q)
 
+def _device_options(q: argparse.ArgumentParser) -> None:
+    """--batch-size, --workers, --device and --decode: how 'index' and 'search' embed videos."""
+    q.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: 4)")
+    q.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader worker processes (default: 0)")
+    q.add_argument(
+        "--device", choices=DEVICES, default="auto", help="auto = cuda if available, else cpu (default: auto)"
+    )
+    add_decode_option(q)
+
+
+def _index_parser(sub) -> None:
+    """'index': the videos (or a labelled split) to embed, the checkpoint, the gallery file to write."""
     q = sub.add_parser(
         "index",
         help="embed videos into a gallery file",
@@ -56,14 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         "labelled split of a data set) with a checkpoint and write the gallery to --out. A file that cannot "
         "be read is reported on one line and the others are still indexed; the exit status is then 1.",
     )
-    q.add_argument(
-        "videos", nargs="*", metavar="VIDEO", help="video files, or folders (every video under them, recursively)"
-    )
-    q.add_argument(
-        "--checkpoint",
-        required=True,
-        help="a .pt file written by python -m minivb.train, or a run folder (its last.pt)",
-    )
+    add_videos_argument(q, nargs="*")
+    add_checkpoint_option(q)
     q.add_argument(
         "--data-root", help="index a labelled split of this data folder instead of VIDEOs (labels are stored)"
     )
@@ -74,10 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", required=True, help="the gallery file to write, e.g. gallery.pt (refused if it exists, unless --force)"
     )
     q.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    q.add_argument("--clips", type=positive_int, help="temporal clips per video (default: toy 3, k400 4)")
-    q.add_argument("--crops", type=int, choices=(1, 3), help="spatial crops per clip (default: toy 1, k400 3)")
-    device_options(q)
+    add_views_options(q)
+    _device_options(q)
 
+
+def _search_parser(sub) -> None:
+    """'search': the query videos, the gallery, how many neighbours, text or JSON."""
     q = sub.add_parser(
         "search",
         help="the gallery videos nearest to query videos",
@@ -86,9 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(cosine similarity, and their labels if known). A query that cannot be read is reported on one "
         "line and the others are still searched; the exit status is then 1.",
     )
-    q.add_argument(
-        "queries", nargs="+", metavar="QUERY", help="video files, or folders (every video under them, recursively)"
-    )
+    add_videos_argument(q, "queries", metavar="QUERY")
     q.add_argument("--index", required=True, help="a gallery file written by 'index'")
     q.add_argument("--k", type=positive_int, default=5, help="how many neighbours to list per query (default: 5)")
     q.add_argument(
@@ -98,8 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         help="the model that made the index, if it has moved since (default: the path stored in the index)",
     )
-    device_options(q)
+    _device_options(q)
 
+
+def _evaluate_parser(sub) -> None:
+    """'evaluate': the labelled gallery, text or JSON, and the confusion picture."""
     q = sub.add_parser(
         "evaluate",
         help="leave-one-out Recall@K and mAP of a labelled gallery",
@@ -116,10 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also draw the nearest-neighbour confusion matrix (row: a video's "
         "label, column: its nearest other video's label) to this picture",
     )
-    return p
 
 
 def _gallery(path: str) -> Gallery:
+    """The gallery file --index names; a missing or damaged one is a usage error."""
     try:
         return Gallery.load(path)
     except (FileNotFoundError, ValueError) as e:
@@ -127,21 +145,9 @@ def _gallery(path: str) -> Gallery:
 
 
 def _report(problems: list[Skipped], verb: str) -> None:
+    """One line on stderr per video that could not be read."""
     for s in problems:
         print(f"minivb.retrieve: cannot {verb} {s.path}: {s.reason}", file=sys.stderr)
-
-
-def _device(opts: argparse.Namespace, prep: Preprocessing):
-    device = resolve_device(opts.device)
-    check_batch_fits(
-        device,
-        opts.batch_size * prep.clips * prep.crops,
-        prep.num_frames,
-        prep.size,
-        f"--batch-size {opts.batch_size} × {prep.clips} clips × {prep.crops} crops × {prep.num_frames} frames × 3 × "
-        f"{prep.size}²",
-    )
-    return device
 
 
 def _embed(opts: argparse.Namespace, model, paths: list[str], prep: Preprocessing, **kw):
@@ -162,6 +168,7 @@ def _embed(opts: argparse.Namespace, model, paths: list[str], prep: Preprocessin
 
 
 def _index(opts: argparse.Namespace) -> int:
+    """'index': embed the videos (or a labelled split) and write the gallery file."""
     out = Path(opts.out)
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; name the gallery file, e.g. {out / 'gallery.pt'}")
@@ -175,7 +182,7 @@ def _index(opts: argparse.Namespace) -> int:
             else "nothing to index: name videos (files or folders), or --data-root ROOT --split SPLIT"
         )
     model, _, prep = load_model(checkpoint, opts.clips, opts.crops)
-    device = _device(opts, prep)
+    device = views_device(opts, prep)
     labels = classes = None
     if opts.data_root:
         try:  # the data's own labels: retrieval needs no trained class
@@ -209,14 +216,8 @@ def _index(opts: argparse.Namespace) -> int:
     return 1 if problems or skipped else 0
 
 
-def _search(opts: argparse.Namespace) -> int:
-    gallery = _gallery(opts.index)
-    try:
-        prep = Preprocessing(**gallery.preprocessing)
-    except TypeError:
-        raise UsageError(
-            f"--index {opts.index} is a damaged minivb gallery (no preprocessing); index the videos again"
-        ) from None
+def _gallery_model(opts: argparse.Namespace, gallery: Gallery, prep: Preprocessing):
+    """The model that made the gallery (--checkpoint, else the stored path), checked against it; ``None`` if none."""
     model = None  # a gallery without a checkpoint holds raw-pixel embeddings (retrieval.pixel_embedding)
     checkpoint = opts.checkpoint or gallery.checkpoint
     if checkpoint is not None:
@@ -236,12 +237,16 @@ def _search(opts: argparse.Namespace) -> int:
                 f"{checkpoint} is not the model that made {opts.index}: its weights differ (another model, or a "
                 f"run that trained on after indexing); pass the checkpoint that made the index, or index again"
             )
-    device = _device(opts, prep)
-    paths, problems = find_videos(opts.queries)
-    queries, skipped = _embed(opts, None if model is None else model.to(device), paths, prep, device=device)
-    scores, indices = search(gallery.embeddings, queries.embeddings, opts.k)  # (Q, k), (Q, k)
+    return model
+
+
+def _neighbours(
+    gallery: Gallery, paths: list[str], problems: list[Skipped], skipped: list[Skipped], scores: list, indices: list
+) -> list[dict]:
+    """One dict per query, problems first: ``path`` and ``neighbours`` ([{rank, path, similarity, label?}]) or
+    ``error``."""
     why = {s.path: s.reason for s in problems + skipped}
-    rows = iter(zip(scores.tolist(), indices.tolist()))
+    rows = iter(zip(scores, indices))
     results = [{"path": s.path, "error": s.reason} for s in problems]
     for path in paths:
         if path in why:
@@ -262,22 +267,77 @@ def _search(opts: argparse.Namespace) -> int:
                 ],
             }
         )
+    return results
+
+
+def _print_neighbours(results: list[dict]) -> None:
+    """Each searched query's path, then its neighbours one a line: rank, similarity, path (label)."""
+    for r in results:
+        if "neighbours" in r:
+            print(f"{r['path']}:")
+            for n in r["neighbours"]:
+                print(
+                    f"  {n['rank']:>3}. {n['similarity']:+.4f}  {n['path']}"
+                    + (f"  ({n['label']})" if "label" in n else "")
+                )
+
+
+def _search(opts: argparse.Namespace) -> int:
+    """'search': embed the queries as the gallery was embedded, print their nearest gallery videos."""
+    gallery = _gallery(opts.index)
+    try:
+        prep = Preprocessing(**gallery.preprocessing)
+    except TypeError:
+        raise UsageError(
+            f"--index {opts.index} is a damaged minivb gallery (no preprocessing); index the videos again"
+        ) from None
+    model = _gallery_model(opts, gallery, prep)
+    device = views_device(opts, prep)
+    paths, problems = find_videos(opts.queries)
+    queries, skipped = _embed(opts, None if model is None else model.to(device), paths, prep, device=device)
+    scores, indices = search(gallery.embeddings, queries.embeddings, opts.k)  # (Q, k), (Q, k)
+    results = _neighbours(gallery, paths, problems, skipped, scores.tolist(), indices.tolist())
     _report(problems + skipped, "search with")
     if opts.json:
         print(json.dumps(results, indent=2))
     else:
-        for r in results:
-            if "neighbours" in r:
-                print(f"{r['path']}:")
-                for n in r["neighbours"]:
-                    print(
-                        f"  {n['rank']:>3}. {n['similarity']:+.4f}  {n['path']}"
-                        + (f"  ({n['label']})" if "label" in n else "")
-                    )
+        _print_neighbours(results)
     return 1 if problems or skipped else 0
 
 
+def _draw_confusion(png: Path, confusion, classes: list[str], metrics: dict) -> None:
+    """The nearest-neighbour confusion matrix (C, C) → the picture ``png`` (--confusion)."""
+    from .evaluation import plot_confusion
+
+    runs.writable_folder(png.parent, "--confusion")
+    ax = plot_confusion(confusion, classes, title=f"nearest neighbour: recall@1 {100 * metrics['recall@1']:.1f}%")
+    ax.set(xlabel="label of the nearest other video", ylabel="label of the query")
+    buf = io.BytesIO()
+    ax.figure.savefig(buf, format="png", dpi=100)
+    write_atomic(png, buf.getvalue())
+
+
+def _print_metrics(index: str, metrics: dict, classes: list[str]) -> None:
+    """The gallery and its queries, Recall@K and mAP on one line, and a note where a Recall@K is trivial."""
+    alone = metrics["without_relevant"]
+    print(
+        f"{index}: {metrics['gallery']} videos of {len(classes)} labels, leave-one-out: {metrics['queries']} "
+        f"queries" + (f" ({alone} alone in their label left out)" if alone else "")
+    )
+    print(
+        "  ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items() if k.startswith("recall@"))
+        + f"  mAP {metrics['mAP']:.3f}"
+    )
+    trivial = [k for k in metrics if k.startswith("recall@") and int(k[7:]) >= metrics["gallery"] - 1]
+    if trivial:  # every other video is among the k nearest: a hit by construction, not by the model
+        print(
+            f"note: {' and '.join(trivial)} count(s) every other video of this {metrics['gallery']}-video gallery "
+            f"as a neighbour: 100% by construction"
+        )
+
+
 def _evaluate(opts: argparse.Namespace) -> int:
+    """'evaluate': leave-one-out Recall@K and mAP of a labelled gallery, and its confusion picture if asked."""
     gallery = _gallery(opts.index)
     if gallery.labels is None:
         raise UsageError(
@@ -295,15 +355,7 @@ def _evaluate(opts: argparse.Namespace) -> int:
         )
     confusion = neighbour_confusion(gallery.embeddings, ids, len(classes))  # (C, C)
     if opts.confusion:
-        from .evaluation import plot_confusion
-
-        png = Path(opts.confusion)
-        runs.writable_folder(png.parent, "--confusion")
-        ax = plot_confusion(confusion, classes, title=f"nearest neighbour: recall@1 {100 * metrics['recall@1']:.1f}%")
-        ax.set(xlabel="label of the nearest other video", ylabel="label of the query")
-        buf = io.BytesIO()
-        ax.figure.savefig(buf, format="png", dpi=100)
-        write_atomic(png, buf.getvalue())
+        _draw_confusion(Path(opts.confusion), confusion, classes, metrics)
     if opts.json:
         print(
             json.dumps(
@@ -318,21 +370,7 @@ def _evaluate(opts: argparse.Namespace) -> int:
             )
         )
         return 0
-    alone = metrics["without_relevant"]
-    print(
-        f"{opts.index}: {metrics['gallery']} videos of {len(classes)} labels, leave-one-out: {metrics['queries']} "
-        f"queries" + (f" ({alone} alone in their label left out)" if alone else "")
-    )
-    print(
-        "  ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items() if k.startswith("recall@"))
-        + f"  mAP {metrics['mAP']:.3f}"
-    )
-    trivial = [k for k in metrics if k.startswith("recall@") and int(k[7:]) >= metrics["gallery"] - 1]
-    if trivial:  # every other video is among the k nearest: a hit by construction, not by the model
-        print(
-            f"note: {' and '.join(trivial)} count(s) every other video of this {metrics['gallery']}-video gallery "
-            f"as a neighbour: 100% by construction"
-        )
+    _print_metrics(opts.index, metrics, classes)
     return 0
 
 

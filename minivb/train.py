@@ -19,7 +19,7 @@ from typing import Callable
 
 import torch
 
-from .cli import Parser, add_decode_option, nonnegative_int, number, positive_int, run_main, seed
+from .cli import Parser, add_decode_option, fraction, nonnegative_int, number, positive_int, run_main, seed
 from .data.registry import DATASETS, PRESETS
 from .device import DEVICES
 from .loop import Diverged, TrainState
@@ -42,7 +42,7 @@ def _smoothing(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    S = argparse.SUPPRESS
+    """The command line: three groups of options, none with a default (the preset fills in what is not given)."""
     presets = "\n".join(
         f"  {name}: " + ", ".join(f"{k}={'auto' if v is None else v}" for k, v in p.items())
         for name, p in PRESETS.items()
@@ -54,9 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"preset defaults (any option above overrides them):\n{presets}\n\n"
         "distributed: torchrun --nproc_per_node=N -m minivb.train ... (--batch-size is per process)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        argument_default=S,
+        argument_default=argparse.SUPPRESS,
     )
-    g = p.add_argument_group("data and run")
+    _data_and_run_options(p.add_argument_group("data and run"))
+    _clip_and_model_options(p.add_argument_group("clips and model"))
+    _optimisation_options(p.add_argument_group("optimisation"))
+    return p
+
+
+def _data_and_run_options(g) -> None:
+    """The data set and its loading, the run folder (new or resumed), seed, device, and where to start from."""
     g.add_argument("--subset", choices=tuple(DATASETS), help="data set (default: toy)")
     g.add_argument(
         "--data-root",
@@ -81,7 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         "k400 default: this process's share of the cores, less one)",
     )
     g.add_argument("--preload", action=argparse.BooleanOptionalAction, help="decode every video into memory first")
-    add_decode_option(g, default=S)
+    add_decode_option(g, default=argparse.SUPPRESS)  # a resumed run keeps its own choice unless one is given
+    g.add_argument(
+        "--gpu-share",
+        type=fraction,
+        help="with --decode gpu: the share of each batch's clips decoded on the GPU, the workers decode the rest "
+        "(default: 1)",
+    )
     g.add_argument(
         "--limit-train", type=positive_int, help="use only N training videos (a fixed random subset; quick runs)"
     )
@@ -92,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from a checkpoint of python -m minivb.pretrain (pretrain.pt or its folder): its "
         "Transformer, time embedding and [CLS] token are copied; the CNN and the output layer start fresh",
     )
-    g = p.add_argument_group("clips and model")
+
+
+def _clip_and_model_options(g) -> None:
+    """How a clip is sampled, and the model's encoder and Transformer."""
     g.add_argument("--num-frames", type=positive_int, help="frames per clip")
     g.add_argument("--stride", type=positive_int, help="take every STRIDE-th frame")
     g.add_argument("--size", type=positive_int, help="frame side in pixels after cropping")
@@ -109,14 +125,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="drop the time embedding: the order-blind model (near 50%% within each toy twin pair)",
     )
-    g = p.add_argument_group("optimisation")
+
+
+def _optimisation_options(g) -> None:
+    """Epochs, batch, the AdamW schedule and label smoothing."""
     g.add_argument("--epochs", type=positive_int, help="training epochs")
     g.add_argument("--batch-size", type=positive_int, help="clips per step (per process under torchrun)")
     g.add_argument("--lr", type=_pos_float, help="peak learning rate (AdamW)")
     g.add_argument("--warmup-epochs", type=_nonneg_float, help="linear warmup, then cosine decay to 0")
     g.add_argument("--weight-decay", type=_nonneg_float, help="AdamW weight decay (not on norms, biases, embeddings)")
     g.add_argument("--label-smoothing", type=_smoothing, help="label smoothing in [0, 1)")
-    return p
 
 
 def parse_args(argv: list[str] | None = None) -> dict:

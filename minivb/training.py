@@ -73,9 +73,9 @@ __all__ = [
     "train",
 ]
 
-# Options that may differ when resuming (they do not change what is computed; --decode changes the last bit of
-# a pixel, the rounding of the resize, so a run resumed with the same --decode stays bit-exact).
-RUNTIME_OPTIONS = {"out", "resume", "device", "workers", "save_every", "compile", "preload", "data_root", "decode"}
+# Options that may differ when resuming (they do not change what is computed; --decode and --gpu-share change the
+# last bit of a pixel, the rounding of the resize, so a run resumed with the same ones stays bit-exact).
+RUNTIME_OPTIONS = set("out resume device workers save_every compile preload data_root decode gpu_share".split())
 
 
 # --------------------------------------------------------------------------- options
@@ -96,6 +96,7 @@ def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
             device="auto",
             compile=False,
             decode="auto",
+            gpu_share=1.0,
             limit_train=None,
             limit_val=None,
             init_from=None,
@@ -209,6 +210,11 @@ def build_data(
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
+    share = opts.get("gpu_share", 1.0)  # (a run of before --gpu-share: all of it)
+    if share != 1 and decode != "gpu":
+        raise UsageError(
+            f"--gpu-share {share:g} goes with --decode gpu: with --decode cpu the workers decode every clip"
+        )
     common = dict(
         num_frames=opts["num_frames"],
         stride=opts["stride"],
@@ -216,6 +222,7 @@ def build_data(
         seed=opts["seed"],
         preload=opts["preload"],
         encoded=decode == "gpu",
+        gpu_share=share,
     )
     try:
         train_set = ClipDataset(train_items, classes, train=True, hflip=hflip, vflip=vflip, **common)

@@ -235,18 +235,24 @@ def test_loader_k400_prepared_and_originals(clip, tmp_path, capsys):
         "--decode",
         "cpu",
         "gpu",  # on the CPU: the gpu path's code with torchvision's CPU decoder
+        "--gpu-share",
+        "1",
+        "0.5",  # half of each batch decoded by the workers
         *TINY_MODEL,
         "--json",
         str(out),
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "| prepared | cpu | 4 |" in printed and "| prepared | gpu | 4 |" in printed
+    assert "| prepared | cpu | 4 |" in printed and "| prepared | gpu | 4 |" in printed and "| gpu 0.5 |" in printed
     assert "| originals | cpu | 4 |" in printed and "decode gpu: not for the original videos" in printed
-    assert "| clips/s of decode gpu / cpu (frame stores) |" in printed
+    assert "| clips/s of decode gpu / cpu (frame stores) |" in printed and "| training, gpu 0.5 |" in printed
     data = _strict_json(out)
-    _check_loader(data, [("prepared", "cpu"), ("prepared", "gpu"), ("originals", "cpu")], 4)
-    assert data["gpu/cpu decoding"]["training"]["median"] > 0 and data["settings"]["decode"] == ["cpu", "gpu"]
+    _check_loader(data, [("prepared", "cpu"), ("prepared", "gpu"), ("prepared", "gpu 0.5"), ("originals", "cpu")], 4)
+    assert [r["gpu_share"] for r in data["results"]] == [1, 1, 0.5, 1] and data["settings"]["gpu_share"] == [1, 0.5]
+    ratios = data["gpu/cpu decoding"]
+    assert ratios.keys() == {"gpu", "gpu 0.5"} and ratios["gpu 0.5"]["training"]["median"] > 0
+    assert data["settings"]["decode"] == ["cpu", "gpu"]
     assert data["settings"]["workers"] == 1 and data["settings"]["stride"] == 4
 
 

@@ -151,6 +151,50 @@ def test_the_device_loader_with_workers_gives_the_cpu_loaders_batches(stores):
     assert on_device(DataLoader(cpu, **kw), CPU).__class__ is DataLoader  # decoded clips pass through
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_a_gpu_share_splits_each_batch_between_the_workers_and_the_device(stores, train):
+    """``gpu_share=0.5``: about half of each batch comes as JPEG bytes, the rest decoded by the workers — in its
+    place in the batch, bit for bit the cpu path's clip; the batch as a whole is the cpu path's."""
+    items = stores * 2
+    cpu, _ = _pair(items, train=train)
+    _, half = _pair(items, train=train, gpu_share=0.5)
+    on = [half.decodes_on_device(i) for i in range(len(items))]
+    assert sum(on) == 6 and all(0 < sum(on[k : k + 4]) < 4 for k in range(len(items) - 3))  # every run of 4: mixed
+    keys = [(1, i) for i in range(len(items))]
+    a, b = collate([cpu[k] for k in keys]), collate([half[k] for k in keys])
+    assert b[0].encoded.tolist() == on and len(b[0].counts) == 6 and b[0].ready.shape == (6, 5, 3, 40, 40)
+    assert torch.equal(b[0].ready, a[0][[i for i in range(len(items)) if not on[i]]])  # the workers' clips: exact
+    assert torch.equal(a[1], b[1])
+    _close(_decoded(b[0], 40), a[0])  # (B, T, 3, 40, 40), each clip in its place
+    kw = dict(batch_size=3, collate_fn=collate, num_workers=2)
+    expected = list(DataLoader(cpu, **kw))
+    got = list(on_device(DataLoader(half, **kw), CPU))
+    assert len(got) == len(expected) == 4
+    for (va, ya, sa), (vb, yb, sb) in zip(expected, got):
+        _close(vb, va)
+        assert torch.equal(ya, yb) and sa == sb == []
+
+
+def test_a_batch_the_workers_decoded_whole_passes_through(stores):
+    """With a small share some batches hold no encoded clip at all (and ``gpu_share=0`` none ever): the device
+    loader only moves them to the device."""
+    cpu, _ = _pair(stores, train=True)
+    for share in (0.0, 0.1):
+        _, low = _pair(stores, train=True, gpu_share=share)
+        expected = list(DataLoader(cpu, batch_size=1, collate_fn=collate))
+        got = list(on_device(DataLoader(low, batch_size=1, collate_fn=collate), CPU))
+        kinds = [isinstance(b[0], EncodedBatch) for b in DataLoader(low, batch_size=1, collate_fn=collate)]
+        assert (
+            kinds == [low.decodes_on_device(i) for i in range(len(stores))]
+            and kinds.count(True) == {0: 0, 0.1: 2}[share]
+        )
+        for (va, ya, _), (vb, yb, _) in zip(expected, got):
+            _close(vb, va)
+            assert torch.equal(ya, yb)
+    with pytest.raises(ValueError, match=r"gpu_share must be in \[0, 1\]"):
+        _pair(stores, train=True, gpu_share=1.5)
+
+
 def test_leaving_the_loop_early_ends_the_decoding_thread(stores):
     _, gpu = _pair(stores * 4, train=True)
     loader = DeviceDecoded(DataLoader(gpu, batch_size=2, collate_fn=collate), 40, CPU)
@@ -197,12 +241,13 @@ CUDA = pytest.param("cuda", marks=cuda)
 
 
 @pytest.mark.parametrize("device", ["cpu", CUDA])
-def test_a_bad_jpeg_replaces_its_clip_as_the_cpu_path_does(stores, tmp_path, caplog, device):
+@pytest.mark.parametrize("share", [1.0, 0.5])  # 0.5: clips 1 and 3 decoded by the workers, 2 is encoded clip 1
+def test_a_bad_jpeg_replaces_its_clip_as_the_cpu_path_does(stores, tmp_path, caplog, device, share):
     device = torch.device(device)
     items = list(stores)
     items[2] = (_corrupt_frame(stores[2][0], tmp_path / "bad.jpgs", 0), *stores[2][1:])  # every clip of it is broken
     items[2] = (items[2][0], items[2][1], 1, 1)  # one frame: every clip shows frame 0
-    cpu, gpu = _pair(items, train=True)
+    cpu, gpu = _pair(items, train=True, gpu_share=share)
     expected = collate([cpu[(0, i)] for i in range(len(items))])
     assert isinstance(cpu[(0, 2)], Replaced)  # the cpu path's stand-in for it
     videos, failed = decode_batch(collate([gpu[(0, i)] for i in range(len(items))])[0], 40, device)
@@ -302,8 +347,9 @@ def _train(args: list[str], on_step=None) -> int:
         torch.set_num_threads(threads)
 
 
-def test_training_with_gpu_decoding_stops_and_resumes_bit_exactly(prepared, tmp_path):
-    common = ["--subset", "k400", "--data-root", str(prepared), "--decode", "gpu", *TINY]
+@pytest.mark.parametrize("share", ["1", "0.5"])  # 0.5: half of each batch decoded by the workers
+def test_training_with_gpu_decoding_stops_and_resumes_bit_exactly(prepared, tmp_path, share):
+    common = ["--subset", "k400", "--data-root", str(prepared), "--decode", "gpu", "--gpu-share", share, *TINY]
     assert _train([*common, "--out", str(tmp_path / "whole")]) == 0
 
     def stop_at_5(state):  # SIGTERM between two steps: the loop saves and stops
@@ -316,6 +362,7 @@ def test_training_with_gpu_decoding_stops_and_resumes_bit_exactly(prepared, tmp_
     assert _train(["--resume", str(out)]) == 0
     whole, resumed = read_checkpoint(tmp_path / "whole" / "last.pt"), read_checkpoint(out / "last.pt")
     assert whole["step"] == resumed["step"] == 16 and resumed["args"]["decode"] == "gpu"
+    assert resumed["args"]["gpu_share"] == float(share)
     for k in whole["model"]:
         assert torch.equal(whole["model"][k], resumed["model"][k]), k
 
@@ -382,6 +429,8 @@ def test_decode_gpu_on_videos_is_a_one_line_error(toy, tmp_path, one_line_error,
 
     video = str(toy / "val" / "left_to_right" / "left_to_right_0000.mp4")
     one_line_error(train, ["--data-root", str(toy), "--out", str(tmp_path / "r"), "--decode", "gpu"], "is a video")
+    share = ["--data-root", str(toy), "--out", str(tmp_path / "r"), "--gpu-share", "0.5"]
+    one_line_error(train, share, "--gpu-share 0.5 goes with --decode gpu")
     one_line_error(evaluate, ["--checkpoint", str(tiny_run), "--decode", "gpu", "--out", str(tmp_path / "e")], "video")
     one_line_error(predict, [video, "--checkpoint", str(tiny_run), "--decode", "gpu"], "--decode cpu")
     index = ["index", video, "--checkpoint", str(tiny_run), "--decode", "gpu", "--out", str(tmp_path / "g.pt")]
@@ -404,8 +453,9 @@ def test_nvjpeg_gives_opencvs_pixels_within_a_few_grey_levels(stores):
 
 
 @cuda
-def test_the_device_loader_on_cuda_gives_the_cpu_paths_clips(stores):
-    cpu, gpu = _pair(stores * 2, train=True)
+@pytest.mark.parametrize("share", [1.0, 0.5])
+def test_the_device_loader_on_cuda_gives_the_cpu_paths_clips(stores, share):
+    cpu, gpu = _pair(stores * 2, train=True, gpu_share=share)
     kw = dict(batch_size=4, collate_fn=collate, num_workers=2, pin_memory=True)
     expected, got = list(DataLoader(cpu, **kw)), []
     for vb, yb, sb in on_device(DataLoader(gpu, **kw), "cuda"):
@@ -419,8 +469,9 @@ def test_the_device_loader_on_cuda_gives_the_cpu_paths_clips(stores):
 
 
 @cuda
-def test_training_on_cuda_with_gpu_decoding(prepared, tmp_path):
+@pytest.mark.parametrize("share", ["1", "0.5"])
+def test_training_on_cuda_with_gpu_decoding(prepared, tmp_path, share):
     out = tmp_path / "run"
-    args = ["--subset", "k400", "--data-root", str(prepared), "--decode", "gpu", "--device", "cuda", *TINY]
-    assert _train([*args, "--out", str(out)]) == 0
+    args = ["--subset", "k400", "--data-root", str(prepared), "--decode", "gpu", "--gpu-share", share, *TINY]
+    assert _train([*args, "--device", "cuda", "--out", str(out)]) == 0
     assert read_checkpoint(out / "last.pt")["args"]["decode"] == "gpu"

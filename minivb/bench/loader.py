@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ..cli import UsageError, nonnegative_int, positive_int
+from ..cli import UsageError, fraction, nonnegative_int, positive_int
 from ..data import registry
 from ..data.device_decode import DECODE_CHOICES, resolve_decode
 from ..data.loader import clip_loader
@@ -71,7 +71,7 @@ def build_step(s: dict, num_classes: int, device: torch.device):
     return sum(p.numel() for p in model.parameters()), step
 
 
-def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet, encoded: bool):
+def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet, decode: str, share: float):
     from ..data.clips import ClipDataset
 
     try:
@@ -86,7 +86,8 @@ def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet
             preload=s["preload"],
             hflip=dataset.hflip,
             vflip=dataset.vflip,
-            encoded=encoded,
+            encoded=decode == "gpu",
+            gpu_share=share,
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -290,15 +291,16 @@ def run_loader(opts, argv: list[str]) -> dict:
     facts, s, notes = machine_facts(argv, device), _loader_settings(opts), []
     rows, params, step = [], None, None
     with tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
-        for name, items, classes, decode in _runs(opts, s, Path(tmp), notes, device):
+        for name, items, classes, decode, share in _runs(opts, s, Path(tmp), notes, device):
             if {"model", "training"} & set(opts.measure):
                 params, step = build_step(s, len(classes), device)
-            dataset = _dataset(items, classes, s, registry.get(opts.preset), encoded=decode == "gpu")
+            dataset = _dataset(items, classes, s, registry.get(opts.preset), decode, share)
             rates = _measure_source(dataset, s, device, opts, step)
             rows.append(
                 {
                     "source": name,
-                    "decode": decode,
+                    "decode": decode if share == 1 else f"{decode} {share:g}",  # gpu 0.5: half of it on the GPU
+                    "gpu_share": share,
                     "files": len(items),
                     "classes": len(classes),
                     "clips_per_s": {m: summarize(v) | {"repeats": v} for m, v in rates.items()},
@@ -313,7 +315,7 @@ def run_loader(opts, argv: list[str]) -> dict:
     versus, decoders = source_ratios(rows), decode_ratios(rows)
     settings = (
         s
-        | {k: getattr(opts, k) for k in ("preset", "steps", "warmup", "repeats", "measure", "decode")}
+        | {k: getattr(opts, k) for k in ("preset", "steps", "warmup", "repeats", "measure", "decode", "gpu_share")}
         | {"device": str(device)}
     )
     print(header("loader", facts), *[f"- {n}" for n in notes], "", loader_table(rows), sep="\n")
@@ -365,7 +367,7 @@ def loader_table(rows: list[dict]) -> str:
         table += "\n\n" + markdown_table(["clips/s of prepared / originals", "median (min–max)"], cells)
     decoders = decode_ratios(rows)
     if decoders:
-        cells = [[m, fmt_range(q)] for m, q in decoders.items()]
+        cells = [[f"{m}, {label}", fmt_range(q)] for label, by in decoders.items() for m, q in by.items()]
         table += "\n\n" + markdown_table(["clips/s of decode gpu / cpu (frame stores)", "median (min–max)"], cells)
     return table
 
@@ -383,19 +385,23 @@ def source_ratios(rows: list[dict]) -> dict:
 
 
 def decode_ratios(rows: list[dict]) -> dict:
-    """decode gpu / cpu for each measurement of the frame stores, repeat by repeat (when both were measured)."""
+    """``{gpu row's decode: {measurement: gpu / cpu}}`` for the frame stores, repeat by repeat (when the cpu path
+    was measured too): one entry for ``gpu`` and one for each other ``--gpu-share`` (``gpu 0.5``)."""
     by = {r["decode"]: r["clips_per_s"] for r in rows if r["source"] in ("prepared", "toy")}
-    if not {"gpu", "cpu"} <= by.keys():
+    if "cpu" not in by:
         return {}
     return {
-        m: ratios(by["gpu"][m]["repeats"], by["cpu"][m]["repeats"]) for m in ("loader", "training") if m in by["gpu"]
+        label: {m: ratios(c[m]["repeats"], by["cpu"][m]["repeats"]) for m in ("loader", "training") if m in c}
+        for label, c in by.items()
+        if label.startswith("gpu")
     }
 
 
 def _runs(opts, s: dict, folder: Path, notes: list[str], device: torch.device) -> list[tuple]:
-    """``[(source, items, classes, decode)]``: each source with each ``--decode`` that applies to it (gpu
-    decoding needs frame stores: the original videos are measured with cpu decoding only)."""
-    runs: dict[tuple[str, str], tuple] = {}
+    """``[(source, items, classes, decode, gpu share)]``: each source with each ``--decode`` that applies to it
+    (gpu decoding needs frame stores: the original videos are measured with cpu decoding only), gpu once for
+    each ``--gpu-share``."""
+    runs: dict[tuple, tuple] = {}
     for name, items, classes in _sources(opts, s, folder, notes):
         paths = [it.path for it in items]
         for choice in opts.decode:
@@ -406,7 +412,8 @@ def _runs(opts, s: dict, folder: Path, notes: list[str], device: torch.device) -
                     notes.append("decode gpu: not for the original videos (it decodes frame stores)")
                     continue
                 raise UsageError(str(e)) from None
-            runs.setdefault((name, decode), (name, items, classes, decode))  # auto and cpu: measured once
+            for share in opts.gpu_share if decode == "gpu" else [1.0]:  # auto and cpu: measured once
+                runs.setdefault((name, decode, share), (name, items, classes, decode, share))
     return list(runs.values())
 
 
@@ -441,6 +448,15 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
         default=["auto"],
         help="where the frame stores' JPEGs are decoded: cpu (the workers), gpu (the main process, on the "
         "model's device; the workers only read bytes), or both in one run: --decode cpu gpu (default: auto = cpu)",
+    )
+    g.add_argument(
+        "--gpu-share",
+        nargs="+",
+        type=fraction,
+        default=[1.0],
+        metavar="F",
+        help="with --decode gpu: the share of each batch's clips decoded on the device, the workers decode the "
+        "rest; several measure each: --gpu-share 1 0.5 0.25 (default: 1)",
     )
     g.add_argument("--threads", type=positive_int, help="torch threads in the main process (default: torch's choice)")
     g.add_argument(

@@ -236,6 +236,7 @@ def sample_seed(*keys: int) -> int:
 
 
 _SAMPLE, _SAMPLER, _REPLACE = 1, 2, 3  # domain tags, so no two kinds of draw share a stream
+_GOLDEN = (5**0.5 - 1) / 2  # φ: i·φ mod 1 spreads any run of indices evenly over [0, 1) (--gpu-share)
 
 
 # --------------------------------------------------------------------------- data set
@@ -285,7 +286,9 @@ class ClipDataset(Dataset):
     ``encoded=True`` (``--decode gpu``; frame stores only): a sample is an
     :class:`~minivb.data.device_decode.EncodedClip` — the clip's JPEG bytes with the same crop box and
     flips drawn — which :class:`~minivb.data.device_decode.DeviceDecoded` decodes on the model's device;
-    :meth:`decoded` makes the same sample the CPU way.
+    :meth:`decoded` makes the same sample the CPU way. ``gpu_share`` (``--gpu-share``): the share of the
+    samples that are encoded; the others are decoded here, in the workers, as with ``encoded=False``
+    (:meth:`decodes_on_device` says which: a fixed rule of the index, so every epoch and a resume split alike).
     """
 
     def __init__(
@@ -303,12 +306,15 @@ class ClipDataset(Dataset):
         preload: bool = False,
         scale: tuple[float, float] = (0.6, 1.0),
         encoded: bool = False,
+        gpu_share: float = 1.0,
     ):
         num_frames, stride, size = (
             check_int(name, value) for name, value in (("num_frames", num_frames), ("stride", stride), ("size", size))
         )
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale!r}")
+        if not 0 <= gpu_share <= 1:
+            raise ValueError(f"gpu_share must be in [0, 1], got {gpu_share!r}")
         self.items = [Item(str(it[0]), None if it[1] is None else str(it[1]), *it[2:4]) for it in items]
         coarse = next((it for it in self.items if stride % it.step), None)
         if coarse is not None:
@@ -343,7 +349,7 @@ class ClipDataset(Dataset):
         self._counted: dict[int, int] = {}  # frame counts found by decoding (items without a count in the index)
         if encoded:
             self._check_encodable(preloaded=preload)
-        self.encoded = bool(encoded)
+        self.encoded, self.gpu_share = bool(encoded), float(gpu_share)
         if preload:
             self.preload()
 
@@ -357,6 +363,14 @@ class ClipDataset(Dataset):
         twin = copy.copy(self)
         twin.encoded = bool(encoded)
         return twin
+
+    def decodes_on_device(self, i: int) -> bool:
+        """Whether sample ``i`` of an encoded data set is handed over as JPEG bytes (else decoded by the worker).
+
+        Item ``i`` goes to the device when the fractional part of ``i·φ`` (φ = 0.618…, that of the golden ratio)
+        is under ``gpu_share``: any run of consecutive items — an evaluation batch — is split close to the share.
+        """
+        return self.encoded and (int(i) * _GOLDEN) % 1.0 < self.gpu_share
 
     def _check_encodable(self, preloaded: bool) -> None:
         video = next((it.path for it in self.items if not it.path.endswith(STORE_SUFFIX)), None)
@@ -452,7 +466,7 @@ class ClipDataset(Dataset):
     # ---- samples
 
     def __getitem__(self, key: int | tuple[int, int]):
-        return self._get(key, self.encoded)
+        return self._get(key, self.decodes_on_device(key[1] if isinstance(key, (tuple, list)) else key))
 
     def decoded(self, key: int | tuple[int, int]):
         """``dataset[key]`` as ``encoded=False`` makes it (decoded by OpenCV on the CPU): a clip whose JPEGs
@@ -588,7 +602,7 @@ class MultiViewDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int):
-        return self._get(i, self.dataset.encoded)
+        return self._get(i, self.dataset.decodes_on_device(i))
 
     def decoded(self, i: int):
         """``self[i]`` made on the CPU (see :meth:`ClipDataset.decoded`)."""
@@ -609,14 +623,15 @@ def collate(samples: list) -> tuple[torch.Tensor | EncodedBatch | None, torch.Te
 
     A :class:`Replaced` sample is batched and its broken file listed in ``skipped``.
     ``videos`` ``(B, …)`` and ``labels`` ``(B,)`` are ``None`` when every sample of the batch
-    was skipped. Pass ``skipped`` to :func:`report_skipped` in the main process. Encoded samples
-    (``encoded=True``) give an :class:`~minivb.data.device_decode.EncodedBatch` in place of ``videos``.
+    was skipped. Pass ``skipped`` to :func:`report_skipped` in the main process. A batch with encoded samples
+    (``encoded=True``) gives an :class:`~minivb.data.device_decode.EncodedBatch` in place of ``videos`` (with
+    the clips the workers decoded, under ``gpu_share`` < 1, inside it).
     """
     good = [s[:2] for s in samples if not isinstance(s, Skipped)]
     skipped = [s.skipped if isinstance(s, Replaced) else s for s in samples if isinstance(s, (Skipped, Replaced))]
     if not good:
         return None, None, skipped
-    if isinstance(good[0][0], EncodedClip):
+    if any(isinstance(v, EncodedClip) for v, _ in good):
         return collate_encoded([v for v, _ in good]), torch.tensor([y for _, y in good]), skipped
     videos, labels = default_collate(good)
     return videos, labels, skipped

@@ -19,6 +19,11 @@ The pieces:
   one bad frame never fails a batch.
 * :func:`resolve_decode` — the ``--decode {auto,cpu,gpu}`` choice for a run.
 
+The split, ``--gpu-share F`` (``ClipDataset(..., gpu_share=F)``): only a share F of the samples come as JPEG
+bytes, the workers decode the others as the cpu path does; a batch then carries both
+(:attr:`EncodedBatch.ready`), and :func:`decode_batch` puts every clip in its place. It is for a GPU that would
+spend more time decoding than the workers save it.
+
 The resize is done in float32 and rounded back to uint8, on every device: that is what torchvision's
 ``resize`` does on CUDA, so running this module on the CPU (the tests do) runs the GPU's arithmetic. The CPU
 path resizes uint8 directly (torchvision's native kernel); the two differ by rounding, at most a grey level or
@@ -72,26 +77,32 @@ class EncodedClip(NamedTuple):
 
 
 class EncodedBatch(NamedTuple):
-    """:class:`EncodedClip` s of a batch, concatenated (:func:`collate_encoded`)."""
+    """A batch of B clips: E :class:`EncodedClip` s, concatenated (:func:`collate_encoded`), and the B − E clips
+    that the workers decoded (``--gpu-share`` < 1)."""
 
     data: torch.Tensor  # uint8 (bytes,)
-    lengths: torch.Tensor  # int64 (F,): the JPEGs of clip 0, then of clip 1, …
-    frames: torch.Tensor  # int64 (B, V, T): positions among the batch's F JPEGs
-    boxes: torch.Tensor  # int64 (B, V, 4)
-    flips: torch.Tensor  # bool (B, V, 2)
-    sizes: torch.Tensor  # int64 (B, 2): height, width of each clip's frames
-    counts: torch.Tensor  # int64 (B,): JPEGs of each clip
-    keys: list  # (B,)
+    lengths: torch.Tensor  # int64 (F,): the JPEGs of encoded clip 0, then of encoded clip 1, …
+    frames: torch.Tensor  # int64 (E, V, T): positions among the batch's F JPEGs
+    boxes: torch.Tensor  # int64 (E, V, 4)
+    flips: torch.Tensor  # bool (E, V, 2)
+    sizes: torch.Tensor  # int64 (E, 2): height, width of each encoded clip's frames
+    counts: torch.Tensor  # int64 (E,): JPEGs of each encoded clip
+    keys: list  # (B,): what the data set was asked for; None for a clip the workers decoded
     multiview: bool
+    encoded: torch.Tensor  # bool (B,): True where the batch's clip is encoded, False where it is in ``ready``
+    ready: torch.Tensor | None  # uint8 (B − E, T, 3, S, S) or (B − E, V, T, 3, S, S): decoded by the workers
 
-    def clip_jpegs(self, b: int) -> range:
-        """Positions among the batch's JPEGs of clip ``b``'s own."""
-        start = int(self.counts[:b].sum())
-        return range(start, start + int(self.counts[b]))
+    def clip_jpegs(self, e: int) -> range:
+        """Positions among the batch's JPEGs of encoded clip ``e``'s own."""
+        start = int(self.counts[:e].sum())
+        return range(start, start + int(self.counts[e]))
 
 
-def collate_encoded(clips: Sequence[EncodedClip]) -> EncodedBatch:
-    """Batch :class:`EncodedClip` s: concatenate their bytes, renumber their frames into the batch's JPEGs."""
+def collate_encoded(samples: Sequence[EncodedClip | torch.Tensor]) -> EncodedBatch:
+    """Batch :class:`EncodedClip` s (at least one) and clips decoded already: concatenate the JPEG bytes, renumber
+    the frames into the batch's JPEGs, stack the decoded clips."""
+    clips = [c for c in samples if isinstance(c, EncodedClip)]
+    ready = [c for c in samples if not isinstance(c, EncodedClip)]
     frames, offset = [], 0
     for c in clips:
         frames.append(c.frames + offset)  # (V, T), into the batch's JPEG list
@@ -104,8 +115,10 @@ def collate_encoded(clips: Sequence[EncodedClip]) -> EncodedBatch:
         torch.stack([c.flips for c in clips]),
         torch.tensor([[c.height, c.width] for c in clips], dtype=torch.int64),
         torch.tensor([len(c.lengths) for c in clips], dtype=torch.int64),
-        [c.key for c in clips],
+        [c.key if isinstance(c, EncodedClip) else None for c in samples],
         clips[0].multiview,
+        torch.tensor([isinstance(c, EncodedClip) for c in samples]),
+        torch.stack(ready) if ready else None,
     )
 
 
@@ -132,18 +145,18 @@ def _bad_jpeg(error: RuntimeError) -> bool:
 
 
 def _decode_clipwise(batch: EncodedBatch, jpegs: list[torch.Tensor], device) -> tuple[list, list[int]]:
-    """After a failed batch call: decode clip by clip → (images with None for a failed clip's, failed clips)."""
+    """After a failed batch call: decode clip by clip → (images, None for a failed clip's; failed encoded clips)."""
     images: list[torch.Tensor | None] = [None] * len(jpegs)
     failed = []
-    for b in range(len(batch.keys)):
-        mine = batch.clip_jpegs(b)
+    for e in range(len(batch.counts)):
+        mine = batch.clip_jpegs(e)
         try:
             for k, image in zip(mine, decode_jpegs([jpegs[k] for k in mine], device)):
                 images[k] = image
-        except RuntimeError as e:
-            if not _bad_jpeg(e):
+        except RuntimeError as error:
+            if not _bad_jpeg(error):
                 raise
-            failed.append(b)
+            failed.append(e)
     return images, failed
 
 
@@ -156,12 +169,38 @@ def _resize(crop: torch.Tensor, size: int) -> torch.Tensor:
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def _cut(batch: EncodedBatch, images: list, failed: list[int], size: int, device) -> tuple[torch.Tensor, list[int]]:
+    """The encoded clips' decoded frames → their views, cropped, resized and flipped: uint8 ``(E, V, T, 3, S, S)``
+    (zeros for a failed clip), and the failed encoded clips — with those whose frames have the wrong size."""
+    E, V, T = batch.frames.shape
+    out = torch.zeros(E, V, T, 3, size, size, dtype=torch.uint8, device=device)
+    for e, (frames, boxes, flips, (height, width)) in enumerate(
+        zip(batch.frames.tolist(), batch.boxes.tolist(), batch.flips.tolist(), batch.sizes.tolist())
+    ):
+        if e in failed:
+            continue
+        if any(images[k].shape != (3, height, width) for k in batch.clip_jpegs(e)):
+            failed.append(e)
+            continue
+        for v in range(V):
+            top, left, h, w = boxes[v]
+            crop = torch.stack([images[k][:, top : top + h, left : left + w] for k in frames[v]])  # (T, 3, h, w)
+            clip = _resize(crop, size)  # (T, 3, size, size)
+            if flips[v][0]:
+                clip = clip.flip(-1)  # a mirror (the label was mapped by the worker)
+            if flips[v][1]:
+                clip = clip.flip(-2)
+            out[e, v] = clip
+    return out, sorted(failed)
+
+
 def decode_batch(batch: EncodedBatch, size: int, device: torch.device) -> tuple[torch.Tensor, list[int]]:
     """An :class:`EncodedBatch` → (uint8 clips on ``device``, positions of the clips that failed).
 
-    Clips: ``(B, T, 3, size, size)``, or ``(B, V, T, 3, size, size)`` for multi-view samples; a failed clip's
-    slot holds zeros (make it again with the data set's CPU path, :class:`DeviceDecoded` does). A clip fails
-    when one of its JPEGs does not decode or decodes to another size than its store's header says.
+    Clips: ``(B, T, 3, size, size)``, or ``(B, V, T, 3, size, size)`` for multi-view samples — the encoded
+    ones decoded here, the others (``batch.ready``) copied in; a failed clip's slot holds zeros (make it again
+    with the data set's CPU path, :class:`DeviceDecoded` does). A clip fails when one of its JPEGs does not
+    decode or decodes to another size than its store's header says.
     """
     jpegs = list(torch.split(batch.data, batch.lengths.tolist()))
     try:
@@ -172,27 +211,15 @@ def decode_batch(batch: EncodedBatch, size: int, device: torch.device) -> tuple[
         if device.type == "cuda":  # the failed call may still be writing (pytorch/vision#9606): let it finish
             torch.cuda.synchronize(device)
         images, failed = _decode_clipwise(batch, jpegs, device)
-    B, V, T = batch.frames.shape
-    out = torch.zeros(B, V, T, 3, size, size, dtype=torch.uint8, device=device)
-    for b, (frames, boxes, flips, (height, width)) in enumerate(
-        zip(batch.frames.tolist(), batch.boxes.tolist(), batch.flips.tolist(), batch.sizes.tolist())
-    ):
-        if b in failed:
-            continue
-        mine = [images[k] for k in batch.clip_jpegs(b)]
-        if any(image.shape != (3, height, width) for image in mine):
-            failed.append(b)
-            continue
-        for v in range(V):
-            top, left, h, w = boxes[v]
-            crop = torch.stack([images[k][:, top : top + h, left : left + w] for k in frames[v]])  # (T, 3, h, w)
-            clip = _resize(crop, size)  # (T, 3, size, size)
-            if flips[v][0]:
-                clip = clip.flip(-1)  # a mirror (the label was mapped by the worker)
-            if flips[v][1]:
-                clip = clip.flip(-2)
-            out[b, v] = clip
-    return (out if batch.multiview else out[:, 0]), sorted(failed)
+    out, failed = _cut(batch, images, failed, size, device)  # (E, V, T, 3, S, S)
+    out = out if batch.multiview else out[:, 0]
+    if batch.ready is None:  # every clip of the batch was encoded: E = B
+        return out, failed
+    encoded = batch.encoded.nonzero().squeeze(1)  # (E,): their places in the batch
+    clips = torch.empty(len(batch.keys), *out.shape[1:], dtype=torch.uint8, device=device)
+    clips[encoded.to(device)] = out
+    clips[(~batch.encoded).nonzero().squeeze(1).to(device)] = batch.ready.to(device, non_blocking=True)
+    return clips, [int(encoded[e]) for e in failed]
 
 
 # --------------------------------------------------------------------------- the loader
@@ -224,15 +251,21 @@ class DeviceDecoded:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def _decode(self, encoded: EncodedBatch, stream) -> tuple[torch.Tensor, list[int], torch.cuda.Event | None]:
-        """In the helper thread: decode on the side stream, and mark when it is done."""
+    def _decode(
+        self, encoded: EncodedBatch | torch.Tensor, stream
+    ) -> tuple[torch.Tensor, list[int], torch.cuda.Event | None]:
+        """In the helper thread: decode on the side stream, and mark when it is done. (A batch of clips that the
+        workers decoded, all of them — ``--gpu-share`` < 1 — is only copied to the device.)"""
         if stream is not None:
             # nvJPEG may write its outputs before work already queued on the stream has run, into blocks the
             # allocator just recycled (pytorch/vision#9606): let the previous batch's work finish first. Only
             # this thread waits; blocks freed on the model's stream are never handed to this one.
             stream.synchronize()
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            videos, failed = decode_batch(encoded, self.size, self.device)
+            if isinstance(encoded, EncodedBatch):
+                videos, failed = decode_batch(encoded, self.size, self.device)
+            else:
+                videos, failed = encoded.to(self.device, non_blocking=True), []
             event = None
             if stream is not None:
                 event = torch.cuda.Event()
@@ -251,7 +284,7 @@ class DeviceDecoded:
             current.wait_event(event)
             videos.record_stream(current)
         labels = labels.to(self.device, non_blocking=True)
-        keep = list(range(len(encoded.keys)))
+        keep = list(range(len(labels)))
         for b in failed:
             sample = self.dataset.decoded(encoded.keys[b])  # (clip, label), Replaced or Skipped
             if hasattr(sample, "reason"):  # Skipped (evaluation): drop the clip, name the file
@@ -262,7 +295,7 @@ class DeviceDecoded:
                 skipped.append(sample.skipped)  # in its place, the broken file named (once)
             videos[b] = sample[0].to(self.device)
             labels[b] = int(sample[1])
-        if len(keep) < len(encoded.keys):
+        if len(keep) < len(labels):
             index = torch.tensor(keep, dtype=torch.int64, device=self.device)
             videos, labels = (videos[index], labels[index]) if keep else (None, None)
         return videos, labels, skipped
