@@ -181,6 +181,16 @@ def test_horizontal_flip_remaps_the_label(toy):
     assert labels == {CLASSES.index("left_to_right")}
 
 
+def test_a_flip_table_that_names_no_class_is_refused(toy):
+    items, classes = load_items(toy, "train")
+    with pytest.raises(ValueError, match=r"^hflip maps to label\(s\) sideways that are not classes$"):
+        _dataset(toy, hflip={classes[0]: "sideways"})
+    with pytest.raises(ValueError, match=r"^vflip maps to label\(s\) upside that are not classes$"):
+        _dataset(toy, vflip={classes[1]: "upside", "not_a_class": "ignored"})  # absent classes' entries are ignored
+    ds = _dataset(toy, hflip={"not_a_class": "ignored"}, vflip={})
+    assert ds.hflip == list(range(len(classes))) and ds.vflip == list(range(len(classes)))
+
+
 def test_vertical_flip_only_when_asked_and_remaps_the_label(toy):
     """With vflip=toy.VFLIP, a top_to_bottom sample is sometimes the clip upside down, labelled bottom_to_top."""
     val = _dataset(toy, "train", size=64, num_frames=8, stride=1, train=False)

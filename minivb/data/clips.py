@@ -257,6 +257,20 @@ def crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[tuple
     return [(0, left), (top, left), (height - size, left)]
 
 
+def _flip_tables(classes: list[str], hflip: dict | None, vflip: dict | None) -> tuple[list[int], list[int] | None]:
+    """Label-name flip tables → class index → class index after a mirror (``hflip``; None: every label kept) and
+    after an upside-down flip (``vflip``; None: no vertical flips). Entries for absent classes are ignored."""
+    index = {c: i for i, c in enumerate(classes)}
+    for name, table in (("hflip", hflip), ("vflip", vflip)):
+        bad = sorted({(table or {}).get(c, c) for c in classes} - set(index))
+        if bad:
+            raise ValueError(f"{name} maps to label(s) {', '.join(bad[:5])} that are not classes")
+    return (
+        [index[hflip.get(c, c)] if hflip is not None else i for i, c in enumerate(classes)],
+        None if vflip is None else [index[vflip.get(c, c)] for c in classes],
+    )
+
+
 class ClipDataset(Dataset):
     """Clips of ``num_frames`` frames ``stride`` apart → ``(video (T, 3, size, size) uint8, label)``.
 
@@ -334,14 +348,7 @@ class ClipDataset(Dataset):
             raise ValueError(
                 f"{self.items[self.labels.index(-1)].path} has no label; training needs a label for every item"
             )
-        for name, table in (("hflip", hflip), ("vflip", vflip)):
-            bad = sorted(
-                {(table or {}).get(c, c) for c in self.classes} - set(index)
-            )  # entries for absent classes are ignored
-            if bad:
-                raise ValueError(f"{name} maps to label(s) {', '.join(bad[:5])} that are not classes")
-        self.hflip = [index[hflip.get(c, c)] if hflip is not None else i for i, c in enumerate(self.classes)]
-        self.vflip = None if vflip is None else [index[vflip.get(c, c)] for c in self.classes]
+        self.hflip, self.vflip = _flip_tables(self.classes, hflip, vflip)
         self.num_frames, self.stride, self.size = num_frames, stride, size
         self.train, self.seed, self.epoch = bool(train), int(seed), 0
         self.crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
