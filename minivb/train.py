@@ -93,7 +93,7 @@ def _data_and_run_options(g) -> None:
         "--gpu-share",
         type=fraction,
         help="with --decode gpu: the share of each batch's clips decoded on the GPU, the workers decode the rest "
-        "(default: 1)",
+        "(default: 1; a resumed run keeps its own unless one is given)",
     )
     g.add_argument(
         "--limit-train", type=positive_int, help="use only N training videos (a fixed random subset; quick runs)"

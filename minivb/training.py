@@ -84,6 +84,8 @@ RUNTIME_OPTIONS = set("out resume device workers save_every compile preload data
 def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
     """Given options → (full options: the data set's preset, then ``given``; checkpoint to resume from or None; its
     path)."""
+    if given.get("gpu_share", 1) != 1 and given.get("decode") == "cpu":
+        raise UsageError(f"--gpu-share {given['gpu_share']:g} goes with --decode gpu (with cpu the workers decode all)")
     if "resume" not in given:
         dataset = registry.get(given.get("subset"))
         preset = given.get("preset", dataset.name)
@@ -210,11 +212,7 @@ def build_data(
         )
     except ValueError as e:
         raise UsageError(str(e)) from None
-    share = opts.get("gpu_share", 1.0)  # (a run of before --gpu-share: all of it)
-    if share != 1 and decode != "gpu":
-        raise UsageError(
-            f"--gpu-share {share:g} goes with --decode gpu: with --decode cpu the workers decode every clip"
-        )
+    share = opts.get("gpu_share", 1.0) if decode == "gpu" else 1.0  # cpu: the workers decode every clip
     common = dict(
         num_frames=opts["num_frames"],
         stride=opts["stride"],

@@ -434,6 +434,8 @@ def test_help(capsys, run_module):
         (["decode", "--repeats", "0"], "--repeats"),
         (["loader", "--json", "{tmp}/no/such/folder/out.json"], "/no/such/folder does not exist; make it first"),
         (["loader", "--preset", "imagenet"], "--preset"),
+        (["loader", "--preset", "toy", "--gpu-share", "0.5"], "--gpu-share goes with --decode gpu"),
+        (["loader", "--gpu-share", "1.5"], "must be <= 1"),
         (["flops", "--preset", "toy"], "--preset"),
         (["flops", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
         (["contention", "--settings", "fast"], "--settings"),

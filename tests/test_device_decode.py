@@ -175,6 +175,30 @@ def test_a_gpu_share_splits_each_batch_between_the_workers_and_the_device(stores
         assert torch.equal(ya, yb) and sa == sb == []
 
 
+def test_a_gpu_share_splits_multiview_batches_too(stores, tmp_path):
+    """2 clips × 3 crops per video, half the videos decoded by the workers; then one bad video of each kind is
+    dropped from evaluation and named, the others keep their places."""
+    items = stores * 2
+    cpu, half = _pair(items, train=False, gpu_share=0.5)
+    a = collate([MultiViewDataset(cpu, 2, 3)[i] for i in range(len(items))])
+    b = collate([MultiViewDataset(half, 2, 3)[i] for i in range(len(items))])
+    assert b[0].multiview and b[0].ready.shape == (6, 6, 5, 3, 40, 40)
+    _close(_decoded(b[0], 40), a[0])  # (B, V, T, 3, 40, 40)
+    on = [half.decodes_on_device(i) for i in range(6)]
+    bad = [on.index(True, 1), on.index(False)]  # one encoded, one decoded by a worker
+    items = list(stores)
+    for k in bad:  # every clip of it is broken
+        items[k] = (_corrupt_frame(stores[k][0], tmp_path / f"bad{k}.jpgs", 0), stores[k][1], 1, 1)
+    cpu, half = _pair(items, train=False, gpu_share=0.5)
+    ((v, y, skipped),) = DeviceDecoded(
+        DataLoader(MultiViewDataset(half, 1, 3), batch_size=6, collate_fn=collate), 40, CPU
+    )
+    keep = [i for i in range(6) if i not in bad]
+    assert sorted(s.path for s in skipped) == sorted(items[k][0] for k in bad)
+    assert y.tolist() == [cpu.labels[i] for i in keep]
+    _close(v, torch.stack([cpu.views(i, 1, 3) for i in keep]))
+
+
 def test_a_batch_the_workers_decoded_whole_passes_through(stores):
     """With a small share some batches hold no encoded clip at all (and ``gpu_share=0`` none ever): the device
     loader only moves them to the device."""
@@ -367,6 +391,22 @@ def test_training_with_gpu_decoding_stops_and_resumes_bit_exactly(prepared, tmp_
         assert torch.equal(whole["model"][k], resumed["model"][k]), k
 
 
+def test_a_split_run_resumes_with_the_cpu_path(prepared, tmp_path):
+    """Where the GPU cannot decode (resolve_decode says: use --decode cpu), a --gpu-share run resumes on the cpu
+    path: its share applies to gpu decoding only."""
+    out = tmp_path / "run"
+    args = ["--subset", "k400", "--data-root", str(prepared), "--decode", "gpu", "--gpu-share", "0.5", *TINY]
+
+    def stop_at_3(state):
+        if state.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    assert _train([*args, "--out", str(out)], on_step=stop_at_3) == 0
+    assert _train(["--resume", str(out), "--decode", "cpu"]) == 0
+    ckpt = read_checkpoint(out / "last.pt")
+    assert ckpt["step"] == 16 and ckpt["args"]["decode"] == "cpu" and ckpt["args"]["gpu_share"] == 0.5
+
+
 def test_the_commands_take_decode_gpu_on_frame_stores(prepared, tmp_path, capsys):
     from minivb.evaluate import main as evaluate
     from minivb.predict import main as predict
@@ -429,7 +469,7 @@ def test_decode_gpu_on_videos_is_a_one_line_error(toy, tmp_path, one_line_error,
 
     video = str(toy / "val" / "left_to_right" / "left_to_right_0000.mp4")
     one_line_error(train, ["--data-root", str(toy), "--out", str(tmp_path / "r"), "--decode", "gpu"], "is a video")
-    share = ["--data-root", str(toy), "--out", str(tmp_path / "r"), "--gpu-share", "0.5"]
+    share = ["--data-root", str(toy), "--out", str(tmp_path / "r"), "--gpu-share", "0.5", "--decode", "cpu"]
     one_line_error(train, share, "--gpu-share 0.5 goes with --decode gpu")
     one_line_error(evaluate, ["--checkpoint", str(tiny_run), "--decode", "gpu", "--out", str(tmp_path / "e")], "video")
     one_line_error(predict, [video, "--checkpoint", str(tiny_run), "--decode", "gpu"], "--decode cpu")

@@ -401,6 +401,8 @@ def _runs(opts, s: dict, folder: Path, notes: list[str], device: torch.device) -
     """``[(source, items, classes, decode, gpu share)]``: each source with each ``--decode`` that applies to it
     (gpu decoding needs frame stores: the original videos are measured with cpu decoding only), gpu once for
     each ``--gpu-share``."""
+    if opts.gpu_share != [1.0] and "gpu" not in opts.decode:
+        raise UsageError("--gpu-share goes with --decode gpu (e.g. --decode cpu gpu --gpu-share 1 0.5)")
     runs: dict[tuple, tuple] = {}
     for name, items, classes in _sources(opts, s, folder, notes):
         paths = [it.path for it in items]

@@ -39,6 +39,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import torch
 from torch.nn import functional as F
+from torch.utils.data import default_collate
 
 __all__ = [
     "DECODE_CHOICES",
@@ -118,7 +119,7 @@ def collate_encoded(samples: Sequence[EncodedClip | torch.Tensor]) -> EncodedBat
         [c.key if isinstance(c, EncodedClip) else None for c in samples],
         clips[0].multiview,
         torch.tensor([isinstance(c, EncodedClip) for c in samples]),
-        torch.stack(ready) if ready else None,
+        default_collate(ready) if ready else None,  # stacked into shared memory, in a worker
     )
 
 
@@ -169,11 +170,10 @@ def _resize(crop: torch.Tensor, size: int) -> torch.Tensor:
     return out.round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _cut(batch: EncodedBatch, images: list, failed: list[int], size: int, device) -> tuple[torch.Tensor, list[int]]:
-    """The encoded clips' decoded frames → their views, cropped, resized and flipped: uint8 ``(E, V, T, 3, S, S)``
-    (zeros for a failed clip), and the failed encoded clips — with those whose frames have the wrong size."""
-    E, V, T = batch.frames.shape
-    out = torch.zeros(E, V, T, 3, size, size, dtype=torch.uint8, device=device)
+def _cut(batch: EncodedBatch, images: list, failed: list[int], out: torch.Tensor, places: list[int]) -> list[int]:
+    """The encoded clips' decoded frames → their views, cropped, resized and flipped, into ``out[places[e]]``
+    (uint8 ``(B, V, T, 3, S, S)``) → the failed encoded clips, with those whose frames have the wrong size."""
+    failed, size = list(failed), out.shape[-1]
     for e, (frames, boxes, flips, (height, width)) in enumerate(
         zip(batch.frames.tolist(), batch.boxes.tolist(), batch.flips.tolist(), batch.sizes.tolist())
     ):
@@ -182,16 +182,15 @@ def _cut(batch: EncodedBatch, images: list, failed: list[int], size: int, device
         if any(images[k].shape != (3, height, width) for k in batch.clip_jpegs(e)):
             failed.append(e)
             continue
-        for v in range(V):
-            top, left, h, w = boxes[v]
+        for v, ((top, left, h, w), (mirror, upside_down)) in enumerate(zip(boxes, flips)):
             crop = torch.stack([images[k][:, top : top + h, left : left + w] for k in frames[v]])  # (T, 3, h, w)
             clip = _resize(crop, size)  # (T, 3, size, size)
-            if flips[v][0]:
-                clip = clip.flip(-1)  # a mirror (the label was mapped by the worker)
-            if flips[v][1]:
+            if mirror:
+                clip = clip.flip(-1)  # (the label was mapped by the worker)
+            if upside_down:
                 clip = clip.flip(-2)
-            out[e, v] = clip
-    return out, sorted(failed)
+            out[places[e], v] = clip
+    return sorted(failed)
 
 
 def decode_batch(batch: EncodedBatch, size: int, device: torch.device) -> tuple[torch.Tensor, list[int]]:
@@ -211,15 +210,15 @@ def decode_batch(batch: EncodedBatch, size: int, device: torch.device) -> tuple[
         if device.type == "cuda":  # the failed call may still be writing (pytorch/vision#9606): let it finish
             torch.cuda.synchronize(device)
         images, failed = _decode_clipwise(batch, jpegs, device)
-    out, failed = _cut(batch, images, failed, size, device)  # (E, V, T, 3, S, S)
-    out = out if batch.multiview else out[:, 0]
-    if batch.ready is None:  # every clip of the batch was encoded: E = B
-        return out, failed
-    encoded = batch.encoded.nonzero().squeeze(1)  # (E,): their places in the batch
-    clips = torch.empty(len(batch.keys), *out.shape[1:], dtype=torch.uint8, device=device)
-    clips[encoded.to(device)] = out
-    clips[(~batch.encoded).nonzero().squeeze(1).to(device)] = batch.ready.to(device, non_blocking=True)
-    return clips, [int(encoded[e]) for e in failed]
+    _, V, T = batch.frames.shape
+    out = torch.zeros(len(batch.keys), V, T, 3, size, size, dtype=torch.uint8, device=device)  # (B, V, T, 3, S, S)
+    places = [b for b, encoded in enumerate(batch.encoded.tolist()) if encoded]  # (E,) — Python ints: no GPU sync
+    failed = _cut(batch, images, failed, out, places)
+    if batch.ready is not None:  # the clips the workers decoded, in their places
+        ready = batch.ready.to(device, non_blocking=True).view(-1, V, T, 3, size, size)  # (B − E, V, T, 3, S, S)
+        for r, b in enumerate(b for b, encoded in enumerate(batch.encoded.tolist()) if not encoded):
+            out[b] = ready[r]
+    return (out if batch.multiview else out[:, 0]), [places[e] for e in failed]
 
 
 # --------------------------------------------------------------------------- the loader

@@ -1,4 +1,4 @@
-"""Batches of clips: the one DataLoader that training, evaluation, inference and the loader benchmark use.
+"""Batches of clips: the one DataLoader of training, evaluation, inference, pretraining and the loader benchmark.
 
 Every one of them batches a clip data set the same way — worker processes, :func:`~minivb.data.clips.collate`
 (``(videos, labels, skipped)``), pinned memory on CUDA, and, where the data set hands out JPEG bytes
