@@ -212,11 +212,12 @@ def decode_batch(batch: EncodedBatch, size: int, device: torch.device) -> tuple[
         images, failed = _decode_clipwise(batch, jpegs, device)
     _, V, T = batch.frames.shape
     out = torch.zeros(len(batch.keys), V, T, 3, size, size, dtype=torch.uint8, device=device)  # (B, V, T, 3, S, S)
-    places = [b for b, encoded in enumerate(batch.encoded.tolist()) if encoded]  # (E,) — Python ints: no GPU sync
+    encoded = batch.encoded.tolist()  # (B,): Python positions, so no index tensor is copied to the GPU (a sync)
+    places = [b for b in range(len(encoded)) if encoded[b]]  # (E,)
     failed = _cut(batch, images, failed, out, places)
     if batch.ready is not None:  # the clips the workers decoded, in their places
         ready = batch.ready.to(device, non_blocking=True).view(-1, V, T, 3, size, size)  # (B − E, V, T, 3, S, S)
-        for r, b in enumerate(b for b, encoded in enumerate(batch.encoded.tolist()) if not encoded):
+        for r, b in enumerate(b for b in range(len(encoded)) if not encoded[b]):
             out[b] = ready[r]
     return (out if batch.multiview else out[:, 0]), [places[e] for e in failed]
 
