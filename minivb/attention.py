@@ -2,8 +2,9 @@
 
     "The self-attention mechanism in the Transformer layers lets the model learn the
      relations between frames. It learns representations by computing the relations
-     between different elements of the input sequence ... through the self-attention
-     matrix."                                                    — seed, §3 step 3
+     between different elements of the input sequence. It does not depend on particular
+     embeddings or fully connected layers: it learns representations through the
+     self-attention matrix."                                     — seed, §3 step 3
 
     "Multi-head attention lets the model learn different kinds of relations. It splits
      the input representation into several heads and applies self-attention to each

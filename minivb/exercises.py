@@ -50,14 +50,16 @@ def _same(got: Any, want: torch.Tensor, what: str, atol: float = 1e-5) -> str | 
 
 
 def _sample_at_fps(answer: Callable) -> str | None:
-    for frames, fps, target in [(300, 30.0, 5.0), (250, 25.0, 8.0), (91, 29.97, 2.0), (10, 24.0, 7.0)]:
+    cases = [(300, 30.0, 5.0), (250, 25.0, 8.0), (91, 29.97, 2.0), (10, 24.0, 7.0), (62, 30.0, 15.0)]
+    for frames, fps, target in cases:  # the last: 62 / 30 · 15 is 31.000000000000004 in floating point
         got = answer(frames, fps, target)
         got = [int(i) for i in got]
         want = math.ceil(frames / fps * target - 1e-9)  # one frame per 1/target seconds, from 0 s, inside the video
         case = f"sample_at_fps({frames}, {fps}, {target})"
         if len(got) != want:
             every = f"a {frames / fps:.2f} s video sampled every {1 / target:.3f} s"
-            return f"{case} kept {len(got)} frames; {every} gives {want}"
+            end = "; a time at the video's very end is outside it" if len(got) == want + 1 else ""
+            return f"{case} kept {len(got)} frames; {every} gives {want}{end}"
         if any(not 0 <= i < frames for i in got):
             return f"{case}: every index must be a frame of the video, 0 … {frames - 1}"
         far = [k for k, i in enumerate(got) if abs(i - k * fps / target) > 0.5 + 1e-9]

@@ -87,7 +87,7 @@ def plot_attention(
     axes = fig.subplots(1 + len(maps), T, squeeze=False)
     for t in range(T):
         axes[0, t].imshow(frames[t])
-        axes[0, t].set_title(f"frame {t}", fontsize=8)
+        axes[0, t].set_title(f"clip frame {t}", fontsize=8)
     for row, (name, m) in enumerate(maps.items(), start=1):
         m = m.detach().float().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m, dtype=np.float64)
         grid = int(round(np.sqrt(m.shape[-1])))

@@ -34,24 +34,7 @@ def toy(tmp_path_factory) -> Path:
 
 
 # A model small enough to train in seconds: 4 frames of 32×32, one layer of width 32.
-TINY = [
-    "--epochs",
-    "2",
-    "--batch-size",
-    "2",
-    "--num-frames",
-    "4",
-    "--stride",
-    "1",
-    "--size",
-    "32",
-    "--dim",
-    "32",
-    "--depth",
-    "1",
-    "--heads",
-    "2",
-]
+TINY = "--epochs 2 --batch-size 2 --num-frames 4 --stride 1 --size 32 --dim 32 --depth 1 --heads 2".split()
 
 
 @pytest.fixture(scope="session")

@@ -24,30 +24,10 @@ from minivb.files import write_json
 from minivb.video import read_frames, video_info
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
-TINY_MODEL = [
-    "--encoder",
-    "small",
-    "--size",
-    "32",
-    "--grid",
-    "2",
-    "--num-frames",
-    "4",
-    "--dim",
-    "32",
-    "--depth",
-    "1",
-    "--heads",
-    "2",
-    "--batch-size",
-    "2",
-    "--steps",
-    "2",
-    "--warmup",
-    "1",
-    "--repeats",
-    "1",
-]
+TINY_MODEL = (
+    "--encoder small --size 32 --grid 2 --num-frames 4 --dim 32 --depth 1 "
+    "--heads 2 --batch-size 2 --steps 2 --warmup 1 --repeats 1"
+).split()
 
 
 def _strict_json(path):
@@ -348,33 +328,9 @@ def test_flops_command(tmp_path, capsys, monkeypatch):
 
 def test_contention_tiny(tmp_path, capsys):
     out = tmp_path / "contention.json"
-    args = [
-        "contention",
-        "--settings",
-        "1-thread",
-        "--neighbours",
-        "spin",
-        "--seconds",
-        "0",
-        "--warmup",
-        "0",
-        "--repeats",
-        "1",
-        "--size",
-        "32",
-        "--num-frames",
-        "2",
-        "--dim",
-        "32",
-        "--depth",
-        "1",
-        "--heads",
-        "2",
-        "--batch-size",
-        "2",
-        "--json",
-        str(out),
-    ]
+    contention = "contention --settings 1-thread --neighbours spin --seconds 0 --warmup 0 --repeats 1"
+    model = "--size 32 --num-frames 2 --dim 32 --depth 1 --heads 2 --batch-size 2"
+    args = [*contention.split(), *model.split(), "--json", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| setting | neighbour | clips/s |" in printed and "| 1-thread | spin |" in printed

@@ -26,6 +26,7 @@ WRONG = {
     "01.1": [
         lambda n, fps, target: list(range(0, n, round(fps / target))),  # a whole step: drifts, and a frame too many
         lambda n, fps, target: [int(k * fps / target) for k in range(math.ceil(n / fps * target))][::-1],  # reversed
+        lambda n, fps, target: [round(k * fps / target) for k in range(math.ceil(n / fps * target))],  # 62/30·15 > 31
     ],
     "01.2": [
         lambda frame, size, stride: np.stack([frame[:size, :size]]),  # one region

@@ -33,29 +33,10 @@ LABELS = [
     "cooking, stirring",
 ]  # quotes, parentheses, a comma
 SMALL = ["--short-side", "48", "--frame-step", "2", "--min-frames", "16", "--workers", "2"]
-TINY_MODEL = [
-    "--encoder",
-    "small",
-    "--no-pretrained",
-    "--size",
-    "32",
-    "--num-frames",
-    "4",
-    "--stride",
-    "4",
-    "--grid",
-    "2",
-    "--dim",
-    "32",
-    "--depth",
-    "1",
-    "--heads",
-    "2",
-    "--batch-size",
-    "4",
-    "--workers",
-    "0",
-]
+TINY_MODEL = (
+    "--encoder small --no-pretrained --size 32 --num-frames 4 --stride 4 --grid 2 "
+    "--dim 32 --depth 1 --heads 2 --batch-size 4 --workers 0"
+).split()
 
 
 def _clip(path: Path, n: int = 40, height: int = 64, width: int = 96) -> bytes:

@@ -332,26 +332,9 @@ def _learn_counting():
 # --------------------------------------------------------------------------- python -m minivb.pretrain and --init-from
 
 # The tiny model of conftest's TINY (4 frames of 32×32, width 32, 1 layer, 2 heads): the pretraining must match it.
-TINY_PRE = [
-    "--num-frames",
-    "4",
-    "--stride",
-    "1",
-    "--size",
-    "32",
-    "--dim",
-    "32",
-    "--depth",
-    "1",
-    "--heads",
-    "2",
-    "--levels",
-    "2",
-    "--clusters",
-    "3",
-    "--batch-size",
-    "8",
-]
+TINY_PRE = (
+    "--num-frames 4 --stride 1 --size 32 --dim 32 --depth 1 --heads 2 --levels 2 --clusters 3 --batch-size 8".split()
+)
 
 
 @pytest.fixture(scope="module")

@@ -22,26 +22,9 @@ from minivb.data.toy import CLASSES
 from minivb.train import main, parse_args
 from minivb.training import train
 
-TINY = [
-    "--epochs",
-    "2",
-    "--batch-size",
-    "2",
-    "--num-frames",
-    "4",
-    "--size",
-    "32",
-    "--dim",
-    "32",
-    "--depth",
-    "1",
-    "--heads",
-    "2",
-    "--save-every",
-    "3",
-    "--limit-val",
-    "6",
-]
+TINY = (
+    "--epochs 2 --batch-size 2 --num-frames 4 --size 32 --dim 32 --depth 1 --heads 2 --save-every 3 --limit-val 6"
+).split()
 STEPS = 16  # 2 epochs × 16 videos / batch 2
 # One thread per process: tiny models gain nothing from more, and on a shared 2-core machine
 # OpenMP threads that wait for each other are many times slower.
