@@ -112,6 +112,13 @@ def _clip_and_model_options(g) -> None:
     g.add_argument("--num-frames", type=positive_int, help="frames per clip")
     g.add_argument("--stride", type=positive_int, help="take every STRIDE-th frame")
     g.add_argument("--size", type=positive_int, help="frame side in pixels after cropping")
+    g.add_argument(
+        "--flips",
+        action=argparse.BooleanOptionalAction,
+        help="mirror training clips at random (default: on); what a mirror does to a label is the data set's rule: "
+        "the toy set swaps its twins, other data keep the label. --no-flips for classes that a mirror turns into "
+        "each other (e.g. swiping left / right)",
+    )
     g.add_argument("--encoder", choices=("small", "resnet18", "resnet50"), help="per-frame CNN")
     g.add_argument("--pretrained", action=argparse.BooleanOptionalAction, help="ImageNet weights for a ResNet encoder")
     g.add_argument("--grid", type=positive_int, help="regions per frame = grid²")

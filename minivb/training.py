@@ -99,6 +99,7 @@ def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
             compile=False,
             decode="auto",
             gpu_share=1.0,
+            flips=True,
             limit_train=None,
             limit_val=None,
             init_from=None,
@@ -118,7 +119,7 @@ def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
             f"--resume {path} would continue an older point of its run and overwrite the run's last.pt; "
             f"pass a new --out for the branch"
         )
-    opts = dict(ckpt["args"])
+    opts = {"flips": True} | ckpt["args"]  # a run from before --flips mirrored its clips
     for key, value in given.items():
         if key not in RUNTIME_OPTIONS and opts.get(key) != value:
             flag = "--" + key.replace("_", "-")
@@ -223,7 +224,9 @@ def build_data(
         gpu_share=share,
     )
     try:
-        train_set = ClipDataset(train_items, classes, train=True, hflip=hflip, vflip=vflip, **common)
+        train_set = ClipDataset(
+            train_items, classes, train=True, hflip=hflip, vflip=vflip, flips=opts.get("flips", True), **common
+        )
         val_set = ClipDataset(val_items, classes, train=False, **common)
     except ValueError as e:
         raise UsageError(str(e)) from None

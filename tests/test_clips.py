@@ -181,6 +181,30 @@ def test_horizontal_flip_remaps_the_label(toy):
     assert labels == {CLASSES.index("left_to_right")}
 
 
+def test_no_flips_leaves_every_other_draw_alone(toy):
+    """flips=False: each training sample is the flipping data set's before its mirrors, with its own label — the same
+    time window and crop, whatever the flips drew."""
+    flipping = _dataset(toy, vflip=VFLIP)
+    plain = _dataset(toy, vflip=VFLIP, flips=False)
+    mirrored = 0
+    for epoch in range(3):
+        for i in range(len(plain)):
+            (video, label), (kept, own) = flipping[(epoch, i)], plain[(epoch, i)]
+            assert own == plain.labels[i]
+            ways = []  # the mirrors (horizontal, vertical) that turn the plain sample into the flipping one
+            for h in (False, True):
+                for v in (False, True):
+                    x = kept.flip(-1) if h else kept
+                    x = x.flip(-2) if v else x
+                    mapped = flipping.hflip[own] if h else own
+                    mapped = flipping.vflip[mapped] if v else mapped
+                    if torch.equal(video, x) and label == mapped:
+                        ways.append((h, v))
+            assert ways, (epoch, i)
+            mirrored += (False, False) not in ways
+    assert mirrored > 10  # of 48 samples: the flips were really drawn
+
+
 def test_a_flip_table_that_names_no_class_is_refused(toy):
     items, classes = load_items(toy, "train")
     with pytest.raises(ValueError, match=r"^hflip maps to label\(s\) sideways that are not classes$"):

@@ -296,6 +296,17 @@ def test_a_users_folder_with_a_meta_json_is_never_called_deletable(tmp_path, one
     assert len(toy.read_index(interrupted, "train")) == 8 * toy.ToyConfig().train_per_class
 
 
+def test_no_flips_reaches_the_training_clips(toy):
+    from minivb.data.clips import load_items
+    from minivb.training import build_data, resolve_options
+
+    items, classes = load_items(toy, "train")
+    for argv, want in (([], True), (["--no-flips"], False), (["--flips"], True)):
+        opts, _, _ = resolve_options(parse_args(["--data-root", str(toy), *TINY, "--no-preload", *argv]))
+        train_set = build_data(opts, classes, items, items, torch.device("cpu"), 0, 1)[0]
+        assert opts["flips"] is want and train_set.flips is want
+
+
 def test_a_warmup_longer_than_the_run_is_said(toy, tmp_path, capsys):
     argv = ["--data-root", str(toy), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1", "--warmup-epochs", "3"]
     assert main(argv) == 0
@@ -580,6 +591,11 @@ def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path
     )
     one_line_error(main, ["--resume", str(model_only)], "no training state")
     one_line_error(main, ["--resume", str(ref), "--dim", "64"], "was trained with --dim=32, not 64")
+    one_line_error(main, ["--resume", str(ref), "--no-flips"], "was trained with --flips=True, not False")
+    older = read_checkpoint(ref / "last.pt")  # a run from before --flips: it mirrored its clips
+    older["args"].pop("flips")
+    older_path = save_checkpoint(tmp_path / "older" / "last.pt", older)
+    one_line_error(main, ["--resume", str(older_path), "--no-flips"], "was trained with --flips=True, not False")
     one_line_error(main, ["--data-root", str(toy), "--out", str(ref), *TINY], f"--out {ref} already holds a run")
     msg = one_line_error(
         main,

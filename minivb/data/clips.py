@@ -284,6 +284,7 @@ class ClipDataset(Dataset):
     label name, e.g. :data:`minivb.data.toy.HFLIP`; ``None`` = a mirror keeps the label),
     and, only if ``vflip`` is given (e.g. :data:`minivb.data.toy.VFLIP`; real videos are
     not upside down), a vertical flip with probability 0.5 that maps the label through it.
+    ``flips=False``: no mirror of either kind (the crop and the time window are drawn as with flips).
     ``train=False``: the centre clip, its centre square resized to ``size``.
 
     Frames stay uint8 from the file to the batch: crops are cut before anything is resized,
@@ -317,6 +318,7 @@ class ClipDataset(Dataset):
         seed: int = 0,
         hflip: dict[str, str] | None = None,
         vflip: dict[str, str] | None = None,
+        flips: bool = True,
         preload: bool = False,
         scale: tuple[float, float] = (0.6, 1.0),
         encoded: bool = False,
@@ -349,6 +351,7 @@ class ClipDataset(Dataset):
                 f"{self.items[self.labels.index(-1)].path} has no label; training needs a label for every item"
             )
         self.hflip, self.vflip = _flip_tables(self.classes, hflip, vflip)
+        self.flips = bool(flips)
         self.num_frames, self.stride, self.size = num_frames, stride, size
         self.train, self.seed, self.epoch = bool(train), int(seed), 0
         self.crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
@@ -512,8 +515,9 @@ class ClipDataset(Dataset):
     def _train_sample(self, i: int, epoch: int, key, encoded: bool) -> tuple[torch.Tensor | EncodedClip, int]:
         seed = sample_seed(_SAMPLE, self.seed, epoch, i)  # four streams: time, flip, crop, vertical flip
         idx = self._indices(i, "random", seed)  # (T,)
-        flip = bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 1)) < 0.5)
-        vflip = self.vflip is not None and bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 3)) < 0.5)
+        flip = self.flips and bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 1)) < 0.5)
+        vflip = self.flips and self.vflip is not None
+        vflip = vflip and bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 3)) < 0.5)
         label = self.labels[i]
         label = self.hflip[label] if flip else label  # a mirror can change the class (left ⟷ right)
         label = self.vflip[label] if vflip else label  # (top ⟷ bottom)
