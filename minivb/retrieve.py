@@ -132,8 +132,9 @@ def _evaluate_parser(sub) -> None:
         "--confusion",
         metavar="PNG",
         help="also draw the nearest-neighbour confusion matrix (row: a video's "
-        "label, column: its nearest other video's label) to this picture",
+        "label, column: its nearest other video's label) to this picture (refused if it exists, unless --force)",
     )
+    q.add_argument("--force", action="store_true", help="overwrite an existing --confusion picture (never --index)")
 
 
 def _gallery(path: str) -> Gallery:
@@ -309,7 +310,6 @@ def _draw_confusion(png: Path, confusion, classes: list[str], metrics: dict) -> 
     """The nearest-neighbour confusion matrix (C, C) → the picture ``png`` (--confusion)."""
     from .evaluation import plot_confusion
 
-    runs.writable_folder(png.parent, "--confusion")
     ax = plot_confusion(confusion, classes, title=f"nearest neighbour: recall@1 {100 * metrics['recall@1']:.1f}%")
     ax.set(xlabel="label of the nearest other video", ylabel="label of the query")
     buf = io.BytesIO()
@@ -338,6 +338,8 @@ def _print_metrics(index: str, metrics: dict, classes: list[str]) -> None:
 
 def _evaluate(opts: argparse.Namespace) -> int:
     """'evaluate': leave-one-out Recall@K and mAP of a labelled gallery, and its confusion picture if asked."""
+    if opts.confusion:  # before any work
+        runs.output_file(Path(opts.confusion), "--confusion", force=opts.force, inputs=[opts.index])
     gallery = _gallery(opts.index)
     if gallery.labels is None:
         raise UsageError(

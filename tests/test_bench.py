@@ -326,11 +326,15 @@ def test_flops_command(tmp_path, capsys, monkeypatch):
 # --------------------------------------------------------------------------- contention
 
 
+CONTENTION = (
+    "contention --settings 1-thread --neighbours spin --seconds 0 --warmup 0 --repeats 1 "
+    "--size 32 --num-frames 2 --dim 32 --depth 1 --heads 2 --batch-size 2"
+).split()  # a tiny model, no wait: seconds
+
+
 def test_contention_tiny(tmp_path, capsys):
     out = tmp_path / "contention.json"
-    contention = "contention --settings 1-thread --neighbours spin --seconds 0 --warmup 0 --repeats 1"
-    model = "--size 32 --num-frames 2 --dim 32 --depth 1 --heads 2 --batch-size 2"
-    args = [*contention.split(), *model.split(), "--json", str(out)]
+    args = [*CONTENTION, "--json", str(out)]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "| setting | neighbour | clips/s |" in printed and "| 1-thread | spin |" in printed
@@ -400,6 +404,15 @@ def test_help(capsys, run_module):
 )
 def test_bad_options_one_line_exit_2(tmp_path, one_line_error, args, says):
     one_line_error(main, [a.format(tmp=tmp_path) for a in args], says)  # argparse's errors and ours alike
+
+
+def test_json_never_writes_over_an_earlier_result_or_an_input(tmp_path, one_line_error):
+    out = tmp_path / "earlier.json"
+    out.write_text("an earlier run's numbers")
+    one_line_error(main, [*CONTENTION, "--json", str(out)], f"--json {out} already exists; pass --force")
+    assert out.read_text() == "an earlier run's numbers"  # refused before any work
+    one_line_error(main, ["decode", "--videos", str(out), "--json", str(out), "--force"], "this command's inputs")
+    assert main([*CONTENTION, "--json", str(out), "--force"]) == 0 and _strict_json(out)["results"]
 
 
 def test_bad_option_from_the_shell(tmp_path, run_module):

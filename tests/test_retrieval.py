@@ -246,6 +246,14 @@ def test_index_evaluate_and_search_a_labelled_split(gallery_file, tiny_run, toy,
     cm = torch.tensor(report["neighbour_confusion"])
     assert cm.shape == (8, 8) and cm.sum() == 16 and cm.diag().sum() / 16 == pytest.approx(report["recall@1"])
     assert (tmp_path / "nn.png").read_bytes()[:4] == b"\x89PNG"
+    picture = ["evaluate", "--index", str(gallery_file), "--confusion"]
+    before = (tmp_path / "nn.png").read_bytes()
+    code, _, err = _cli(capsys, [*picture, str(tmp_path / "nn.png")])  # an earlier picture: kept, one line
+    assert code == 2 and err.count("\n") == 1 and "already exists; pass --force" in err
+    assert (tmp_path / "nn.png").read_bytes() == before
+    code, _, err = _cli(capsys, [*picture, str(gallery_file), "--force"])  # its own --index: never
+    assert code == 2 and "is one of this command's inputs" in err and Gallery.load(gallery_file).labels == g.labels
+    assert _cli(capsys, [*picture, str(tmp_path / "nn.png"), "--force"])[0] == 0
     code, out, _ = _cli(capsys, ["evaluate", "--index", str(gallery_file)])
     assert code == 0 and f"recall@1 {100 * expected['recall@1']:.1f}%" in out and f"mAP {expected['mAP']:.3f}" in out
 
@@ -413,7 +421,7 @@ def test_help_for_every_subcommand(capsys, run_module):
     for command, options in (
         ("index", ("--checkpoint", "--data-root", "--split", "--out", "--force", "--clips", "--crops")),
         ("search", ("--index", "--k", "--json", "--checkpoint", "--device")),
-        ("evaluate", ("--index", "--json", "--confusion")),
+        ("evaluate", ("--index", "--json", "--confusion", "--force")),
     ):
         with pytest.raises(SystemExit) as e:
             main([command, "--help"])

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import bench
+from .. import bench, runs
 from ..cli import Parser, UsageError, run_main, seed
 from ..files import write_json
 from ..video import VideoDecodeError
@@ -31,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="{decode,loader,flops,contention}")
     json_opt = argparse.ArgumentParser(add_help=False)
-    json_opt.add_argument("--json", metavar="PATH", help="also write every number to PATH as strict JSON")
+    json_opt.add_argument(
+        "--json", metavar="PATH", help="also write every number to PATH as strict JSON (refused if it exists)"
+    )
+    json_opt.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     seed_opt = argparse.ArgumentParser(add_help=False)
     seed_opt.add_argument("--seed", type=seed, default=0, help="seed of the random choices (default: 0)")
     decode.add_parser(sub, [json_opt, seed_opt])
@@ -52,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(
                 f"--json {opts.json}: the folder {folder} does not exist; make it first or name another file"
             )
+        if opts.json:  # never an input (a video it reads), never an earlier result unless --force
+            runs.output_file(Path(opts.json), "--json", force=opts.force, inputs=getattr(opts, "videos", None) or ())
         result = COMMANDS[opts.command](opts, argv)
         if opts.json:
             write_json(opts.json, result)

@@ -59,7 +59,7 @@ def _find_kinetics(root: str | Path) -> None:
     if not (root / "train.csv").is_file() and not (root / "train").is_dir():
         raise UsageError(
             f"no Kinetics-400 data in {root}; get it with: python -m minivb.data.kinetics download --root {root} && "
-            f"python -m minivb.data.kinetics prepare --root {root} (about 450 GB of downloads + 370–620 GB prepared; "
+            f"python -m minivb.data.kinetics prepare --root {root} (about 390 GB of downloads + 370–620 GB prepared; "
             f"see "
             f"data/README.md), or pass --data-root with {{train,val}}.csv or train/<label>/*.mp4"
         )

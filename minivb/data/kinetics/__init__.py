@@ -1,6 +1,6 @@
 """Kinetics-400: download it, prepare it for fast training, check what is there.
 
-    python -m minivb.data.kinetics download --root data/kinetics400     # ≈450 GB from the CVDF mirror
+    python -m minivb.data.kinetics download --root data/kinetics400     # ≈390 GB (train + val) from the CVDF mirror
     python -m minivb.data.kinetics prepare  --root data/kinetics400     # index + JPEG frame stores
     python -m minivb.data.kinetics check    --root data/kinetics400     # counts against the expected ones
     python -m minivb.train --subset k400                                 # then train
@@ -77,7 +77,7 @@ SPLITS = ("train", "val", "test")
 REPLACEMENT = "replacement_for_corrupted_k400.tgz"  # ≈1,400 training clips that were corrupt in the parts
 # Clips in the CVDF archive (some YouTube videos were gone before it was made) and rows in the CSVs.
 EXPECTED = {"train": (240_258, 246_534), "val": (19_881, 19_906), "test": (38_685, 39_805)}
-PART_BYTES = 1.6e9  # a part is about 1.5 GB; the whole archive about 450 GB
+PART_BYTES = 1.6e9  # a part is about 1.5 GB; train + val about 390 GB, with test 450 GB
 STORE_BYTES = 6e6  # a 10-s clip as JPEGs at short side 256, quality 90, every frame (measured: ≈20 KB a frame)
 COLUMNS = ("path", "label", "frames", "fps", "width", "height")
 BAD_COLUMNS = ("split", "path", "label", "reason")
