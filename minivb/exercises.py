@@ -58,7 +58,7 @@ def _sample_at_fps(answer: Callable) -> str | None:
         case = f"sample_at_fps({frames}, {fps}, {target})"
         if len(got) != want:
             every = f"a {frames / fps:.2f} s video sampled every {1 / target:.3f} s"
-            end = "; a time at the video's very end is outside it" if len(got) == want + 1 else ""
+            end = "; the last time kept is not inside the video" if len(got) == want + 1 else ""
             return f"{case} kept {len(got)} frames; {every} gives {want}{end}"
         if any(not 0 <= i < frames for i in got):
             return f"{case}: every index must be a frame of the video, 0 … {frames - 1}"

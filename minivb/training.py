@@ -123,9 +123,13 @@ def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
     for key, value in given.items():
         if key not in RUNTIME_OPTIONS and opts.get(key) != value:
             flag = "--" + key.replace("_", "-")
+            was, given_as = f"{flag}={opts.get(key)!r}", repr(value)
+            if isinstance(value, bool):  # a switch: say it as the command line does (--flips / --no-flips)
+                was, given_as = (f"--{'' if v else 'no-'}{key.replace('_', '-')}" for v in (opts.get(key), value))
+                flag = given_as
             raise UsageError(
-                f"{path} was trained with {flag}={opts.get(key)!r}, not {value!r}; drop {flag} to resume "
-                f"it, or start a new run (without --resume)"
+                f"{path} was trained with {was}, not {given_as}; drop {flag} to resume it, or start a new run "
+                f"(without --resume)"
             )
     opts |= {k: v for k, v in given.items() if k in RUNTIME_OPTIONS}
     opts |= dict(out=given.get("out") or str(path.parent), compile=given.get("compile", False))

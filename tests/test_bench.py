@@ -16,6 +16,7 @@ import pytest
 import torch
 from videos import read_stamp, stamped_frames, write_h264
 
+from minivb.bench import __main__ as bench_main
 from minivb.bench import flops
 from minivb.bench.__main__ import main
 from minivb.bench.decode import NotFrameExact, _bench_style, decode_tables, pyav_seek, pyav_sequential, write_test_video
@@ -406,12 +407,19 @@ def test_bad_options_one_line_exit_2(tmp_path, one_line_error, args, says):
     one_line_error(main, [a.format(tmp=tmp_path) for a in args], says)  # argparse's errors and ours alike
 
 
-def test_json_never_writes_over_an_earlier_result_or_an_input(tmp_path, one_line_error):
+def test_json_never_writes_over_an_earlier_result_or_an_input(tmp_path, one_line_error, monkeypatch):
     out = tmp_path / "earlier.json"
     out.write_text("an earlier run's numbers")
-    one_line_error(main, [*CONTENTION, "--json", str(out)], f"--json {out} already exists; pass --force")
-    assert out.read_text() == "an earlier run's numbers"  # refused before any work
-    one_line_error(main, ["decode", "--videos", str(out), "--json", str(out), "--force"], "this command's inputs")
+    with monkeypatch.context() as m:  # refused before any work: the benchmark must not start
+        m.setitem(bench_main.COMMANDS, "contention", lambda *a: pytest.fail("the benchmark ran"))
+        one_line_error(main, [*CONTENTION, "--json", str(out)], f"--json {out} already exists; pass --force")
+        assert out.read_text() == "an earlier run's numbers"
+        one_line_error(main, ["decode", "--videos", str(out), "--json", str(out), "--force"], "this command's inputs")
+        index = tmp_path / "data" / "originals" / "train.csv"  # a data root's index: read, never written
+        index.parent.mkdir(parents=True)
+        index.write_text("path,label\n")
+        args = ["loader", "--data-root", str(tmp_path / "data"), "--json", str(index), "--force"]
+        one_line_error(main, args, "this command's inputs")
     assert main([*CONTENTION, "--json", str(out), "--force"]) == 0 and _strict_json(out)["results"]
 
 

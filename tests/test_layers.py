@@ -1,4 +1,4 @@
-"""The package's shape: every module sits in a layer and imports only layers below it (docs/layers.md).
+"""The package's shape: every module sits in a layer and imports only its own layer and those below it (docs/layers.md).
 
 Read from the source with ``ast`` (function-local imports count), so an import hidden inside a function
 cannot build a circle or make the library lean on a command.

@@ -591,11 +591,11 @@ def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path
     )
     one_line_error(main, ["--resume", str(model_only)], "no training state")
     one_line_error(main, ["--resume", str(ref), "--dim", "64"], "was trained with --dim=32, not 64")
-    one_line_error(main, ["--resume", str(ref), "--no-flips"], "was trained with --flips=True, not False")
+    one_line_error(main, ["--resume", str(ref), "--no-flips"], "with --flips, not --no-flips; drop --no-flips to")
     older = read_checkpoint(ref / "last.pt")  # a run from before --flips: it mirrored its clips
     older["args"].pop("flips")
     older_path = save_checkpoint(tmp_path / "older" / "last.pt", older)
-    one_line_error(main, ["--resume", str(older_path), "--no-flips"], "was trained with --flips=True, not False")
+    one_line_error(main, ["--resume", str(older_path), "--no-flips"], "was trained with --flips, not --no-flips")
     one_line_error(main, ["--data-root", str(toy), "--out", str(ref), *TINY], f"--out {ref} already holds a run")
     msg = one_line_error(
         main,

@@ -5,7 +5,7 @@
     python -m minivb.bench loader --preset toy             # the toy set, generated in a temp folder
     python -m minivb.bench loader --preset k400 --encoder small --size 112 --batch-size 8 --steps 5
     python -m minivb.bench loader --preset k400 --data-root data/kinetics400 --device cuda --workers 8
-    python -m minivb.bench decode --json runs/decode.json  # every number as strict JSON too (runs/ must exist)
+    python -m minivb.bench decode --json runs/decode.json  # every number as strict JSON too (runs/ must exist; --force)
     python -m minivb.bench flops                           # GFLOPs per clip: the k400 model and variants
     python -m minivb.bench contention                      # toy training clips/s alone and beside a busy process
 

@@ -44,6 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _inputs(opts: argparse.Namespace) -> list[Path]:
+    """The files a benchmark reads that --json must never name: its --videos, its --data-root's index files."""
+    inputs = [Path(v) for v in getattr(opts, "videos", None) or ()]
+    root = getattr(opts, "data_root", None)
+    if root:
+        inputs += [p for pattern in ("*.csv", "*.txt", "*/*.csv", "*/*.txt") for p in Path(root).glob(pattern)]
+    return inputs
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m minivb.bench``: 0 on success, 2 on a usage error."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -55,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(
                 f"--json {opts.json}: the folder {folder} does not exist; make it first or name another file"
             )
-        if opts.json:  # never an input (a video it reads), never an earlier result unless --force
-            runs.output_file(Path(opts.json), "--json", force=opts.force, inputs=getattr(opts, "videos", None) or ())
+        if opts.json:  # never an input (a video, a data root's index), never an earlier result unless --force
+            runs.output_file(Path(opts.json), "--json", force=opts.force, inputs=_inputs(opts))
         result = COMMANDS[opts.command](opts, argv)
         if opts.json:
             write_json(opts.json, result)

@@ -77,7 +77,7 @@ SPLITS = ("train", "val", "test")
 REPLACEMENT = "replacement_for_corrupted_k400.tgz"  # ≈1,400 training clips that were corrupt in the parts
 # Clips in the CVDF archive (some YouTube videos were gone before it was made) and rows in the CSVs.
 EXPECTED = {"train": (240_258, 246_534), "val": (19_881, 19_906), "test": (38_685, 39_805)}
-PART_BYTES = 1.6e9  # a part is about 1.5 GB; train + val about 390 GB, with test 450 GB
+PART_BYTES = 1.6e9  # a part is about 1.5 GB (1.6 here: the disk check errs high); train + val ≈390 GB, with test 450
 STORE_BYTES = 6e6  # a 10-s clip as JPEGs at short side 256, quality 90, every frame (measured: ≈20 KB a frame)
 COLUMNS = ("path", "label", "frames", "fps", "width", "height")
 BAD_COLUMNS = ("split", "path", "label", "reason")
