@@ -257,6 +257,11 @@ def crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[tuple
     return [(0, left), (top, left), (height - size, left)]
 
 
+def _coin(seed: int) -> bool:
+    """A fair coin toss drawn from its own stream ``seed`` (a sample's flips)."""
+    return bool(torch.rand((), generator=torch.Generator().manual_seed(seed)) < 0.5)
+
+
 def _flip_tables(classes: list[str], hflip: dict | None, vflip: dict | None) -> tuple[list[int], list[int] | None]:
     """Label-name flip tables → class index → class index after a mirror (``hflip``; None: every label kept) and
     after an upside-down flip (``vflip``; None: no vertical flips). Entries for absent classes are ignored."""
@@ -515,9 +520,8 @@ class ClipDataset(Dataset):
     def _train_sample(self, i: int, epoch: int, key, encoded: bool) -> tuple[torch.Tensor | EncodedClip, int]:
         seed = sample_seed(_SAMPLE, self.seed, epoch, i)  # four streams: time, flip, crop, vertical flip
         idx = self._indices(i, "random", seed)  # (T,)
-        flip = self.flips and bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 1)) < 0.5)
-        vflip = self.flips and self.vflip is not None
-        vflip = vflip and bool(torch.rand((), generator=torch.Generator().manual_seed(seed + 3)) < 0.5)
+        flip = self.flips and _coin(seed + 1)
+        vflip = self.flips and self.vflip is not None and _coin(seed + 3)
         label = self.labels[i]
         label = self.hflip[label] if flip else label  # a mirror can change the class (left ⟷ right)
         label = self.vflip[label] if vflip else label  # (top ⟷ bottom)
