@@ -26,6 +26,13 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-from .checkpoint import load_checkpoint  # noqa: E402
-
 __all__ = ["load_checkpoint", "__version__"]
+
+
+def __getattr__(name: str):
+    """``minivb.load_checkpoint`` loads the checkpoint code on first use: ``import minivb.attention`` stays light."""
+    if name == "load_checkpoint":
+        from .engine.checkpoint import load_checkpoint
+
+        return load_checkpoint
+    raise AttributeError(f"module 'minivb' has no attribute {name!r}")

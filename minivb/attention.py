@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_int
+from .plumbing.checks import check_int
 
 __all__ = ["scaled_dot_product_attention", "MultiHeadAttention"]
 

@@ -4,7 +4,7 @@
     python -m minivb.evaluate --checkpoint runs/k400-…/best.pt --clips 4 --crops 3
 
 Writes ``summary.json``, ``confusion.png`` and ``predictions.csv`` to ``--out``. The work is
-:mod:`minivb.evaluation`; the views default to the checkpoint's :class:`~minivb.checkpoint.Preprocessing`.
+:mod:`minivb.engine.evaluation`; the views default to the checkpoint's :class:`~minivb.engine.checkpoint.Preprocessing`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import io
 import textwrap
 from pathlib import Path
 
-from . import runs
-from .checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
-from .cli import Parser, UsageError, add_decode_option, nonnegative_int, positive_int, run_main
-from .device import DEVICES, check_batch_fits, resolve_device
-from .evaluation import dataset_from_checkpoint, evaluate, plot_confusion
-from .files import write_atomic, write_json
+from .engine.checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
+from .engine.evaluation import dataset_from_checkpoint, evaluate, plot_confusion
+from .plumbing import runs
+from .plumbing.cli import Parser, UsageError, add_decode_option, nonnegative_int, positive_int, run_main
+from .plumbing.device import DEVICES, check_batch_fits, resolve_device
+from .plumbing.files import write_atomic, write_json
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -163,7 +163,7 @@ def _device(opts: argparse.Namespace, prep: Preprocessing):
 
 
 def _evaluate_views(opts: argparse.Namespace, model, dataset, prep: Preprocessing, device) -> dict:
-    """:func:`~minivb.evaluation.evaluate` with the command's views, batch, workers and --decode."""
+    """:func:`~minivb.engine.evaluation.evaluate` with the command's views, batch, workers and --decode."""
     try:
         return evaluate(
             model,

@@ -1,4 +1,4 @@
-"""The training loop, one for both trainers (:mod:`minivb.training` and :mod:`minivb.pretraining`).
+"""The training loop, one for both trainers (:mod:`minivb.engine.training` and :mod:`minivb.pretraining`).
 
     "We train and evaluate our model with a training set and a validation set."
                                                                    — seed, §5
@@ -25,10 +25,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import distributed
-from .data.clips import report_skipped, worker_init
-from .device import autocast
 from .metrics import Accuracy
+from .plumbing import distributed
+from .plumbing.device import autocast
+from .plumbing.samples import report_skipped
 
 __all__ = [
     "Diverged",
@@ -39,9 +39,6 @@ __all__ = [
     "stop_signals",
     "rng_state",
     "set_rng_state",
-    "auto_workers",
-    "close_loader",
-    "ignore_stop_signals",
 ]
 
 
@@ -212,34 +209,6 @@ def stop_signals():
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-
-
-def auto_workers() -> int:
-    """DataLoader workers when not given: this process's share of the cores (under torchrun), less one for itself."""
-    return max(1, distributed.local_cores() - 1)
-
-
-def close_loader(loader: DataLoader) -> None:
-    """Stop a DataLoader's persistent workers now, not whenever garbage collection gets to them.
-
-    The workers ignore SIGTERM (:func:`ignore_stop_signals`), so the SIGTERM with which Python's exit handler
-    ends leftover child processes cannot end them: if the loader was not collected first, the process hangs at
-    exit (seen when resuming a run). ``_shutdown_workers`` is what the loader's iterator runs when collected
-    (PyTorch Lightning calls it the same way); a loader without workers has nothing to stop.
-    """
-    loader = getattr(loader, "loader", loader)  # a DeviceDecoded loader's DataLoader
-    iterator = getattr(loader, "_iterator", None)
-    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
-        iterator._shutdown_workers()
-        loader._iterator = None
-
-
-def ignore_stop_signals(worker_id: int) -> None:
-    """A DataLoader worker's init: SIGTERM and Ctrl-C are for the main process (it saves a checkpoint and shuts
-    the workers down)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    worker_init(worker_id)
 
 
 def rng_state(device: torch.device) -> dict:

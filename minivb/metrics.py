@@ -1,4 +1,4 @@
-"""Classification metrics, one path for the trainer's validation and for :mod:`minivb.evaluation`.
+"""Classification metrics, one path for the trainer's validation and for :mod:`minivb.engine.evaluation`.
 
     top-1 = fraction of videos whose highest score is the true class
     top-5 = fraction whose true class is among the 5 highest scores (top-min(5, C))
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from . import distributed
+from .plumbing import distributed
 
 __all__ = ["Accuracy", "accuracy_metrics"]
 

@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .checks import check_int, check_transformer
 from .encoder import ENCODERS, build_encoder
+from .plumbing.checks import check_int, check_transformer
 from .transformer import Transformer
 
 __all__ = ["VideoBERTConfig", "VideoBERT", "EMBED_STD"]

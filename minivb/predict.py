@@ -3,7 +3,7 @@
     python -m minivb.predict clip.mp4 other.avi --checkpoint runs/toy-20250101-120000
     python -m minivb.predict my_videos/ --checkpoint runs/k400-…/best.pt --topk 3 --json
 
-The work is :func:`minivb.inference.predict`: the checkpoint's own preprocessing, ``clips × crops``
+The work is :func:`minivb.engine.inference.predict`: the checkpoint's own preprocessing, ``clips × crops``
 views per video, the softmax averaged over them.
 """
 
@@ -12,7 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli import (
+from .engine.inference import find_videos, load_model, predict
+from .plumbing.cli import (
     Parser,
     UsageError,
     add_checkpoint_option,
@@ -24,9 +25,8 @@ from .cli import (
     run_main,
     views_device,
 )
-from .data.clips import Skipped
-from .device import DEVICES
-from .inference import find_videos, load_model, predict
+from .plumbing.device import DEVICES
+from .plumbing.samples import Skipped
 
 __all__ = ["build_parser", "main"]
 

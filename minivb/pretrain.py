@@ -4,7 +4,7 @@
     python -m minivb.pretrain --subset k400            # ImageNet ResNet-18 tokenizer, 12⁴ words, the k400 model size
     python -m minivb.train --init-from runs/pretrain-toy-…   # fine-tune the classifier from it
 
-The work is :func:`minivb.pretraining.pretrain`; the defaults per data set are its
+The work is :func:`minivb.engine.pretraining.pretrain`; the defaults per data set are its
 ``pretrain_preset`` in :mod:`minivb.data.registry`.
 """
 
@@ -14,10 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .cli import Parser, nonnegative_int, number, positive_int, run_main, seed
 from .data.registry import DATASETS
-from .device import DEVICES
-from .pretraining import Stopped, pretrain
+from .engine.pretraining import Stopped, pretrain
+from .plumbing.cli import Parser, nonnegative_int, number, positive_int, run_main, seed
+from .plumbing.device import DEVICES
 
 __all__ = ["build_parser", "main"]
 

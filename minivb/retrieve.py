@@ -17,9 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-from . import runs
-from .checkpoint import Preprocessing, weights_fingerprint
-from .cli import (
+from .data.clips import load_items
+from .engine.checkpoint import Preprocessing, weights_fingerprint
+from .engine.gallery import Gallery, embed_videos
+from .engine.inference import find_videos, load_model
+from .plumbing import runs
+from .plumbing.cli import (
     Parser,
     UsageError,
     add_checkpoint_option,
@@ -31,11 +34,10 @@ from .cli import (
     run_main,
     views_device,
 )
-from .data.clips import Skipped, load_items
-from .device import DEVICES
-from .files import write_atomic
-from .inference import find_videos, load_model
-from .retrieval import Gallery, embed_videos, neighbour_confusion, retrieval_metrics, search
+from .plumbing.device import DEVICES
+from .plumbing.files import write_atomic
+from .plumbing.samples import Skipped
+from .retrieval import neighbour_confusion, retrieval_metrics, search
 
 __all__ = ["build_parser", "run", "main"]
 
@@ -152,7 +154,7 @@ def _report(problems: list[Skipped], verb: str) -> None:
 
 
 def _embed(opts: argparse.Namespace, model, paths: list[str], prep: Preprocessing, **kw):
-    """:func:`~minivb.retrieval.embed_videos` with the command's batch, workers and --decode options."""
+    """:func:`~minivb.engine.gallery.embed_videos` with the command's batch, workers and --decode options."""
     try:
         return embed_videos(
             model,
@@ -219,7 +221,7 @@ def _index(opts: argparse.Namespace) -> int:
 
 def _gallery_model(opts: argparse.Namespace, gallery: Gallery, prep: Preprocessing):
     """The model that made the gallery (--checkpoint, else the stored path), checked against it; ``None`` if none."""
-    model = None  # a gallery without a checkpoint holds raw-pixel embeddings (retrieval.pixel_embedding)
+    model = None  # a gallery without a checkpoint holds raw-pixel embeddings (engine.gallery.pixel_embedding)
     checkpoint = opts.checkpoint or gallery.checkpoint
     if checkpoint is not None:
         if opts.checkpoint is None and not Path(checkpoint).exists():
@@ -308,7 +310,7 @@ def _search(opts: argparse.Namespace) -> int:
 
 def _draw_confusion(png: Path, confusion, classes: list[str], metrics: dict) -> None:
     """The nearest-neighbour confusion matrix (C, C) → the picture ``png`` (--confusion)."""
-    from .evaluation import plot_confusion
+    from .engine.evaluation import plot_confusion
 
     ax = plot_confusion(confusion, classes, title=f"nearest neighbour: recall@1 {100 * metrics['recall@1']:.1f}%")
     ax.set(xlabel="label of the nearest other video", ylabel="label of the query")

@@ -39,21 +39,16 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import Preprocessing
-from .checks import UsageError, check_int
-from .data.clips import crop_boxes
-from .data.framestore import SUFFIX as STORE_SUFFIX
-from .data.toy import render_clip, write_video
-from .device import autocast, memory_bytes
 from .model import VideoBERT
-from .video import VideoDecodeError, frame_times, iter_frames, read_frames, sample_indices, video_info
+from .plumbing.checks import UsageError, check_int
+from .plumbing.device import autocast, memory_bytes
+from .video import VideoDecodeError, crop_boxes, frame_times, iter_frames, read_frames, sample_indices, video_info
 
 __all__ = [
     "FEATURES",
@@ -69,7 +64,6 @@ __all__ = [
     "summarize",
     "filmstrip",
     "format_time",
-    "concat_video",
     "summary_metrics",
 ]
 
@@ -153,8 +147,9 @@ class Summary:
 # --------------------------------------------------------------------------- windows
 
 
-def default_hop(prep: Preprocessing) -> int:
-    """Half a window's span ``(num_frames − 1)·stride + 1``, at least 1."""
+def default_hop(prep) -> int:
+    """Half a window's span ``(num_frames − 1)·stride + 1`` of ``prep`` (a checkpoint's
+    :class:`~minivb.engine.checkpoint.Preprocessing`), at least 1."""
     return max(1, ((prep.num_frames - 1) * prep.stride + 1) // 2)
 
 
@@ -365,7 +360,7 @@ def uniform_keyframes(total_frames: int, k: int) -> list[int]:
 def summarize(
     model: VideoBERT | None,
     path: str | os.PathLike,
-    prep: Preprocessing,
+    prep,
     k: int | None = None,
     *,
     max_k: int = MAX_K,
@@ -377,7 +372,7 @@ def summarize(
 ) -> Summary:
     """``k`` keyframes of the video at ``path`` (see the module docstring) → :class:`Summary`.
 
-    ``prep``: the checkpoint's clip (:func:`~minivb.inference.load_model`); ``hop``: frames between
+    ``prep``: the checkpoint's clip (:func:`~minivb.engine.inference.load_model`); ``hop``: frames between
     window starts (default: half a window's span). ``features="pixels"`` needs no model (pass
     ``None``). ``k=None``: KTS chooses how many segments (:func:`choose_k`, at most ``max_k``). ``k`` larger
     than the number of windows → ``ValueError`` saying how many there are; an unreadable file →
@@ -390,11 +385,6 @@ def summarize(
     k = None if k is None else check_int("k", k)
     max_k, batch_size = check_int("max_k", max_k), check_int("batch_size", batch_size)
     hop = default_hop(prep) if hop is None else check_int("hop", hop)
-    if str(path).endswith(STORE_SUFFIX):  # a store keeps every few frames only: no shot cuts, no times to find
-        raise VideoDecodeError(
-            path,
-            "a minivb frame store (every few frames of a video, as JPEGs), not a video: summarize the original video",
-        )
     info = video_info(path, exact=False)  # fps
     times = frame_times(path)  # (frames,) seconds, or None; one cached decoding pass that also counts the frames
     total, shot_starts = shot_cuts(path) if shots else (video_info(path).frames, [])
@@ -538,42 +528,6 @@ def filmstrip(video_path: str | os.PathLike, summary: Summary):
 
 
 # --------------------------------------------------------------------------- evaluation
-
-
-def concat_video(
-    path: str | os.PathLike,
-    labels: Sequence[str],
-    lengths: Sequence[int],
-    *,
-    seed: int,
-    shot: int | None = None,
-    size: int = 64,
-    fps: float = 8,
-) -> list[tuple[str, int, int]]:
-    """Write toy clips of ``labels`` with ``lengths`` frames, one after the other, as one video → its ground
-    truth ``[(label, start_frame, end_frame)]`` (end exclusive).
-
-    ``shot``: film each segment as shots of at most that many frames, each its own scene (background,
-    objects, motion) — one activity seen in several shots, as in an edited video; ``None``: one shot per
-    segment. Shot ``j`` of segment ``i`` is drawn from ``np.random.default_rng([seed, i, j])``.
-    """
-
-    if len(labels) != len(lengths) or not labels:
-        raise ValueError(
-            f"labels and lengths must be non-empty and as long as each other, got {len(labels)} and {len(lengths)}"
-        )
-    parts, segments, start = [], [], 0
-    for i, (label, n) in enumerate(zip(labels, lengths)):
-        n = check_int("length", n, minimum=2)
-        shots = [n] if shot is None else [min(shot, n - a) for a in range(0, n, check_int("shot", shot, minimum=2))]
-        for j, m in enumerate(shots):
-            parts.append(
-                render_clip(label, np.random.default_rng([seed, i, j]), frames=max(m, 2), size=size)[:m]
-            )  # (m, size, size, 3)
-        segments.append((label, start, start + n))
-        start += n
-    write_video(Path(path), np.concatenate(parts), fps)
-    return segments
 
 
 def summary_metrics(keyframe_frames: Sequence[int], segments: Sequence[tuple[str, int, int]]) -> dict:

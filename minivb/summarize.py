@@ -14,11 +14,13 @@ import io
 import sys
 from pathlib import Path
 
-from . import runs, summarization
-from .cli import Parser, UsageError, positive_int, run_main
-from .device import DEVICES, resolve_device
-from .files import write_atomic, write_json
-from .inference import load_model
+from . import summarization
+from .data.framestore import SUFFIX as STORE_SUFFIX
+from .engine.inference import load_model
+from .plumbing import runs
+from .plumbing.cli import Parser, UsageError, positive_int, run_main
+from .plumbing.device import DEVICES, resolve_device
+from .plumbing.files import write_atomic, write_json
 from .summarization import filmstrip, format_time, summarize
 from .video import VideoDecodeError
 
@@ -76,6 +78,11 @@ def run(argv: list[str] | None = None) -> int:
         if opts.json.resolve() == opts.out.resolve():
             raise UsageError(f"--out and --json both name {opts.out}; name two files")
         runs.output_file(opts.json, "--json", force=opts.force, inputs=inputs)
+    if str(opts.video).endswith(STORE_SUFFIX):  # a store keeps every few frames only: no shot cuts, no times to find
+        raise UsageError(
+            f"{opts.video}: a minivb frame store (every few frames of a video, as JPEGs), not a video: summarize "
+            "the original video"
+        )
     model, _, prep = load_model(checkpoint)
     device = resolve_device(opts.device)
     try:

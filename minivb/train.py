@@ -5,7 +5,7 @@
     torchrun --nproc_per_node=8 -m minivb.train --subset k400
     python -m minivb.train --resume runs/toy-20250101-120000  # continue exactly where it stopped
 
-The command parses the options and calls :func:`minivb.training.train` (the run) — the loop is
+The command parses the options and calls :func:`minivb.engine.training.train` (the run) — the loop is
 :mod:`minivb.loop`, the data sets and their presets :mod:`minivb.data.registry`. Exit status: 0 on
 success or after SIGTERM (a checkpoint saved), 130 after Ctrl-C, 1 if training diverged or ran out of
 memory, 2 on a usage error.
@@ -19,11 +19,11 @@ from typing import Callable
 
 import torch
 
-from .cli import Parser, add_decode_option, fraction, nonnegative_int, number, positive_int, run_main, seed
 from .data.registry import DATASETS, PRESETS
-from .device import DEVICES
+from .engine.training import train
 from .loop import Diverged, TrainState
-from .training import train
+from .plumbing.cli import Parser, add_decode_option, fraction, nonnegative_int, number, positive_int, run_main, seed
+from .plumbing.device import DEVICES
 
 __all__ = ["build_parser", "parse_args", "main"]
 
@@ -145,7 +145,7 @@ def _optimisation_options(g) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> dict:
-    """Command line → the options given explicitly (a dict; :func:`minivb.training.train` applies the preset)."""
+    """Command line → the options given explicitly (a dict; :func:`minivb.engine.training.train` applies the preset)."""
     return vars(build_parser().parse_args(argv))
 
 

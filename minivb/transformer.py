@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .attention import MultiHeadAttention
-from .checks import check_int
+from .plumbing.checks import check_int
 
 __all__ = ["TransformerLayer", "Transformer"]
 

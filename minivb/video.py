@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 import torch
 
-from .checks import check_int
+from .plumbing.checks import check_int
 
 __all__ = [
     "VideoDecodeError",
@@ -39,6 +39,7 @@ __all__ = [
     "iter_frames",
     "sample_indices",
     "read_clip",
+    "crop_boxes",
     "split_regions",
     "merge_regions",
 ]
@@ -386,6 +387,16 @@ def read_clip(
     idx = sample_indices(total, num_frames, stride, mode, num_clips=num_clips, generator=generator)
     frames = read_frames(path, idx.reshape(-1))  # (clips * num_frames, H, W, 3)
     return frames.reshape(idx.shape + frames.shape[1:])
+
+
+def crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[tuple[int, int]]:
+    """Top-left corners of ``num_crops`` size×size crops: 1 = centre; 3 = start/centre/end of the long side."""
+    top, left = int(round((height - size) / 2)), int(round((width - size) / 2))  # as transforms.v2.CenterCrop
+    if num_crops == 1:
+        return [(top, left)]
+    if width >= height:
+        return [(top, 0), (top, left), (top, width - size)]
+    return [(0, left), (top, left), (height - size, left)]
 
 
 # --------------------------------------------------------------------------- regions

@@ -20,8 +20,8 @@ import math
 import torch
 from torch import nn
 
-from .checks import check_int
-from .data.clips import sample_seed
+from .plumbing.checks import check_int
+from .plumbing.samples import sample_seed
 
 __all__ = ["frame_features", "kmeans", "HierarchicalKMeans", "Vocabulary", "tokenize"]
 

@@ -43,8 +43,8 @@ def tiny_run(toy, tmp_path_factory) -> Path:
     modify."""
     import torch
 
+    from minivb.engine.training import train
     from minivb.train import parse_args
-    from minivb.training import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     threads = torch.get_num_threads()

@@ -21,7 +21,7 @@ from minivb.bench import flops
 from minivb.bench.__main__ import main
 from minivb.bench.decode import NotFrameExact, _bench_style, decode_tables, pyav_seek, pyav_sequential, write_test_video
 from minivb.data.framestore import convert_video, read_store_frames
-from minivb.files import write_json
+from minivb.plumbing.files import write_json
 from minivb.video import read_frames, video_info
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")

@@ -1,4 +1,4 @@
-"""minivb.data.clips (index, clips, augmentation, sampler) and minivb.checkpoint."""
+"""minivb.data.clips (index, clips, augmentation, sampler) and minivb.engine.checkpoint."""
 
 import logging
 import os
@@ -11,7 +11,6 @@ import torch
 from torch.utils.data import DataLoader
 
 import minivb
-from minivb.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, unwrap_model
 from minivb.data.clips import (
     ClipDataset,
     MultiViewDataset,
@@ -24,6 +23,7 @@ from minivb.data.clips import (
 )
 from minivb.data.loader import clip_loader
 from minivb.data.toy import CLASSES, HFLIP, VFLIP
+from minivb.engine.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint, unwrap_model
 from minivb.model import VideoBERT, VideoBERTConfig
 from minivb.video import read_frames, sample_indices, video_info
 

@@ -22,7 +22,6 @@ from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from minivb.checkpoint import read_checkpoint
 from minivb.data.clips import ClipDataset, MultiViewDataset, Replaced, Skipped, collate, sample_seed
 from minivb.data.device_decode import (
     DeviceDecoded,
@@ -34,6 +33,7 @@ from minivb.data.device_decode import (
 )
 from minivb.data.framestore import encode_frames, read_store_frames, read_store_jpegs, write_store
 from minivb.data.toy import HFLIP, VFLIP
+from minivb.engine.checkpoint import read_checkpoint
 
 CPU = torch.device("cpu")
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (nvJPEG)")
@@ -431,7 +431,7 @@ def test_the_commands_take_decode_gpu_on_frame_stores(prepared, tmp_path, capsys
         probs[decode] = torch.tensor([[p[c] for c in sorted(p)] for p in by_label])  # (videos, classes)
     assert probs["cpu"].shape == (3, 8) and (probs["cpu"] - probs["gpu"]).abs().max() < 0.01
 
-    from minivb.retrieval import Gallery
+    from minivb.engine.gallery import Gallery
     from minivb.retrieve import main as retrieve
 
     galleries = {}

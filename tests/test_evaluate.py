@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from minivb import load_checkpoint
-from minivb.checkpoint import read_checkpoint, save_checkpoint
 from minivb.data.clips import ClipDataset
 from minivb.data.toy import CLASSES
+from minivb.engine.checkpoint import read_checkpoint, save_checkpoint
+from minivb.engine.evaluation import dataset_from_checkpoint, evaluate, plot_confusion
+from minivb.engine.inference import multiview_probs
 from minivb.evaluate import main
-from minivb.evaluation import dataset_from_checkpoint, evaluate, plot_confusion
-from minivb.inference import multiview_probs
 from minivb.metrics import accuracy_metrics
 from minivb.model import VideoBERT, VideoBERTConfig
 

@@ -20,11 +20,12 @@ import pytest
 import torch
 from videos import read_stamp, stamped_frames, write_h264, write_opencv
 
-from minivb import evaluate, train, training
+from minivb import evaluate, train
 from minivb.data import kinetics
 from minivb.data.clips import ClipDataset, load_items
 from minivb.data.framestore import convert_video, read_store_frames, store_info
 from minivb.data.kinetics import __main__ as kinetics_command
+from minivb.engine import training
 from minivb.video import VideoDecodeError, read_frames
 
 LABELS = [
@@ -563,7 +564,7 @@ def test_a_full_disk_during_prepare_is_one_line_and_keeps_the_work(tmp_path, mon
 
 
 def test_one_prepare_per_root(tmp_path, one_line_error):
-    from minivb.files import lock_folder, unlock_folder
+    from minivb.plumbing.files import lock_folder, unlock_folder
 
     (tmp_path / "k" / ".prepare").mkdir(parents=True)
     lock = lock_folder(tmp_path / "k" / ".prepare")

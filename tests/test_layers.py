@@ -17,9 +17,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "minivb"
 # 5 what only commands use (cli, the benchmarks' parts), 6 the commands (``python -m minivb.X``).
 LAYERS = {
     "minivb": 4,  # the package's front door re-exports load_checkpoint
-    "minivb.checks": 1,
-    "minivb.files": 1,
-    "minivb.signals": 1,
+    "minivb.plumbing.checks": 1,
+    "minivb.plumbing.files": 1,
+    "minivb.plumbing.signals": 1,
     "minivb.video": 1,
     "minivb.encoder": 1,
     "minivb.attention": 1,
@@ -30,25 +30,25 @@ LAYERS = {
     "minivb.data.framestore": 2,
     "minivb.data.device_decode": 2,
     "minivb.data.loader": 2,
-    "minivb.data.download": 2,
+    "minivb.data.kinetics.download": 2,
     "minivb.data.toy": 2,
     "minivb.data.kinetics": 2,
     "minivb.data.registry": 2,
-    "minivb.device": 3,
-    "minivb.distributed": 3,
+    "minivb.plumbing.device": 3,
+    "minivb.plumbing.distributed": 3,
     "minivb.metrics": 3,
-    "minivb.runs": 3,
-    "minivb.checkpoint": 3,
+    "minivb.plumbing.runs": 3,
+    "minivb.engine.checkpoint": 3,
     "minivb.loop": 3,
-    "minivb.training": 4,
-    "minivb.evaluation": 4,
-    "minivb.inference": 4,
+    "minivb.engine.training": 4,
+    "minivb.engine.evaluation": 4,
+    "minivb.engine.inference": 4,
     "minivb.retrieval": 4,
     "minivb.summarization": 4,
-    "minivb.explain": 4,
+    "minivb.attention_maps": 4,
     "minivb.visual_words": 4,
     "minivb.pretraining": 4,
-    "minivb.cli": 5,
+    "minivb.plumbing.cli": 5,
     "minivb.exercises": 5,
     "minivb.bench": 5,
     "minivb.bench.report": 5,
@@ -147,7 +147,7 @@ def test_the_checker_sees_function_local_and_relative_imports():
     # minivb.bench.loader inside a function: both must be seen.
     assert "minivb.data.toy" in GRAPH["minivb.summarization"]
     assert "minivb.bench.loader" in GRAPH["minivb.bench.contention"]
-    assert "minivb.training" in GRAPH["minivb.train"] and "minivb.cli" in GRAPH["minivb.train"]
+    assert "minivb.engine.training" in GRAPH["minivb.train"] and "minivb.plumbing.cli" in GRAPH["minivb.train"]
 
 
 def test_only_the_registry_names_a_data_set():

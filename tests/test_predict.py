@@ -1,4 +1,4 @@
-"""python -m minivb.predict, and minivb.explain (what the model attends to).
+"""python -m minivb.predict, and minivb.attention_maps (what the model attends to).
 
 The model is conftest's ``tiny_run`` (trained for 2 epochs on the tiny toy set by the real trainer).
 """
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from minivb import load_checkpoint
-from minivb.checkpoint import Preprocessing
-from minivb.evaluation import dataset_from_checkpoint, evaluate
-from minivb.explain import attention_rollout, cls_maps, plot_attention
-from minivb.inference import find_videos, load_model, predict, video_views
+from minivb.attention_maps import attention_rollout, cls_maps, plot_attention
+from minivb.engine.checkpoint import Preprocessing
+from minivb.engine.evaluation import dataset_from_checkpoint, evaluate
+from minivb.engine.inference import find_videos, load_model, predict, video_views
 from minivb.model import VideoBERT, VideoBERTConfig
 from minivb.predict import main
 from minivb.video import read_frames
@@ -38,7 +38,7 @@ def test_predict_equals_evaluate_on_the_same_videos(tiny_run):
 
 
 def test_the_checkpoint_carries_its_preprocessing_and_older_checkpoints_still_load(tiny_run, tmp_path):
-    from minivb.checkpoint import read_checkpoint, save_checkpoint
+    from minivb.engine.checkpoint import read_checkpoint, save_checkpoint
 
     ckpt = read_checkpoint(tiny_run / "last.pt")
     record = ckpt["preprocessing"]  # what train writes: the clip the model was trained on + the toy set's views
@@ -141,7 +141,7 @@ def test_find_videos_lists_folders_and_reports_what_is_not_there(tmp_path):
 def test_many_views_run_through_the_model_a_bounded_number_at_a_time(tiny_run, toy):
     """D13: predict --clips N counted only the input, not the network's activations, which grow with the views of
     one forward pass. The views now go through the model at most MAX_VIEWS at a time, with the same answer."""
-    from minivb.inference import MAX_VIEWS, multiview_probs
+    from minivb.engine.inference import MAX_VIEWS, multiview_probs
 
     model, _, prep = load_model(tiny_run, clips=150, crops=1)
     video = str(next((toy / "val").rglob("*.mp4")))

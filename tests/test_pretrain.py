@@ -398,13 +398,13 @@ def test_sigterm_keeps_the_finished_epochs_and_resume_ends_bit_identical(toy, tm
 
 def test_stopped_before_the_vocabulary_says_to_start_again(toy, tmp_path, monkeypatch, capsys):
     """Stopped during the feature pass or k-means, nothing is kept: the message must not promise a --resume."""
-    import minivb.pretraining
+    import minivb.engine.pretraining
     from minivb.pretrain import main as pretrain_main
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt  # Ctrl-C while k-means runs
 
-    monkeypatch.setattr(minivb.pretraining, "_sentences", interrupted)
+    monkeypatch.setattr(minivb.engine.pretraining, "_sentences", interrupted)
     out = tmp_path / "run"
     assert pretrain_main(["--data-root", str(toy), "--out", str(out), *TINY_PRE]) == 130
     err = capsys.readouterr().err
@@ -417,8 +417,8 @@ def test_stopped_before_the_vocabulary_says_to_start_again(toy, tmp_path, monkey
 def test_pretrain_cli_writes_a_checkpoint_whose_loss_fell(pretrained):
     import json
 
-    from minivb.checkpoint import PRETRAIN_FORMAT as FORMAT
-    from minivb.checkpoint import read_pretrained
+    from minivb.engine.checkpoint import PRETRAIN_FORMAT as FORMAT
+    from minivb.engine.checkpoint import read_pretrained
 
     summary = json.loads((pretrained / "summary.json").read_text())
     losses = [h["train_loss"] for h in summary["history"]]
@@ -433,10 +433,10 @@ def test_pretrain_cli_writes_a_checkpoint_whose_loss_fell(pretrained):
 
 
 def test_tokenizing_the_toy_set_is_deterministic(pretrained, toy):
-    from minivb.checkpoint import read_pretrained
     from minivb.data.clips import load_items
     from minivb.data.registry import DATASETS
-    from minivb.pretraining import clip_dataset, tokenize_clips
+    from minivb.engine.checkpoint import read_pretrained
+    from minivb.engine.pretraining import clip_dataset, tokenize_clips
 
     ckpt = read_pretrained(pretrained / "pretrain.pt")
     opts = DATASETS["toy"].pretrain_preset | ckpt["args"]
@@ -450,7 +450,7 @@ def test_tokenizing_the_toy_set_is_deterministic(pretrained, toy):
 
 
 def test_init_from_copies_the_transformer_and_rejects_what_does_not_fit(pretrained, toy, tmp_path, one_line_error):
-    from minivb.checkpoint import init_from_pretrained, read_pretrained
+    from minivb.engine.checkpoint import init_from_pretrained, read_pretrained
     from minivb.train import main as train_main
 
     source = read_pretrained(pretrained / "pretrain.pt")["model"]
@@ -486,7 +486,7 @@ def test_init_from_copies_the_transformer_and_rejects_what_does_not_fit(pretrain
     one_line_error(
         train_main, [*base, "--out", str(tmp_path / "c"), "--init-from", str(tmp_path / "nothing.pt")], "does not exist"
     )
-    from minivb.checkpoint import GALLERY_FORMAT, save_checkpoint
+    from minivb.engine.checkpoint import GALLERY_FORMAT, save_checkpoint
 
     gallery = {"format": GALLERY_FORMAT, "embeddings": torch.zeros(1, 2), "paths": ["a.mp4"], "classes": ["a"]}
     save_checkpoint(tmp_path / "gallery.pt", gallery)  # has "classes" too: it is still not a training checkpoint
@@ -514,7 +514,7 @@ def test_pretrain_holds_its_folder_and_never_writes_over_another_run(tiny_run, t
     training run's folder replaced its summary.json. A run holds its folder; a folder with a run is refused."""
     import shutil
 
-    from minivb import runs
+    from minivb.plumbing import runs
     from minivb.pretrain import main as pretrain_main
 
     trained = tmp_path / "trained"
@@ -535,13 +535,13 @@ def test_pretrain_holds_its_folder_and_never_writes_over_another_run(tiny_run, t
 def test_every_option_is_checked_before_any_work(toy, tmp_path, one_line_error, monkeypatch):
     """D12 / D13: --heads 3 failed with a traceback after the tokenizer and k-means had run; huge --size or
     --levels × --clusters ran out of memory. Now each is one line before the tokenizer is even built."""
-    import minivb.pretraining
+    import minivb.engine.pretraining
     from minivb.pretrain import main as pretrain_main
 
     def no_work(*args, **kwargs):
         raise AssertionError("the tokenizer was built: the options were not checked first")
 
-    monkeypatch.setattr(minivb.pretraining, "_tokenizer", no_work)
+    monkeypatch.setattr(minivb.engine.pretraining, "_tokenizer", no_work)
     base = ["--data-root", str(toy), "--out", str(tmp_path / "p")]
     one_line_error(
         pretrain_main, [*base, "--heads", "3"], "model options: dim (128) must be divisible by num_heads (3)"

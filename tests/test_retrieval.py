@@ -11,17 +11,10 @@ import shutil
 import pytest
 import torch
 
-from minivb.checkpoint import read_checkpoint, save_checkpoint
+from minivb.engine.checkpoint import read_checkpoint, save_checkpoint
+from minivb.engine.gallery import Gallery, embed_videos, pixel_embedding, view_embedding
 from minivb.model import VideoBERT, VideoBERTConfig
-from minivb.retrieval import (
-    Gallery,
-    embed_videos,
-    neighbour_confusion,
-    pixel_embedding,
-    retrieval_metrics,
-    search,
-    view_embedding,
-)
+from minivb.retrieval import neighbour_confusion, retrieval_metrics, search
 from minivb.retrieve import main
 
 
@@ -303,7 +296,7 @@ def test_a_broken_file_is_reported_and_the_others_indexed(tiny_run, toy, tmp_pat
     one_line_error(main, ["evaluate", "--index", str(out)], "has no labels")
 
     # The library: a broken file is dropped, with its label.
-    from minivb.inference import load_model
+    from minivb.engine.inference import load_model
 
     model, _, prep = load_model(tiny_run)
     lib, skipped = embed_videos(model, [broken, *videos], prep, labels=["x", "a", "b", "c"])
@@ -315,8 +308,8 @@ def test_a_gallery_is_searched_only_with_the_weights_that_made_it(tiny_run, toy,
     """The gallery stores a fingerprint of the model's weights; another model of the same size and views — or the
     same path after its run trained on (a resume moves last.pt on) — is refused instead of giving neighbours from
     another embedding space."""
-    from minivb.checkpoint import weights_fingerprint
-    from minivb.inference import load_model
+    from minivb.engine.checkpoint import weights_fingerprint
+    from minivb.engine.inference import load_model
 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)

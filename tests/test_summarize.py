@@ -10,7 +10,7 @@ import pytest
 import torch
 from videos import ffmpeg, presentation_times, stamped_frames, write_h264
 
-from minivb.checkpoint import Preprocessing
+from minivb.engine.checkpoint import Preprocessing
 from minivb.summarization import (
     _square,
     _stream_windows,

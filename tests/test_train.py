@@ -16,11 +16,11 @@ import pytest
 import torch
 
 from minivb import load_checkpoint
-from minivb.checkpoint import read_checkpoint, save_checkpoint
 from minivb.data.registry import PRESETS
 from minivb.data.toy import CLASSES
+from minivb.engine.checkpoint import read_checkpoint, save_checkpoint
+from minivb.engine.training import train
 from minivb.train import main, parse_args
-from minivb.training import train
 
 TINY = (
     "--epochs 2 --batch-size 2 --num-frames 4 --size 32 --dim 32 --depth 1 --heads 2 --save-every 3 --limit-val 6"
@@ -298,7 +298,7 @@ def test_a_users_folder_with_a_meta_json_is_never_called_deletable(tmp_path, one
 
 def test_no_flips_reaches_the_training_clips(toy):
     from minivb.data.clips import load_items
-    from minivb.training import build_data, resolve_options
+    from minivb.engine.training import build_data, resolve_options
 
     items, classes = load_items(toy, "train")
     for argv, want in (([], True), (["--no-flips"], False), (["--flips"], True)):
@@ -400,7 +400,7 @@ def test_a_disk_full_at_the_start_leaves_no_half_written_file(toy, tmp_path, mon
     usable."""
     import errno
 
-    import minivb.files
+    import minivb.plumbing.files
 
     out, fdopen = tmp_path / "run", os.fdopen
 
@@ -417,12 +417,12 @@ def test_a_disk_full_at_the_start_leaves_no_half_written_file(toy, tmp_path, mon
         def __exit__(self, *exc):
             self.file.close()
 
-    monkeypatch.setattr(minivb.files.os, "fdopen", Full)  # every atomic write of the package goes through it
+    monkeypatch.setattr(minivb.plumbing.files.os, "fdopen", Full)  # every atomic write of the package goes through it
     assert main(["--data-root", str(toy), "--out", str(out), *TINY]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: no space left on {out}"), err
     assert list(out.iterdir()) == []  # nothing half-written, no lock
-    monkeypatch.setattr(minivb.files.os, "fdopen", fdopen)
+    monkeypatch.setattr(minivb.plumbing.files.os, "fdopen", fdopen)
     assert main(["--data-root", str(toy), "--out", str(out), *TINY]) == 0  # space again: the same --out works
 
 

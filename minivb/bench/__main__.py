@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .. import bench, runs
-from ..cli import Parser, UsageError, run_main, seed
-from ..files import write_json
+from .. import bench
+from ..plumbing import runs
+from ..plumbing.cli import Parser, UsageError, run_main, seed
+from ..plumbing.files import write_json
 from ..video import VideoDecodeError
 from . import contention, decode, flops, loader
 from .contention import run_contention

@@ -28,8 +28,8 @@ import subprocess
 import sys
 import time
 
-from ..cli import UsageError, nonnegative_int, number, positive_int
 from ..data import registry
+from ..plumbing.cli import UsageError, nonnegative_int, number, positive_int
 from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
 
 __all__ = ["SETTINGS", "NEIGHBOURS", "run_contention", "measure_steps", "contention_table", "add_parser"]

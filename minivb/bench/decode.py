@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import torch
 
-from ..cli import UsageError, positive_int
 from ..data.framestore import convert_video, read_store_frames
+from ..plumbing.cli import UsageError, positive_int
 from ..video import VideoDecodeError, read_frames, sample_indices, video_info
 from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize
 

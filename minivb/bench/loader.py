@@ -18,13 +18,12 @@ from pathlib import Path
 
 import torch
 
-from ..cli import UsageError, fraction, nonnegative_int, positive_int
 from ..data import registry
-from ..data.device_decode import DECODE_CHOICES, resolve_decode
-from ..data.loader import clip_loader
-from ..device import DEVICES, autocast, resolve_device
-from ..loop import auto_workers
-from ..training import build_model
+from ..data.device_decode import resolve_decode
+from ..data.loader import auto_workers, clip_loader
+from ..engine.training import build_model
+from ..plumbing.cli import UsageError, fraction, nonnegative_int, positive_int
+from ..plumbing.device import DECODE_CHOICES, DEVICES, autocast, resolve_device
 from .decode import check_videos, write_test_video
 from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
 

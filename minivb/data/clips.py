@@ -34,7 +34,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import logging
 import math
 import os
 from pathlib import Path
@@ -46,9 +45,10 @@ from torch.utils.data import Dataset, Sampler, default_collate
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from ..checks import check_int
-from ..files import read_text
-from ..video import VideoDecodeError, read_frames, sample_indices, video_info
+from ..plumbing.checks import check_int
+from ..plumbing.files import read_text
+from ..plumbing.samples import Skipped, report_skipped, sample_seed
+from ..video import VideoDecodeError, crop_boxes, read_frames, sample_indices, video_info
 from .device_decode import EncodedBatch, EncodedClip, collate_encoded
 from .framestore import SUFFIX as STORE_SUFFIX
 from .framestore import read_store_frames, read_store_jpegs, store_info
@@ -57,7 +57,6 @@ __all__ = [
     "VIDEO_EXTENSIONS",
     "Item",
     "Skipped",
-    "crop_boxes",
     "UnknownLabels",
     "Replaced",
     "load_items",
@@ -65,13 +64,9 @@ __all__ = [
     "ClipDataset",
     "MultiViewDataset",
     "collate",
-    "report_skipped",
-    "worker_init",
     "ShardedSampler",
     "steps_per_epoch",
 ]
-
-log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 
@@ -95,13 +90,6 @@ class Replaced(NamedTuple):
     video: torch.Tensor
     label: int
     skipped: "Skipped"
-
-
-class Skipped(NamedTuple):
-    """What ``__getitem__`` returns for a file that cannot be decoded (name and reason)."""
-
-    path: str
-    reason: str
 
 
 # --------------------------------------------------------------------------- index
@@ -229,12 +217,6 @@ def limit_items(items: list, n: int | None, seed: int) -> list:
     return [items[i] for i in keep.tolist()]
 
 
-def sample_seed(*keys: int) -> int:
-    """A 63-bit seed that is a pure function of integer ``keys`` (e.g. ``seed, epoch, index``)."""
-    state = np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint32)
-    return (int(state[0]) << 31 | int(state[1]) >> 1) & ((1 << 63) - 1)
-
-
 _SAMPLE, _SAMPLER, _REPLACE = 1, 2, 3  # domain tags, so no two kinds of draw share a stream
 _GOLDEN = (5**0.5 - 1) / 2  # φ: i·φ mod 1 spreads any run of indices evenly over [0, 1) (--gpu-share)
 
@@ -245,16 +227,6 @@ _GOLDEN = (5**0.5 - 1) / 2  # φ: i·φ mod 1 spreads any run of indices evenly 
 def _to_video(frames: np.ndarray) -> torch.Tensor:
     """uint8 ``(T, H, W, 3)`` → uint8 ``(T, 3, H, W)`` (a view: channels-last memory, which the uint8 resize likes)."""
     return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-
-
-def crop_boxes(height: int, width: int, size: int, num_crops: int) -> list[tuple[int, int]]:
-    """Top-left corners of ``num_crops`` size×size crops: 1 = centre; 3 = start/centre/end of the long side."""
-    top, left = int(round((height - size) / 2)), int(round((width - size) / 2))  # as transforms.v2.CenterCrop
-    if num_crops == 1:
-        return [(top, left)]
-    if width >= height:
-        return [(top, 0), (top, left), (top, width - size)]
-    return [(0, left), (top, left), (height - size, left)]
 
 
 def _coin(seed: int) -> bool:
@@ -650,24 +622,6 @@ def collate(samples: list) -> tuple[torch.Tensor | EncodedBatch | None, torch.Te
         return collate_encoded([v for v, _ in good]), torch.tensor([y for _, y in good]), skipped
     videos, labels = default_collate(good)
     return videos, labels, skipped
-
-
-_reported: set[str] = set()
-
-
-def report_skipped(skipped: Sequence[Skipped]) -> None:
-    """Log one warning per broken file (once per process, however often it is drawn)."""
-    for s in skipped:
-        if s.path not in _reported:
-            _reported.add(s.path)
-            log.warning("skipping %s: %s", s.path, s.reason)
-
-
-def worker_init(_: int = 0) -> None:
-    """In a DataLoader worker: OpenCV on one thread (the workers are the parallelism)."""
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 # --------------------------------------------------------------------------- sampler

@@ -41,6 +41,8 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import default_collate
 
+from ..plumbing.device import DECODE_CHOICES
+
 __all__ = [
     "DECODE_CHOICES",
     "EncodedClip",
@@ -52,8 +54,6 @@ __all__ = [
     "on_device",
     "resolve_decode",
 ]
-
-DECODE_CHOICES = ("auto", "cpu", "gpu")
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from ..files import atomic_file
+from ..plumbing.files import atomic_file
 from ..video import VideoDecodeError, VideoInfo, as_indices, open_capture
 
 __all__ = [

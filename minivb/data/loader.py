@@ -7,15 +7,52 @@ Every one of them batches a clip data set the same way — worker processes, :fu
 
 from __future__ import annotations
 
+import signal
 from typing import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .clips import collate, worker_init
+from ..plumbing import distributed
+from .clips import collate
 from .device_decode import on_device
 
-__all__ = ["clip_loader"]
+__all__ = ["clip_loader", "worker_init", "ignore_stop_signals", "auto_workers", "close_loader"]
+
+
+def worker_init(_: int = 0) -> None:
+    """In a DataLoader worker: OpenCV on one thread (the workers are the parallelism)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def auto_workers() -> int:
+    """DataLoader workers when not given: this process's share of the cores (under torchrun), less one for itself."""
+    return max(1, distributed.local_cores() - 1)
+
+
+def close_loader(loader: DataLoader) -> None:
+    """Stop a DataLoader's persistent workers now, not whenever garbage collection gets to them.
+
+    The workers ignore SIGTERM (:func:`ignore_stop_signals`), so the SIGTERM with which Python's exit handler
+    ends leftover child processes cannot end them: if the loader was not collected first, the process hangs at
+    exit (seen when resuming a run). ``_shutdown_workers`` is what the loader's iterator runs when collected
+    (PyTorch Lightning calls it the same way); a loader without workers has nothing to stop.
+    """
+    loader = getattr(loader, "loader", loader)  # a DeviceDecoded loader's DataLoader
+    iterator = getattr(loader, "_iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+        loader._iterator = None
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """A DataLoader worker's init: SIGTERM and Ctrl-C are for the main process (it saves a checkpoint and shuts
+    the workers down)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    worker_init(worker_id)
 
 
 def clip_loader(

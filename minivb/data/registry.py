@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable
 
-from ..checks import UsageError
+from ..plumbing.checks import UsageError
 from . import toy
 from .clips import Item, load_items
 

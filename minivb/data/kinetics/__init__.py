@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ...checks import UsageError
-from ...files import (
+from ...plumbing.checks import UsageError
+from ...plumbing.files import (
     FolderInUse,
     NoSpace,
     is_disk_full,
@@ -45,10 +45,11 @@ from ...files import (
     unsafe_name,
     write_atomic,
 )
-from ...signals import sigterm_raises
+from ...plumbing.signals import sigterm_raises
 from ...video import VideoDecodeError
 from ..clips import VIDEO_EXTENSIONS
-from ..download import (
+from ..framestore import SUFFIX, convert_video
+from .download import (
     ArchiveError,
     DownloadError,
     check_free_space,
@@ -58,7 +59,6 @@ from ..download import (
     is_extracted,
     read_url_list,
 )
-from ..framestore import SUFFIX, convert_video
 
 __all__ = [
     "BASE_URL",

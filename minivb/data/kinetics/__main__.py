@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from ...cli import Parser, UsageError, nonnegative_int, positive_int, run_main
+from ...plumbing.cli import Parser, UsageError, nonnegative_int, positive_int, run_main
 from .. import kinetics
-from ..download import DownloadError, NotEnoughSpace
+from .download import DownloadError, NotEnoughSpace
 
 
 def _print_check(root: Path, report: list[dict]) -> None:

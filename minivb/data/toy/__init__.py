@@ -40,17 +40,19 @@ import csv
 import functools
 import json
 import math
+import os
 import re
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
 
-from ...checks import check_int
-from ...files import NoSpace, write_atomic
+from ...plumbing.checks import check_int
+from ...plumbing.files import NoSpace, write_atomic
 
 __all__ = [
     "CLASSES",
@@ -62,6 +64,7 @@ __all__ = [
     "classes_of",
     "render_clip",
     "write_video",
+    "concat_video",
     "generate",
     "is_toy_root",
     "read_index",
@@ -271,7 +274,8 @@ def write_video(path: Path, video: np.ndarray, fps: float) -> None:
 
 
 def _no_space_or(folder: Path) -> None:
-    """OpenCV says only that its writer failed: if the disk is full, say that (:class:`~minivb.files.NoSpace`)."""
+    """OpenCV says only that its writer failed: if the disk is full, say that
+    (:class:`~minivb.plumbing.files.NoSpace`)."""
     if shutil.disk_usage(folder).free < FULL_DISK_BYTES:
         raise NoSpace(folder)
 
@@ -291,6 +295,42 @@ _OWN_FILE = re.compile(r"(train|val)/([a-z_]+)/\2_\d{4}\.mp4|(train|val)\.csv|cl
 
 def _meta(cfg: ToyConfig) -> dict:
     return {"generator": GENERATOR, "format_version": FORMAT_VERSION, "classes": list(classes_of(cfg)), **asdict(cfg)}
+
+
+def concat_video(
+    path: str | os.PathLike,
+    labels: Sequence[str],
+    lengths: Sequence[int],
+    *,
+    seed: int,
+    shot: int | None = None,
+    size: int = 64,
+    fps: float = 8,
+) -> list[tuple[str, int, int]]:
+    """Write toy clips of ``labels`` with ``lengths`` frames, one after the other, as one video → its ground
+    truth ``[(label, start_frame, end_frame)]`` (end exclusive).
+
+    ``shot``: film each segment as shots of at most that many frames, each its own scene (background,
+    objects, motion) — one activity seen in several shots, as in an edited video; ``None``: one shot per
+    segment. Shot ``j`` of segment ``i`` is drawn from ``np.random.default_rng([seed, i, j])``.
+    """
+
+    if len(labels) != len(lengths) or not labels:
+        raise ValueError(
+            f"labels and lengths must be non-empty and as long as each other, got {len(labels)} and {len(lengths)}"
+        )
+    parts, segments, start = [], [], 0
+    for i, (label, n) in enumerate(zip(labels, lengths)):
+        n = check_int("length", n, minimum=2)
+        shots = [n] if shot is None else [min(shot, n - a) for a in range(0, n, check_int("shot", shot, minimum=2))]
+        for j, m in enumerate(shots):
+            parts.append(
+                render_clip(label, np.random.default_rng([seed, i, j]), frames=max(m, 2), size=size)[:m]
+            )  # (m, size, size, 3)
+        segments.append((label, start, start + n))
+        start += n
+    write_video(Path(path), np.concatenate(parts), fps)
+    return segments
 
 
 def is_toy_root(root: Path) -> bool:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ...cli import Parser, number, positive_int, run_main, seed
-from ...files import NoSpace
+from ...plumbing.cli import Parser, number, positive_int, run_main, seed
+from ...plumbing.files import NoSpace
 from .. import toy
 
 

@@ -2,7 +2,7 @@
 
 One writer for the whole package: :func:`atomic_file` (a temporary file beside the target, then
 ``os.replace``, which is atomic), used by :func:`write_atomic` (small files), :func:`write_json`
-(strict JSON), checkpoints (:func:`minivb.checkpoint.save_checkpoint`) and frame stores. A full disk
+(strict JSON), checkpoints (:func:`minivb.engine.checkpoint.save_checkpoint`) and frame stores. A full disk
 becomes :class:`NoSpace`: one line, and the old file kept. Plain Python (no torch).
 """
 
@@ -115,7 +115,7 @@ def _umask() -> int:
 def atomic_file(path: str | os.PathLike, durable: bool = True):
     """``with atomic_file(path) as f: f.write(...)`` → ``path`` appears whole when the block ends, or not at all.
 
-    The bytes go to ``.<name>.<random>.tmp`` beside ``path`` (:func:`minivb.runs.claim` sweeps leftovers),
+    The bytes go to ``.<name>.<random>.tmp`` beside ``path`` (:func:`minivb.plumbing.runs.claim` sweeps leftovers),
     then ``os.replace``. ``durable``: also ``fsync`` the file and its folder (checkpoints, small records;
     a frame store, rewritten if lost, skips it). An error removes the temporary file; a full disk raises
     :class:`NoSpace`.

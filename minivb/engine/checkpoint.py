@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data import registry
-from .files import atomic_file
-from .model import VideoBERT, VideoBERTConfig
+from ..data import registry
+from ..model import VideoBERT, VideoBERTConfig
+from ..plumbing.files import atomic_file
 
 __all__ = [
     "weights_fingerprint",
@@ -123,8 +123,8 @@ def weights_fingerprint(model: nn.Module) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike, obj: dict) -> Path:
-    """``torch.save(obj)`` to ``path`` atomically (:func:`minivb.files.atomic_file`: temporary file, fsync,
-    ``os.replace``); a full disk keeps the old checkpoint and raises :class:`~minivb.files.NoSpace`."""
+    """``torch.save(obj)`` to ``path`` atomically (:func:`minivb.plumbing.files.atomic_file`: temporary file, fsync,
+    ``os.replace``); a full disk keeps the old checkpoint and raises :class:`~minivb.plumbing.files.NoSpace`."""
     path = Path(path)
     with atomic_file(path) as f:
         torch.save(obj, f)
@@ -185,7 +185,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[VideoB
 # --------------------------------------------------------------------------- a pretraining checkpoint → a classifier
 
 PRETRAIN_FORMAT = "minivb.pretrain"  # a pretraining checkpoint's "format" entry
-GALLERY_FORMAT = "minivb.gallery"  # a retrieval gallery's (minivb.retrieval.Gallery)
+GALLERY_FORMAT = "minivb.gallery"  # a retrieval gallery's (minivb.engine.gallery.Gallery)
 
 
 def read_pretrained(path: str | os.PathLike) -> dict:

@@ -4,9 +4,9 @@
      video retrieval and video summary generation."                    — seed, §6
 
 A video of any size, frame rate, orientation and length is turned into the views the model
-was trained for, with the checkpoint's own preprocessing (:class:`~minivb.checkpoint.Preprocessing`:
+was trained for, with the checkpoint's own preprocessing (:class:`~minivb.engine.checkpoint.Preprocessing`:
 ``num_frames`` frames ``stride`` apart, squares resized to ``size``): ``clips`` evenly spaced clips ×
-``crops`` squares along the long side, as :mod:`minivb.evaluation` does, and the softmax is averaged
+``crops`` squares along the long side, as :mod:`minivb.engine.evaluation` does, and the softmax is averaged
 over the views (:func:`multiview_probs`)::
 
     p(class | video) = 1/V · Σ_v softmax(logits(view_v))
@@ -28,16 +28,16 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from . import runs
+from ..data.clips import VIDEO_EXTENSIONS, ClipDataset, MultiViewDataset, Skipped
+from ..data.device_decode import resolve_decode
+from ..data.framestore import SUFFIX as STORE_SUFFIX
+from ..data.loader import clip_loader
+from ..model import VideoBERT
+from ..plumbing import runs
+from ..plumbing.checks import UsageError, check_int
+from ..plumbing.device import autocast
+from ..video import VideoDecodeError
 from .checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
-from .checks import UsageError, check_int
-from .data.clips import VIDEO_EXTENSIONS, ClipDataset, MultiViewDataset, Skipped
-from .data.device_decode import resolve_decode
-from .data.framestore import SUFFIX as STORE_SUFFIX
-from .data.loader import clip_loader
-from .device import autocast
-from .model import VideoBERT
-from .video import VideoDecodeError
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -86,7 +86,7 @@ def load_model(
     """A checkpoint file (or run folder → its ``last.pt``)
     → ``(model in eval mode on the CPU, class names, preprocessing)``.
 
-    A missing or unreadable checkpoint → one-line :class:`~minivb.checks.UsageError`.
+    A missing or unreadable checkpoint → one-line :class:`~minivb.plumbing.checks.UsageError`.
     """
     path = runs.checkpoint_path(checkpoint, "--checkpoint")
     try:

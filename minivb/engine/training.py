@@ -7,7 +7,7 @@ The library half of ``python -m minivb.train`` (the command parses arguments and
 Read top to bottom: options (the data set's preset from :mod:`minivb.data.registry`, then what was
 given) → set-up (data, model, optimizer: :func:`build_run`) → bookkeeping (checkpoints, metrics,
 summary) → :func:`fit`, epochs of train → validate → log → save, with the loop of :mod:`minivb.loop`.
-The run's folder and files are :mod:`minivb.runs`; the distributed helpers :mod:`minivb.distributed`.
+The run's folder and files are :mod:`minivb.plumbing.runs`; the distributed helpers :mod:`minivb.plumbing.distributed`.
 Optimisation: AdamW (the model's own parameter groups,
 :meth:`~minivb.model.VideoBERT.configure_optimizers`) with linear warmup + cosine decay per step,
 label smoothing, gradient clipping.
@@ -15,7 +15,7 @@ label smoothing, gradient clipping.
 Exact resume: the model is initialised from ``seed``, the sampler's order is a function of
 ``(seed, epoch)`` and every augmentation a function of ``(seed, epoch, index)``; checkpoints
 (atomic, every ``save_every`` steps and every epoch) carry model, optimizer, scheduler,
-the counters, the torch RNG state and the :class:`~minivb.checkpoint.Preprocessing` record. So a run
+the counters, the torch RNG state and the :class:`~minivb.engine.checkpoint.Preprocessing` record. So a run
 killed at any point (``kill -9``) and resumed ends with bit-identical weights on a CPU. SIGTERM
 (cluster preemption) and Ctrl-C save a checkpoint and stop.
 
@@ -36,20 +36,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from . import distributed, runs
-from .checkpoint import Preprocessing, init_from_pretrained, read_checkpoint, save_checkpoint, unwrap_model
-from .checks import UsageError
-from .data import registry
-from .data.clips import ClipDataset, ShardedSampler, limit_items, steps_per_epoch
-from .data.device_decode import resolve_decode
-from .data.loader import clip_loader
-from .device import check_batch_fits, resolve_device
-from .files import write_json
-from .loop import (
+from ..data import registry
+from ..data.clips import ClipDataset, ShardedSampler, limit_items, steps_per_epoch
+from ..data.device_decode import resolve_decode
+from ..data.loader import auto_workers, clip_loader, close_loader, ignore_stop_signals
+from ..loop import (
     TrainState,
-    auto_workers,
-    close_loader,
-    ignore_stop_signals,
     rng_state,
     set_rng_state,
     stop_signals,
@@ -57,7 +49,12 @@ from .loop import (
     validate,
     warmup_cosine,
 )
-from .model import VideoBERT, VideoBERTConfig
+from ..model import VideoBERT, VideoBERTConfig
+from ..plumbing import distributed, runs
+from ..plumbing.checks import UsageError
+from ..plumbing.device import check_batch_fits, resolve_device
+from ..plumbing.files import write_json
+from .checkpoint import Preprocessing, init_from_pretrained, read_checkpoint, save_checkpoint, unwrap_model
 
 __all__ = [
     "RUNTIME_OPTIONS",

@@ -10,7 +10,7 @@ averaged over the views (one prediction per video)::
     p(class | video) = 1/V · Σ_v softmax(logits(view_v)),   V = clips · crops
 
 1 clip × 1 crop is exactly the trainer's validation sample (centre clip, centre crop).
-:func:`evaluate` (with :func:`minivb.inference.multiview_probs`), :func:`dataset_from_checkpoint` and
+:func:`evaluate` (with :func:`minivb.engine.inference.multiview_probs`), :func:`dataset_from_checkpoint` and
 :func:`plot_confusion` are what ``python -m minivb.evaluate`` runs and notebook 06 uses; the metrics
 are :mod:`minivb.metrics`' (the trainer's too).
 """
@@ -26,9 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import Preprocessing, read_checkpoint
-from .checks import check_int
-from .data.clips import (
+from ..data.clips import (
     ClipDataset,
     MultiViewDataset,
     UnknownLabels,
@@ -36,11 +34,13 @@ from .data.clips import (
     load_items,
     report_skipped,
 )
-from .data.device_decode import resolve_decode
-from .data.loader import clip_loader
-from .device import autocast
+from ..data.device_decode import resolve_decode
+from ..data.loader import clip_loader
+from ..metrics import accuracy_metrics
+from ..plumbing.checks import check_int
+from ..plumbing.device import autocast
+from .checkpoint import Preprocessing, read_checkpoint
 from .inference import multiview_probs
-from .metrics import accuracy_metrics
 
 __all__ = ["evaluate", "dataset_from_checkpoint", "plot_confusion"]
 
@@ -163,7 +163,7 @@ def dataset_from_checkpoint(
 ) -> ClipDataset:
     """The evaluation :class:`ClipDataset` of a training checkpoint's data (its ``args``: data root, seed).
 
-    Same clips as training used (the checkpoint's :class:`~minivb.checkpoint.Preprocessing`) and the checkpoint's
+    Same clips as training used (the checkpoint's :class:`~minivb.engine.checkpoint.Preprocessing`) and the checkpoint's
     class list; ``data_root`` overrides the stored one (a relative path in the checkpoint is
     relative to where training ran). ``limit``: a fixed subset of that many videos, chosen
     as the trainer's ``--limit-val`` chooses it. Missing root or split →

@@ -40,7 +40,7 @@ from urllib.request import Request, urlopen
 
 from tqdm import tqdm
 
-from ..files import write_atomic
+from ...plumbing.files import write_atomic
 
 __all__ = [
     "DownloadError",

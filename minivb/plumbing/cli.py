@@ -10,10 +10,8 @@ import math
 import sys
 from typing import Callable
 
-from .checkpoint import Preprocessing
 from .checks import UsageError  # re-exported: every command raises it
-from .data.device_decode import DECODE_CHOICES
-from .device import check_batch_fits, resolve_device
+from .device import DECODE_CHOICES, check_batch_fits, resolve_device
 from .files import NoSpace
 
 __all__ = [
@@ -95,7 +93,7 @@ def seed(text: str) -> int:
 
 def add_videos_argument(parser, dest: str = "videos", nargs: str = "+", metavar: str = "VIDEO") -> None:
     """The positional videos: files, or folders searched recursively (predict, retrieve index and search;
-    :func:`minivb.inference.find_videos`)."""
+    :func:`minivb.engine.inference.find_videos`)."""
     parser.add_argument(
         dest, nargs=nargs, metavar=metavar, help="video files, or folders (every video under them, recursively)"
     )
@@ -116,8 +114,9 @@ def add_views_options(parser) -> None:
     parser.add_argument("--crops", type=int, choices=(1, 3), help="spatial crops per clip (default: toy 1, k400 3)")
 
 
-def views_device(opts: argparse.Namespace, prep: Preprocessing):
-    """--device resolved, refused early if --batch-size videos × their views cannot fit on it (predict, retrieve)."""
+def views_device(opts: argparse.Namespace, prep):
+    """--device resolved, refused early if --batch-size videos × their views (``prep``: the checkpoint's
+    :class:`~minivb.engine.checkpoint.Preprocessing`) cannot fit on it (predict, retrieve)."""
     device = resolve_device(opts.device)
     check_batch_fits(
         device,

@@ -1,0 +1,373 @@
+"""The pretraining run behind ``python -m minivb.pretrain``: clips → visual words → masked tokens → ``pretrain.pt``.
+
+What it trains is the lesson (:mod:`minivb.pretraining` and :mod:`minivb.visual_words`, built in notebook 08); this
+module reads the data set, runs the tokenizer's feature pass in batches, fits the vocabulary, trains
+:class:`WordBERT` in the trainer's own loop (:func:`minivb.loop.train_one_epoch`), and writes, resumes and locks the
+run's folder.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..data import registry
+from ..data.clips import ClipDataset, ShardedSampler, limit_items
+from ..data.loader import clip_loader
+from ..encoder import build_encoder
+from ..loop import TrainState, stop_signals, train_one_epoch, warmup_cosine
+from ..plumbing import runs
+from ..plumbing.checks import UsageError
+from ..plumbing.device import check_batch_fits, resolve_device
+from ..plumbing.files import write_json
+from ..plumbing.samples import report_skipped
+from ..plumbing.signals import sigterm_raises
+from ..pretraining import (
+    HierarchicalKMeans,
+    MaskedTokenLoss,
+    MaskedWords,
+    WordBERT,
+    WordBERTConfig,
+    collate,
+    evaluate_masked,
+    motion_features,
+)
+from .checkpoint import PRETRAIN_FORMAT, load_file, save_checkpoint
+
+__all__ = ["clip_dataset", "tokenize_clips", "Stopped", "pretrain"]
+
+FEATURE_BATCH = 32  # clips per batch of the tokenizer's feature pass
+
+
+def clip_dataset(items: list, opts: dict) -> ClipDataset:
+    """The evaluation-style clips (centre clip, centre square) of ``items`` that the tokenizer reads."""
+    classes = sorted({it.label for it in items})
+    return ClipDataset(
+        items,
+        classes,
+        opts["num_frames"],
+        opts["stride"],
+        train=False,
+        size=opts["size"],
+        preload=registry.get(opts["subset"]).preload,
+    )
+
+
+@torch.no_grad()
+def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool):
+    """Yield motion features ``(B, T, F)`` of every batch of clips (then of its two mirror images, if ``flips``)."""
+    for videos, _, skipped in clip_loader(data, device, FEATURE_BATCH, opts["workers"]):
+        report_skipped(skipped)
+        if videos is None:
+            continue
+        videos = videos.to(device)  # (B, T, 3, H, W) uint8
+        for v in (videos, videos.flip(-1), videos.flip(-2)) if flips else (videos,):  # mirrors: more data, no labels
+            yield motion_features(encoder, v).cpu()
+
+
+def tokenize_clips(encoder, vocabulary, data: ClipDataset, opts: dict, device, flips: bool = False) -> torch.Tensor:
+    """Every clip of ``data`` → its words ``(N, T)`` long; with ``flips``, each batch of 32 clips is followed by its
+    left–right and then its top–bottom mirror images (3× the sentences)."""
+    parts = [vocabulary.assign(f) for f in _features(encoder, data, opts, device, flips)]  # (B·k, T) each
+    return torch.cat(parts) if parts else torch.zeros(0, opts["num_frames"], dtype=torch.long)
+
+
+def check_options(opts: dict, device: torch.device) -> None:
+    """Refuse, before any work, options that would fail or exhaust memory later: a Transformer whose sizes do
+    not fit together, more words than the frames k-means is fitted on, a feature batch larger than memory."""
+    words = opts["clusters"] ** opts["levels"]
+    if words > opts["kmeans_frames"]:
+        raise UsageError(
+            f"--clusters {opts['clusters']} ** --levels {opts['levels']} = {words:,} words, more than the "
+            f"{opts['kmeans_frames']:,} frames k-means is fitted on (--kmeans-frames); lower them"
+        )
+    try:
+        WordBERTConfig(words, opts["num_frames"], opts["dim"], opts["depth"], opts["heads"])
+    except ValueError as e:
+        raise UsageError(f"model options: {e}") from None
+    t, size = opts["num_frames"], opts["size"]
+    check_batch_fits(device, FEATURE_BATCH, t, size, f"{FEATURE_BATCH} clips × --num-frames {t} × 3 × --size {size}²")
+
+
+def _tokenizer(opts: dict, device: torch.device) -> nn.Module:
+    """The frozen CNN that turns frames into features (random weights for the toy set: no labels anywhere)."""
+    torch.manual_seed(opts["seed"])
+    try:
+        return build_encoder(opts["encoder"], opts["grid"], opts["pretrained"]).to(device).eval()
+    except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
+        raise UsageError(" ".join(str(e).split()).replace("pass pretrained=False", "pass --no-pretrained")) from None
+
+
+def _sentences(
+    encoder: nn.Module, train_items: list, val_items: list, opts: dict, device: torch.device, log
+) -> tuple[HierarchicalKMeans, torch.Tensor, torch.Tensor]:
+    """Fit the vocabulary on a sample of training frames, then every clip → a sentence: ``(vocabulary, train (N, T),
+    val (M, T))``."""
+    start = time.perf_counter()
+    train_clips, val_clips = clip_dataset(train_items, opts), clip_dataset(val_items, opts)
+    sample = limit_items(train_items, max(1, opts["kmeans_frames"] // opts["num_frames"]), opts["seed"])
+    sample_clips = train_clips if len(sample) == len(train_items) else clip_dataset(sample, opts)
+    feats = torch.cat(list(_features(encoder, sample_clips, opts, device, opts["flips"])))  # (N, T, F)
+    vocabulary = HierarchicalKMeans.fit(feats.flatten(0, 1), opts["levels"], opts["clusters"], opts["seed"])
+    log(
+        f"minivb.pretrain: {vocabulary.vocab_size} visual words ({opts['levels']} levels × {opts['clusters']} "
+        f"clusters; "
+        f"{int((vocabulary.counts > 0).sum())} used) from {len(feats) * opts['num_frames']} frames of "
+        f"{opts['encoder']} "
+        f"features ({vocabulary.dim}-d), {time.perf_counter() - start:.0f} s"
+    )
+    train_ids = (
+        vocabulary.assign(feats)
+        if sample_clips is train_clips  # the sample was every clip: its features are here
+        else tokenize_clips(encoder, vocabulary, train_clips, opts, device, opts["flips"])
+    )
+    return vocabulary, train_ids, tokenize_clips(encoder, vocabulary, val_clips, opts, device)
+
+
+def _masked_modeling(
+    model: WordBERT,
+    train_ids: torch.Tensor,
+    val_ids: torch.Tensor,
+    opts: dict,
+    device: torch.device,
+    majority: float,
+    log,
+    out: Path,
+    options: dict,
+) -> list[dict]:
+    """Masked visual-token modeling in the trainer's own loop (``train_one_epoch``) → one history row per epoch.
+
+    After every epoch the model, optimizer, schedule and history go to ``out/progress.pt``, and a run that
+    finds one there continues after its last epoch (bit-identical on a CPU: the masking and the order are
+    functions of (seed, epoch, index)). SIGTERM or Ctrl-C stop at the next step → :class:`Stopped`.
+    """
+    V = model.config.vocab_size
+    train_set = MaskedWords(train_ids, V, seed=opts["seed"])
+    sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], with_epoch=True)
+    loader = DataLoader(train_set, batch_size=opts["batch_size"], sampler=sampler, collate_fn=collate)
+    val_loader = DataLoader(MaskedWords(val_ids, V, seed=opts["seed"], train=False), batch_size=256, collate_fn=collate)
+    optimizer = model.configure_optimizers(opts["lr"], opts["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(len(loader), opts["epochs"] * len(loader)))
+    state, criterion, history = TrainState(), MaskedTokenLoss(), []
+    first = 0
+    if (out / "progress.pt").is_file():  # a stopped run: continue after its last finished epoch
+        saved = load_file(out / "progress.pt", "pretraining progress", "delete it to start the epochs again")
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        history, first, state.step = list(saved["history"]), int(saved["epoch"]), int(saved["step"])
+        log(f"minivb.pretrain: continuing after epoch {first} of {opts['epochs']}")
+    with stop_signals() as stopped:
+        for epoch in range(first, opts["epochs"]):
+            sampler.set_epoch(epoch)
+            if not train_one_epoch(
+                model, loader, optimizer, scheduler, criterion, state, device, stop=lambda: stopped() is not None
+            ):
+                raise Stopped(stopped(), epoch)  # progress.pt holds the epochs before this one
+            _end_epoch(model, val_loader, device, state, history, epoch, opts, majority, log)
+            save_checkpoint(
+                out / "progress.pt",
+                dict(
+                    model=model.state_dict(),
+                    optimizer=optimizer.state_dict(),
+                    scheduler=scheduler.state_dict(),
+                    history=history,
+                    epoch=epoch + 1,
+                    step=state.step,
+                    args=options,
+                ),
+            )
+            if stopped() is not None and epoch + 1 < opts["epochs"]:
+                raise Stopped(stopped(), epoch + 1)
+    return history
+
+
+def _end_epoch(model, val_loader, device, state: TrainState, history: list, epoch: int, opts: dict, majority, log):
+    """An epoch's history row (training loss, validation loss, masked-token accuracy) and its log line."""
+    val = evaluate_masked(model, val_loader, device)
+    row = dict(
+        epoch=epoch + 1,
+        train_loss=state.loss_sum / max(state.loss_count, 1),
+        val_loss=val["loss"],
+        masked_top1=val["accuracy"],
+    )
+    history.append(row)
+    state.loss_sum, state.loss_count = 0.0, 0
+    log(
+        f"epoch {epoch + 1:>3}/{opts['epochs']}  loss {row['train_loss']:.4f}  val loss {val['loss']:.4f}  "
+        f"masked top-1 {100 * val['accuracy']:5.1f}%  (majority word {100 * majority:.1f}%)"
+    )
+
+
+class Stopped(Exception):
+    """SIGTERM or Ctrl-C stopped pretraining (``.signal``); ``words.pt`` and ``progress.pt`` in the run's folder
+    keep what is finished, and ``--resume`` continues from them."""
+
+    def __init__(self, signal_name: str | None, epochs_done: int, out: Path | None = None):
+        super().__init__(f"stopped by {signal_name} after {epochs_done} finished epoch(s)")
+        self.signal, self.epochs_done, self.out = signal_name, epochs_done, out
+
+
+def _quiet(*args) -> None:
+    """A log that says nothing."""
+
+
+def pretrain(given: dict, log: Callable[..., None] | None = print) -> dict:
+    """``python -m minivb.pretrain``'s work → its summary (the dict written to summary.json).
+
+    ``log`` takes the run's lines (``None`` silences them; ``summary["history"]`` has every epoch's numbers).
+
+    Three steps: the tokenizer CNN (:func:`_tokenizer`) → the vocabulary and every clip as a sentence of
+    words (:func:`_sentences`) → masked visual-token modeling of a :class:`WordBERT` (:func:`_masked_modeling`).
+    """
+    log = log or _quiet
+    if given.get("resume"):
+        return _resume(given, log)
+    dataset = registry.get(given.get("subset"))
+    subset = dataset.name
+    opts = (
+        dict(subset=subset, data_root=dataset.root, out=None, seed=0, device="auto", limit=None)
+        | dataset.pretrain_preset
+        | given
+    )
+    if opts["workers"] is None:
+        opts["workers"] = max(1, (os.cpu_count() or 2) - 1)
+    start = time.perf_counter()
+    device = resolve_device(opts["device"])
+    check_options(opts, device)  # every option before any work (the tokenizer and k-means take minutes at scale)
+    dataset.prepare(opts["data_root"])  # the toy set is made if missing
+    train_items, val_items, _ = dataset.load(opts["data_root"])
+    train_items = limit_items(train_items, opts["limit"], opts["seed"])
+    out = Path(opts["out"]) if opts["out"] else runs.new_run_folder(f"pretrain-{subset}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; choose a folder")
+    lock = runs.claim(out)  # the folder is this run's until it ends (a second run into it is refused)
+    try:
+        if (out / "words.pt").exists() and not (out / "pretrain.pt").exists():
+            raise UsageError(f"--out {out} holds a stopped pretraining run; continue it with --resume {out}")
+        held = [f for f in ("pretrain.pt", *runs.RUN_FILES) if (out / f).exists()]
+        if held:  # a finished pretraining run, or a training run: never written over
+            raise UsageError(f"--out {out} already holds a run ({', '.join(held)}); choose another --out")
+        return _pretrain_into(out, opts, device, train_items, val_items, start, log)
+    finally:
+        runs.release(out, lock)
+
+
+RESUME_OPTIONS = ("device", "workers")  # what may differ when continuing a stopped run
+
+
+def _resume(given: dict, log) -> dict:
+    """Continue the stopped run in folder ``given["resume"]``: its words and finished epochs, its options."""
+    out = Path(given["resume"])
+    if not (out / "words.pt").is_file():
+        what = "a finished run (pretrain.pt)" if (out / "pretrain.pt").is_file() else "no stopped pretraining run"
+        raise UsageError(f"--resume {out}: it holds {what} (words.pt is written once the vocabulary is built)")
+    words = load_file(out / "words.pt", "pretraining words", "delete the folder and pretrain again")
+    other = {k: v for k, v in given.items() if k not in (*RESUME_OPTIONS, "resume") and words["args"].get(k) != v}
+    if other:
+        flag = "--" + next(iter(other)).replace("_", "-")
+        raise UsageError(f"--resume {out}: {flag} differs from the stopped run's; drop it to continue that run")
+    opts = dict(words["args"]) | {k: given[k] for k in RESUME_OPTIONS if k in given}
+    device = resolve_device(opts["device"])
+    lock = runs.claim(out)
+    try:
+        return _pretrain_into(out, opts, device, None, None, time.perf_counter() - words["seconds"], log)
+    finally:
+        runs.release(out, lock)
+
+
+def _pretrain_into(
+    out: Path, opts: dict, device: torch.device, train_items: list, val_items: list, start: float, log
+) -> dict:
+    """The three steps of :func:`pretrain`, writing ``pretrain.pt`` and ``summary.json`` into ``out`` (held).
+
+    The vocabulary and the sentences go to ``out/words.pt`` once made (a resumed run starts from them: the
+    tokenizer and k-means are not run again); both working files are removed when the run is done.
+    """
+    try:
+        return _pretrain_steps(out, opts, device, train_items, val_items, start, log)
+    except KeyboardInterrupt:  # a second Ctrl-C, or one during the feature pass and k-means
+        raise Stopped("SIGINT", 0, out) from None
+    except Stopped as e:
+        e.out = out
+        raise
+
+
+def _words(
+    out: Path, opts: dict, options: dict, device, train_items: list | None, val_items: list | None, start: float, log
+) -> tuple[nn.Module, HierarchicalKMeans, torch.Tensor, torch.Tensor]:
+    """Tokenizer → vocabulary and sentences, kept in ``words.pt`` (or read from it, resuming)
+    → (tokenizer, vocabulary, train sentences, val sentences)."""
+    resuming = (out / "words.pt").is_file()
+    encoder = _tokenizer(opts | ({"pretrained": False} if resuming else {}), device)  # (its weights are saved)
+    if resuming:
+        words = load_file(out / "words.pt", "pretraining words", "delete the folder and pretrain again")
+        encoder.load_state_dict(words["tokenizer"])
+        return encoder, HierarchicalKMeans.from_state_dict(words["vocabulary"]), words["train_ids"], words["val_ids"]
+    with sigterm_raises(lambda: Stopped("SIGTERM", 0)):  # (nothing of this phase is kept)
+        vocabulary, train_ids, val_ids = _sentences(encoder, train_items, val_items, opts, device, log)
+    seconds = time.perf_counter() - start
+    save_checkpoint(
+        out / "words.pt",
+        dict(
+            vocabulary=vocabulary.state_dict(),
+            train_ids=train_ids,
+            val_ids=val_ids,
+            tokenizer=encoder.state_dict(),
+            args=options,
+            seconds=seconds,
+        ),
+    )
+    return encoder, vocabulary, train_ids, val_ids
+
+
+def _pretrain_steps(
+    out: Path, opts: dict, device: torch.device, train_items: list | None, val_items: list | None, start: float, log
+) -> dict:
+    """Tokenizer → vocabulary and sentences (or those of ``words.pt``, resuming) → masked modeling → pretrain.pt."""
+    options = {k: v for k, v in opts.items() if k not in ("out", "resume")} | {"out": str(out)}
+    encoder, vocabulary, train_ids, val_ids = _words(out, opts, options, device, train_items, val_items, start, log)
+    majority = float((val_ids == vocabulary.majority_word).float().mean()) if val_ids.numel() else 0.0
+    torch.manual_seed(opts["seed"])
+    config = WordBERTConfig(vocabulary.vocab_size, opts["num_frames"], opts["dim"], opts["depth"], opts["heads"])
+    model = WordBERT(config).to(device)
+    history = _masked_modeling(model, train_ids, val_ids, opts, device, majority, log, out, options)
+
+    summary = dict(
+        masked_top1=history[-1]["masked_top1"],
+        majority_top1=majority,
+        vocab_size=vocabulary.vocab_size,
+        words_used=int((vocabulary.counts > 0).sum()),
+        train_sequences=len(train_ids),
+        val_sequences=len(val_ids),
+        epochs=opts["epochs"],
+        seconds=round(time.perf_counter() - start, 1),
+        history=history,
+    )
+    save_checkpoint(
+        out / "pretrain.pt",
+        dict(
+            format=PRETRAIN_FORMAT,
+            version=1,
+            model=model.state_dict(),
+            config=config.to_dict(),
+            vocabulary=vocabulary.state_dict(),
+            tokenizer=dict(encoder=opts["encoder"], grid=opts["grid"], state=encoder.state_dict()),
+            args=options,
+            summary=summary,
+        ),
+    )
+    write_json(out / "summary.json", summary | {"args": options})
+    for working in ("words.pt", "progress.pt"):  # pretrain.pt holds all of it now
+        (out / working).unlink(missing_ok=True)
+    log(
+        f"done: masked top-1 {100 * summary['masked_top1']:.1f}% (majority word {100 * majority:.1f}%), "
+        f"{summary['seconds']:.0f} s → {out}"
+    )
+    return summary
