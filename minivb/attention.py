@@ -1,4 +1,4 @@
-"""Self-attention and multi-head attention (seed §3 steps 3–4, §4).
+"""Built in notebooks 03, §1–5, and 04, §1–2. Self-attention and multi-head attention (seed §3 steps 3–4, §4).
 
     "The self-attention mechanism in the Transformer layers lets the model learn the
      relations between frames. It learns representations by computing the relations

@@ -1,4 +1,5 @@
-"""What the model looks at: the [CLS] token's attention over frames × regions, and attention rollout.
+"""Built in notebook 07, §4.
+What the model looks at: the [CLS] token's attention over frames × regions, and attention rollout.
 
     "A = softmax(QKᵀ/√D)"                                              — seed, §4
 

@@ -1,4 +1,4 @@
-"""A CNN that turns every frame into region features (seed §3 step 2).
+"""Built in notebook 02, §2–7. A CNN that turns every frame into region features (seed §3 step 2).
 
     "Next, we pass the frame sequence through a convolutional neural network (CNN)
      to encode it and extract the video's spatial features. These features are

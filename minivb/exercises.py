@@ -1,4 +1,4 @@
-"""The notebooks' exercises: ``check("03.1", my_function)`` runs your answer and says whether it is right.
+"""Used by every notebook's exercises: ``check("03.1", my_function)`` runs your answer and says whether it is right.
 
 Every exercise is a function for you to write in the notebook. ``check`` calls it on inputs of its own and
 compares the result with an independent reference — PyTorch's own function where one exists, else the formula

@@ -1,4 +1,5 @@
-"""The training loop, one for both trainers (:mod:`minivb.engine.training` and :mod:`minivb.pretraining`).
+"""Built in notebook 06, §3.
+The training loop, one for both trainers (:mod:`minivb.engine.training` and :mod:`minivb.engine.pretraining`).
 
     "We train and evaluate our model with a training set and a validation set."
                                                                    — seed, §5

@@ -1,4 +1,5 @@
-"""Classification metrics, one path for the trainer's validation and for :mod:`minivb.engine.evaluation`.
+"""Built in notebook 06, §3 and §5.
+Classification metrics, one path for the trainer's validation and for :mod:`minivb.engine.evaluation`.
 
     top-1 = fraction of videos whose highest score is the true class
     top-5 = fraction whose true class is among the 5 highest scores (top-min(5, C))

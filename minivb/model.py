@@ -1,4 +1,5 @@
-"""VideoBERT: CNN region tokens + time/region embeddings + Transformer + output layer (seed §3 step 5, §4).
+"""Built in notebook 05, §2–6.
+VideoBERT: CNN region tokens + time/region embeddings + Transformer + output layer (seed §3 step 5, §4).
 
     "H = Transformer(X, A, N, H₀), where X is the input sequence (the video frame
      sequence), A is the self-attention matrix, N is the number of layers, and H₀ is

@@ -1,4 +1,5 @@
-"""Masked visual-token pretraining: the original VideoBERT idea, at toy scale (``python -m minivb.pretrain``).
+"""Built in notebook 08, §2.
+Masked visual-token pretraining: the original VideoBERT idea, at toy scale (``python -m minivb.pretrain``).
 
 VideoBERT (Sun et al., "VideoBERT: A Joint Model for Video and Language Representation
 Learning", ICCV 2019) does not feed continuous features to its Transformer. It first turns
@@ -23,7 +24,8 @@ Here, scaled down so it runs on a CPU:
 as :class:`~minivb.model.VideoBERT` does, so :func:`minivb.engine.checkpoint.init_from_pretrained` can copy the
 pretrained Transformer into a classifier. :class:`MaskedWords` + :func:`collate` yield
 ``(inputs, targets, [])`` batches and :class:`MaskedTokenLoss` takes ``(logits, targets)``: the
-pretraining runs in :func:`minivb.loop.train_one_epoch` unchanged. One process (no DDP): the
+pretraining runs in :func:`minivb.loop.train_one_epoch` unchanged. The run around it (the data set, the feature pass,
+the run's folder) is :func:`minivb.engine.pretraining.pretrain`. One process (no DDP): the
 sentences are tiny; the cost at k400 scale is the feature pass, which uses ``--workers`` and the GPU.
 """
 

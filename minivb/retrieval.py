@@ -1,4 +1,5 @@
-"""Video retrieval with the [CLS] embedding: nearest videos by cosine similarity, and how good they are (seed §6).
+"""Built in notebook 07, §2.
+Video retrieval with the [CLS] embedding: nearest videos by cosine similarity, and how good they are (seed §6).
 
     "VideoBERT performs well in a variety of video tasks, such as video classification,
      video retrieval and video summary generation."                    — seed, §6
@@ -17,8 +18,9 @@ A search is a matrix product followed by a sort. :func:`retrieval_metrics` score
 gallery leave-one-out (every video queries all the others; same label = relevant):
 Recall@K and mAP. :func:`neighbour_confusion` shows which classes a video's nearest
 neighbour comes from — on the toy set, whether the model confuses time-reversed twins.
-:func:`pixel_embedding` is the baseline a learned embedding must beat: raw pixels averaged
-over time (blind to frame order, so it cannot tell a twin from its reversal).
+:func:`minivb.engine.gallery.embed_videos` embeds many videos in batches (and
+:func:`~minivb.engine.gallery.pixel_embedding`, the baseline a learned embedding must beat: raw pixels averaged over
+time, blind to frame order, so it cannot tell a twin from its reversal).
 
     python -m minivb.retrieve index --checkpoint runs/toy-… --data-root data/toy --split train --out runs/gallery.pt
     python -m minivb.retrieve evaluate --index runs/gallery.pt

@@ -1,4 +1,5 @@
-"""Summarization: a long video as K keyframes — sliding windows → embeddings → segments → keyframes (seed §6).
+"""Built in notebook 07, §3.
+Summarization: a long video as K keyframes — sliding windows → embeddings → segments → keyframes (seed §6).
 
     "VideoBERT performs well in a variety of video tasks, such as video classification,
      video retrieval and video summary generation."                    — seed, §6
@@ -29,7 +30,7 @@ consecutive windows minimising the total within-segment scatter Σ_segments Σ_w
 16×16, no model): a baseline that tells what the model adds. :func:`uniform_keyframes` is the
 reference everyone beats or not: the centres of K equal parts.
 
-Evaluation with ground truth (:func:`concat_video`, :func:`summary_metrics`): toy clips of known
+Evaluation with ground truth (:func:`minivb.data.toy.concat_video`, :func:`summary_metrics`): toy clips of known
 classes and unequal lengths (each segment one or several shots) are joined into one video; a
 summary is good if its keyframes hit every segment once.
 """

@@ -1,4 +1,4 @@
-"""The Transformer: N pre-norm layers of attention + MLP (seed §3 step 3, §4).
+"""Built in notebook 05, §5. The Transformer: N pre-norm layers of attention + MLP (seed §3 step 3, §4).
 
     "H = Transformer(X, A, N, H₀), where X is the input sequence (the video frame
      sequence), A is the self-attention matrix, N is the number of layers, and H₀ is

@@ -1,4 +1,4 @@
-"""Video files → frame sequences → regions (seed §3.1).
+"""Built in notebook 01, steps 1–4. Video files → frame sequences → regions (seed §3.1).
 
     "Video preprocessing: first, we convert the raw video into a frame sequence.
      Then each frame is split into several regions, to capture the spatial

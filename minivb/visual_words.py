@@ -1,4 +1,5 @@
-"""Visual words: one discrete token per video frame, from frozen CNN features and hierarchical k-means.
+"""Built in notebook 08, §1.
+Visual words: one discrete token per video frame, from frozen CNN features and hierarchical k-means.
 
 VideoBERT (Sun et al., ICCV 2019) turns video into *visual words* before its BERT sees it: S3D
 features of 1.5 s clips, clustered by hierarchical k-means — 4 levels of 12 clusters, so

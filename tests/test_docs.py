@@ -1,5 +1,5 @@
 """The README and docs/ stay true: links resolve, commands name real modules, examples write under runs/ or data/,
-the README reads as a learner's first screen, and docs/layers.md names every module of the package."""
+the README reads as a learner's first screen (tests/test_layers.py checks docs/layers.md, the package's map)."""
 
 import re
 from pathlib import Path
@@ -158,84 +158,6 @@ def test_the_commands_found_are_the_documented_ones():
     ]:
         assert any(re.search(rf"-m {re.escape(module)}(\s|$)", c) for c in commands), module
     assert any("--out runs/" in c for c in commands)
-
-
-# ---------------------------------------------------------------------------------------------- docs/layers.md
-
-# The planned layout (issue 17; files.py in the core, as tests/test_layers.py has it): paths under minivb/, layer by
-# layer. A package is named by its folder.
-PLANNED = {
-    1: ["checks.py", "files.py", "video.py", "encoder.py", "attention.py", "transformer.py", "model.py"],
-    2: ["data/clips.py", "data/framestore.py", "data/download.py", "data/toy/", "data/kinetics/", "data/registry.py"],
-    3: ["device.py", "distributed.py", "metrics.py", "runs.py", "checkpoint.py", "loop.py"],
-    4: [
-        "training.py",
-        "evaluation.py",
-        "inference.py",
-        "retrieval.py",
-        "summarization.py",
-        "explain.py",
-        "visual_words.py",
-        "pretraining.py",
-    ],
-    5: [
-        "train.py",
-        "evaluate.py",
-        "predict.py",
-        "retrieve.py",
-        "summarize.py",
-        "pretrain.py",
-        "data/toy/__main__.py",
-        "data/kinetics/__main__.py",
-        "bench/",
-        "cli.py",
-    ],
-}
-
-
-def _named(text: str, path: str) -> bool:
-    """``path`` (relative to minivb/) is written in ``text`` as itself, not as the tail of a longer name."""
-    return re.search(rf"(?<![\w/.]){re.escape(path)}(?![\w])", text) is not None
-
-
-def _module_files() -> list[tuple[str, ...]]:
-    """Every module file under minivb/, relative to it, as the names that may stand for it: a subpackage's
-    __init__.py is named by its folder (``data/toy/``) or by its own path."""
-    names = []
-    for path in sorted((ROOT / "minivb").rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
-        rel = path.relative_to(ROOT / "minivb").as_posix()
-        names.append((rel, rel[: -len("__init__.py")]) if rel.endswith("/__init__.py") else (rel,))
-    return names
-
-
-def test_layers_md_names_the_planned_modules_in_their_layers():
-    text = _text(ROOT / "docs" / "layers.md")
-    sections = re.split(r"^## (\d)\. ", text, flags=re.M)
-    by_layer = {int(sections[i]): sections[i + 1] for i in range(1, len(sections), 2)}
-    assert sorted(by_layer) == [1, 2, 3, 4, 5]
-    for layer, modules in PLANNED.items():
-        for module in modules:
-            assert _named(by_layer[layer], f"`{module}`") or _named(by_layer[layer], module), (layer, module)
-
-
-def test_layers_md_names_every_module_file():
-    # Passes against the files of today and of the planned layout: every file under minivb/ is named.
-    text = _text(ROOT / "docs" / "layers.md")
-    unnamed = [names[0] for names in _module_files() if not any(_named(text, name) for name in names)]
-    assert not unnamed, f"docs/layers.md does not name {unnamed}"
-
-
-def test_every_module_layers_md_names_exists():
-    # Waits for the refactor of issue 17: until its new modules exist, those (and only those) may be missing.
-    text = _text(ROOT / "docs" / "layers.md")
-    named = {m for m in re.findall(r"`((?:\w+/)*\w+(?:\.py|/))`", text) if not m.startswith(("minivb/", "tests/"))}
-    missing = sorted(m for m in named if not (ROOT / "minivb" / m).exists())
-    planned = {m for modules in PLANNED.values() for m in modules}
-    assert not [m for m in missing if m not in planned], missing
-    if missing:
-        pytest.xfail(f"the planned modules {missing} do not exist yet (the refactor of issue 17)")
 
 
 def _parser_of(module: str):

@@ -1,72 +1,46 @@
-"""The package's shape: every module sits in a layer and imports only its own layer and those below it (docs/layers.md).
+"""The package's shape, checked against its one map: docs/layers.md.
 
-Read from the source with ``ast`` (function-local imports count), so an import hidden inside a function
-cannot build a circle or make the library lean on a command.
+The page's tables give every module a layer; here the code is read with ``ast`` (function-local imports count) and
+checked against them: every module is on the map and every module on the map exists, a module imports only its own
+layer and those below, nothing imports a command, there is no import circle, and each lesson module loads alone in a
+fresh interpreter. A module the course builds opens its docstring with the page's "course" cell.
 """
 
 from __future__ import annotations
 
 import ast
+import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "minivb"
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "minivb"
+MAP = ROOT / "docs" / "layers.md"
 
-# Layer of every module (docs/layers.md draws the same picture): 1 core, 2 data, 3 machinery, 4 applications,
-# 5 what only commands use (cli, the benchmarks' parts), 6 the commands (``python -m minivb.X``).
-LAYERS = {
-    "minivb": 4,  # the package's front door re-exports load_checkpoint
-    "minivb.plumbing.checks": 1,
-    "minivb.plumbing.files": 1,
-    "minivb.plumbing.signals": 1,
-    "minivb.video": 1,
-    "minivb.encoder": 1,
-    "minivb.attention": 1,
-    "minivb.transformer": 1,
-    "minivb.model": 1,
-    "minivb.data": 2,
-    "minivb.data.clips": 2,
-    "minivb.data.framestore": 2,
-    "minivb.data.device_decode": 2,
-    "minivb.data.loader": 2,
-    "minivb.data.kinetics.download": 2,
-    "minivb.data.toy": 2,
-    "minivb.data.kinetics": 2,
-    "minivb.data.registry": 2,
-    "minivb.plumbing.device": 3,
-    "minivb.plumbing.distributed": 3,
-    "minivb.metrics": 3,
-    "minivb.plumbing.runs": 3,
-    "minivb.engine.checkpoint": 3,
-    "minivb.loop": 3,
-    "minivb.engine.training": 4,
-    "minivb.engine.evaluation": 4,
-    "minivb.engine.inference": 4,
-    "minivb.retrieval": 4,
-    "minivb.summarization": 4,
-    "minivb.attention_maps": 4,
-    "minivb.visual_words": 4,
-    "minivb.pretraining": 4,
-    "minivb.plumbing.cli": 5,
-    "minivb.exercises": 5,
-    "minivb.bench": 5,
-    "minivb.bench.report": 5,
-    "minivb.bench.decode": 5,
-    "minivb.bench.loader": 5,
-    "minivb.bench.flops": 5,
-    "minivb.bench.contention": 5,
-    "minivb.train": 6,
-    "minivb.evaluate": 6,
-    "minivb.predict": 6,
-    "minivb.retrieve": 6,
-    "minivb.summarize": 6,
-    "minivb.pretrain": 6,
-    "minivb.data.toy.__main__": 6,
-    "minivb.data.kinetics.__main__": 6,
-    "minivb.bench.__main__": 6,
-}
-COMMANDS = {name for name, layer in LAYERS.items() if layer == 6}
+
+def read_map() -> dict[str, tuple[int, str]]:
+    """docs/layers.md → ``{module name: (layer, course cell)}``, from the table rows under each ``## N.`` heading."""
+    found, layer = {}, None
+    for line in MAP.read_text(encoding="utf-8").splitlines():
+        heading = re.match(r"## (\d)\. ", line)
+        if heading:
+            layer = int(heading.group(1))
+        row = re.match(r"\| `([\w/]+\.py)` \|\s*([^|]*?)\s*\|", line)
+        if row and layer is not None:
+            parts = ["minivb", *Path(row.group(1)).with_suffix("").parts]
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            assert name not in found, f"docs/layers.md lists {row.group(1)} twice"
+            found[name] = (layer, row.group(2).strip())
+    return found
+
+
+LAYERS_AND_COURSE = read_map()
+LAYERS = {name: layer for name, (layer, _) in LAYERS_AND_COURSE.items()}
+LESSON = sorted(name for name, layer in LAYERS.items() if layer == 2)
 
 
 def module_name(path: Path) -> str:
@@ -75,6 +49,8 @@ def module_name(path: Path) -> str:
 
 
 MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+# The commands: what ``python -m`` runs (minivb/train.py, …, every __main__.py); layer 5 also holds bench's parts.
+COMMANDS = {n for n, p in MODULES.items() if p.name == "__main__.py" or (p.parent == PACKAGE and LAYERS.get(n) == 5)}
 
 
 def imports_of(name: str) -> set[str]:
@@ -104,10 +80,10 @@ def imports_of(name: str) -> set[str]:
 GRAPH = {name: imports_of(name) for name in MODULES}
 
 
-def test_every_module_has_a_layer():
-    assert set(MODULES) == set(LAYERS), (
-        "a module was added or removed: give it a layer here and a line in docs/layers.md"
-    )
+def test_the_map_names_every_module_and_only_modules_that_exist():
+    assert sorted(LAYERS) == sorted(MODULES), "add the module to docs/layers.md's tables (or remove a stale row)"
+    assert set(LAYERS.values()) == {1, 2, 3, 4, 5}
+    assert "minivb.train" in COMMANDS and "minivb.bench.__main__" in COMMANDS and "minivb.bench.loader" not in COMMANDS
 
 
 @pytest.mark.parametrize("name", sorted(MODULES))
@@ -143,11 +119,39 @@ def test_no_import_circle():
 
 
 def test_the_checker_sees_function_local_and_relative_imports():
-    # minivb.summarization imports the toy set at module level; minivb.bench.contention's worker imports
+    # minivb's __init__ imports the checkpoint code inside __getattr__; minivb.bench.contention's worker imports
     # minivb.bench.loader inside a function: both must be seen.
-    assert "minivb.data.toy" in GRAPH["minivb.summarization"]
+    assert "minivb.engine.checkpoint" in GRAPH["minivb"]
     assert "minivb.bench.loader" in GRAPH["minivb.bench.contention"]
     assert "minivb.engine.training" in GRAPH["minivb.train"] and "minivb.plumbing.cli" in GRAPH["minivb.train"]
+
+
+def _loaded_by(statement: str) -> list[str]:
+    """The minivb modules a fresh interpreter holds after ``statement``."""
+    code = f"import json, sys; {statement}; print(json.dumps(sorted(m for m in sys.modules if m.startswith('minivb'))))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def test_the_lesson_loads_alone():
+    # One interpreter per lesson module: importing it loads plumbing and lesson modules only (and the package's
+    # __init__, which loads nothing) — no data set, no frame store, no GPU decoding, no download or checkpoint code.
+    for name in LESSON:
+        machinery = [m for m in _loaded_by(f"import {name}") if m != "minivb" and LAYERS.get(m, 0) > 2]
+        assert not machinery, f"import {name} loads {machinery}"
+
+
+def test_import_minivb_loads_nothing_and_load_checkpoint_is_there_on_first_use():
+    assert _loaded_by("import minivb") == ["minivb"]
+    assert "minivb.engine.checkpoint" in _loaded_by("import minivb; minivb.load_checkpoint")
+
+
+@pytest.mark.parametrize("name", LESSON)
+def test_a_lesson_module_says_where_the_course_builds_it(name):
+    course = LAYERS_AND_COURSE[name][1]
+    assert course.startswith(("Built in notebook", "Used by")), f"docs/layers.md gives {name} no notebook"
+    docstring = ast.get_docstring(ast.parse(MODULES[name].read_text())) or ""
+    assert " ".join(docstring.split()).startswith(course), f"{name}'s docstring should open with {course!r}"
 
 
 def test_only_the_registry_names_a_data_set():
@@ -172,3 +176,14 @@ def test_only_the_registry_names_a_data_set():
                 assert not {"toy", "k400"} & set(keys), f"{name}:{node.lineno} keys a table by data-set name"
             if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
                 assert node.slice.value not in ("toy", "k400"), f"{name}:{node.lineno} looks a data set up by name"
+
+
+def test_no_function_over_60_lines_and_no_class_over_8_constructor_parameters():
+    for name, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                assert lines <= 60, f"{name}.{node.name} is {lines} lines; split it into named steps"
+                if node.name == "__init__":
+                    count = len(node.args.args) - 1 + len(node.args.kwonlyargs)
+                    assert count <= 8, f"{name}: an __init__ at line {node.lineno} takes {count} parameters"

@@ -10,8 +10,8 @@ Three pieces, usable on their own:
   layout ``root/{split}/<label>/*.mp4`` — and the class list (``root/classes.txt``, or the
   sorted label names). The files are videos or prepared frame stores (``.jpgs``).
 * :class:`ClipDataset` turns an item into ``(video (T, 3, size, size) uint8, label)``.
-  Training: a random temporal window, ``transforms.v2.RandomResizedCrop`` and a horizontal
-  flip that remaps the label (``left_to_right`` ⟷ ``right_to_left`` on the toy set).
+  Training (:class:`Augmentation`): a random temporal window, ``transforms.v2.RandomResizedCrop`` and a
+  horizontal flip that remaps the label (``left_to_right`` ⟷ ``right_to_left`` on the toy set).
   Evaluation: the centre clip, its centre square resized to ``size``; multi-view testing
   through :meth:`ClipDataset.views` / :class:`MultiViewDataset`. Frames stay uint8 and are
   cropped before they are resized; the model turns them into floats on its own device.
@@ -31,13 +31,13 @@ once per run).
 
 from __future__ import annotations
 
-import copy
 import csv
 import io
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -49,9 +49,8 @@ from ..plumbing.checks import check_int
 from ..plumbing.files import read_text
 from ..plumbing.samples import Skipped, report_skipped, sample_seed
 from ..video import VideoDecodeError, crop_boxes, read_frames, sample_indices, video_info
-from .device_decode import EncodedBatch, EncodedClip, collate_encoded
 from .framestore import SUFFIX as STORE_SUFFIX
-from .framestore import read_store_frames, read_store_jpegs, store_info
+from .framestore import read_store_frames, store_info
 
 __all__ = [
     "VIDEO_EXTENSIONS",
@@ -61,6 +60,8 @@ __all__ = [
     "Replaced",
     "load_items",
     "sample_seed",
+    "Augmentation",
+    "Draw",
     "ClipDataset",
     "MultiViewDataset",
     "collate",
@@ -218,7 +219,6 @@ def limit_items(items: list, n: int | None, seed: int) -> list:
 
 
 _SAMPLE, _SAMPLER, _REPLACE = 1, 2, 3  # domain tags, so no two kinds of draw share a stream
-_GOLDEN = (5**0.5 - 1) / 2  # φ: i·φ mod 1 spreads any run of indices evenly over [0, 1) (--gpu-share)
 
 
 # --------------------------------------------------------------------------- data set
@@ -248,6 +248,34 @@ def _flip_tables(classes: list[str], hflip: dict | None, vflip: dict | None) -> 
     )
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """How a training :class:`ClipDataset` draws its clips (an evaluation one draws nothing: the centre clip).
+
+    A random temporal window (``sample_indices(mode="random")``), ``RandomResizedCrop(size, scale)``, and with
+    probability 0.5 a horizontal flip that maps the label through ``hflip`` (label name → label name, e.g.
+    :data:`minivb.data.toy.HFLIP`; ``None`` = a mirror keeps the label), and, only if ``vflip`` is given (e.g.
+    :data:`minivb.data.toy.VFLIP`; real videos are not upside down), a vertical flip with probability 0.5 that
+    maps the label through it. ``flips=False``: no mirror of either kind (the crop and the time window are
+    drawn as with flips). Every draw is a function of ``(seed, epoch, index)``.
+    """
+
+    seed: int = 0
+    scale: tuple[float, float] = (0.6, 1.0)  # the crop's share of the frame's area, (min, max)
+    flips: bool = True
+    hflip: dict[str, str] | None = None
+    vflip: dict[str, str] | None = None
+
+
+class Draw(NamedTuple):
+    """What sample ``(epoch, i)`` shows, whoever decodes its frames (its crop: :meth:`ClipDataset.crop_box`)."""
+
+    frames: np.ndarray  # (T,): the clip's frame indices in its file
+    hflip: bool  # mirrored left ⟷ right
+    vflip: bool  # turned upside down
+    label: int  # the class index, after the flips
+
+
 class ClipDataset(Dataset):
     """Clips of ``num_frames`` frames ``stride`` apart → ``(video (T, 3, size, size) uint8, label)``.
 
@@ -255,13 +283,8 @@ class ClipDataset(Dataset):
     from ``classes``; the returned label is the class index (-1 for a label ``None``: a video
     to classify, not to train on). Files are videos or prepared frame
     stores (``.jpgs``, :mod:`minivb.data.framestore`; ``stride`` counts source frames, so it
-    must be a multiple of the store's step). ``train=True``: random temporal window
-    (``sample_indices(mode="random")``), ``RandomResizedCrop(size, scale)``, and with
-    probability 0.5 a horizontal flip that maps the label through ``hflip`` (label name →
-    label name, e.g. :data:`minivb.data.toy.HFLIP`; ``None`` = a mirror keeps the label),
-    and, only if ``vflip`` is given (e.g. :data:`minivb.data.toy.VFLIP`; real videos are
-    not upside down), a vertical flip with probability 0.5 that maps the label through it.
-    ``flips=False``: no mirror of either kind (the crop and the time window are drawn as with flips).
+    must be a multiple of the store's step). ``train=True``: a random clip as ``augment``
+    (:class:`Augmentation`) draws it — time window, crop, flips that may remap the label.
     ``train=False``: the centre clip, its centre square resized to ``size``.
 
     Frames stay uint8 from the file to the batch: crops are cut before anything is resized,
@@ -270,17 +293,11 @@ class ClipDataset(Dataset):
     Every random draw is a function of ``(seed, epoch, index)``; the epoch comes from
     :meth:`set_epoch` or with the index (``dataset[(epoch, i)]``, as :class:`ShardedSampler`
     with ``with_epoch=True`` yields it, so persistent workers need no message). So a sample
-    is the same in any worker and after a resume. ``preload=True`` decodes every video once
-    up front and keeps its uint8 frames in memory (small sets only). A file that cannot be
-    decoded gives a :class:`Skipped` marker (evaluation), or in training a :class:`Replaced`
+    is the same in any worker and after a resume; :meth:`draw` and :meth:`crop_box` hand out the draws
+    (:class:`~minivb.data.device_decode.EncodedClips` applies them on the model's device, ``--decode gpu``).
+    ``preload=True`` decodes every video once up front and keeps its uint8 frames in memory (small sets only).
+    A file that cannot be decoded gives a :class:`Skipped` marker (evaluation), or in training a :class:`Replaced`
     sample: another clip chosen deterministically, with the broken file's name (see :func:`collate`).
-
-    ``encoded=True`` (``--decode gpu``; frame stores only): a sample is an
-    :class:`~minivb.data.device_decode.EncodedClip` — the clip's JPEG bytes with the same crop box and
-    flips drawn — which :class:`~minivb.data.device_decode.DeviceDecoded` decodes on the model's device;
-    :meth:`decoded` makes the same sample the CPU way. ``gpu_share`` (``--gpu-share``): the share of the
-    samples that are encoded; the others are decoded here, in the workers, as with ``encoded=False``
-    (:meth:`decodes_on_device` says which: a fixed rule of the index, so every epoch and a resume split alike).
     """
 
     def __init__(
@@ -292,22 +309,15 @@ class ClipDataset(Dataset):
         *,
         train: bool,
         size: int,
-        seed: int = 0,
-        hflip: dict[str, str] | None = None,
-        vflip: dict[str, str] | None = None,
-        flips: bool = True,
+        augment: Augmentation = Augmentation(),
         preload: bool = False,
-        scale: tuple[float, float] = (0.6, 1.0),
-        encoded: bool = False,
-        gpu_share: float = 1.0,
     ):
         num_frames, stride, size = (
             check_int(name, value) for name, value in (("num_frames", num_frames), ("stride", stride), ("size", size))
         )
+        scale = augment.scale
         if not 0 < scale[0] <= scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {scale!r}")
-        if not 0 <= gpu_share <= 1:
-            raise ValueError(f"gpu_share must be in [0, 1], got {gpu_share!r}")
         self.items = [Item(str(it[0]), None if it[1] is None else str(it[1]), *it[2:4]) for it in items]
         coarse = next((it for it in self.items if stride % it.step), None)
         if coarse is not None:
@@ -327,45 +337,18 @@ class ClipDataset(Dataset):
             raise ValueError(
                 f"{self.items[self.labels.index(-1)].path} has no label; training needs a label for every item"
             )
-        self.hflip, self.vflip = _flip_tables(self.classes, hflip, vflip)
-        self.flips = bool(flips)
+        self.hflip, self.vflip = _flip_tables(self.classes, augment.hflip, augment.vflip)
+        self.flips = bool(augment.flips)
         self.num_frames, self.stride, self.size = num_frames, stride, size
-        self.train, self.seed, self.epoch = bool(train), int(seed), 0
+        self.train, self.seed, self.epoch = bool(train), int(augment.seed), 0
         self.crop = v2.RandomResizedCrop(size, scale=scale, antialias=True)
         self.frames: list[np.ndarray | Skipped] | None = None
         self._counted: dict[int, int] = {}  # frame counts found by decoding (items without a count in the index)
-        if encoded:
-            self._check_encodable(preloaded=preload)
-        self.encoded, self.gpu_share = bool(encoded), float(gpu_share)
         if preload:
             self.preload()
 
     def __len__(self) -> int:
         return len(self.items)
-
-    def with_encoding(self, encoded: bool) -> "ClipDataset":
-        """A copy of this data set whose samples are encoded (``True``) or decoded clips."""
-        if encoded:
-            self._check_encodable(preloaded=self.frames is not None)
-        twin = copy.copy(self)
-        twin.encoded = bool(encoded)
-        return twin
-
-    def decodes_on_device(self, i: int) -> bool:
-        """Whether sample ``i`` of an encoded data set is handed over as JPEG bytes (else decoded by the worker).
-
-        Item ``i`` goes to the device when the fractional part of ``i·φ`` (φ = 0.618…, that of the golden ratio)
-        is under ``gpu_share``: any run of consecutive items — an evaluation batch — is split close to the share.
-        """
-        return self.encoded and (int(i) * _GOLDEN) % 1.0 < self.gpu_share
-
-    def _check_encodable(self, preloaded: bool) -> None:
-        video = next((it.path for it in self.items if not it.path.endswith(STORE_SUFFIX)), None)
-        if preloaded or video is not None:
-            raise ValueError(
-                f"encoded samples need frame stores ({STORE_SUFFIX}): "
-                + ("the frames are preloaded" if preloaded else f"{video} is a video")
-            )
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose random draws ``dataset[i]`` makes (``dataset[(epoch, i)]`` names it itself)."""
@@ -434,37 +417,23 @@ class ClipDataset(Dataset):
         flat = self.frames[i][idx.reshape(-1)] if self.frames is not None else self._decode(i, idx.reshape(-1))
         return flat.reshape(idx.shape + flat.shape[1:])
 
-    def _encoded(self, i: int, idx: np.ndarray, key, draw, multiview: bool = False) -> EncodedClip:
-        """Item ``i``'s JPEGs of frames ``idx`` ``(V, T)``; ``draw(height, width) → (boxes, flips)`` of its views."""
-        info, data, lengths, which = read_store_jpegs(self.items[i].path, idx.reshape(-1))
-        boxes, flips = draw(info.height, info.width)
-        return EncodedClip(
-            torch.from_numpy(data),
-            torch.from_numpy(lengths),
-            torch.from_numpy(which).view(idx.shape),
-            torch.tensor(boxes, dtype=torch.int64).view(-1, 4),
-            torch.tensor(flips, dtype=torch.bool).view(-1, 2),
-            info.height,
-            info.width,
-            key,
-            multiview,
-        )
-
     # ---- samples
 
     def __getitem__(self, key: int | tuple[int, int]):
-        return self._get(key, self.decodes_on_device(key[1] if isinstance(key, (tuple, list)) else key))
+        return self.sample(key)
 
-    def decoded(self, key: int | tuple[int, int]):
-        """``dataset[key]`` as ``encoded=False`` makes it (decoded by OpenCV on the CPU): a clip whose JPEGs
-        failed on the device is made again this way, replaced or skipped exactly as the cpu path would."""
-        return self._get(key, False)
+    def epoch_index(self, key: int | tuple[int, int]) -> tuple[int, int]:
+        """A sample's key → ``(epoch, i)``: ``(epoch, i)`` as given, or ``i`` in the epoch of :meth:`set_epoch`."""
+        return (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (self.epoch, int(key))
 
-    def _get(self, key, encoded: bool):
-        epoch, i = (int(key[0]), int(key[1])) if isinstance(key, (tuple, list)) else (self.epoch, int(key))
-        key = (epoch, i)  # an encoded sample carries it: the same sample, made again on the CPU if need be
+    def sample(self, key: int | tuple[int, int], make: Callable | None = None):
+        """``dataset[key]``, where ``make(i, epoch) → (clip, label)`` makes item ``i``'s clip with the draws of
+        ``(epoch, i)`` (default: decoded here; :class:`~minivb.data.device_decode.EncodedClips` reads JPEG bytes).
+        A broken file gives a :class:`Skipped` marker, or in training a :class:`Replaced` sample made by ``make``."""
+        make = make or self._sample
+        epoch, i = self.epoch_index(key)
         try:
-            return self._sample(i, epoch, key, encoded)
+            return make(i, epoch)
         except VideoDecodeError as e:
             skipped = Skipped(self.items[i].path, e.reason)
         if not self.train:
@@ -472,68 +441,66 @@ class ClipDataset(Dataset):
         for attempt in range(1, 11):  # training: a stand-in chosen from (seed, epoch, index) keeps the batch full
             j = sample_seed(_REPLACE, self.seed, epoch, i, attempt) % len(self)
             try:
-                return Replaced(*self._sample(j, epoch, key, encoded), skipped)
+                return Replaced(*make(j, epoch), skipped)
             except VideoDecodeError:
                 continue
         return skipped
 
-    def _sample(self, i: int, epoch: int, key, encoded: bool) -> tuple[torch.Tensor | EncodedClip, int]:
-        return self._train_sample(i, epoch, key, encoded) if self.train else self._eval_sample(i, key, encoded)
+    def draw(self, epoch: int, i: int) -> Draw:
+        """Sample ``(epoch, i)``'s frames, flips and label: in training drawn from ``(seed, epoch, i)``
+        (:class:`Augmentation`), in evaluation the centre clip, as it is."""
+        if not self.train:
+            return Draw(self._indices(i, "center"), False, False, self.labels[i])
+        seed = sample_seed(_SAMPLE, self.seed, epoch, i)  # four streams: time, flip, crop (crop_box), vertical flip
+        hflip = self.flips and _coin(seed + 1)
+        vflip = self.flips and self.vflip is not None and _coin(seed + 3)
+        label = self.labels[i]
+        label = self.hflip[label] if hflip else label  # a mirror can change the class (left ⟷ right)
+        label = self.vflip[label] if vflip else label  # (top ⟷ bottom)
+        return Draw(self._indices(i, "random", seed), hflip, vflip, label)
 
-    def _crop_box(self, height: int, width: int, seed: int) -> tuple[int, int, int, int]:
-        """``RandomResizedCrop``'s box (top, left, height, width) for a frame of ``height × width``, drawn from
-        ``seed`` (transforms.v2 draws from the global CPU generator: give it its own stream, then restore it)."""
+    def crop_box(self, epoch: int, i: int, height: int, width: int) -> tuple[int, int, int, int]:
+        """Sample ``(epoch, i)``'s crop (top, left, height, width) of a frame of ``height × width``: in training
+        ``RandomResizedCrop``'s box, drawn from its own stream (transforms.v2 draws from the global CPU generator:
+        seed it, then restore it); in evaluation the centre square."""
+        if not self.train:
+            return self.squares(height, width, 1)[0]
         shape = torch.empty((), dtype=torch.uint8).expand(1, 3, height, width)  # a frame's size, no pixels
         with torch.random.fork_rng(devices=[]):
-            torch.random.default_generator.manual_seed(seed)
+            torch.random.default_generator.manual_seed(sample_seed(_SAMPLE, self.seed, epoch, i) + 2)
             box = self.crop.make_params([tv_tensors.Video(shape)])
         return box["top"], box["left"], box["height"], box["width"]
 
-    def _train_sample(self, i: int, epoch: int, key, encoded: bool) -> tuple[torch.Tensor | EncodedClip, int]:
-        seed = sample_seed(_SAMPLE, self.seed, epoch, i)  # four streams: time, flip, crop, vertical flip
-        idx = self._indices(i, "random", seed)  # (T,)
-        flip = self.flips and _coin(seed + 1)
-        vflip = self.flips and self.vflip is not None and _coin(seed + 3)
-        label = self.labels[i]
-        label = self.hflip[label] if flip else label  # a mirror can change the class (left ⟷ right)
-        label = self.vflip[label] if vflip else label  # (top ⟷ bottom)
-        if encoded:  # the same draws, applied on the model's device
-            return self._encoded(
-                i, idx[None], key, lambda h, w: ([self._crop_box(h, w, seed + 2)], [(flip, vflip)])
-            ), label
-        video = _to_video(self._frames_at(i, idx))  # (T, 3, H, W) uint8
-        top, left, height, width = self._crop_box(*video.shape[-2:], seed + 2)
-        video = v2.functional.resized_crop(video, top, left, height, width, [self.size, self.size], antialias=True)
-        if flip:
+    def _sample(self, i: int, epoch: int) -> tuple[torch.Tensor, int]:
+        """Item ``i`` with the draws of ``(epoch, i)``, decoded here → ``(video (T, 3, size, size) uint8, label)``."""
+        draw = self.draw(epoch, i)
+        video = _to_video(self._frames_at(i, draw.frames))  # (T, 3, H, W) uint8
+        box = self.crop_box(epoch, i, *video.shape[-2:])
+        video = v2.functional.resized_crop(video, *box, [self.size, self.size], antialias=True)
+        if draw.hflip:
             video = video.flip(-1)  # (T, 3, size, size): crop, then resize, then mirror
-        if vflip:
+        if draw.vflip:
             video = video.flip(-2)
-        return video.contiguous(), label
+        return video.contiguous(), draw.label
 
     def _crops(self, video: torch.Tensor, num_crops: int) -> list[torch.Tensor]:
-        """``num_crops`` squares of side = the shorter side (:func:`crop_boxes`), each resized to size×size."""
+        """``num_crops`` squares of side = the shorter side (:meth:`squares`), each resized to size×size."""
         return [
             v2.functional.resized_crop(video, *box, [self.size, self.size], antialias=True)
-            for box in self._squares(*video.shape[-2:], num_crops)
+            for box in self.squares(*video.shape[-2:], num_crops)
         ]
 
-    def _squares(self, height: int, width: int, num_crops: int) -> list[tuple[int, int, int, int]]:
-        """The boxes of :meth:`_crops` (top, left, side, side) for a frame of ``height × width``."""
+    def squares(self, height: int, width: int, num_crops: int) -> list[tuple[int, int, int, int]]:
+        """The ``num_crops`` squares (top, left, side, side) of side = the shorter side (:func:`crop_boxes`) in a
+        frame of ``height × width``."""
         side = min(height, width)
         return [(top, left, side, side) for top, left in crop_boxes(height, width, side, num_crops)]
 
-    def _eval_sample(self, i: int, key, encoded: bool) -> tuple[torch.Tensor | EncodedClip, int]:
-        idx = self._indices(i, "center")  # (T,)
-        if encoded:
-            return self._encoded(
-                i, idx[None], key, lambda h, w: (self._squares(h, w, 1), [(False, False)])
-            ), self.labels[i]
-        video = _to_video(self._frames_at(i, idx))  # (T, 3, H, W) uint8
-        return self._crops(video, 1)[0].contiguous(), self.labels[i]  # (T, 3, size, size)
+    def view_frames(self, i: int, num_clips: int) -> np.ndarray:
+        """The frames of video ``i``'s ``num_clips`` evenly spaced clips → ``(clips, T)`` (see :meth:`views`)."""
+        return self._indices(int(i), "uniform", num_clips=num_clips)
 
-    def views(
-        self, i: int, num_clips: int = 1, num_crops: int = 1, *, encoded: bool = False
-    ) -> torch.Tensor | EncodedClip:
+    def views(self, i: int, num_clips: int = 1, num_crops: int = 1) -> torch.Tensor:
         """Multi-view testing input for video ``i`` → uint8 ``(num_clips · num_crops, T, 3, size, size)``.
 
         Temporal clips: ``sample_indices(mode="uniform", num_clips=...)`` — evenly spaced
@@ -543,23 +510,12 @@ class ClipDataset(Dataset):
         ``num_crops=1`` the centre square; ``num_crops=3`` the start, centre and end of the
         long side (left/centre/right for landscape, top/centre/bottom for portrait). View
         ``k`` is clip ``k // num_crops``, crop ``k % num_crops``. Raises
-        :class:`~minivb.video.VideoDecodeError` for a broken file. ``encoded=True``: the views as an
-        :class:`~minivb.data.device_decode.EncodedClip`, to decode on the model's device.
+        :class:`~minivb.video.VideoDecodeError` for a broken file.
         """
         num_clips = check_int("num_clips", num_clips)
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
-        idx = self._indices(int(i), "uniform", num_clips=num_clips)  # (clips, T)
-        if encoded:  # view k: clip k // num_crops, crop k % num_crops
-            views = idx.repeat(num_crops, axis=0)  # (clips · crops, T)
-            return self._encoded(
-                int(i),
-                views,
-                int(i),
-                lambda h, w: (self._squares(h, w, num_crops) * num_clips, [(False, False)] * len(views)),
-                multiview=True,
-            )
-        clips = self._frames_at(int(i), idx)  # (clips, T, H, W, 3) uint8
+        clips = self._frames_at(int(i), self.view_frames(i, num_clips))  # (clips, T, H, W, 3) uint8
         out = [crop for clip in clips for crop in self._crops(_to_video(clip), num_crops)]
         return torch.stack(out).contiguous()  # (clips · crops, T, 3, size, size)
 
@@ -568,7 +524,6 @@ class MultiViewDataset(Dataset):
     """``dataset[i].views(...)`` as a data set: → ``(views (V, T, 3, size, size), label)`` or :class:`Skipped`.
 
     For multi-view evaluation with a DataLoader and :func:`collate` (batches ``(B, V, T, 3, size, size)``).
-    An ``encoded`` data set's samples are :class:`~minivb.data.device_decode.EncodedClip` s.
     """
 
     def __init__(self, dataset: ClipDataset, num_clips: int = 1, num_crops: int = 1):
@@ -578,10 +533,6 @@ class MultiViewDataset(Dataset):
         self.dataset, self.num_clips, self.num_crops = dataset, num_clips, num_crops
 
     @property
-    def encoded(self) -> bool:
-        return self.dataset.encoded
-
-    @property
     def size(self) -> int:
         return self.dataset.size
 
@@ -589,15 +540,13 @@ class MultiViewDataset(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i: int):
-        return self._get(i, self.dataset.decodes_on_device(i))
+        return self.sample(i)
 
-    def decoded(self, i: int):
-        """``self[i]`` made on the CPU (see :meth:`ClipDataset.decoded`)."""
-        return self._get(i, False)
-
-    def _get(self, i: int, encoded: bool):
+    def sample(self, i: int, views: Callable | None = None):
+        """``self[i]``, where ``views(i, num_clips, num_crops)`` makes the views (default: :meth:`ClipDataset.views`,
+        decoded here; :class:`~minivb.data.device_decode.EncodedClips` reads JPEG bytes)."""
         try:
-            return self.dataset.views(i, self.num_clips, self.num_crops, encoded=encoded), self.dataset.labels[int(i)]
+            return (views or self.dataset.views)(i, self.num_clips, self.num_crops), self.dataset.labels[int(i)]
         except VideoDecodeError as e:
             return Skipped(e.path, e.reason)
 
@@ -605,23 +554,19 @@ class MultiViewDataset(Dataset):
 # --------------------------------------------------------------------------- batches
 
 
-def collate(samples: list) -> tuple[torch.Tensor | EncodedBatch | None, torch.Tensor | None, list[Skipped]]:
+def collate(samples: list, stack: Callable[[list], Any] = default_collate) -> tuple[Any, torch.Tensor | None, list]:
     """Batch ``(video, label)`` samples, dropping :class:`Skipped` ones → ``(videos, labels, skipped)``.
 
     A :class:`Replaced` sample is batched and its broken file listed in ``skipped``.
     ``videos`` ``(B, …)`` and ``labels`` ``(B,)`` are ``None`` when every sample of the batch
-    was skipped. Pass ``skipped`` to :func:`report_skipped` in the main process. A batch with encoded samples
-    (``encoded=True``) gives an :class:`~minivb.data.device_decode.EncodedBatch` in place of ``videos`` (with
-    the clips the workers decoded, under ``gpu_share`` < 1, inside it).
+    was skipped. Pass ``skipped`` to :func:`report_skipped` in the main process. ``stack`` batches the videos
+    (:func:`~minivb.data.device_decode.collate_encoded` passes one that also batches JPEG bytes).
     """
     good = [s[:2] for s in samples if not isinstance(s, Skipped)]
     skipped = [s.skipped if isinstance(s, Replaced) else s for s in samples if isinstance(s, (Skipped, Replaced))]
     if not good:
         return None, None, skipped
-    if any(isinstance(v, EncodedClip) for v, _ in good):
-        return collate_encoded([v for v, _ in good]), torch.tensor([y for _, y in good]), skipped
-    videos, labels = default_collate(good)
-    return videos, labels, skipped
+    return stack([v for v, _ in good]), torch.tensor([y for _, y in good]), skipped
 
 
 # --------------------------------------------------------------------------- sampler
