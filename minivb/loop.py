@@ -34,6 +34,7 @@ from .plumbing.samples import report_skipped
 __all__ = [
     "Diverged",
     "TrainState",
+    "train_step",
     "train_one_epoch",
     "validate",
     "warmup_cosine",
@@ -83,6 +84,29 @@ class TrainState:
         return cls(**{f.name: ckpt[f.name] for f in fields(cls) if f.name in ckpt})
 
 
+def train_step(model, videos, labels, optimizer, scheduler, criterion, step: int) -> tuple[float, float]:
+    """One optimizer step on a batch already on the model's device: forward → loss → backward → clip gradients →
+    optimizer and schedule step → ``(loss, learning rate of the step)``. A loss or gradient that is not finite
+    raises :class:`Diverged` (naming ``step``) before the weights change."""
+    with autocast(videos.device):  # bf16 on CUDA
+        logits = model(videos)  # (B, C)
+    loss = criterion(logits.float(), labels)  # cross-entropy with label smoothing
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()  # (DDP averages the gradients across processes here)
+    grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0).item()  # ‖g‖ before clipping
+    loss_value = loss.item()
+    if not (math.isfinite(grad_norm) and math.isfinite(loss_value)):  # before the weights change
+        # (a NaN on any process makes the averaged gradient, so ‖g‖, NaN on every process: all stop together)
+        raise Diverged(
+            f"training diverged at step {step} (loss {loss_value}, gradient norm {grad_norm}); "
+            f"the last checkpoint is kept; lower --lr (or raise --warmup-epochs) and start again"
+        )
+    lr = optimizer.param_groups[0]["lr"]
+    optimizer.step()
+    scheduler.step()  # the learning rate of the next step
+    return loss_value, lr
+
+
 def train_one_epoch(
     model: nn.Module,
     loader: DataLoader,
@@ -115,22 +139,7 @@ def train_one_epoch(
         if empty:  # every clip of the batch was unreadable
             continue
         videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with autocast(device):  # bf16 on CUDA
-            logits = model(videos)  # (B, C)
-        loss = criterion(logits.float(), labels)  # cross-entropy with label smoothing
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()  # (DDP averages the gradients across processes here)
-        grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0).item()  # ‖g‖ before clipping
-        loss_value = loss.item()
-        if not (math.isfinite(grad_norm) and math.isfinite(loss_value)):  # before the weights change
-            # (a NaN on any process makes the averaged gradient, so ‖g‖, NaN on every process: all stop together)
-            raise Diverged(
-                f"training diverged at step {state.step + 1} (loss {loss_value}, gradient norm {grad_norm}); "
-                f"the last checkpoint is kept; lower --lr (or raise --warmup-epochs) and start again"
-            )
-        state.lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        scheduler.step()  # the learning rate of the next step
+        loss_value, state.lr = train_step(model, videos, labels, optimizer, scheduler, criterion, state.step + 1)
         state.step += 1
         state.loss_sum += loss_value * len(labels)
         state.loss_count += len(labels)

@@ -30,7 +30,7 @@ from .encoder import ENCODERS, build_encoder
 from .plumbing.checks import check_int, check_transformer
 from .transformer import Transformer
 
-__all__ = ["VideoBERTConfig", "VideoBERT", "EMBED_STD"]
+__all__ = ["VideoBERTConfig", "VideoBERT", "EMBED_STD", "adamw"]
 
 # Initial scale of the learned embeddings (time, region, [CLS]): that of the projected region features they are
 # added to (rms ≈ 0.3 at the start of training, toy preset), so "when" and "where" are as visible as "what" from
@@ -165,17 +165,8 @@ class VideoBERT(nn.Module):
         return h[:, 0]
 
     def configure_optimizers(self, lr: float, weight_decay: float, *, fused: bool = False) -> torch.optim.AdamW:
-        """AdamW over two parameter groups: weight decay on weight matrices and conv kernels only.
-
-        Norms, biases, and the learned embeddings (``time_embed``, ``region_embed``,
-        ``cls_token``) are not decayed: pulling them toward zero only removes what they encode.
-        """
-        embeddings = {"time_embed", "region_embed", "cls_token"}
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            (no_decay if p.ndim < 2 or name in embeddings else decay).append(p)
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=fused)
+        """AdamW with weight decay on weight matrices and conv kernels only (:func:`adamw`)."""
+        return adamw(self, lr, weight_decay, {"time_embed", "region_embed", "cls_token"}, fused=fused)
 
     def cls_attention(self, attn: torch.Tensor) -> torch.Tensor:
         """One layer's maps ``(B, heads, L, L)`` → [CLS]'s attention to each (frame, region) ``(B, T, R)``, mean over
@@ -185,3 +176,18 @@ class VideoBERT(nn.Module):
         if (L - 1) % R:
             raise ValueError(f"attention over {L} tokens is not 1 + T·R with R = {R}")
         return attn[:, :, 0, 1:].mean(dim=1).reshape(B, (L - 1) // R, R)  # (B, T, R)
+
+
+def adamw(
+    model: nn.Module, lr: float, weight_decay: float, embeddings: set[str], *, fused: bool = False
+) -> torch.optim.AdamW:
+    """AdamW over two parameter groups: weight decay on weight matrices and conv kernels only.
+
+    Norms, biases, and the learned embeddings (parameters named in ``embeddings``) are not decayed: pulling them
+    toward zero only removes what they encode. Every model of minivb hands out its optimizer through this.
+    """
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or name in embeddings else decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=fused)

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from .model import EMBED_STD
+from .model import EMBED_STD, adamw
 from .plumbing.checks import check_int, check_transformer
 from .plumbing.samples import sample_seed
 from .transformer import Transformer
@@ -189,12 +189,7 @@ class WordBERT(nn.Module):
 
     def configure_optimizers(self, lr: float, weight_decay: float, *, fused: bool = False) -> torch.optim.AdamW:
         """AdamW as :meth:`VideoBERT.configure_optimizers`: no weight decay on embeddings, norms and biases."""
-        embeddings = {"word_embed.weight", "time_embed", "cls_token"}
-        decay, no_decay = [], []
-        for name, p in self.named_parameters():
-            (no_decay if p.ndim < 2 or name in embeddings else decay).append(p)
-        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), fused=fused)
+        return adamw(self, lr, weight_decay, {"word_embed.weight", "time_embed", "cls_token"}, fused=fused)
 
 
 # --------------------------------------------------------------------------- loss and metrics

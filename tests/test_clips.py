@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 
 import minivb
 from minivb.data.clips import (
+    Augmentation,
     ClipDataset,
     MultiViewDataset,
     Replaced,
@@ -30,8 +31,9 @@ from minivb.video import read_frames, sample_indices, video_info
 
 def _dataset(root, split="train", **kw):
     items, classes = load_items(root, split)
-    args = dict(num_frames=4, stride=2, size=48, train=split == "train", seed=0, hflip=HFLIP)
-    return ClipDataset(items, classes, **(args | kw))
+    draws = {k: kw.pop(k) for k in ("seed", "scale", "flips", "hflip", "vflip") if k in kw}  # Augmentation's
+    args = dict(num_frames=4, stride=2, size=48, train=split == "train")
+    return ClipDataset(items, classes, augment=Augmentation(**(dict(seed=0, hflip=HFLIP) | draws)), **(args | kw))
 
 
 # --------------------------------------------------------------------------- index

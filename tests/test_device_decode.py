@@ -22,16 +22,18 @@ from torch.utils.data import DataLoader
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from minivb.data.clips import ClipDataset, MultiViewDataset, Replaced, Skipped, collate, sample_seed
+from minivb.data.clips import Augmentation, ClipDataset, MultiViewDataset, Replaced, Skipped, collate, sample_seed
 from minivb.data.device_decode import (
     DeviceDecoded,
     EncodedBatch,
+    EncodedClips,
+    collate_encoded,
     decode_batch,
     decode_jpegs,
-    on_device,
     resolve_decode,
 )
 from minivb.data.framestore import encode_frames, read_store_frames, read_store_jpegs, write_store
+from minivb.data.loader import clip_loader
 from minivb.data.toy import HFLIP, VFLIP
 from minivb.engine.checkpoint import read_checkpoint
 
@@ -66,9 +68,18 @@ def stores(tmp_path_factory) -> list[tuple]:
     return [(_store(folder / f"s{k}.jpgs", n, h, w, k), CLASSES[k % 4], n, 1) for k, (h, w, n) in enumerate(shapes)]
 
 
-def _pair(items, train: bool, **kw):
-    args = dict(num_frames=5, stride=2, size=40, train=train, seed=7, hflip=HFLIP, vflip=VFLIP) | kw
-    return ClipDataset(items, CLASSES, **args), ClipDataset(items, CLASSES, encoded=True, **args)
+def _pair(items, train: bool, gpu_share: float = 1.0, **kw):
+    """The same clips decoded by the workers (a ClipDataset) and as JPEG bytes (its EncodedClips)."""
+    augment = Augmentation(**(dict(seed=7, hflip=HFLIP, vflip=VFLIP) | kw))
+    args = dict(num_frames=5, stride=2, size=40, train=train, augment=augment)
+    return ClipDataset(items, CLASSES, **args), EncodedClips(ClipDataset(items, CLASSES, **args), gpu_share)
+
+
+def _views(data, clips: int, crops: int):
+    """``data``'s views (a ClipDataset's, or an EncodedClips' as JPEG bytes) as a data set."""
+    if isinstance(data, EncodedClips):
+        return EncodedClips(MultiViewDataset(data.dataset, clips, crops), data.share)
+    return MultiViewDataset(data, clips, crops)
 
 
 def _decoded(encoded: EncodedBatch, size: int) -> torch.Tensor:
@@ -116,7 +127,7 @@ def test_encoded_samples_decode_to_the_cpu_paths_clips(stores, train):
     cpu, gpu = _pair(stores, train=train)
     for epoch in range(3):
         keys = [(epoch, i) for i in range(len(stores))]
-        a, b = collate([cpu[k] for k in keys]), collate([gpu[k] for k in keys])
+        a, b = collate([cpu[k] for k in keys]), collate_encoded([gpu[k] for k in keys])
         assert isinstance(b[0], EncodedBatch)
         assert torch.equal(a[1], b[1])  # labels: the same flips drawn, the same twin swaps
         _close(_decoded(b[0], 40), a[0])  # (B, T, 3, 40, 40)
@@ -130,25 +141,25 @@ def test_encoded_samples_decode_to_the_cpu_paths_clips(stores, train):
 def test_encoded_views_decode_to_the_cpu_paths_views(stores, clips, crops):
     cpu, gpu = _pair(stores, train=False)
     a = collate([MultiViewDataset(cpu, clips, crops)[i] for i in range(len(stores))])
-    b = collate([MultiViewDataset(gpu, clips, crops)[i] for i in range(len(stores))])
+    b = collate_encoded([_views(gpu, clips, crops)[i] for i in range(len(stores))])
     assert b[0].multiview and b[0].frames.shape[:2] == (len(stores), clips * crops)
     _close(_decoded(b[0], 40), a[0])  # (B, V, T, 3, 40, 40)
 
 
 def test_the_device_loader_with_workers_gives_the_cpu_loaders_batches(stores):
     cpu, gpu = _pair(stores, train=True)
-    gpu.set_epoch(1), cpu.set_epoch(1)
+    gpu.dataset.set_epoch(1), cpu.set_epoch(1)
     kw = dict(batch_size=4, collate_fn=collate, num_workers=2, persistent_workers=True)
     expected = list(DataLoader(cpu, **kw))
-    loader = on_device(DataLoader(gpu, **kw), CPU)
-    assert isinstance(loader, DeviceDecoded) and len(loader) == 2
+    loader = clip_loader(gpu.dataset, CPU, 4, 2, decode="gpu", persistent=True)  # --decode gpu: the loader wraps it
+    assert isinstance(loader, DeviceDecoded) and isinstance(loader.dataset, EncodedClips) and len(loader) == 2
     for epoch in range(2):  # re-iterable, as the trainer iterates it once per epoch
         got = list(loader)
         assert len(got) == len(expected)
         for (va, ya, sa), (vb, yb, sb) in zip(expected, got):
             _close(vb, va)
             assert torch.equal(ya, yb) and sa == sb == []
-    assert on_device(DataLoader(cpu, **kw), CPU).__class__ is DataLoader  # decoded clips pass through
+    assert clip_loader(cpu, CPU, 4, 2, decode="cpu").__class__ is DataLoader  # decoded by the workers: as it is
 
 
 @pytest.mark.parametrize("train", [True, False])
@@ -161,14 +172,14 @@ def test_a_gpu_share_splits_each_batch_between_the_workers_and_the_device(stores
     on = [half.decodes_on_device(i) for i in range(len(items))]
     assert sum(on) == 6 and all(0 < sum(on[k : k + 4]) < 4 for k in range(len(items) - 3))  # every run of 4: mixed
     keys = [(1, i) for i in range(len(items))]
-    a, b = collate([cpu[k] for k in keys]), collate([half[k] for k in keys])
+    a, b = collate([cpu[k] for k in keys]), collate_encoded([half[k] for k in keys])
     assert b[0].encoded.tolist() == on and len(b[0].counts) == 6 and b[0].ready.shape == (6, 5, 3, 40, 40)
     assert torch.equal(b[0].ready, a[0][[i for i in range(len(items)) if not on[i]]])  # the workers' clips: exact
     assert torch.equal(a[1], b[1])
     _close(_decoded(b[0], 40), a[0])  # (B, T, 3, 40, 40), each clip in its place
     kw = dict(batch_size=3, collate_fn=collate, num_workers=2)
     expected = list(DataLoader(cpu, **kw))
-    got = list(on_device(DataLoader(half, **kw), CPU))
+    got = list(clip_loader(half.dataset, CPU, 3, 2, decode="gpu", gpu_share=0.5))
     assert len(got) == len(expected) == 4
     for (va, ya, sa), (vb, yb, sb) in zip(expected, got):
         _close(vb, va)
@@ -181,7 +192,7 @@ def test_a_gpu_share_splits_multiview_batches_too(stores, tmp_path):
     items = stores * 2
     cpu, half = _pair(items, train=False, gpu_share=0.5)
     a = collate([MultiViewDataset(cpu, 2, 3)[i] for i in range(len(items))])
-    b = collate([MultiViewDataset(half, 2, 3)[i] for i in range(len(items))])
+    b = collate_encoded([_views(half, 2, 3)[i] for i in range(len(items))])
     assert b[0].multiview and b[0].ready.shape == (6, 6, 5, 3, 40, 40)
     _close(_decoded(b[0], 40), a[0])  # (B, V, T, 3, 40, 40)
     on = [half.decodes_on_device(i) for i in range(6)]
@@ -191,7 +202,7 @@ def test_a_gpu_share_splits_multiview_batches_too(stores, tmp_path):
         items[k] = (_corrupt_frame(stores[k][0], tmp_path / f"bad{k}.jpgs", 0), stores[k][1], 1, 1)
     cpu, half = _pair(items, train=False, gpu_share=0.5)
     ((v, y, skipped),) = DeviceDecoded(
-        DataLoader(MultiViewDataset(half, 1, 3), batch_size=6, collate_fn=collate), 40, CPU
+        DataLoader(_views(half, 1, 3), batch_size=6, collate_fn=collate_encoded), 40, CPU
     )
     keep = [i for i in range(6) if i not in bad]
     assert sorted(s.path for s in skipped) == sorted(items[k][0] for k in bad)
@@ -206,8 +217,8 @@ def test_a_batch_the_workers_decoded_whole_passes_through(stores):
     for share in (0.0, 0.1):
         _, low = _pair(stores, train=True, gpu_share=share)
         expected = list(DataLoader(cpu, batch_size=1, collate_fn=collate))
-        got = list(on_device(DataLoader(low, batch_size=1, collate_fn=collate), CPU))
-        kinds = [isinstance(b[0], EncodedBatch) for b in DataLoader(low, batch_size=1, collate_fn=collate)]
+        got = list(DeviceDecoded(DataLoader(low, batch_size=1, collate_fn=collate_encoded), 40, CPU))
+        kinds = [isinstance(b[0], EncodedBatch) for b in DataLoader(low, batch_size=1, collate_fn=collate_encoded)]
         assert (
             kinds == [low.decodes_on_device(i) for i in range(len(stores))]
             and kinds.count(True) == {0: 0, 0.1: 2}[share]
@@ -221,7 +232,7 @@ def test_a_batch_the_workers_decoded_whole_passes_through(stores):
 
 def test_leaving_the_loop_early_ends_the_decoding_thread(stores):
     _, gpu = _pair(stores * 4, train=True)
-    loader = DeviceDecoded(DataLoader(gpu, batch_size=2, collate_fn=collate), 40, CPU)
+    loader = DeviceDecoded(DataLoader(gpu, batch_size=2, collate_fn=collate_encoded), 40, CPU)
     batches = iter(loader)
     next(batches)
 
@@ -240,7 +251,7 @@ def test_the_device_loader_names_the_current_gpu(stores, monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
     _, gpu = _pair(stores, train=True)
-    loader = on_device(DataLoader(gpu, batch_size=2, collate_fn=collate), "cuda")
+    loader = DeviceDecoded(DataLoader(gpu, batch_size=2, collate_fn=collate_encoded), gpu.size, "cuda")
     assert loader.device == torch.device("cuda", 1) and _get_device_index(loader.device) == 1
     with pytest.raises(ValueError, match="specified index"):
         _get_device_index(torch.device("cuda"))  # what set_device would have raised in the thread
@@ -274,10 +285,10 @@ def test_a_bad_jpeg_replaces_its_clip_as_the_cpu_path_does(stores, tmp_path, cap
     cpu, gpu = _pair(items, train=True, gpu_share=share)
     expected = collate([cpu[(0, i)] for i in range(len(items))])
     assert isinstance(cpu[(0, 2)], Replaced)  # the cpu path's stand-in for it
-    videos, failed = decode_batch(collate([gpu[(0, i)] for i in range(len(items))])[0], 40, device)
+    videos, failed = decode_batch(collate_encoded([gpu[(0, i)] for i in range(len(items))])[0], 40, device)
     assert failed == [2]  # the other clips of the batch decoded
     with caplog.at_level("WARNING", logger="minivb.data.device_decode"):
-        got = list(DeviceDecoded(DataLoader(gpu, batch_size=len(items), collate_fn=collate), 40, device))
+        got = list(DeviceDecoded(DataLoader(gpu, batch_size=len(items), collate_fn=collate_encoded), 40, device))
     ((v, y, skipped),) = got
     assert [s.path for s in skipped] == [items[2][0]] == [s.path for s in expected[2]]
     assert torch.equal(y.cpu(), expected[1]) and v.shape == expected[0].shape and v.device == videos.device
@@ -290,7 +301,7 @@ def test_evaluation_drops_a_clip_whose_jpeg_is_bad(stores, tmp_path):
     items = list(stores)
     items[1] = (_corrupt_frame(stores[1][0], tmp_path / "bad.jpgs", 0), stores[1][1], 1, 1)
     cpu, gpu = _pair(items, train=False)
-    loader = DeviceDecoded(DataLoader(MultiViewDataset(gpu, 1, 3), batch_size=3, collate_fn=collate), 40, CPU)
+    loader = DeviceDecoded(DataLoader(_views(gpu, 1, 3), batch_size=3, collate_fn=collate_encoded), 40, CPU)
     (v0, y0, s0), (v1, y1, s1) = list(loader)
     assert [s.path for s in s0] == [items[1][0]] and isinstance(s0[0], Skipped) and s1 == []
     assert v0.shape == (2, 3, 5, 3, 40, 40) and y0.tolist() == [cpu.labels[0], cpu.labels[2]]
@@ -301,7 +312,7 @@ def test_a_jpeg_of_another_size_than_the_header_says_is_a_bad_frame(stores, tmp_
     wrong = tmp_path / "wrong.jpgs"
     write_store(wrong, encode_frames(_textured(6, 48, 64, 0)), 70, 48, 1, 25.0)  # header: 70 wide, JPEGs: 64
     _, gpu = _pair([(str(wrong), CLASSES[0], 6, 1), stores[0]], train=False)
-    _, failed = decode_batch(collate([gpu[0], gpu[1]])[0], 40, CPU)
+    _, failed = decode_batch(collate_encoded([gpu[0], gpu[1]])[0], 40, CPU)
     assert failed == [0]
 
 
@@ -325,9 +336,9 @@ def test_resolve_decode(stores, toy):
 def test_encoded_data_sets_refuse_videos_and_preloaded_frames(stores, toy):
     video = (str(toy / "train" / "left_to_right" / "left_to_right_0000.mp4"), CLASSES[0])
     with pytest.raises(ValueError, match="frame stores"):
-        ClipDataset([video], CLASSES, 4, 1, train=True, size=32, encoded=True)
+        EncodedClips(ClipDataset([video], CLASSES, 4, 1, train=True, size=32))
     with pytest.raises(ValueError, match="frame stores"):
-        ClipDataset(stores[:2], CLASSES, 4, 1, train=False, size=32, preload=True).with_encoding(True)
+        EncodedClips(MultiViewDataset(ClipDataset(stores[:2], CLASSES, 4, 1, train=False, size=32, preload=True)))
 
 
 # --------------------------------------------------------------------------- the commands
@@ -498,7 +509,7 @@ def test_the_device_loader_on_cuda_gives_the_cpu_paths_clips(stores, share):
     cpu, gpu = _pair(stores * 2, train=True, gpu_share=share)
     kw = dict(batch_size=4, collate_fn=collate, num_workers=2, pin_memory=True)
     expected, got = list(DataLoader(cpu, **kw)), []
-    for vb, yb, sb in on_device(DataLoader(gpu, **kw), "cuda"):
+    for vb, yb, sb in clip_loader(gpu.dataset, "cuda", 4, 2, decode="gpu", gpu_share=share):
         torch.cuda._sleep(50_000_000)  # a slow model step on the current stream: the next decode must not race it
         got.append((vb.clone(), yb, sb))  # cloned on the current stream, as a model would read the batch
     assert len(got) == len(expected) == 3

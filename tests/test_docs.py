@@ -66,7 +66,7 @@ def _commands(path: Path) -> list[str]:
 
 def test_the_documents_exist():
     assert (ROOT / "docs").is_dir()
-    for name in ["training", "applications", "pretraining", "performance", "package", "layers"]:
+    for name in ["training", "applications", "pretraining", "performance", "layers"]:
         assert (ROOT / "docs" / f"{name}.md").is_file(), name
 
 

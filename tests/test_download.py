@@ -1,4 +1,4 @@
-"""minivb.data.kinetics.download against a local HTTP server (127.0.0.1 only) and hostile tarballs."""
+"""minivb.data.kinetics.downloads against a local HTTP server (127.0.0.1 only) and hostile tarballs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from minivb.data.kinetics.download import (
+from minivb.data.kinetics.downloads import (
     ArchiveError,
     DownloadError,
     ExtractResult,
@@ -97,7 +97,7 @@ def test_a_server_that_trickles_is_a_stall_and_keeps_what_arrived(server, tmp_pa
     few bytes over a window is a stall: retried, then reported; the .part keeps what arrived, for the next run."""
     import time
 
-    import minivb.data.kinetics.download as download
+    import minivb.data.kinetics.downloads as download
 
     monkeypatch.setattr(download, "STALL_SECONDS", 0.5)
     monkeypatch.setattr(download, "STALL_BYTES", 1000)

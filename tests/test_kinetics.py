@@ -22,7 +22,7 @@ from videos import read_stamp, stamped_frames, write_h264, write_opencv
 
 from minivb import evaluate, train
 from minivb.data import kinetics
-from minivb.data.clips import ClipDataset, load_items
+from minivb.data.clips import Augmentation, ClipDataset, load_items
 from minivb.data.framestore import convert_video, read_store_frames, store_info
 from minivb.data.kinetics import __main__ as kinetics_command
 from minivb.engine import training
@@ -242,7 +242,7 @@ def test_prepared_clips_match_the_originals(tmp_path, step):
     kinetics.prepare(root, ("train",), short_side=64, frame_step=step, min_frames=16, workers=1, progress=False)
     prepared, classes = load_items(root, "train")
     originals, _ = load_items(root / "originals", "train")
-    common = dict(num_frames=6, stride=4, size=48, seed=3)
+    common = dict(num_frames=6, stride=4, size=48, augment=Augmentation(seed=3))
     for train_mode in (False, True):  # evaluation: centre clip; training: random window, crop, flip from the same seed
         a = ClipDataset(prepared, classes, train=train_mode, **common)
         b = ClipDataset(originals, classes, train=train_mode, **common)

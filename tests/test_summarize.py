@@ -10,12 +10,12 @@ import pytest
 import torch
 from videos import ffmpeg, presentation_times, stamped_frames, write_h264
 
+from minivb.data.toy import concat_video
 from minivb.engine.checkpoint import Preprocessing
 from minivb.summarization import (
     _square,
     _stream_windows,
     choose_k,
-    concat_video,
     filmstrip,
     kts,
     shot_cuts,

@@ -484,12 +484,12 @@ def test_divergence_stops_with_one_line_and_keeps_the_last_good_checkpoint(toy, 
 
 def test_train_one_epoch_is_the_loop_written_out(toy):
     """The package's loop = the six lines of notebook 06 (same seed → bit-identical weights and counters)."""
-    from minivb.data.clips import ClipDataset, ShardedSampler, collate, load_items
+    from minivb.data.clips import Augmentation, ClipDataset, ShardedSampler, collate, load_items
     from minivb.loop import TrainState, train_one_epoch, warmup_cosine
     from minivb.model import VideoBERT, VideoBERTConfig
 
     items, classes = load_items(toy, "train")
-    data = ClipDataset(items, classes, 4, 2, train=True, size=32, seed=0)
+    data = ClipDataset(items, classes, 4, 2, train=True, size=32, augment=Augmentation(seed=0))
     sampler = ShardedSampler(len(data), shuffle=True, seed=0, with_epoch=True)
     loader = torch.utils.data.DataLoader(data, batch_size=4, sampler=sampler, collate_fn=collate)
 

@@ -70,36 +70,25 @@ def build_step(s: dict, num_classes: int, device: torch.device):
     return sum(p.numel() for p in model.parameters()), step
 
 
-def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet, decode: str, share: float):
-    from ..data.clips import ClipDataset
+def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet):
+    from ..data.clips import Augmentation, ClipDataset
 
+    augment = Augmentation(seed=s["seed"], hflip=dataset.hflip, vflip=dataset.vflip)
+    clip = dict(num_frames=s["num_frames"], stride=s["stride"], size=s["size"], preload=s["preload"])
     try:
-        return ClipDataset(
-            items,
-            classes,
-            s["num_frames"],
-            s["stride"],
-            train=True,
-            size=s["size"],
-            seed=s["seed"],
-            preload=s["preload"],
-            hflip=dataset.hflip,
-            vflip=dataset.vflip,
-            encoded=decode == "gpu",
-            gpu_share=share,
-        )
+        return ClipDataset(items, classes, train=True, augment=augment, **clip)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
 
 def _batches(dataset, s: dict, device: torch.device):
-    """The trainer's DataLoader, epoch after epoch → endless ``(videos, labels)`` (uint8; on the device if the
-    data set's samples are encoded: decoded there)."""
+    """The trainer's DataLoader, epoch after epoch → endless ``(videos, labels)`` (uint8; on the device with
+    ``s["decode"]`` gpu: decoded there)."""
     from ..data.clips import ShardedSampler
 
     sampler = ShardedSampler(len(dataset), shuffle=True, seed=s["seed"], with_epoch=True)
-    w = s["workers"]
-    loader = clip_loader(dataset, device, s["batch_size"], w, sampler=sampler, persistent=True)  # as the trainer's
+    decoding = dict(decode=s["decode"], gpu_share=s["gpu_share"])  # as the trainer's loader
+    loader = clip_loader(dataset, device, s["batch_size"], s["workers"], **decoding, sampler=sampler, persistent=True)
     for epoch in itertools.count():
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -293,8 +282,8 @@ def run_loader(opts, argv: list[str]) -> dict:
         for name, items, classes, decode, share in _runs(opts, s, Path(tmp), notes, device):
             if {"model", "training"} & set(opts.measure):
                 params, step = build_step(s, len(classes), device)
-            dataset = _dataset(items, classes, s, registry.get(opts.preset), decode, share)
-            rates = _measure_source(dataset, s, device, opts, step)
+            dataset = _dataset(items, classes, s, registry.get(opts.preset))
+            rates = _measure_source(dataset, s | {"decode": decode, "gpu_share": share}, device, opts, step)
             rows.append(
                 {
                     "source": name,

@@ -483,13 +483,6 @@ class ClipDataset(Dataset):
             video = video.flip(-2)
         return video.contiguous(), draw.label
 
-    def _crops(self, video: torch.Tensor, num_crops: int) -> list[torch.Tensor]:
-        """``num_crops`` squares of side = the shorter side (:meth:`squares`), each resized to size×size."""
-        return [
-            v2.functional.resized_crop(video, *box, [self.size, self.size], antialias=True)
-            for box in self.squares(*video.shape[-2:], num_crops)
-        ]
-
     def squares(self, height: int, width: int, num_crops: int) -> list[tuple[int, int, int, int]]:
         """The ``num_crops`` squares (top, left, side, side) of side = the shorter side (:func:`crop_boxes`) in a
         frame of ``height × width``."""
@@ -516,7 +509,8 @@ class ClipDataset(Dataset):
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
         clips = self._frames_at(int(i), self.view_frames(i, num_clips))  # (clips, T, H, W, 3) uint8
-        out = [crop for clip in clips for crop in self._crops(_to_video(clip), num_crops)]
+        boxes, size = self.squares(*clips.shape[-3:-1], num_crops), [self.size, self.size]
+        out = [v2.functional.resized_crop(_to_video(c), *box, size, antialias=True) for c in clips for box in boxes]
         return torch.stack(out).contiguous()  # (clips · crops, T, 3, size, size)
 
 
@@ -531,10 +525,6 @@ class MultiViewDataset(Dataset):
         if num_crops not in (1, 3):
             raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
         self.dataset, self.num_clips, self.num_crops = dataset, num_clips, num_crops
-
-    @property
-    def size(self) -> int:
-        return self.dataset.size
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -9,17 +9,18 @@ unchanged); the main process then decodes the whole batch's JPEGs in one call
 
 The pieces:
 
-* :class:`EncodedClip` — what a worker returns in place of a clip (``ClipDataset(..., encoded=True)``);
-  :func:`collate_encoded` batches them into an :class:`EncodedBatch`.
+* :class:`EncodedClips` — the data set of ``--decode gpu`` (:func:`~minivb.data.loader.clip_loader` wraps a clip
+  data set in it): its samples are :class:`EncodedClip` s, a clip's JPEG bytes with its draws, which
+  :func:`collate_encoded` batches into an :class:`EncodedBatch`.
 * :func:`decode_batch` — an :class:`EncodedBatch` → uint8 ``(B, T, 3, S, S)`` (or ``(B, V, T, 3, S, S)``
   for multi-view) on the device, plus the clips whose JPEGs did not decode.
 * :class:`DeviceDecoded` — wraps a DataLoader of encoded batches; a helper thread decodes one batch ahead
   on a side CUDA stream while the model trains on the current one, and a clip whose JPEG fails is made
   again by the data set's CPU path (decoded by OpenCV, or replaced by another clip as with ``--decode cpu``):
   one bad frame never fails a batch.
-* :func:`resolve_decode` — the ``--decode {auto,cpu,gpu}`` choice for a run.
+* :func:`resolve_decode` — the ``--decode {auto,cpu,gpu}`` choice for a run (:func:`check_decode`: refused early).
 
-The split, ``--gpu-share F`` (``ClipDataset(..., gpu_share=F)``): only a share F of the samples come as JPEG
+The split, ``--gpu-share F`` (``EncodedClips(dataset, F)``): only a share F of the samples come as JPEG
 bytes, the workers decode the others as the cpu path does; a batch then carries both
 (:attr:`EncodedBatch.ready`), and :func:`decode_batch` puts every clip in its place. It is for a GPU that would
 spend more time decoding than the workers save it.
@@ -35,27 +36,34 @@ from __future__ import annotations
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, NamedTuple, Sequence
+from functools import partial
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
+import numpy as np
 import torch
 from torch.nn import functional as F
-from torch.utils.data import default_collate
+from torch.utils.data import Dataset, default_collate
 
 from ..plumbing.device import DECODE_CHOICES
+from .clips import ClipDataset, MultiViewDataset, collate
+from .framestore import SUFFIX, read_store_jpegs
 
 __all__ = [
     "DECODE_CHOICES",
     "EncodedClip",
     "EncodedBatch",
+    "EncodedClips",
     "collate_encoded",
     "decode_jpegs",
     "decode_batch",
     "DeviceDecoded",
-    "on_device",
     "resolve_decode",
+    "check_decode",
 ]
 
 log = logging.getLogger(__name__)
+
+_GOLDEN = (5**0.5 - 1) / 2  # φ: i·φ mod 1 spreads any run of indices evenly over [0, 1) (--gpu-share)
 
 
 class EncodedClip(NamedTuple):
@@ -78,7 +86,7 @@ class EncodedClip(NamedTuple):
 
 
 class EncodedBatch(NamedTuple):
-    """A batch of B clips: E :class:`EncodedClip` s, concatenated (:func:`collate_encoded`), and the B − E clips
+    """A batch of B clips: E :class:`EncodedClip` s, concatenated (:func:`batch_encoded`), and the B − E clips
     that the workers decoded (``--gpu-share`` < 1)."""
 
     data: torch.Tensor  # uint8 (bytes,)
@@ -99,11 +107,13 @@ class EncodedBatch(NamedTuple):
         return range(start, start + int(self.counts[e]))
 
 
-def collate_encoded(samples: Sequence[EncodedClip | torch.Tensor]) -> EncodedBatch:
-    """Batch :class:`EncodedClip` s (at least one) and clips decoded already: concatenate the JPEG bytes, renumber
-    the frames into the batch's JPEGs, stack the decoded clips."""
-    clips = [c for c in samples if isinstance(c, EncodedClip)]
-    ready = [c for c in samples if not isinstance(c, EncodedClip)]
+def batch_encoded(videos: Sequence[EncodedClip | torch.Tensor]) -> EncodedBatch | torch.Tensor:
+    """A batch's :class:`EncodedClip` s and clips decoded already → an :class:`EncodedBatch`: concatenate the JPEG
+    bytes, renumber the frames into the batch's JPEGs, stack the decoded clips (no encoded one: only stacked)."""
+    clips = [c for c in videos if isinstance(c, EncodedClip)]
+    ready = [c for c in videos if not isinstance(c, EncodedClip)]
+    if not clips:
+        return default_collate(ready)
     frames, offset = [], 0
     for c in clips:
         frames.append(c.frames + offset)  # (V, T), into the batch's JPEG list
@@ -116,11 +126,92 @@ def collate_encoded(samples: Sequence[EncodedClip | torch.Tensor]) -> EncodedBat
         torch.stack([c.flips for c in clips]),
         torch.tensor([[c.height, c.width] for c in clips], dtype=torch.int64),
         torch.tensor([len(c.lengths) for c in clips], dtype=torch.int64),
-        [c.key if isinstance(c, EncodedClip) else None for c in samples],
+        [c.key if isinstance(c, EncodedClip) else None for c in videos],
         clips[0].multiview,
-        torch.tensor([isinstance(c, EncodedClip) for c in samples]),
+        torch.tensor([isinstance(c, EncodedClip) for c in videos]),
         default_collate(ready) if ready else None,  # stacked into shared memory, in a worker
     )
+
+
+def collate_encoded(samples: list) -> tuple[EncodedBatch | torch.Tensor | None, torch.Tensor | None, list]:
+    """:func:`~minivb.data.clips.collate` for :class:`EncodedClips`: a batch with encoded samples gives an
+    :class:`EncodedBatch` in place of ``videos`` (with the clips the workers decoded, under a share < 1, inside)."""
+    return collate(samples, stack=batch_encoded)
+
+
+# --------------------------------------------------------------------------- the data set
+
+
+class EncodedClips(Dataset):
+    """``dataset`` (a :class:`~minivb.data.clips.ClipDataset` of frame stores, or a
+    :class:`~minivb.data.clips.MultiViewDataset` of one) whose samples are :class:`EncodedClip` s (``--decode gpu``).
+
+    A sample is the JPEG bytes of the frames ``dataset[key]`` shows, with the crop boxes and flips it draws
+    (:meth:`~minivb.data.clips.ClipDataset.draw`, :meth:`~minivb.data.clips.ClipDataset.crop_box`: the same
+    numbers), and its label; a broken file is skipped or replaced as ``dataset`` does it. ``share``
+    (``--gpu-share``): the share of the samples that are encoded; the others are ``dataset``'s own, decoded in
+    the workers (:meth:`decodes_on_device` says which: a fixed rule of the index, so every epoch and a resume
+    split alike). :meth:`decoded` makes a sample the CPU way.
+    """
+
+    def __init__(self, dataset: ClipDataset | MultiViewDataset, share: float = 1.0):
+        if not 0 <= share <= 1:
+            raise ValueError(f"gpu_share must be in [0, 1], got {share!r}")
+        self.multiview = isinstance(dataset, MultiViewDataset)
+        self.clips: ClipDataset = dataset.dataset if self.multiview else dataset
+        video = next((it.path for it in self.clips.items if not it.path.endswith(SUFFIX)), None)
+        if self.clips.frames is not None or video is not None:
+            raise ValueError(
+                f"encoded samples need frame stores ({SUFFIX}): "
+                + ("the frames are preloaded" if self.clips.frames is not None else f"{video} is a video")
+            )
+        self.dataset, self.share, self.size = dataset, float(share), self.clips.size
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def decodes_on_device(self, i: int) -> bool:
+        """Whether sample ``i`` comes as JPEG bytes (else decoded by the worker): when the fractional part of ``i·φ``
+        (φ = 0.618…, the golden ratio's) is under ``share``, so any run of items — a batch — is split close to it."""
+        return (int(i) * _GOLDEN) % 1.0 < self.share
+
+    def __getitem__(self, key: int | tuple[int, int]):
+        if not self.decodes_on_device(key[1] if isinstance(key, (tuple, list)) else key):
+            return self.dataset[key]
+        if self.multiview:
+            return self.dataset.sample(key, self._views)
+        key = self.clips.epoch_index(key)  # an encoded sample carries it: the same sample, made again on the CPU
+        return self.clips.sample(key, lambda i, epoch: self._clip(i, epoch, key))
+
+    def decoded(self, key: int | tuple[int, int]):
+        """``dataset[key]``, decoded by OpenCV on the CPU: a clip whose JPEGs failed on the device is made again this
+        way, replaced or skipped exactly as the cpu path would (:class:`DeviceDecoded`)."""
+        return self.dataset[key]
+
+    def _clip(self, i: int, epoch: int, key: tuple[int, int]) -> tuple[EncodedClip, int]:
+        """Item ``i``'s JPEGs with the draws of ``(epoch, i)`` → ``(EncodedClip, label)``."""
+        draw = self.clips.draw(epoch, i)
+        flips = [(draw.hflip, draw.vflip)]
+        return self._read(i, draw.frames[None], key, flips, partial(self.clips.crop_box, epoch, i)), draw.label
+
+    def _views(self, i: int, num_clips: int, num_crops: int) -> EncodedClip:
+        """Video ``i``'s views as :meth:`~minivb.data.clips.ClipDataset.views` cuts them, as JPEG bytes."""
+        views = self.clips.view_frames(i, num_clips).repeat(num_crops, axis=0)  # (clips · crops, T)
+
+        def boxes(height: int, width: int) -> list:  # view k: clip k // num_crops, crop k % num_crops
+            return self.clips.squares(height, width, num_crops) * num_clips
+
+        return self._read(int(i), views, int(i), [(False, False)] * len(views), boxes, multiview=True)
+
+    def _read(self, i: int, frames: np.ndarray, key, flips: list, boxes: Callable, multiview=False) -> EncodedClip:
+        """Item ``i``'s JPEGs of frames ``(V, T)``, with its views' ``flips`` and crops ``boxes(height, width)``."""
+        info, *arrays = read_store_jpegs(self.clips.items[i].path, frames.reshape(-1))
+        data, lengths, which = map(torch.from_numpy, arrays)
+        crops = torch.tensor(boxes(info.height, info.width), dtype=torch.int64).view(-1, 4)
+        flips = torch.tensor(flips, dtype=torch.bool).view(-1, 2)
+        return EncodedClip(
+            data, lengths, which.view(frames.shape), crops, flips, info.height, info.width, key, multiview
+        )
 
 
 # --------------------------------------------------------------------------- decoding
@@ -226,8 +317,8 @@ def decode_batch(batch: EncodedBatch, size: int, device: torch.device) -> tuple[
 
 
 class DeviceDecoded:
-    """A DataLoader whose data set returns :class:`EncodedClip` s → batches ``(videos, labels, skipped)`` on
-    ``device``, as the loop expects them (see :func:`minivb.data.clips.collate`).
+    """A DataLoader of :class:`EncodedClips` (batched by :func:`collate_encoded`) → batches ``(videos, labels,
+    skipped)`` on ``device``, as the loop expects them (see :func:`minivb.data.clips.collate`).
 
     Each batch is decoded (:func:`decode_batch`) by a helper thread, on a side CUDA stream, one batch ahead:
     the next batch decodes while the model computes on this one. The thread only decodes; the data set's
@@ -333,17 +424,10 @@ class DeviceDecoded:
                 )
 
 
-def on_device(loader, device: torch.device | str):
-    """``loader`` wrapped in :class:`DeviceDecoded` if its data set hands out encoded samples (its ``encoded``),
-    else ``loader`` itself; the clips' side is the data set's ``size``."""
-    dataset = loader.dataset
-    return DeviceDecoded(loader, dataset.size, device) if getattr(dataset, "encoded", False) else loader
-
-
 # --------------------------------------------------------------------------- the choice
 
 
-def resolve_decode(choice: str, device: torch.device | str, paths: Sequence[str], *, preload: bool = False) -> str:
+def resolve_decode(choice: str, device: torch.device | str, paths: Iterable[str], *, preload: bool = False) -> str:
     """``--decode {auto,cpu,gpu}`` for a run on ``device`` over files ``paths`` → ``"cpu"`` or ``"gpu"``.
 
     ``gpu`` decodes in the main process on the model's device (nvjpeg on CUDA; on a CPU device the same code
@@ -351,10 +435,8 @@ def resolve_decode(choice: str, device: torch.device | str, paths: Sequence[str]
     ``--preload``, and on CUDA a torchvision that decodes JPEGs there (checked here with one tiny JPEG).
     ``auto`` is ``cpu``: the gpu path has not yet been measured on a GPU machine (the README's Performance
     section says how to measure it); it becomes the default on CUDA where it measures faster.
-    Raises ``ValueError`` with a one-line reason.
+    Raises ``ValueError`` with a one-line reason. :func:`~minivb.data.loader.clip_loader` decides it for its loader.
     """
-    from .framestore import SUFFIX
-
     if choice not in DECODE_CHOICES:
         raise ValueError(f"decode must be one of {', '.join(DECODE_CHOICES)}, got {choice!r}")
     if choice != "gpu":
@@ -382,3 +464,9 @@ def resolve_decode(choice: str, device: torch.device | str, paths: Sequence[str]
                 f"use --decode cpu"
             ) from None
     return "gpu"
+
+
+def check_decode(choice: str, device: torch.device | str, paths: Iterable[str], *, preload: bool = False) -> None:
+    """Refuse ``--decode choice`` now, before a command's work starts, if it cannot work (the one-line
+    ``ValueError`` of :func:`resolve_decode`; the loader decides it again when it is built)."""
+    resolve_decode(choice, device, paths, preload=preload)

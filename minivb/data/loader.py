@@ -1,8 +1,8 @@
 """Batches of clips: the one DataLoader of training, evaluation, inference, pretraining and the loader benchmark.
 
 Every one of them batches a clip data set the same way — worker processes, :func:`~minivb.data.clips.collate`
-(``(videos, labels, skipped)``), pinned memory on CUDA, and, where the data set hands out JPEG bytes
-(``--decode gpu``), :func:`~minivb.data.device_decode.on_device` to decode them on the model's device.
+(``(videos, labels, skipped)``), pinned memory on CUDA — and ``--decode`` is decided here, the one place: with ``gpu``
+the workers hand out JPEG bytes (:class:`~minivb.data.device_decode.EncodedClips`) decoded on the model's device.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..plumbing import distributed
 from .clips import collate
-from .device_decode import on_device
+from .device_decode import DeviceDecoded, EncodedClips, collate_encoded, resolve_decode
 
 __all__ = ["clip_loader", "worker_init", "ignore_stop_signals", "auto_workers", "close_loader"]
 
@@ -61,6 +61,8 @@ def clip_loader(
     batch_size: int,
     workers: int,
     *,
+    decode: str = "cpu",
+    gpu_share: float = 1.0,
     sampler: Sampler | None = None,
     persistent: bool = False,
     init_worker: Callable[[int], None] = worker_init,
@@ -70,19 +72,25 @@ def clip_loader(
     ``sampler``: the order (default: the data set's own, 0, 1, 2, …). ``persistent``: the loader is iterated
     epoch after epoch — its workers stay alive and prefetch 4 batches each, and it draws its workers' base seed
     from a generator of its own, so the global RNG (the model's dropout) stays untouched. ``init_worker`` runs
-    in each worker process. Encoded samples (``--decode gpu``) come out decoded, on ``device``.
+    in each worker process. ``decode``: ``--decode {auto,cpu,gpu}`` (:func:`~minivb.data.device_decode.resolve_decode`;
+    ``ValueError`` if impossible); with ``gpu`` the workers read a ClipDataset's (or MultiViewDataset's) frame stores'
+    JPEG bytes for a share ``gpu_share`` of the samples (the others they decode), decoded then on ``device``.
     """
     device = torch.device(device)
+    clips = getattr(dataset, "dataset", dataset)  # a MultiViewDataset's ClipDataset
+    encoded = resolve_decode(decode, device, (it.path for it in getattr(clips, "items", ()))) == "gpu"
+    if encoded:
+        dataset = EncodedClips(dataset, gpu_share)
     loader = DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
         num_workers=workers,
-        collate_fn=collate,
+        collate_fn=collate_encoded if encoded else collate,
         pin_memory=device.type == "cuda",
         worker_init_fn=init_worker if workers else None,
         persistent_workers=persistent and workers > 0,
         prefetch_factor=4 if persistent and workers else None,
         generator=torch.Generator() if persistent else None,
     )
-    return on_device(loader, device)  # encoded batches (--decode gpu) are decoded on the device
+    return DeviceDecoded(loader, dataset.size, device) if encoded else loader  # decoded on the device, one batch ahead

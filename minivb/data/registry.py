@@ -72,7 +72,7 @@ class DataSet:
     name: str
     root: str  # default --data-root
     preset: dict  # python -m minivb.train's defaults (the model size and the optimisation that suit it)
-    pretrain_preset: dict  # python -m minivb.pretrain's defaults (its model part equals preset's, so --init-from fits)
+    pretrain_preset: dict  # python -m minivb.pretrain's defaults (the same model part as preset's: --init-from fits)
     views: tuple[int, int]  # (temporal clips, spatial crops) per video in evaluation and prediction
     make: Callable[[Path], None] | None = None  # makes the data set at a folder (None: it must be there already)
     find: Callable[[Path], None] | None = None  # raises UsageError, with how to get it, if it is not there
@@ -103,20 +103,18 @@ class DataSet:
         return train_items, val_items, classes
 
 
+# The model part of each data set's presets, shared by training and pretraining, so that a pretrained Transformer
+# fits the classifier (--init-from): the clip (frames, stride, size), the CNN, and the Transformer's size.
+TOY_MODEL = dict(encoder="small", pretrained=False, size=64, num_frames=8, stride=2, dim=128, depth=2, heads=4)
+K400_MODEL = dict(encoder="resnet18", pretrained=True, size=224, num_frames=16, stride=4, dim=512, depth=4, heads=8)
+
 DATASETS: dict[str, DataSet] = {
     "toy": DataSet(
         name="toy",
         root="data/toy",
         preset=dict(
-            encoder="small",
-            pretrained=False,
-            size=64,
-            num_frames=8,
-            stride=2,
+            **TOY_MODEL,
             grid=2,
-            dim=128,
-            depth=2,
-            heads=4,
             dropout=0.0,
             time_embedding=True,
             batch_size=32,
@@ -130,17 +128,10 @@ DATASETS: dict[str, DataSet] = {
             save_every=0,
         ),
         pretrain_preset=dict(
-            encoder="small",
-            pretrained=False,
+            **TOY_MODEL,
             grid=2,
-            size=64,
-            num_frames=8,
-            stride=2,
             levels=2,
             clusters=8,
-            dim=128,
-            depth=2,
-            heads=4,
             epochs=20,
             batch_size=64,
             lr=1e-3,
@@ -159,15 +150,8 @@ DATASETS: dict[str, DataSet] = {
         name="k400",
         root="data/kinetics400",
         preset=dict(
-            encoder="resnet18",
-            pretrained=True,
-            size=224,
-            num_frames=16,
-            stride=4,
+            **K400_MODEL,
             grid=7,
-            dim=512,
-            depth=4,
-            heads=8,
             dropout=0.1,
             time_embedding=True,
             batch_size=16,
@@ -181,17 +165,10 @@ DATASETS: dict[str, DataSet] = {
             save_every=1000,  # workers None: every core this process may use, less one
         ),
         pretrain_preset=dict(
-            encoder="resnet18",
-            pretrained=True,
+            **K400_MODEL,
             grid=1,
-            size=224,
-            num_frames=16,
-            stride=4,
             levels=4,
             clusters=12,
-            dim=512,
-            depth=4,
-            heads=8,
             epochs=10,
             batch_size=256,
             lr=5e-4,

@@ -34,7 +34,6 @@ from ..data.clips import (
     load_items,
     report_skipped,
 )
-from ..data.device_decode import resolve_decode
 from ..data.loader import clip_loader
 from ..metrics import accuracy_metrics
 from ..plumbing.checks import check_int
@@ -47,14 +46,14 @@ __all__ = ["evaluate", "dataset_from_checkpoint", "plot_confusion"]
 # --------------------------------------------------------------------------- the numbers
 
 
-def _loader(data, num_clips: int, num_crops: int, batch_size: int, workers: int, device: torch.device):
-    """``data`` → batches ``(videos, labels, skipped)``: a ClipDataset is cut into views, a data set gets a
-    DataLoader."""
+def _loader(data, num_clips: int, num_crops: int, batch_size: int, workers: int, device: torch.device, decode: str):
+    """``data`` → batches ``(videos, labels, skipped)``: a ClipDataset is cut into views (its frame stores decoded
+    as ``decode`` says), a data set gets a DataLoader."""
     if isinstance(data, ClipDataset):
-        data = MultiViewDataset(data, num_clips, num_crops)  # (views (V, T, 3, S, S), label)
+        return clip_loader(MultiViewDataset(data, num_clips, num_crops), device, batch_size, workers, decode=decode)
     if not isinstance(data, Dataset):
         return data  # a ready loader
-    return clip_loader(data, device, batch_size, workers)  # encoded views (--decode gpu): decoded on the device
+    return clip_loader(data, device, batch_size, workers)
 
 
 @torch.no_grad()
@@ -111,7 +110,7 @@ def evaluate(
     or video (T, 3, H, W), label)`` or :class:`Skipped`; or a ready loader yielding
     :func:`~minivb.data.clips.collate` batches ``(videos, labels, skipped)``. ``device``:
     where to run (default: where the model is); bf16 autocast on CUDA. ``decode``: where a ClipDataset's frame
-    stores are decoded (:func:`~minivb.data.device_decode.resolve_decode`; ``ValueError`` if impossible).
+    stores are decoded (:func:`~minivb.data.loader.clip_loader`; ``ValueError`` if impossible).
 
     Returns :func:`~minivb.metrics.accuracy_metrics`' ``top1``, ``top5``, ``per_class_top1``
     (list in class-index order, None for a class without videos), ``confusion`` ``(C, C)``
@@ -125,16 +124,13 @@ def evaluate(
     if num_crops not in (1, 3):
         raise ValueError(f"num_crops must be 1 (centre) or 3 (along the long side), got {num_crops!r}")
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    if isinstance(data, ClipDataset):
-        data = data.with_encoding(resolve_decode(decode, device, [it.path for it in data.items]) == "gpu")
+    loader = _loader(data, num_clips, num_crops, batch_size, workers, device, decode)
     if classes is None:
         classes = getattr(data, "classes", None) or getattr(getattr(data, "dataset", None), "classes", None)
     was_training = model.training
     model.eval()
     start = time.perf_counter()
-    probs, labels, skipped, views = _predict(
-        model, _loader(data, num_clips, num_crops, batch_size, workers, device), device
-    )
+    probs, labels, skipped, views = _predict(model, loader, device)
     seconds = time.perf_counter() - start
     model.train(was_training)
 

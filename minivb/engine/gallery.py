@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data.device_decode import resolve_decode
 from ..plumbing.samples import Skipped
 from .checkpoint import GALLERY_FORMAT as FORMAT
 from .checkpoint import Preprocessing, load_file, save_checkpoint
@@ -146,7 +145,7 @@ def embed_videos(
     ``model``: a VideoBERT (:func:`view_embedding`), or ``None`` for the raw-pixel baseline
     (:func:`pixel_embedding`). ``labels``: one per path (kept for the decoded ones). The
     gallery's ``checkpoint`` is left None: the caller knows where the model came from. ``decode``: where frame
-    stores' JPEGs are decoded (:func:`~minivb.data.device_decode.resolve_decode`; ``ValueError`` if impossible).
+    stores' JPEGs are decoded (:func:`~minivb.engine.inference.map_videos`).
     """
     if labels is not None and len(labels) != len(paths):
         raise ValueError(f"{len(labels)} labels for {len(paths)} paths")
@@ -156,14 +155,14 @@ def embed_videos(
         device = torch.device(device) if device is not None else next(model.parameters()).device
         model.eval()
         fn, dim = (lambda views: view_embedding(model, views)), model.config.dim
-    encoded = resolve_decode(decode, device, [str(p) for p in paths]) == "gpu"
     rows, skipped = map_videos(
         fn,
-        video_views(paths, prep, encoded=encoded),
+        video_views(paths, prep),
         batch_size=batch_size,
         workers=workers,
         device=device,
         progress=progress,
+        decode=decode,
     )
     kept = [i for i, r in enumerate(rows) if r is not None]
     embeddings = torch.stack([rows[i] for i in kept]) if kept else torch.zeros(0, dim)  # (N, D)

@@ -29,7 +29,6 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ..data.clips import VIDEO_EXTENSIONS, ClipDataset, MultiViewDataset, Skipped
-from ..data.device_decode import resolve_decode
 from ..data.framestore import SUFFIX as STORE_SUFFIX
 from ..data.loader import clip_loader
 from ..model import VideoBERT
@@ -146,23 +145,19 @@ class _Views(MultiViewDataset):
     """Video ``i`` → ``(views (clips·crops, T, 3, size, size) uint8, i)``, or :class:`Skipped` for a broken file:
     a :class:`MultiViewDataset` whose label is the video's index (a user's videos have no labels)."""
 
-    def _get(self, i: int, encoded: bool):
+    def sample(self, i: int, views: Callable | None = None):
         try:
-            return self.dataset.views(i, self.num_clips, self.num_crops, encoded=encoded), i
+            return (views or self.dataset.views)(i, self.num_clips, self.num_crops), i
         except VideoDecodeError as e:
             return Skipped(self.dataset.items[i].path, e.reason)
 
 
-def video_views(paths: Sequence[str | os.PathLike], prep: Preprocessing, *, encoded: bool = False) -> Dataset:
-    """Video files → a data set of their views (:class:`Preprocessing`): item ``i`` is ``(views, i)`` or ``Skipped``.
-
-    ``encoded``: frame stores' views as JPEG bytes, to decode on the model's device (``--decode gpu``)."""
+def video_views(paths: Sequence[str | os.PathLike], prep: Preprocessing) -> Dataset:
+    """Video files → a data set of their views (:class:`Preprocessing`): item ``i`` is ``(views, i)`` or ``Skipped``."""
     check_int("clips", prep.clips)
     if prep.crops not in (1, 3):
         raise ValueError(f"crops must be 1 (centre) or 3 (along the long side), got {prep.crops!r}")
-    clips = ClipDataset(
-        [(str(p), None) for p in paths], [], prep.num_frames, prep.stride, train=False, size=prep.size, encoded=encoded
-    )
+    clips = ClipDataset([(str(p), None) for p in paths], [], prep.num_frames, prep.stride, train=False, size=prep.size)
     return _Views(clips, prep.clips, prep.crops)
 
 
@@ -175,17 +170,19 @@ def map_videos(
     workers: int = 0,
     device: torch.device | str = "cpu",
     progress: str | None = None,
+    decode: str = "cpu",
 ) -> tuple[list[torch.Tensor | None], list[Skipped]]:
     """``fn(views (B, V, T, 3, H, W) on device) → (B, …)`` over every video of :func:`video_views` data.
 
     Returns ``(outputs, skipped)``: ``outputs[i]`` is video ``i``'s row (on the CPU, float32), or
     ``None`` for a file that could not be decoded; ``skipped`` names those files and why.
-    ``progress``: a tqdm bar with this description (shown on a terminal only).
+    ``progress``: a tqdm bar with this description (shown on a terminal only). ``decode``: where frame stores'
+    JPEGs are decoded (:func:`~minivb.data.loader.clip_loader`; ``ValueError`` if impossible).
     """
     from tqdm import tqdm
 
     device = torch.device(device)
-    loader = clip_loader(data, device, batch_size, workers)  # encoded views (--decode gpu): decoded on the device
+    loader = clip_loader(data, device, batch_size, workers, decode=decode)  # --decode gpu: decoded on the device
     outputs: list[torch.Tensor | None] = [None] * len(data)
     skipped: list[Skipped] = []
     with (
@@ -215,15 +212,15 @@ def predict(
 ) -> tuple[list[torch.Tensor | None], list[Skipped]]:
     """Class probabilities of every video → ``(probs, skipped)``: ``probs[i]`` ``(C,)``, softmax averaged over
     the views, or ``None`` for a file that could not be decoded (named in ``skipped``). ``decode``: where frame
-    stores' JPEGs are decoded (:func:`~minivb.data.device_decode.resolve_decode`; ``ValueError`` if impossible)."""
+    stores' JPEGs are decoded (:func:`map_videos`)."""
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    encoded = resolve_decode(decode, device, [str(p) for p in paths]) == "gpu"
     model.eval()
     return map_videos(
         lambda views: multiview_probs(model, views),
-        video_views(paths, prep, encoded=encoded),
+        video_views(paths, prep),
         batch_size=batch_size,
         workers=workers,
         device=device,
         progress=progress,
+        decode=decode,
     )

@@ -37,8 +37,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data import registry
-from ..data.clips import ClipDataset, ShardedSampler, limit_items, steps_per_epoch
-from ..data.device_decode import resolve_decode
+from ..data.clips import Augmentation, ClipDataset, ShardedSampler, limit_items, steps_per_epoch
+from ..data.device_decode import check_decode
 from ..data.loader import auto_workers, clip_loader, close_loader, ignore_stop_signals
 from ..loop import (
     TrainState,
@@ -208,26 +208,12 @@ def build_data(
     """The data sets, the training sampler and the two loaders (made once: workers persist across epochs)."""
     dataset = registry.get(opts["subset"])
     hflip, vflip = dataset.hflip, dataset.vflip  # e.g. the toy set: a mirror swaps left ⟷ right (top ⟷ bottom) motion
-    try:  # --decode gpu: the workers read JPEG bytes, the main process decodes them on the device
-        decode = resolve_decode(
-            opts.get("decode", "auto"), device, [it.path for it in train_items + val_items], preload=opts["preload"]
-        )
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    share = opts.get("gpu_share", 1.0) if decode == "gpu" else 1.0  # cpu: the workers decode every clip
-    common = dict(
-        num_frames=opts["num_frames"],
-        stride=opts["stride"],
-        size=opts["size"],
-        seed=opts["seed"],
-        preload=opts["preload"],
-        encoded=decode == "gpu",
-        gpu_share=share,
-    )
-    try:
-        train_set = ClipDataset(
-            train_items, classes, train=True, hflip=hflip, vflip=vflip, flips=opts.get("flips", True), **common
-        )
+    try:  # --decode gpu (the workers read JPEG bytes, the main process decodes them on the device): refused now
+        paths = [it.path for it in train_items + val_items]
+        check_decode(opts.get("decode", "auto"), device, paths, preload=opts["preload"])
+        augment = Augmentation(seed=opts["seed"], flips=opts.get("flips", True), hflip=hflip, vflip=vflip)
+        common = dict(num_frames=opts["num_frames"], stride=opts["stride"], size=opts["size"], preload=opts["preload"])
+        train_set = ClipDataset(train_items, classes, train=True, augment=augment, **common)
         val_set = ClipDataset(val_items, classes, train=False, **common)
     except ValueError as e:
         raise UsageError(str(e)) from None
@@ -242,10 +228,11 @@ def build_data(
     )  # (epoch, index): persistent workers know the epoch
     val_sampler = ShardedSampler(len(val_set), shuffle=False, rank=rank, world_size=world_size, drop_last=False)
     workers = opts["workers"] if opts["workers"] is not None else auto_workers()
+    runtime = dict(decode=opts.get("decode", "auto"), gpu_share=opts.get("gpu_share", 1.0), persistent=True)
 
     def loader(dataset, sampler, batch_size):  # uint8 batches, prefetched by persistent workers
         return clip_loader(
-            dataset, device, batch_size, workers, sampler=sampler, persistent=True, init_worker=ignore_stop_signals
+            dataset, device, batch_size, workers, sampler=sampler, init_worker=ignore_stop_signals, **runtime
         )
 
     bs = opts["batch_size"]

@@ -49,7 +49,7 @@ from ...plumbing.signals import sigterm_raises
 from ...video import VideoDecodeError
 from ..clips import VIDEO_EXTENSIONS
 from ..framestore import SUFFIX, convert_video
-from .download import (
+from .downloads import (
     ArchiveError,
     DownloadError,
     check_free_space,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...plumbing.cli import Parser, UsageError, nonnegative_int, positive_int, run_main
 from .. import kinetics
-from .download import DownloadError, NotEnoughSpace
+from .downloads import DownloadError, NotEnoughSpace
 
 
 def _print_check(root: Path, report: list[dict]) -> None:
