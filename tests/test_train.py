@@ -304,7 +304,7 @@ def test_no_flips_reaches_the_training_clips(toy):
     for argv, want in (([], True), (["--no-flips"], False), (["--flips"], True)):
         opts, _, _ = resolve_options(parse_args(["--data-root", str(toy), *TINY, "--no-preload", *argv]))
         train_set = build_data(opts, classes, items, items, torch.device("cpu"), 0, 1)[0]
-        assert opts["flips"] is want and train_set.flips is want
+        assert opts.flips is want and train_set.flips is want
 
 
 def test_a_warmup_longer_than_the_run_is_said(toy, tmp_path, capsys):

@@ -18,7 +18,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..data import registry
-from ..model import VideoBERT, VideoBERTConfig
+from ..engine.options import TrainOptions
+from ..model import VideoBERT
 from .report import fmt, header, machine_facts, markdown_table
 
 __all__ = [
@@ -46,19 +47,10 @@ VARIANTS = [
 
 
 def build_model(s: dict) -> VideoBERT:
-    """The preset's model with settings ``s`` (400 classes, random weights, no dropout), in eval mode."""
-    config = VideoBERTConfig(
-        num_classes=400,
-        pretrained=False,
-        dropout=0.0,
-        encoder=s["encoder"],
-        num_frames=s["num_frames"],
-        grid=s["grid"],
-        dim=s["dim"],
-        depth=s["depth"],
-        num_heads=s["heads"],
-    )
-    return VideoBERT(config).eval()
+    """The preset's model with settings ``s`` (400 classes, random weights, no dropout), in eval mode; what ``s``
+    leaves out (the optimisation, the time embedding) is the default data set's."""
+    opts = TrainOptions.from_dict(registry.get(None).preset | s).replace(pretrained=False, dropout=0.0)
+    return VideoBERT(opts.model_config(num_classes=400)).eval()
 
 
 def tokens(s: dict) -> int:

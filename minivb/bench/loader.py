@@ -20,10 +20,12 @@ import torch
 
 from ..data import registry
 from ..data.device_decode import resolve_decode
-from ..data.loader import auto_workers, clip_loader
-from ..engine.training import build_model
+from ..data.loader import auto_workers
+from ..engine.options import TrainOptions
+from ..engine.training import build_forward, build_model, build_optimization
+from ..loop import train_step
 from ..plumbing.cli import UsageError, fraction, nonnegative_int, positive_int
-from ..plumbing.device import DECODE_CHOICES, DEVICES, autocast, resolve_device
+from ..plumbing.device import DECODE_CHOICES, DEVICES, resolve_device
 from .decode import check_videos, write_test_video
 from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
 
@@ -35,7 +37,8 @@ MEASURES = ("loader", "model", "training")
 
 def _loader_settings(opts) -> dict:
     """The preset, with the options given on the command line; never pretrained weights."""
-    s = dict(registry.get(opts.preset).preset, pretrained=False, compile=opts.compile, seed=opts.seed)
+    base = dict(subset=opts.preset, preset=opts.preset, **registry.get(opts.preset).preset)
+    s = dict(base, pretrained=False, compile=opts.compile, seed=opts.seed)
     s.update({k: getattr(opts, k) for k in OVERRIDES if getattr(opts, k) is not None})
     preset = s["workers"] if s["workers"] is not None else auto_workers()  # None: the trainer's choice
     s["workers"] = opts.workers if opts.workers is not None else min(preset, usable_cpus())
@@ -45,38 +48,29 @@ def _loader_settings(opts) -> dict:
     return s
 
 
+def _options(s: dict) -> TrainOptions:
+    """The bench's settings (a preset's keys, the options given, the resolved workers) as the trainer's options."""
+    return TrainOptions.from_dict(s)
+
+
 def build_step(s: dict, num_classes: int, device: torch.device):
-    """The trainer's model, AdamW and loss for settings ``s`` (a preset's keys) → ``(parameter count,
-    step(videos, labels) → clips)``: one training step as :func:`minivb.loop.train_one_epoch` takes it."""
-    model = build_model(s, num_classes, device, rank=0, world_size=1)  # seeded from s["seed"]; --size checked
-    optimizer = model.configure_optimizers(s["lr"], s["weight_decay"], fused=device.type == "cuda")
-    criterion = torch.nn.CrossEntropyLoss(label_smoothing=s["label_smoothing"])
-    forward = torch.compile(model) if s["compile"] else model
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    """The trainer's model, optimizer, schedule and loss for settings ``s`` (a preset's keys) → ``(parameter count,
+    step(videos, labels) → clips)``: one training step, the trainer's own (:func:`minivb.loop.train_step`)."""
+    opts = _options(s)
+    model = build_model(opts, num_classes, device, rank=0, world_size=1)  # seeded from --seed; --size checked
+    optimizer, scheduler, criterion = build_optimization(model, opts, 1, device)
+    forward, count = build_forward(model, opts, device, world_size=1), itertools.count(1)
 
     def step(videos: torch.Tensor, labels: torch.Tensor) -> int:
-        with autocast(device):
-            logits = forward(videos)
-        loss = criterion(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        loss.item()  # the trainer reads the loss every step (a synchronisation on CUDA)
+        train_step(forward, videos, labels, optimizer, scheduler, criterion, next(count))
         return len(labels)
 
     return sum(p.numel() for p in model.parameters()), step
 
 
-def _dataset(items: list, classes: list[str], s: dict, dataset: registry.DataSet):
-    from ..data.clips import Augmentation, ClipDataset
-
-    augment = Augmentation(seed=s["seed"], hflip=dataset.hflip, vflip=dataset.vflip)
-    clip = dict(num_frames=s["num_frames"], stride=s["stride"], size=s["size"], preload=s["preload"])
+def _dataset(items: list, classes: list[str], s: dict):
     try:
-        return ClipDataset(items, classes, train=True, augment=augment, **clip)
+        return _options(s).clip_dataset(items, classes, train=True)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -87,8 +81,7 @@ def _batches(dataset, s: dict, device: torch.device):
     from ..data.clips import ShardedSampler
 
     sampler = ShardedSampler(len(dataset), shuffle=True, seed=s["seed"], with_epoch=True)
-    decoding = dict(decode=s["decode"], gpu_share=s["gpu_share"])  # as the trainer's loader
-    loader = clip_loader(dataset, device, s["batch_size"], s["workers"], **decoding, sampler=sampler, persistent=True)
+    loader = _options(s).loader(dataset, device, sampler, s["batch_size"])  # the trainer's loader
     for epoch in itertools.count():
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -282,7 +275,7 @@ def run_loader(opts, argv: list[str]) -> dict:
         for name, items, classes, decode, share in _runs(opts, s, Path(tmp), notes, device):
             if {"model", "training"} & set(opts.measure):
                 params, step = build_step(s, len(classes), device)
-            dataset = _dataset(items, classes, s, registry.get(opts.preset))
+            dataset = _dataset(items, classes, s)
             rates = _measure_source(dataset, s | {"decode": decode, "gpu_share": share}, device, opts, step)
             rows.append(
                 {

@@ -37,9 +37,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data import registry
-from ..data.clips import Augmentation, ClipDataset, ShardedSampler, limit_items, steps_per_epoch
+from ..data.clips import ClipDataset, ShardedSampler, limit_items, steps_per_epoch
 from ..data.device_decode import check_decode
-from ..data.loader import auto_workers, clip_loader, close_loader, ignore_stop_signals
+from ..data.loader import close_loader, ignore_stop_signals
 from ..loop import (
     TrainState,
     rng_state,
@@ -49,21 +49,23 @@ from ..loop import (
     validate,
     warmup_cosine,
 )
-from ..model import VideoBERT, VideoBERTConfig
+from ..model import VideoBERT
 from ..plumbing import distributed, runs
 from ..plumbing.checks import UsageError
 from ..plumbing.device import check_batch_fits, resolve_device
 from ..plumbing.files import write_json
-from .checkpoint import Preprocessing, init_from_pretrained, read_checkpoint, save_checkpoint, unwrap_model
+from .checkpoint import init_from_pretrained, read_checkpoint, save_checkpoint, unwrap_model
+from .options import TrainOptions
 
 __all__ = [
     "RUNTIME_OPTIONS",
     "resolve_options",
-    "preprocessing",
     "load_data",
     "Run",
     "build_data",
     "build_model",
+    "build_optimization",
+    "build_forward",
     "build_run",
     "save",
     "fit",
@@ -78,30 +80,13 @@ RUNTIME_OPTIONS = set("out resume device workers save_every compile preload data
 # --------------------------------------------------------------------------- options
 
 
-def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
-    """Given options → (full options: the data set's preset, then ``given``; checkpoint to resume from or None; its
-    path)."""
+def resolve_options(given: dict) -> tuple[TrainOptions, dict | None, Path | None]:
+    """Given options → (the run's options: the data set's preset, then ``given``; checkpoint to resume from or None;
+    its path)."""
     if given.get("gpu_share", 1) != 1 and given.get("decode") == "cpu":
         raise UsageError(f"--gpu-share {given['gpu_share']:g} goes with --decode gpu (with cpu the workers decode all)")
     if "resume" not in given:
-        dataset = registry.get(given.get("subset"))
-        preset = given.get("preset", dataset.name)
-        opts = dict(
-            subset=dataset.name,
-            preset=preset,
-            data_root=dataset.root,
-            out=None,
-            seed=0,
-            device="auto",
-            compile=False,
-            decode="auto",
-            gpu_share=1.0,
-            flips=True,
-            limit_train=None,
-            limit_val=None,
-            init_from=None,
-        )
-        return opts | registry.get(preset).preset | given, None, None
+        return TrainOptions.given(given), None, None
     path = runs.checkpoint_path(given["resume"], "--resume")
     try:
         ckpt = read_checkpoint(path)
@@ -116,7 +101,7 @@ def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
             f"--resume {path} would continue an older point of its run and overwrite the run's last.pt; "
             f"pass a new --out for the branch"
         )
-    opts = {"flips": True} | ckpt["args"]  # a run from before --flips mirrored its clips
+    opts = TrainOptions.from_dict(ckpt["args"]).to_dict()
     for key, value in given.items():
         if key not in RUNTIME_OPTIONS and opts.get(key) != value:
             flag = "--" + key.replace("_", "-")
@@ -130,12 +115,7 @@ def resolve_options(given: dict) -> tuple[dict, dict | None, Path | None]:
             )
     opts |= {k: v for k, v in given.items() if k in RUNTIME_OPTIONS}
     opts |= dict(out=given.get("out") or str(path.parent), compile=given.get("compile", False))
-    return opts, ckpt, path
-
-
-def preprocessing(opts: dict) -> Preprocessing:
-    """The record a checkpoint carries: how a video becomes this model's input (its data set's views)."""
-    return Preprocessing(opts["num_frames"], opts["stride"], opts["size"], *registry.get(opts["subset"]).views)
+    return TrainOptions(**opts), ckpt, path
 
 
 # --------------------------------------------------------------------------- set-up
@@ -145,7 +125,7 @@ def preprocessing(opts: dict) -> Preprocessing:
 class Run:
     """Everything one training run works with, made by :func:`build_run`."""
 
-    opts: dict
+    opts: TrainOptions
     out: Path
     device: torch.device
     rank: int
@@ -175,20 +155,20 @@ class Run:
             sys.stdout.flush()  # a line at a time, also into a pipe (torchrun, tee)
 
 
-def load_data(opts: dict) -> tuple[list, list, list[str]]:
+def load_data(opts: TrainOptions) -> tuple[list, list, list[str]]:
     """(training items, validation items, class names) from ``--data-root``; one-line errors for what is missing."""
-    train_items, val_items, classes = registry.get(opts["subset"]).load(opts["data_root"])
+    train_items, val_items, classes = registry.get(opts.subset).load(opts.data_root)
     return (
-        limit_items(train_items, opts["limit_train"], opts["seed"]),
-        limit_items(val_items, opts["limit_val"], opts["seed"] + 1),
+        limit_items(train_items, opts.limit_train, opts.seed),
+        limit_items(val_items, opts.limit_val, opts.seed + 1),
         classes,
     )
 
 
-def _check_resume(ckpt: dict, opts: dict, classes: list[str], n_train: int, world_size: int) -> None:
+def _check_resume(ckpt: dict, opts: TrainOptions, classes: list[str], n_train: int, world_size: int) -> None:
     if list(ckpt["classes"]) != classes:
         raise UsageError(
-            f"the classes in {opts['data_root']} differ from the checkpoint's; resume with the data it was trained on"
+            f"the classes in {opts.data_root} differ from the checkpoint's; resume with the data it was trained on"
         )
     if ckpt.get("world_size", 1) != world_size:
         raise UsageError(
@@ -197,69 +177,56 @@ def _check_resume(ckpt: dict, opts: dict, classes: list[str], n_train: int, worl
         )
     if ckpt.get("train_items") not in (None, n_train):
         raise UsageError(
-            f"{opts['data_root']} has {n_train} training videos, the checkpoint's run had "
+            f"{opts.data_root} has {n_train} training videos, the checkpoint's run had "
             f"{ckpt['train_items']}; resume with the same data and --limit-train"
         )
 
 
 def build_data(
-    opts: dict, classes: list[str], train_items: list, val_items: list, device: torch.device, rank: int, world_size: int
+    opts: TrainOptions,
+    classes: list[str],
+    train_items: list,
+    val_items: list,
+    device: torch.device,
+    rank: int,
+    world_size: int,
 ) -> tuple[ClipDataset, ClipDataset, ShardedSampler, DataLoader, DataLoader]:
     """The data sets, the training sampler and the two loaders (made once: workers persist across epochs)."""
-    dataset = registry.get(opts["subset"])
-    hflip, vflip = dataset.hflip, dataset.vflip  # e.g. the toy set: a mirror swaps left ⟷ right (top ⟷ bottom) motion
     try:  # --decode gpu (the workers read JPEG bytes, the main process decodes them on the device): refused now
-        paths = [it.path for it in train_items + val_items]
-        check_decode(opts.get("decode", "auto"), device, paths, preload=opts["preload"])
-        augment = Augmentation(seed=opts["seed"], flips=opts.get("flips", True), hflip=hflip, vflip=vflip)
-        common = dict(num_frames=opts["num_frames"], stride=opts["stride"], size=opts["size"], preload=opts["preload"])
-        train_set = ClipDataset(train_items, classes, train=True, augment=augment, **common)
-        val_set = ClipDataset(val_items, classes, train=False, **common)
+        check_decode(opts.decode, device, [it.path for it in train_items + val_items], preload=opts.preload)
+        train_set = opts.clip_dataset(train_items, classes, train=True)
+        val_set = opts.clip_dataset(val_items, classes, train=False)
     except ValueError as e:
         raise UsageError(str(e)) from None
     train_sampler = ShardedSampler(
         len(train_set),
         shuffle=True,
-        seed=opts["seed"],
+        seed=opts.seed,
         rank=rank,
         world_size=world_size,
         drop_last=world_size > 1,
         with_epoch=True,
     )  # (epoch, index): persistent workers know the epoch
     val_sampler = ShardedSampler(len(val_set), shuffle=False, rank=rank, world_size=world_size, drop_last=False)
-    workers = opts["workers"] if opts["workers"] is not None else auto_workers()
-    runtime = dict(decode=opts.get("decode", "auto"), gpu_share=opts.get("gpu_share", 1.0), persistent=True)
-
-    def loader(dataset, sampler, batch_size):  # uint8 batches, prefetched by persistent workers
-        return clip_loader(
-            dataset, device, batch_size, workers, sampler=sampler, init_worker=ignore_stop_signals, **runtime
-        )
-
-    bs = opts["batch_size"]
-    return train_set, val_set, train_sampler, loader(train_set, train_sampler, bs), loader(val_set, val_sampler, 2 * bs)
+    bs = opts.batch_size
+    return (
+        train_set,
+        val_set,
+        train_sampler,
+        opts.loader(train_set, device, train_sampler, bs, init_worker=ignore_stop_signals),
+        opts.loader(val_set, device, val_sampler, 2 * bs, init_worker=ignore_stop_signals),
+    )
 
 
-def build_model(opts: dict, num_classes: int, device: torch.device, rank: int, world_size: int) -> VideoBERT:
+def build_model(opts: TrainOptions, num_classes: int, device: torch.device, rank: int, world_size: int) -> VideoBERT:
     """The model, initialised from ``--seed`` (every process and every rerun starts the same), size checked."""
     try:
-        config = VideoBERTConfig(
-            num_classes=num_classes,
-            num_frames=opts["num_frames"],
-            grid=opts["grid"],
-            encoder=opts["encoder"],
-            pretrained=opts["pretrained"],
-            dim=opts["dim"],
-            depth=opts["depth"],
-            num_heads=opts["heads"],
-            dropout=opts["dropout"],
-            time_embedding=opts["time_embedding"],
-            channels_last=True,
-        )  # faster convolutions on CPUs too
+        config = opts.model_config(num_classes)
     except ValueError as e:
         raise UsageError(f"model options: {e}") from None
 
     def build() -> VideoBERT:
-        torch.manual_seed(opts["seed"])
+        torch.manual_seed(opts.seed)
         try:
             return VideoBERT(config).to(device)
         except RuntimeError as e:  # ImageNet weights neither cached nor downloadable: say it the command line's way
@@ -271,17 +238,17 @@ def build_model(opts: dict, num_classes: int, device: torch.device, rank: int, w
     model = distributed.rank0_first(build, rank, world_size, others=True, errors=(UsageError,))
     try:  # one frame through the CNN (eval mode: BatchNorm statistics untouched) checks --size against --grid
         with torch.no_grad():
-            model.eval().encoder(torch.zeros(1, 1, 3, opts["size"], opts["size"], device=device))
+            model.eval().encoder(torch.zeros(1, 1, 3, opts.size, opts.size, device=device))
     except ValueError as e:
-        raise UsageError(f"--size {opts['size']}: {e}") from None
+        raise UsageError(f"--size {opts.size}: {e}") from None
     return model.train()
 
 
-def _load_weights(model: VideoBERT, opts: dict, ckpt: dict | None) -> None:
+def _load_weights(model: VideoBERT, opts: TrainOptions, ckpt: dict | None) -> None:
     """The resumed run's weights, or ``--init-from``'s pretrained Transformer (python -m minivb.pretrain)."""
-    if ckpt is None and opts.get("init_from"):
+    if ckpt is None and opts.init_from:
         try:
-            init_from_pretrained(model, opts["init_from"])
+            init_from_pretrained(model, opts.init_from)
         except (FileNotFoundError, ValueError) as e:
             raise UsageError(f"--init-from: {e}") from None
     if ckpt is not None:
@@ -293,9 +260,9 @@ def _load_weights(model: VideoBERT, opts: dict, ckpt: dict | None) -> None:
             ) from None
 
 
-def _forward(model: VideoBERT, opts: dict, device: torch.device, world_size: int) -> nn.Module:
+def build_forward(model: VideoBERT, opts: TrainOptions, device: torch.device, world_size: int) -> nn.Module:
     """What the loop calls: the model, compiled with ``--compile``, wrapped in DDP under torchrun."""
-    forward = torch.compile(model) if opts["compile"] else model
+    forward = torch.compile(model) if opts.compile else model
     if world_size > 1:
         forward = nn.parallel.DistributedDataParallel(
             forward, device_ids=[device.index] if device.type == "cuda" else None
@@ -306,34 +273,37 @@ def _forward(model: VideoBERT, opts: dict, device: torch.device, world_size: int
     return forward
 
 
-def build_run(opts: dict, ckpt: dict | None, device: torch.device, rank: int, world_size: int) -> Run:
+def build_optimization(model: VideoBERT, opts: TrainOptions, steps_per_epoch: int, device: torch.device):
+    """AdamW (weight decay on matrices and kernels only), warmup + cosine per step, label smoothing →
+    ``(optimizer, scheduler, criterion)``: what :func:`minivb.loop.train_step` takes."""
+    optimizer = model.configure_optimizers(opts.lr, opts.weight_decay, fused=device.type == "cuda")
+    warmup, total = round(opts.warmup_epochs * steps_per_epoch), opts.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(warmup, total))
+    return optimizer, scheduler, nn.CrossEntropyLoss(label_smoothing=opts.label_smoothing)
+
+
+def build_run(opts: TrainOptions, ckpt: dict | None, device: torch.device, rank: int, world_size: int) -> Run:
     """Data, model, optimizer, schedule and counters of a run (restored from ``ckpt`` when resuming)."""
-    dataset = registry.get(opts["subset"])  # rank 0 makes it if it can be made (the toy set); the others wait for it
+    dataset = registry.get(opts.subset)  # rank 0 makes it if it can be made (the toy set); the others wait for it
     distributed.rank0_first(
-        lambda: dataset.prepare(opts["data_root"]), rank, world_size, others=False, errors=(UsageError,)
+        lambda: dataset.prepare(opts.data_root), rank, world_size, others=False, errors=(UsageError,)
     )
     train_items, val_items, classes = load_data(opts)
     if ckpt is not None:
         _check_resume(ckpt, opts, classes, len(train_items), world_size)
-    out = Path(opts["out"]) if opts["out"] else distributed.broadcast(runs.new_run_folder(opts["subset"]), world_size)
+    out = Path(opts.out) if opts.out else distributed.broadcast(runs.new_run_folder(opts.subset), world_size)
     model = build_model(opts, len(classes), device, rank, world_size)
     _load_weights(model, opts, ckpt)
     train_set, val_set, sampler, train_loader, val_loader = build_data(
         opts, classes, train_items, val_items, device, rank, world_size
     )
-    n_steps = steps_per_epoch(sampler, opts["batch_size"])
+    n_steps = steps_per_epoch(sampler, opts.batch_size)
     if n_steps == 0:
         raise UsageError(
             f"{len(train_set)} training videos are too few for {world_size} processes; use more data or fewer processes"
         )
 
-    # AdamW (weight decay on matrices and kernels only), warmup + cosine per step, label smoothing
-    optimizer = model.configure_optimizers(opts["lr"], opts["weight_decay"], fused=device.type == "cuda")
-    total_steps = opts["epochs"] * n_steps
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(round(opts["warmup_epochs"] * n_steps), total_steps)
-    )
-    criterion = nn.CrossEntropyLoss(label_smoothing=opts["label_smoothing"])
+    optimizer, scheduler, criterion = build_optimization(model, opts, n_steps, device)
     state = TrainState()
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -355,7 +325,7 @@ def build_run(opts: dict, ckpt: dict | None, device: torch.device, rank: int, wo
         val_loader,
         n_steps,
         model,
-        _forward(model, opts, device, world_size),
+        build_forward(model, opts, device, world_size),
         optimizer,
         scheduler,
         criterion,
@@ -378,8 +348,8 @@ def save(run: Run, *names: str) -> None:
         "scheduler": run.scheduler.state_dict(),
         **asdict(run.state),
         "rng": rng_state(run.device),
-        "args": run.opts | {"out": str(run.out)},
-        "preprocessing": preprocessing(run.opts).to_dict(),
+        "args": run.opts.to_dict() | {"out": str(run.out)},
+        "preprocessing": run.opts.preprocessing().to_dict(),
         "train_items": len(run.train_set),
         "world_size": run.world_size,
     }
@@ -395,7 +365,7 @@ def start_log(run: Run, resuming: bool) -> None:
         write_json(
             run.out / "config.json",
             {
-                "args": run.opts | {"out": str(run.out)},
+                "args": run.opts.to_dict() | {"out": str(run.out)},
                 "model": run.model.config.to_dict(),
                 "classes": run.classes,
                 "train_clips": len(run.train_set),
@@ -411,16 +381,16 @@ def start_log(run: Run, resuming: bool) -> None:
             runs.write_metrics(run.out, run.state.history)
     s = run.state
     run.say(
-        f"minivb.train: {run.opts['subset']} ({len(run.train_set)} train / {len(run.val_set)} val clips, "
+        f"minivb.train: {run.opts.subset} ({len(run.train_set)} train / {len(run.val_set)} val clips, "
         f"{len(run.classes)} classes), {params / 1e6:.2f}M parameters, {run.device.type} × {run.world_size}, "
-        f"{_count(run.opts['epochs'], 'epoch')} × {_count(run.steps_per_epoch, 'step')} → {run.out}"
+        f"{_count(run.opts.epochs, 'epoch')} × {_count(run.steps_per_epoch, 'step')} → {run.out}"
         + (f" (resuming at epoch {s.epoch + 1}, step {s.step})" if resuming else "")
     )
-    warmup, total = round(run.opts["warmup_epochs"] * run.steps_per_epoch), run.opts["epochs"] * run.steps_per_epoch
+    warmup, total = round(run.opts.warmup_epochs * run.steps_per_epoch), run.opts.epochs * run.steps_per_epoch
     if warmup > total:
         run.say(
             f"note: the warmup ({_count(warmup, 'step')}) is longer than the run ({_count(total, 'step')}): the "
-            f"learning rate stops at {total / warmup:.0%} of --lr {run.opts['lr']:g}; lower --warmup-epochs"
+            f"learning rate stops at {total / warmup:.0%} of --lr {run.opts.lr:g}; lower --warmup-epochs"
         )
 
 
@@ -457,7 +427,7 @@ def end_epoch(run: Run, val: dict) -> None:
     s.epoch, s.step_in_epoch, s.loss_sum, s.loss_count, s.epoch_seconds = s.epoch + 1, 0, 0.0, 0, 0.0
     s.tick(training=False)
     run.say(
-        f"epoch {row['epoch']:>3}/{run.opts['epochs']}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+        f"epoch {row['epoch']:>3}/{run.opts.epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
         f"top-1 {100 * row['val_top1']:5.1f}%  top-5 {100 * row['val_top5']:5.1f}%  lr {row['lr']:.2e}  "
         f"{_rate(row['clips_per_s'])} clips/s"
     )
@@ -477,7 +447,7 @@ def finish(run: Run, val: dict) -> dict:
         "val_loss": val["loss"],
         "best_val_top1": s.best_val_top1,
         "best_epoch": s.best_epoch,
-        "epochs": run.opts["epochs"],
+        "epochs": run.opts.epochs,
         "steps": s.step,
         "seconds": round(s.elapsed, 2),
         "train_loss": final.get("train_loss"),
@@ -488,8 +458,8 @@ def finish(run: Run, val: dict) -> dict:
         "parameters": sum(p.numel() for p in run.model.parameters()),
         "skipped_train_clips": distributed.count_distinct(s.skipped_train, run.world_size),
         "skipped_val_clips": val["skipped"],
-        "subset": run.opts["subset"],
-        "preset": run.opts["preset"],
+        "subset": run.opts.subset,
+        "preset": run.opts.preset,
         "device": str(run.device),
         "world_size": run.world_size,
         "out": str(run.out),
@@ -512,20 +482,20 @@ def fit(run: Run, on_step: Callable[[TrainState], None] | None = None) -> dict:
     def step_done(state: TrainState) -> None:
         if on_step is not None:
             on_step(state)
-        if opts["save_every"] and state.step % opts["save_every"] == 0:
+        if opts.save_every and state.step % opts.save_every == 0:
             save(run, "last.pt")
 
     val = None
     with stop_signals() as stopped:
-        while s.epoch < opts["epochs"]:
-            run.train_sampler.set_epoch(s.epoch, skip=s.step_in_epoch * opts["batch_size"])
+        while s.epoch < opts.epochs:
+            run.train_sampler.set_epoch(s.epoch, skip=s.step_in_epoch * opts.batch_size)
             bar = tqdm(
                 run.train_loader,
                 total=run.steps_per_epoch,
                 initial=s.step_in_epoch,
                 unit="step",
                 leave=False,
-                desc=f"epoch {s.epoch + 1}/{opts['epochs']}",
+                desc=f"epoch {s.epoch + 1}/{opts.epochs}",
                 disable=None if run.is_main else True,
             )
             done = train_one_epoch(
@@ -547,8 +517,7 @@ def fit(run: Run, on_step: Callable[[TrainState], None] | None = None) -> dict:
                 )
                 end_epoch(run, val)
             if not done or (
-                s.epoch < opts["epochs"]
-                and distributed.any_rank([stopped() is not None], run.device, run.world_size)[0]
+                s.epoch < opts.epochs and distributed.any_rank([stopped() is not None], run.device, run.world_size)[0]
             ):
                 save(run, "last.pt")
                 where = f"epoch {s.epoch + 1}, step {s.step}" if not done else f"the end of epoch {s.epoch}"
@@ -580,11 +549,11 @@ def train(
     """
     opts, ckpt, ckpt_path = resolve_options(given)
     rank, world_size, local_rank = distributed.process_place()
-    device = resolve_device(opts["device"], local_rank)
-    if opts["out"]:
-        runs.check_out(Path(opts["out"]), ckpt_path)
-    registry.get(opts["subset"]).check(opts["data_root"])  # e.g. no Kinetics-400 here: say so before any process group
-    b, t, size = opts["batch_size"], opts["num_frames"], opts["size"]
+    device = resolve_device(opts.device, local_rank)
+    if opts.out:
+        runs.check_out(Path(opts.out), ckpt_path)
+    registry.get(opts.subset).check(opts.data_root)  # e.g. no Kinetics-400 here: say so before any process group
+    b, t, size = opts.batch_size, opts.num_frames, opts.size
     check_batch_fits(device, b, t, size, f"--batch-size {b} × --num-frames {t} × 3 × --size {size}²")
     distributed.setup(device, world_size)
     try:
