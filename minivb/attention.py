@@ -27,8 +27,6 @@ from torch import nn
 
 from .plumbing.checks import check_int
 
-__all__ = ["scaled_dot_product_attention", "MultiHeadAttention"]
-
 
 def _check_mask(mask: torch.Tensor) -> None:
     if mask.dtype != torch.bool:

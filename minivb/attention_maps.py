@@ -25,8 +25,6 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["attention_rollout", "cls_maps", "plot_attention"]
-
 
 def attention_rollout(attns: Sequence[torch.Tensor], residual: float = 0.5) -> torch.Tensor:
     """Every layer's maps ``[(B, heads, L, L)] × N`` → rollout ``(B, L, L)`` (rows sum to 1).

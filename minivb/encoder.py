@@ -41,17 +41,6 @@ from torch import nn
 
 from .plumbing.checks import check_int
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "IMAGENET_STD",
-    "ENCODERS",
-    "ConvBNReLU",
-    "SmallCNN",
-    "resnet_trunk",
-    "FrameEncoder",
-    "build_encoder",
-]
-
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 ENCODERS = ("small", "resnet18", "resnet50")

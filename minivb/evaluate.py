@@ -22,8 +22,6 @@ from .plumbing.cli import Parser, UsageError, add_decode_option, nonnegative_int
 from .plumbing.device import DEVICES, check_batch_fits, resolve_device
 from .plumbing.files import write_atomic, write_json
 
-__all__ = ["build_parser", "run", "main"]
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: what to evaluate, on which views, how, and where the results go."""

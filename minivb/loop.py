@@ -31,19 +31,6 @@ from .plumbing import distributed
 from .plumbing.device import autocast
 from .plumbing.samples import report_skipped
 
-__all__ = [
-    "Diverged",
-    "TrainState",
-    "train_step",
-    "train_one_epoch",
-    "validate",
-    "warmup_cosine",
-    "stop_signals",
-    "rng_state",
-    "set_rng_state",
-]
-
-
 # --------------------------------------------------------------------------- the loop
 
 

@@ -16,8 +16,6 @@ import torch
 
 from .plumbing import distributed
 
-__all__ = ["Accuracy", "accuracy_metrics"]
-
 
 class Accuracy:
     """Running top-1 / top-5 / mean loss / confusion matrix over batches of scores ``(B, C)`` and labels ``(B,)``."""

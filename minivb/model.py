@@ -30,8 +30,6 @@ from .encoder import ENCODERS, build_encoder
 from .plumbing.checks import check_int, check_transformer
 from .transformer import Transformer
 
-__all__ = ["VideoBERTConfig", "VideoBERT", "EMBED_STD", "adamw"]
-
 # Initial scale of the learned embeddings (time, region, [CLS]): that of the projected region features they are
 # added to (rms ≈ 0.3 at the start of training, toy preset), so "when" and "where" are as visible as "what" from
 # the first step. At BERT's 0.02 they must first grow ~15× — AdamW moves a weight by about lr per step, so that

@@ -28,8 +28,6 @@ from .plumbing.cli import (
 from .plumbing.device import DEVICES
 from .plumbing.samples import Skipped
 
-__all__ = ["build_parser", "main"]
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: the videos and checkpoint, how many classes, text or JSON, the views, and how to run."""

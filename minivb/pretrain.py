@@ -19,8 +19,6 @@ from .engine.pretraining import Stopped, pretrain
 from .plumbing.cli import Parser, nonnegative_int, number, positive_int, run_main, seed
 from .plumbing.device import DEVICES
 
-__all__ = ["build_parser", "main"]
-
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line: options in help order, none with a default (the data set's preset fills them in)."""

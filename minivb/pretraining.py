@@ -42,25 +42,7 @@ from .model import EMBED_STD, adamw
 from .plumbing.checks import check_int, check_transformer
 from .plumbing.samples import sample_seed
 from .transformer import Transformer
-from .visual_words import HierarchicalKMeans, Vocabulary, frame_features, kmeans, tokenize
-
-__all__ = [
-    "IGNORE_INDEX",
-    "frame_features",
-    "kmeans",
-    "HierarchicalKMeans",
-    "Vocabulary",
-    "tokenize",
-    "mask_tokens",
-    "WordBERTConfig",
-    "WordBERT",
-    "MaskedTokenLoss",
-    "masked_accuracy",
-    "evaluate_masked",
-    "MaskedWords",
-    "collate",
-    "motion_features",
-]
+from .visual_words import frame_features
 
 IGNORE_INDEX = -100  # target of a position that was not chosen (F.cross_entropy's default ignore_index)
 _MASK_STREAM = 11  # domain tag for sample_seed (minivb.data.clips uses 1…3, minivb.visual_words 12)

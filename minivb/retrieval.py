@@ -33,9 +33,6 @@ from typing import Hashable, Sequence
 
 import torch
 
-__all__ = ["search", "retrieval_metrics", "neighbour_confusion"]
-
-
 # --------------------------------------------------------------------------- search and metrics
 
 

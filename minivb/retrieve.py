@@ -39,8 +39,6 @@ from .plumbing.files import write_atomic
 from .plumbing.samples import Skipped
 from .retrieval import neighbour_confusion, retrieval_metrics, search
 
-__all__ = ["build_parser", "run", "main"]
-
 PROG = "python -m minivb.retrieve"
 
 

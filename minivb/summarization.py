@@ -51,23 +51,6 @@ from .plumbing.checks import UsageError, check_int
 from .plumbing.device import autocast, memory_bytes
 from .video import VideoDecodeError, crop_boxes, frame_times, iter_frames, read_frames, sample_indices, video_info
 
-__all__ = [
-    "FEATURES",
-    "Keyframe",
-    "Summary",
-    "shot_cuts",
-    "shot_windows",
-    "window_indices",
-    "kts",
-    "choose_k",
-    "uniform_keyframes",
-    "window_features",
-    "summarize",
-    "filmstrip",
-    "format_time",
-    "summary_metrics",
-]
-
 FEATURES = ("model", "pixels")
 CUT_MIN, CUT_RATIO = (
     12.0,

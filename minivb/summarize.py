@@ -24,8 +24,6 @@ from .plumbing.files import write_atomic, write_json
 from .summarization import filmstrip, format_time, summarize
 from .video import VideoDecodeError
 
-__all__ = ["build_parser", "run", "main"]
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(

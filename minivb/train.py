@@ -25,9 +25,6 @@ from .loop import Diverged, TrainState
 from .plumbing.cli import Parser, add_decode_option, fraction, nonnegative_int, number, positive_int, run_main, seed
 from .plumbing.device import DEVICES
 
-__all__ = ["build_parser", "parse_args", "main"]
-
-
 # --------------------------------------------------------------------------- options
 
 

@@ -20,8 +20,6 @@ from torch import nn
 from .attention import MultiHeadAttention
 from .plumbing.checks import check_int
 
-__all__ = ["TransformerLayer", "Transformer"]
-
 
 class TransformerLayer(nn.Module):
     """One pre-norm Transformer layer::

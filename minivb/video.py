@@ -28,22 +28,6 @@ import torch
 
 from .plumbing.checks import check_int
 
-__all__ = [
-    "VideoDecodeError",
-    "VideoInfo",
-    "open_capture",
-    "as_indices",
-    "video_info",
-    "frame_times",
-    "read_frames",
-    "iter_frames",
-    "sample_indices",
-    "read_clip",
-    "crop_boxes",
-    "split_regions",
-    "merge_regions",
-]
-
 
 class VideoDecodeError(RuntimeError):
     """A file that cannot be decoded as asked. The message names the file and the reason."""

@@ -24,8 +24,6 @@ from torch import nn
 from .plumbing.checks import check_int
 from .plumbing.samples import sample_seed
 
-__all__ = ["frame_features", "kmeans", "HierarchicalKMeans", "Vocabulary", "tokenize"]
-
 _NODE_STREAM = 12  # domain tag for sample_seed (minivb.data.clips uses 1…3, minivb.pretraining 11)
 
 

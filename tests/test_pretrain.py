@@ -15,19 +15,16 @@ from minivb.loop import TrainState, train_one_epoch
 from minivb.model import VideoBERT, VideoBERTConfig
 from minivb.pretraining import (
     IGNORE_INDEX,
-    HierarchicalKMeans,
     MaskedTokenLoss,
     MaskedWords,
     WordBERT,
     WordBERTConfig,
     collate,
     evaluate_masked,
-    frame_features,
-    kmeans,
     mask_tokens,
     masked_accuracy,
-    tokenize,
 )
+from minivb.visual_words import HierarchicalKMeans, frame_features, kmeans, tokenize
 
 
 def blobs(centres: torch.Tensor, per: int, std: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,8 +17,6 @@ from .decode import run_decode
 from .flops import run_flops
 from .loader import run_loader
 
-__all__ = ["main", "build_parser"]
-
 COMMANDS = {"decode": run_decode, "loader": run_loader, "flops": run_flops, "contention": run_contention}
 
 

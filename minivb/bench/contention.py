@@ -32,8 +32,6 @@ from ..data import registry
 from ..plumbing.cli import UsageError, nonnegative_int, number, positive_int
 from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
 
-__all__ = ["SETTINGS", "NEIGHBOURS", "run_contention", "measure_steps", "contention_table", "add_parser"]
-
 SETTINGS = ("default", "fix", "passive", "1-thread")
 NEIGHBOURS = ("none", "spin", "matmul")
 OVERRIDES = ("encoder", "size", "num_frames", "grid", "dim", "depth", "heads", "batch_size")

@@ -23,17 +23,6 @@ from ..plumbing.cli import UsageError, positive_int
 from ..video import VideoDecodeError, read_frames, sample_indices, video_info
 from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize
 
-__all__ = [
-    "check_videos",
-    "run_decode",
-    "decode_tables",
-    "add_parser",
-    "pyav_sequential",
-    "pyav_seek",
-    "NotFrameExact",
-    "write_test_video",
-]
-
 READERS = {"minivb": "minivb", "pyav_seq": "PyAV sequential", "pyav_seek": "PyAV seek", "store": "frame store"}
 MAX_DIFF = 2  # largest pixel difference that still counts as "the same frame" (colour conversion)
 STORE_MAX_MEAN_DIFF = 8.0  # JPEG at quality 90 stays far below this; another frame's pixels do not

@@ -22,17 +22,6 @@ from ..engine.options import TrainOptions
 from ..model import VideoBERT
 from .report import fmt, header, machine_facts, markdown_table
 
-__all__ = [
-    "VARIANTS",
-    "run_flops",
-    "count_flops",
-    "attention_check",
-    "attention_flops",
-    "flops_table",
-    "reading",
-    "add_parser",
-]
-
 KEYS = ("encoder", "num_frames", "size", "grid", "dim", "depth", "heads")
 # (name, changes to the preset): each variant changes one choice of the preset (112² needs grid 4: a 4×4 map)
 VARIANTS = [

@@ -29,8 +29,6 @@ from ..plumbing.device import DECODE_CHOICES, DEVICES, resolve_device
 from .decode import check_videos, write_test_video
 from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
 
-__all__ = ["run_loader", "loader_table", "source_ratios", "add_parser"]
-
 OVERRIDES = ("encoder", "size", "num_frames", "stride", "grid", "dim", "depth", "heads", "batch_size", "preload")
 MEASURES = ("loader", "model", "training")
 

@@ -16,8 +16,6 @@ import cv2  # (quieted by minivb/__init__.py, which runs first)
 import numpy as np
 import torch
 
-__all__ = ["summarize", "ratios", "fmt", "fmt_range", "markdown_table", "usable_cpus", "machine_facts", "header"]
-
 
 def summarize(values: list[float]) -> dict:
     """min/median/max of finite values (``None`` for each if there are none)."""

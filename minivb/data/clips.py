@@ -52,23 +52,6 @@ from ..video import VideoDecodeError, crop_boxes, read_frames, sample_indices, v
 from .framestore import SUFFIX as STORE_SUFFIX
 from .framestore import read_store_frames, store_info
 
-__all__ = [
-    "VIDEO_EXTENSIONS",
-    "Item",
-    "Skipped",
-    "UnknownLabels",
-    "Replaced",
-    "load_items",
-    "sample_seed",
-    "Augmentation",
-    "Draw",
-    "ClipDataset",
-    "MultiViewDataset",
-    "collate",
-    "ShardedSampler",
-    "steps_per_epoch",
-]
-
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm")
 
 

@@ -48,19 +48,6 @@ from ..plumbing.device import DECODE_CHOICES
 from .clips import ClipDataset, MultiViewDataset, collate
 from .framestore import SUFFIX, read_store_jpegs
 
-__all__ = [
-    "DECODE_CHOICES",
-    "EncodedClip",
-    "EncodedBatch",
-    "EncodedClips",
-    "collate_encoded",
-    "decode_jpegs",
-    "decode_batch",
-    "DeviceDecoded",
-    "resolve_decode",
-    "check_decode",
-]
-
 log = logging.getLogger(__name__)
 
 _GOLDEN = (5**0.5 - 1) / 2  # φ: i·φ mod 1 spreads any run of indices evenly over [0, 1) (--gpu-share)

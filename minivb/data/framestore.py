@@ -34,17 +34,6 @@ import numpy as np
 from ..plumbing.files import atomic_file
 from ..video import VideoDecodeError, VideoInfo, as_indices, open_capture
 
-__all__ = [
-    "SUFFIX",
-    "StoreInfo",
-    "write_store",
-    "store_info",
-    "read_store_frames",
-    "read_store_jpegs",
-    "encode_frames",
-    "convert_video",
-]
-
 SUFFIX = ".jpgs"
 MAGIC = b"MVBJPGS1"
 _HEADER = struct.Struct("<8s4Id")  # magic, frames, width, height, step, fps

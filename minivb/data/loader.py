@@ -17,8 +17,6 @@ from ..plumbing import distributed
 from .clips import collate
 from .device_decode import DeviceDecoded, EncodedClips, collate_encoded, resolve_decode
 
-__all__ = ["clip_loader", "worker_init", "ignore_stop_signals", "auto_workers", "close_loader"]
-
 
 def worker_init(_: int = 0) -> None:
     """In a DataLoader worker: OpenCV on one thread (the workers are the parallelism)."""

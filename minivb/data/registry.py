@@ -20,8 +20,6 @@ from ..plumbing.checks import UsageError
 from . import toy
 from .clips import Item, load_items
 
-__all__ = ["DataSet", "DATASETS", "PRESETS", "get", "ensure_toy"]
-
 
 def ensure_toy(root: str | Path) -> None:
     """Make the toy set at ``root`` if it is missing (or incomplete, or from an older generator)."""

@@ -36,21 +36,6 @@ from ..data import registry
 from ..model import VideoBERT, VideoBERTConfig
 from ..plumbing.files import atomic_file
 
-__all__ = [
-    "weights_fingerprint",
-    "Preprocessing",
-    "unwrap_model",
-    "save_checkpoint",
-    "load_file",
-    "read_checkpoint",
-    "model_from_checkpoint",
-    "load_checkpoint",
-    "PRETRAIN_FORMAT",
-    "GALLERY_FORMAT",
-    "read_pretrained",
-    "init_from_pretrained",
-]
-
 
 @dataclass(frozen=True)
 class Preprocessing:

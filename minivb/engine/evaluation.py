@@ -41,8 +41,6 @@ from ..plumbing.device import autocast
 from .checkpoint import Preprocessing, read_checkpoint
 from .inference import multiview_probs
 
-__all__ = ["evaluate", "dataset_from_checkpoint", "plot_confusion"]
-
 # --------------------------------------------------------------------------- the numbers
 
 

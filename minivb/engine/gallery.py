@@ -22,8 +22,6 @@ from .checkpoint import GALLERY_FORMAT as FORMAT
 from .checkpoint import Preprocessing, load_file, save_checkpoint
 from .inference import in_chunks, map_videos, video_views
 
-__all__ = ["PIXEL_GRID", "Gallery", "view_embedding", "pixel_embedding", "embed_videos"]
-
 PIXEL_GRID = 8  # the pixel baseline: each mean frame pooled to 8×8 → 3·8·8 = 192 numbers
 
 

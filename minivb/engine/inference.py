@@ -38,18 +38,6 @@ from ..plumbing.device import autocast
 from ..video import VideoDecodeError
 from .checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
 
-__all__ = [
-    "VIDEO_SUFFIXES",
-    "Preprocessing",
-    "multiview_probs",
-    "in_chunks",
-    "load_model",
-    "find_videos",
-    "video_views",
-    "map_videos",
-    "predict",
-]
-
 # What a folder argument picks up (a file named on the command line is tried whatever its name).
 VIDEO_SUFFIXES = tuple(
     sorted({*VIDEO_EXTENSIONS, ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts", STORE_SUFFIX})

@@ -22,8 +22,6 @@ from ..model import VideoBERTConfig
 from ..plumbing.checks import UsageError
 from .checkpoint import Preprocessing
 
-__all__ = ["TrainOptions"]
-
 
 @dataclass(frozen=True)
 class TrainOptions:

@@ -29,7 +29,6 @@ from ..plumbing.files import write_json
 from ..plumbing.samples import report_skipped
 from ..plumbing.signals import sigterm_raises
 from ..pretraining import (
-    HierarchicalKMeans,
     MaskedTokenLoss,
     MaskedWords,
     WordBERT,
@@ -38,9 +37,8 @@ from ..pretraining import (
     evaluate_masked,
     motion_features,
 )
+from ..visual_words import HierarchicalKMeans
 from .checkpoint import PRETRAIN_FORMAT, load_file, save_checkpoint
-
-__all__ = ["clip_dataset", "tokenize_clips", "Stopped", "pretrain"]
 
 FEATURE_BATCH = 32  # clips per batch of the tokenizer's feature pass
 

@@ -57,21 +57,6 @@ from ..plumbing.files import write_json
 from .checkpoint import init_from_pretrained, read_checkpoint, save_checkpoint, unwrap_model
 from .options import TrainOptions
 
-__all__ = [
-    "RUNTIME_OPTIONS",
-    "resolve_options",
-    "load_data",
-    "Run",
-    "build_data",
-    "build_model",
-    "build_optimization",
-    "build_forward",
-    "build_run",
-    "save",
-    "fit",
-    "train",
-]
-
 # Options that may differ when resuming (they do not change what is computed; --decode and --gpu-share change the
 # last bit of a pixel, the rounding of the resize, so a run resumed with the same ones stays bit-exact).
 RUNTIME_OPTIONS = set("out resume device workers save_every compile preload data_root decode gpu_share".split())

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import numbers
 
-__all__ = ["UsageError", "check_int", "check_transformer"]
-
 
 class UsageError(Exception):
     """A problem with the options or the inputs that the user can fix: commands report it as one line,

@@ -14,22 +14,6 @@ from .checks import UsageError  # re-exported: every command raises it
 from .device import DECODE_CHOICES, check_batch_fits, resolve_device
 from .files import NoSpace
 
-__all__ = [
-    "UsageError",
-    "Parser",
-    "number",
-    "positive_int",
-    "nonnegative_int",
-    "fraction",
-    "seed",
-    "add_decode_option",
-    "add_videos_argument",
-    "add_checkpoint_option",
-    "add_views_options",
-    "views_device",
-    "run_main",
-]
-
 
 def add_decode_option(parser, default: str = "auto") -> None:
     """``--decode {auto,cpu,gpu}``: where prepared frame stores' JPEGs are decoded (train, evaluate, predict,

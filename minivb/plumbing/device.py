@@ -9,8 +9,6 @@ import torch
 
 from .checks import UsageError
 
-__all__ = ["DEVICES", "DECODE_CHOICES", "resolve_device", "autocast", "memory_bytes", "check_batch_fits"]
-
 DEVICES = ("auto", "cpu", "cuda")  # the choices of every command's --device
 DECODE_CHOICES = ("auto", "cpu", "gpu")  # --decode: where frame stores' JPEGs are decoded (minivb.data.device_decode)
 

@@ -12,18 +12,6 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = [
-    "process_place",
-    "setup",
-    "teardown",
-    "all_reduce",
-    "any_rank",
-    "broadcast",
-    "count_distinct",
-    "rank0_first",
-    "local_cores",
-]
-
 
 def process_place() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) without it."""

@@ -16,19 +16,6 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = [
-    "NoSpace",
-    "is_disk_full",
-    "atomic_file",
-    "write_atomic",
-    "write_json",
-    "unsafe_name",
-    "read_text",
-    "FolderInUse",
-    "lock_folder",
-    "unlock_folder",
-]
-
 
 class NoSpace(OSError):
     """The disk is full: what was being written is not (the old version of the file is kept)."""

@@ -26,20 +26,6 @@ from pathlib import Path
 from .checks import UsageError
 from .files import FolderInUse, lock_folder, unlock_folder, write_atomic
 
-__all__ = [
-    "RUN_FILES",
-    "METRICS",
-    "checkpoint_path",
-    "check_out",
-    "writable_folder",
-    "output_file",
-    "claim",
-    "release",
-    "new_run_folder",
-    "write_metrics",
-    "plot_curves",
-]
-
 RUN_FILES = ("config.json", "metrics.csv", "last.pt", "best.pt", "summary.json")
 METRICS = ("epoch", "step", "train_loss", "val_loss", "val_top1", "val_top5", "lr", "clips_per_s", "seconds")
 

@@ -8,8 +8,6 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["sample_seed", "Skipped", "report_skipped"]
-
 log = logging.getLogger("minivb.data.clips")  # the name the warnings have always carried
 
 

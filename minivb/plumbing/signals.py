@@ -12,8 +12,6 @@ import signal
 import threading
 from typing import Callable
 
-__all__ = ["sigterm_raises"]
-
 
 @contextlib.contextmanager
 def sigterm_raises(make_error: Callable[[], BaseException]):

@@ -60,18 +60,6 @@ from .downloads import (
     read_url_list,
 )
 
-__all__ = [
-    "BASE_URL",
-    "EXPECTED",
-    "clip_name",
-    "read_annotations",
-    "find_clips",
-    "download",
-    "prepare",
-    "check",
-    "Stopped",
-]
-
 BASE_URL = "https://s3.amazonaws.com/kinetics/400"  # the CVDF mirror (github.com/cvdfoundation/kinetics-dataset)
 SPLITS = ("train", "val", "test")
 REPLACEMENT = "replacement_for_corrupted_k400.tgz"  # ≈1,400 training clips that were corrupt in the parts

@@ -42,20 +42,6 @@ from tqdm import tqdm
 
 from ...plumbing.files import write_atomic
 
-__all__ = [
-    "DownloadError",
-    "ArchiveError",
-    "NotEnoughSpace",
-    "ExtractResult",
-    "fetch",
-    "fetch_many",
-    "read_url_list",
-    "free_bytes",
-    "check_free_space",
-    "extract_tar",
-    "is_extracted",
-]
-
 CHUNK = 1 << 20  # the most bytes read (and written) at a time; a read returns whatever has arrived
 STALL_SECONDS, STALL_BYTES = 60.0, 64 << 10  # fewer bytes than this over that long: the server stalls (retried)
 USER_AGENT = "minivb"

@@ -54,22 +54,6 @@ import numpy as np
 from ...plumbing.checks import check_int
 from ...plumbing.files import NoSpace, write_atomic
 
-__all__ = [
-    "CLASSES",
-    "ROTATION",
-    "TWINS",
-    "HFLIP",
-    "VFLIP",
-    "ToyConfig",
-    "classes_of",
-    "render_clip",
-    "write_video",
-    "concat_video",
-    "generate",
-    "is_toy_root",
-    "read_index",
-]
-
 # Class index = position in this tuple; twins sit side by side (2k, 2k+1), the second is
 # the first played backwards.
 CLASSES = (
