@@ -102,17 +102,27 @@ class DataSet:
 
 
 # The model part of each data set's presets, shared by training and pretraining, so that a pretrained Transformer
-# fits the classifier (--init-from): the clip (frames, stride, size), the CNN, and the Transformer's size.
-TOY_MODEL = dict(encoder="small", pretrained=False, size=64, num_frames=8, stride=2, dim=128, depth=2, heads=4)
-K400_MODEL = dict(encoder="resnet18", pretrained=True, size=224, num_frames=16, stride=4, dim=512, depth=4, heads=8)
+# fits the classifier (--init-from): the CNN, the clip (size, frames, stride) and the Transformer's size.
+TOY = dict(
+    cnn=dict(encoder="small", pretrained=False),
+    clip=dict(size=64, num_frames=8, stride=2),
+    transformer=dict(dim=128, depth=2, heads=4),
+)
+K400 = dict(
+    cnn=dict(encoder="resnet18", pretrained=True),
+    clip=dict(size=224, num_frames=16, stride=4),
+    transformer=dict(dim=512, depth=4, heads=8),
+)
 
 DATASETS: dict[str, DataSet] = {
     "toy": DataSet(
         name="toy",
         root="data/toy",
         preset=dict(
-            **TOY_MODEL,
+            **TOY["cnn"],
+            **TOY["clip"],
             grid=2,
+            **TOY["transformer"],
             dropout=0.0,
             time_embedding=True,
             batch_size=32,
@@ -126,10 +136,12 @@ DATASETS: dict[str, DataSet] = {
             save_every=0,
         ),
         pretrain_preset=dict(
-            **TOY_MODEL,
+            **TOY["cnn"],
             grid=2,
+            **TOY["clip"],
             levels=2,
             clusters=8,
+            **TOY["transformer"],
             epochs=20,
             batch_size=64,
             lr=1e-3,
@@ -148,8 +160,10 @@ DATASETS: dict[str, DataSet] = {
         name="k400",
         root="data/kinetics400",
         preset=dict(
-            **K400_MODEL,
+            **K400["cnn"],
+            **K400["clip"],
             grid=7,
+            **K400["transformer"],
             dropout=0.1,
             time_embedding=True,
             batch_size=16,
@@ -163,10 +177,12 @@ DATASETS: dict[str, DataSet] = {
             save_every=1000,  # workers None: every core this process may use, less one
         ),
         pretrain_preset=dict(
-            **K400_MODEL,
+            **K400["cnn"],
             grid=1,
+            **K400["clip"],
             levels=4,
             clusters=12,
+            **K400["transformer"],
             epochs=10,
             batch_size=256,
             lr=5e-4,
