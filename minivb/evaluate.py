@@ -150,13 +150,8 @@ def _device(opts: argparse.Namespace, prep: Preprocessing):
     """--device resolved, refused early if a batch of --batch-size × clips × crops views cannot fit on it."""
     device = resolve_device(opts.device)
     b, clips, crops, t, size = opts.batch_size, prep.clips, prep.crops, prep.num_frames, prep.size
-    check_batch_fits(
-        device,
-        b * clips * crops,
-        t,
-        size,
-        f"--batch-size {b} × --clips {clips} × --crops {crops} × {t} frames × 3 × {size}²",
-    )
+    what = f"--batch-size {b} × --clips {clips} × --crops {crops} × {t} frames × 3 × {size}²"
+    check_batch_fits(device, b * clips * crops, t, size, what)
     return device
 
 
@@ -175,39 +170,6 @@ def _evaluate_views(opts: argparse.Namespace, model, dataset, prep: Preprocessin
         )
     except ValueError as e:  # --decode gpu on videos (not frame stores), or where torchvision cannot decode
         raise UsageError(str(e)) from None
-
-
-def _summary(
-    result: dict,
-    classes: list[str],
-    prep: Preprocessing,
-    ckpt: dict,
-    *,
-    split: str,
-    path: Path,
-    data_root: str,
-    subset,
-    device,
-) -> dict:
-    """What summary.json holds: the accuracies, the views, what was evaluated, and the confusion matrix."""
-    return {
-        "val_top1": result["top1"],
-        "val_top5": result["top5"],
-        "epochs": ckpt.get("epoch"),
-        "seconds": round(result["seconds"], 2),
-        "clips": prep.clips,
-        "crops": prep.crops,
-        "per_class_top1": dict(zip(classes, result["per_class_top1"])),
-        "num_videos": result["num_videos"],
-        "skipped": result["skipped"],
-        "skipped_files": result["skipped_files"],
-        "split": split,
-        "checkpoint": str(path),
-        "data_root": data_root,
-        "subset": subset,
-        "device": str(device),
-        "confusion": result["confusion"].tolist(),
-    }
 
 
 def _print_per_class(classes: list[str], per_class_top1: dict, confusion) -> None:
@@ -239,17 +201,24 @@ def run(argv: list[str] | None = None) -> dict:
     )
     runs.writable_folder(out)  # before the work, not after it
     result = _evaluate_views(opts, model.to(device), dataset, prep, device)
-    summary = _summary(
-        result,
-        classes,
-        prep,
-        ckpt,
-        split=opts.split,
-        path=path,
-        data_root=data_root,
-        subset=args.get("subset"),
-        device=device,
-    )
+    summary = {  # what summary.json holds: the accuracies, the views, what was evaluated, and the confusion matrix
+        "val_top1": result["top1"],
+        "val_top5": result["top5"],
+        "epochs": ckpt.get("epoch"),
+        "seconds": round(result["seconds"], 2),
+        "clips": prep.clips,
+        "crops": prep.crops,
+        "per_class_top1": dict(zip(classes, result["per_class_top1"])),
+        "num_videos": result["num_videos"],
+        "skipped": result["skipped"],
+        "skipped_files": result["skipped_files"],
+        "split": opts.split,
+        "checkpoint": str(path),
+        "data_root": data_root,
+        "subset": args.get("subset"),
+        "device": str(device),
+        "confusion": result["confusion"].tolist(),
+    }
     _write_outputs(out, summary, result, dataset.items, classes)
     if len(classes) <= 50:
         _print_per_class(classes, summary["per_class_top1"], result["confusion"])

@@ -9,10 +9,13 @@ written out here, or the finished ``minivb`` code — or with a property any rig
     03.1 not attempted yet                          (the function still raises NotImplementedError)
 
 and returns ``True`` only when the answer is right. ``notebooks/solutions/`` holds one worked answer to each.
+Your function gets copies of the inputs (changing them in place is fine), and the references come from the
+originals. A fraction must be a finite number: NaN or inf is never right.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -41,6 +44,28 @@ def _same(got: Any, want: torch.Tensor, what: str, atol: float = 1e-5) -> str | 
         return f"{what} should be shaped {tuple(want.shape)}, got {tuple(got.shape)}"
     if not torch.allclose(got.double(), want.double(), atol=atol, rtol=1e-4):
         return f"{what} has the right shape but not the right values"
+    return None
+
+
+def _kind(x: Any) -> str:
+    """The type of ``x`` for a hint: ``NoneType``, ``Tensor shaped (50,)``."""
+    shape = f" shaped {tuple(x.shape)}" if isinstance(x, (torch.Tensor, np.ndarray)) else ""
+    return type(x).__name__ + shape
+
+
+def _fraction(got: Any, want: float, what: str, how: str) -> str | None:
+    """None if ``got`` is one finite number (a one-element tensor or array too) within 1e-6 of ``want``; else a
+    hint: the type if it is not one number, ``what`` gave … and ``how`` a right answer works if it is wrong."""
+    if isinstance(got, (np.ndarray, np.generic)):
+        got = torch.as_tensor(got)
+    if isinstance(got, torch.Tensor) and got.numel() == 1:
+        got = got.item()
+    if not isinstance(got, (int, float)):
+        return f"your function returned {_kind(got)}, expected one number"
+    if not math.isfinite(got):
+        return f"{what} gave {got}, not a number between 0 and 1 (a division by zero?): {how}"
+    if abs(got - want) > 1e-6:
+        return f"{what} gave {got!r}: {how}"
     return None
 
 
@@ -120,10 +145,11 @@ def _qkv(seed: int, b: int = 2, length: int = 6, d: int = 8) -> tuple[torch.Tens
 def _causal_attention(answer: Callable) -> str | None:
     for seed in range(3):
         q, k, v = _qkv(seed)
+        unmasked, want = (F.scaled_dot_product_attention(q, k, v, is_causal=c) for c in (False, True))  # (B, L, D)
         got = answer(q, k, v)
-        if _same(got, F.scaled_dot_product_attention(q, k, v), "") is None:
+        if _same(got, unmasked, "") is None:
             return "your output equals attention without a mask: position i must not see positions after i"
-        hint = _same(got, F.scaled_dot_product_attention(q, k, v, is_causal=True), "causal_attention(q, k, v)")
+        hint = _same(got, want, "causal_attention(q, k, v)")
         if hint:
             return hint + ": mask the scores of every key j > i with −inf before the softmax"
     return None
@@ -240,13 +266,13 @@ def _topk_accuracy(answer: Callable) -> str | None:
         logits, labels = torch.randn(B, C, generator=g), torch.randint(0, C, (B,), generator=g)
         rank = (logits > logits.gather(1, labels[:, None])).sum(1)  # (B,): classes scored above the true one
         want = (rank < k).double().mean().item()
-        got = answer(logits, labels, k)
-        got = got.item() if isinstance(got, torch.Tensor) else got
-        if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
-            return (
-                f"topk_accuracy(…, k={k}) gave {got!r}: a clip counts when its true class is among the k classes "
-                "with the largest logits; the answer is the fraction of clips that count, between 0 and 1"
-            )
+        how = (
+            "a clip counts when its true class is among the k classes with the largest logits; the answer is the "
+            "fraction of clips that count, between 0 and 1"
+        )
+        hint = _fraction(answer(logits, labels, k), want, f"topk_accuracy(…, k={k})", how)
+        if hint:
+            return hint
     return None
 
 
@@ -255,20 +281,25 @@ def _topk_accuracy(answer: Callable) -> str | None:
 
 def _recall_at_k(answer: Callable) -> str | None:
     g = torch.Generator().manual_seed(0)
-    for n, d, classes, k in [(40, 8, 4, 1), (40, 8, 4, 5), (30, 16, 10, 3)]:
+    for n, d, classes, k in [(40, 8, 4, 1), (40, 8, 4, 5), (30, 16, 10, 3)]:  # the last: one video of class 7
         emb = F.normalize(torch.randn(n, d, generator=g), dim=1)
         labels = torch.randint(0, classes, (n,), generator=g)
         sim = emb @ emb.T  # (n, n) cosine similarity
         sim.fill_diagonal_(-math.inf)  # a query is not its own neighbour
         nearest = sim.topk(k, dim=1).indices  # (n, k)
-        want = (labels[nearest] == labels[:, None]).any(1).double().mean().item()
+        hits = (labels[nearest] == labels[:, None]).any(1).double()  # (n,)
+        alone = torch.bincount(labels)[labels] == 1  # (n,): no other video of its label, nothing to find
+        want = hits[~alone].mean().item()  # left out, as notebook 07 §2 and minivb.retrieval.retrieval_metrics do
         got = answer(emb, labels, k)
-        got = got.item() if isinstance(got, torch.Tensor) else got
-        if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
-            return (
-                f"recall_at_k(…, k={k}) gave {got!r}: for every video, look at the k others most similar to it "
-                "(never itself); it counts when one of them has its label"
-            )
+        if _fraction(got, hits.mean().item(), "", "") is None:  # alone counted as a miss: the exercise allows it
+            continue
+        how = (
+            "for every video, look at the k others most similar to it (never itself); it counts when one of them "
+            "has its label; a video alone in its label has nothing to find"
+        )
+        hint = _fraction(got, want, f"recall_at_k(…, k={k})", how)
+        if hint:
+            return hint
     return None
 
 
@@ -305,13 +336,12 @@ def _majority_accuracy(answer: Callable) -> str | None:
         val = torch.randint(0, vocab, (10, 8), generator=g)
         word = torch.bincount(train.flatten(), minlength=vocab).argmax()  # the most frequent training word
         want = (val == word).double().mean().item()
-        got = answer(train, val)
-        got = got.item() if isinstance(got, torch.Tensor) else got
-        if not isinstance(got, (int, float)) or abs(got - want) > 1e-6:
-            return (
-                f"majority_accuracy gave {got!r}: find the word most frequent in the *training* sentences, then the "
-                "fraction of validation words that are it"
-            )
+        how = (
+            "find the word most frequent in the *training* sentences, then the fraction of validation words that are it"
+        )
+        hint = _fraction(answer(train, val), want, "majority_accuracy", how)
+        if hint:
+            return hint
     return None
 
 
@@ -320,11 +350,11 @@ EXERCISES = {
     for e in [
         Exercise("01.1", "sample_at_fps(num_frames, fps, target_fps) → frame indices", _sample_at_fps),
         Exercise("01.2", "split_overlapping(frame, size, stride) → (R, size, size, 3) regions", _split_overlapping),
-        Exercise("02.1", "receptive_field([(kernel, stride), …]) → pixels", _receptive_field),
+        Exercise("02.1", "receptive_field([(kernel, stride), …]) → int (pixels)", _receptive_field),
         Exercise("02.2", "pool_to_grid(feature_map (C, H, W), grid) → (grid², C)", _pool_to_grid),
         Exercise("03.1", "causal_attention(q, k, v) → (B, L, D)", _causal_attention),
         Exercise("03.2", "padded_attention(q, k, v, lengths) → (B, L, D)", _padded_attention),
-        Exercise("04.1", "grouped_query_attention(x, w_q, w_k, w_v, heads, kv_heads)", _grouped_query_attention),
+        Exercise("04.1", "grouped_query_attention(x, w_q, w_k, w_v, …) → (B, L, dim)", _grouped_query_attention),
         Exercise("04.2", "attention_entropy(A (B, heads, L, L)) → (heads,)", _attention_entropy),
         Exercise("05.1", "sinusoidal_embedding(T, dim) → (T, dim)", _sinusoidal_embedding),
         Exercise("05.2", "transformer_parameters(dim, depth, mlp_ratio) → int", _transformer_parameters),
@@ -338,16 +368,41 @@ EXERCISES = {
 }
 
 
+class _Raised(Exception):
+    """The learner's function raised (its error is ``__cause__``), as opposed to the check failing on its result."""
+
+
+class _Answer:
+    """The learner's function, called on copies of the check's inputs; remembers what it returned last."""
+
+    def __init__(self, function: Callable):
+        self.function, self.returned = function, None
+
+    def __call__(self, *args: Any) -> Any:
+        args = copy.deepcopy(args)  # an answer may change its inputs in place (q /= …): the check's stay intact
+        try:
+            self.returned = self.function(*args)
+        except NotImplementedError:
+            raise
+        except Exception as e:
+            raise _Raised from e
+        return self.returned
+
+
 def check(exercise: str, answer: Callable) -> bool:
     """Run ``answer`` for exercise ``"NN.k"``, print one line (correct, a hint, or not attempted) → right or not."""
     if exercise not in EXERCISES:
         raise ValueError(f"no exercise {exercise!r}; there are {', '.join(EXERCISES)}")
+    called = _Answer(answer)
     try:
-        hint = EXERCISES[exercise].judge(answer)
+        hint = EXERCISES[exercise].judge(called)
     except NotImplementedError:
         print(f"{exercise} not attempted yet")
         return False
-    except Exception as e:  # the learner's code failed: say how, in one line
-        hint = f"your function raised {type(e).__name__}: {e}".splitlines()[0]
+    except _Raised as e:  # the learner's code failed: say how, in one line
+        hint = f"your function raised {type(e.__cause__).__name__}: {e.__cause__}".splitlines()[0]
+    except Exception:  # the check could not read what the function returned
+        expected = EXERCISES[exercise].task.partition(" → ")[2]
+        hint = f"your function returned {_kind(called.returned)}, expected {expected}"
     print(f"{exercise} correct" if hint is None else f"{exercise} not yet: {hint}")
     return hint is None

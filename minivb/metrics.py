@@ -6,6 +6,12 @@ Classification metrics, one path for the trainer's validation and for :mod:`mini
     per-class top-1 of class c = confusion[c, c] / Σ_j confusion[c, j]   (None: no video of c)
     confusion[true, predicted] counts videos
 
+Ranking: classes by score, highest first; equal scores in class-index order, lower index first (as
+:func:`minivb.retrieval.retrieval_metrics` ranks videos, and as ``argmax`` picks). So a tie straddling the top k
+is a hit when the true class is among the lowest-numbered tied classes that fit. (scikit-learn's
+``top_k_accuracy_score`` breaks ties the other way, higher index first.) Scores keep the caller's dtype: float64
+scores that differ by 1e-9 are not a tie.
+
 :class:`Accuracy` accumulates these batch by batch (on the batch's device) and can be summed
 across processes (:meth:`Accuracy.all_reduce`); :func:`accuracy_metrics` is the one-shot form.
 """
@@ -35,7 +41,7 @@ class Accuracy:
                 f"{tuple(labels.shape)}"
             )
         labels = labels.long()
-        top = scores.float().topk(self.k, dim=1).indices  # (B, k)
+        top = scores.sort(dim=1, descending=True, stable=True).indices[:, : self.k]  # (B, k), ties: lower index first
         hits = top == labels[:, None]  # (B, k)
         C = self.num_classes
         self.sums[0] += loss_sum

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from .plumbing.samples import Skipped
 from .retrieval import neighbour_confusion, retrieval_metrics, search
 
 PROG = "python -m minivb.retrieve"
+log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,6 +240,11 @@ def _gallery_model(opts: argparse.Namespace, gallery: Gallery, prep: Preprocessi
                 f"{checkpoint} is not the model that made {opts.index}: its weights differ (another model, or a "
                 f"run that trained on after indexing); pass the checkpoint that made the index, or index again"
             )
+        if gallery.fingerprint is None:  # an older gallery: the size and views match, the weights cannot be compared
+            log.warning(
+                f"{opts.index} stores no fingerprint of the weights that made it (an older gallery): whether "
+                f"{checkpoint} is that model cannot be checked; index again to be sure"
+            )
     return model
 
 
@@ -288,9 +295,9 @@ def _search(opts: argparse.Namespace) -> int:
     gallery = _gallery(opts.index)
     try:
         prep = Preprocessing(**gallery.preprocessing)
-    except TypeError:
+    except (TypeError, ValueError) as e:
         raise UsageError(
-            f"--index {opts.index} is a damaged minivb gallery (no preprocessing); index the videos again"
+            f"--index {opts.index} is a damaged minivb gallery (its preprocessing: {e}); index the videos again"
         ) from None
     model = _gallery_model(opts, gallery, prep)
     device = views_device(opts, prep)
@@ -317,12 +324,13 @@ def _draw_confusion(png: Path, confusion, classes: list[str], metrics: dict) -> 
     write_atomic(png, buf.getvalue())
 
 
-def _print_metrics(index: str, metrics: dict, classes: list[str]) -> None:
-    """The gallery and its queries, Recall@K and mAP on one line, and a note where a Recall@K is trivial."""
+def _print_metrics(index: str, metrics: dict, labels: int) -> None:
+    """The gallery (videos, labels present) and its queries, Recall@K and mAP on one line, and a note where a Recall@K
+    is trivial."""
     alone = metrics["without_relevant"]
     print(
-        f"{index}: {metrics['gallery']} videos of {len(classes)} labels, leave-one-out: {metrics['queries']} "
-        f"queries" + (f" ({alone} alone in their label left out)" if alone else "")
+        f"{index}: {metrics['gallery']} videos of {labels} label{'' if labels == 1 else 's'}, leave-one-out: "
+        f"{metrics['queries']} queries" + (f" ({alone} alone in their label left out)" if alone else "")
     )
     print(
         "  ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items() if k.startswith("recall@"))
@@ -355,6 +363,11 @@ def _evaluate(opts: argparse.Namespace) -> int:
             f"--index {opts.index}: no label has two videos, so no query has a relevant video; "
             f"index a split with several videos per label"
         )
+    if len(set(gallery.labels)) == 1:
+        log.warning(
+            f"{opts.index}: every video has the label {gallery.labels[0]!r}, so every neighbour is relevant: recall "
+            f"and mAP are 1 whatever the model and mean nothing; index a split of several labels"
+        )
     confusion = neighbour_confusion(gallery.embeddings, ids, len(classes))  # (C, C)
     if opts.confusion:
         _draw_confusion(Path(opts.confusion), confusion, classes, metrics)
@@ -372,7 +385,7 @@ def _evaluate(opts: argparse.Namespace) -> int:
             )
         )
         return 0
-    _print_metrics(opts.index, metrics, classes)
+    _print_metrics(opts.index, metrics, len(set(gallery.labels)))
     return 0
 
 

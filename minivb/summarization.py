@@ -52,10 +52,8 @@ from .plumbing.device import autocast, memory_bytes
 from .video import VideoDecodeError, crop_boxes, frame_times, iter_frames, read_frames, sample_indices, video_info
 
 FEATURES = ("model", "pixels")
-CUT_MIN, CUT_RATIO = (
-    12.0,
-    3.0,
-)  # shot_cuts: a cut changes the 32×32 gray frame by ≥ 12/255 on average, 3× its neighbours
+# shot_cuts: a cut changes the 32×32 gray frame by ≥ 12/255 on average, 3× its neighbours
+CUT_MIN, CUT_RATIO = 12.0, 3.0
 PIXEL_GRID = 16  # features="pixels": each frame average-pooled to 16×16×3
 MAX_K = 20  # summarize without k: the most segments KTS's model selection considers
 KTS_BYTES_PER_CELL = 6 * 8  # kts holds about six (W+1)² float64 / int64 arrays at once (gram, lengths, costs, …)

@@ -407,6 +407,22 @@ def test_bad_options_one_line_exit_2(tmp_path, one_line_error, args, says):
     one_line_error(main, [a.format(tmp=tmp_path) for a in args], says)  # argparse's errors and ours alike
 
 
+def test_an_output_file_under_a_file_names_that_file_as_given(tmp_path, one_line_error, monkeypatch):
+    """Issue 30, rule 6: --json afile/x.json, with afile a file, said "the folder /abs/afile does not exist; make it
+    first". Every command's output file now says that afile is a file, with the path as given."""
+    from minivb.plumbing import runs
+    from minivb.plumbing.checks import UsageError
+
+    (tmp_path / "afile").write_text("a file")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(bench_main.COMMANDS, "contention", lambda *a: pytest.fail("the benchmark ran"))
+    err = one_line_error(main, [*CONTENTION, "--json", "afile/x.json"], "--json afile/x.json: ")
+    assert "afile is a file, not a folder" in err and str(tmp_path) not in err and "does not exist" not in err
+    with pytest.raises(UsageError, match="^--out afile/sub/g.pt: cannot write there: afile is a file, not a folder"):
+        runs.output_file("afile/sub/g.pt", "--out")
+    one_line_error(main, [*CONTENTION, "--json", "no/such/x.json"], "the folder no/such does not exist; make it first")
+
+
 def test_json_never_writes_over_an_earlier_result_or_an_input(tmp_path, one_line_error, monkeypatch):
     out = tmp_path / "earlier.json"
     out.write_text("an earlier run's numbers")

@@ -488,6 +488,18 @@ def test_decode_gpu_on_videos_is_a_one_line_error(toy, tmp_path, one_line_error,
     one_line_error(retrieve, index, "--decode cpu")
 
 
+def test_decode_gpu_with_a_presets_preload_names_the_preset(prepared, tmp_path, one_line_error):
+    """Issue 30, rule 6: the toy preset turns preload on; --decode gpu blamed --preload, which was never given."""
+    from minivb.train import main as train
+
+    base = ["--subset", "k400", "--data-root", str(prepared), "--out", str(tmp_path / "r"), "--decode", "gpu"]
+    err = one_line_error(train, [*base, "--preset", "toy"], "the toy preset turns preload on")
+    assert "pass --no-preload" in err
+    err = one_line_error(train, [*base, *TINY, "--preload"], "are not preloaded, but --preload was given")
+    assert "preset" not in err and "pass --no-preload" in err
+    assert not (tmp_path / "r").exists()
+
+
 # --------------------------------------------------------------------------- on a GPU (skipped without one)
 
 

@@ -105,6 +105,7 @@ WRONG = {
 
 def test_every_exercise_has_wrong_answers_here():
     assert WRONG.keys() == EXERCISES.keys()
+    assert all(" → " in e.task for e in EXERCISES.values())  # what a function should return, for a hint
 
 
 @pytest.mark.parametrize("exercise", list(WRONG))
@@ -128,3 +129,45 @@ def test_not_attempted_and_failing_answers(capsys):
 def test_the_causal_hint_names_the_missing_mask(capsys):
     check("03.1", plain_attention)
     assert "without a mask" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- answers the check used to misjudge
+
+
+@pytest.mark.parametrize("exercise", ["06.2", "07.1", "08.2"])
+@pytest.mark.parametrize("value", [math.nan, torch.tensor(math.nan), math.inf, -math.inf])
+def test_nan_or_inf_is_not_a_fraction(exercise, value, capsys):
+    assert check(exercise, lambda *args: value) is False
+    out = capsys.readouterr().out
+    assert out.startswith(f"{exercise} not yet: ") and "not a number between 0 and 1" in out, out
+
+
+def test_an_answer_may_change_its_inputs_in_place(capsys):
+    def causal_attention(q, k, v):  # right, but scales q in place
+        q /= math.sqrt(q.shape[-1])
+        future = torch.triu(torch.ones(q.shape[-2], q.shape[-2], dtype=torch.bool), diagonal=1)
+        return (q @ k.transpose(-2, -1)).masked_fill(future, -math.inf).softmax(-1) @ v
+
+    assert check("03.1", causal_attention) is True, capsys.readouterr().out
+
+
+def test_a_return_value_of_the_wrong_type_is_named_not_blamed_on_the_function(capsys):
+    check("01.1", lambda n, fps, target: None)
+    assert capsys.readouterr().out == "01.1 not yet: your function returned NoneType, expected frame indices\n"
+    check("08.1", lambda p, c: None)
+    assert capsys.readouterr().out == "08.1 not yet: your function returned NoneType, expected Σ min ‖x − c‖²\n"
+    check("06.2", lambda logits, labels, k: (logits.argmax(1) == labels).float())  # per clip, not the fraction
+    assert capsys.readouterr().out == "06.2 not yet: your function returned Tensor shaped (50,), expected one number\n"
+
+
+def test_recall_leaves_out_a_video_alone_in_its_class_as_retrieval_metrics_does(capsys):
+    from minivb.retrieval import retrieval_metrics
+
+    assert check("07.1", lambda emb, labels, k: retrieval_metrics(emb, labels, ks=(k,))[f"recall@{k}"]) is True
+
+    def recall_at_k(emb, labels, k):  # the solutions notebook's answer: a video alone counts as a miss
+        sim = (emb @ emb.T).fill_diagonal_(-math.inf)
+        return (labels[sim.topk(k, dim=1).indices] == labels[:, None]).any(1).float().mean().item()
+
+    assert check("07.1", recall_at_k) is True  # also accepted: notebook 07's exercise text allows either
+    assert capsys.readouterr().out == "07.1 correct\n07.1 correct\n"

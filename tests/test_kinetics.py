@@ -346,6 +346,17 @@ def test_an_annotation_csv_that_is_not_utf8_is_one_line(tmp_path, one_line_error
     assert "annotations/train.csv, line 2: not UTF-8 text" in err
 
 
+@pytest.mark.parametrize("value", ["1e999", "nan", "ten"])
+def test_an_annotation_time_that_is_no_number_of_seconds_is_one_line(tmp_path, one_line_error, value):
+    """Issue 30, rule 2: a time_start of 1e999 was an OverflowError traceback. Now one line: file, line, value."""
+    (tmp_path / "k" / "annotations").mkdir(parents=True)
+    (tmp_path / "k" / "annotations" / "train.csv").write_text(
+        f"label,youtube_id,time_start,time_end,split,is_cc\na,abc,10,20,train,0\nb,def,{value},20,train,0\n"
+    )
+    err = one_line_error(kinetics_command.main, ["prepare", "--root", str(tmp_path / "k"), "--split", "train"])
+    assert f"annotations/train.csv, line 3: time_start {value!r} is not a number of seconds" in err
+
+
 def test_conflicting_annotations_are_reported_and_validation_stays_out_of_training(tmp_path):
     """D7 (silent) of the hardening issue: prepare accepted a repeated row, one clip under two labels, and a clip
     in both train and val (so validation measured clips the model trained on). Each is now reported."""

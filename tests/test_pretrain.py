@@ -529,6 +529,25 @@ def test_pretrain_holds_its_folder_and_never_writes_over_another_run(tiny_run, t
     assert sorted(p.name for p in busy.iterdir()) == []
 
 
+def test_resume_checks_what_it_loads_before_starting(tiny_run, tmp_path, one_line_error):
+    """Issue 30, rule 2: a words.pt that is a training checkpoint failed with KeyError: 'seconds' after the run had
+    started (its folder claimed); a missing folder or a file "held no stopped run". Each is now one line first."""
+    import shutil
+
+    from minivb.pretrain import main as pretrain_main
+
+    stopped = tmp_path / "stopped"
+    stopped.mkdir()
+    shutil.copy(tiny_run / "last.pt", stopped / "words.pt")  # a training checkpoint, not pretraining words
+    err = one_line_error(pretrain_main, ["--resume", str(stopped)], f"{stopped / 'words.pt'} is not the words")
+    assert "seconds" in err
+    assert sorted(p.name for p in stopped.iterdir()) == ["words.pt"]  # nothing started: no lock, nothing written
+    (stopped / "words.pt").write_text("not a checkpoint")
+    one_line_error(pretrain_main, ["--resume", str(stopped)], f"{stopped / 'words.pt'} is not a readable")
+    one_line_error(pretrain_main, ["--resume", str(tmp_path / "none")], f"--resume {tmp_path / 'none'} does not exist")
+    one_line_error(pretrain_main, ["--resume", str(stopped / "words.pt")], "words.pt is a file, not a folder")
+
+
 def test_every_option_is_checked_before_any_work(toy, tmp_path, one_line_error, monkeypatch):
     """D12 / D13: --heads 3 failed with a traceback after the tokenizer and k-means had run; huge --size or
     --levels × --clusters ran out of memory. Now each is one line before the tokenizer is even built."""

@@ -590,7 +590,7 @@ def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path
         {k: v for k, v in read_checkpoint(ref / "best.pt").items() if k in ("model", "config", "classes")},
     )
     one_line_error(main, ["--resume", str(model_only)], "no training state")
-    one_line_error(main, ["--resume", str(ref), "--dim", "64"], "was trained with --dim=32, not 64")
+    one_line_error(main, ["--resume", str(ref), "--dim", "64"], "was trained with --dim 32, not --dim 64; drop --dim")
     one_line_error(main, ["--resume", str(ref), "--no-flips"], "with --flips, not --no-flips; drop --no-flips to")
     older = read_checkpoint(ref / "last.pt")  # a run from before --flips: it mirrored its clips
     older["args"].pop("flips")
@@ -624,6 +624,31 @@ def test_bad_input_is_one_line_exit_2_and_saves_nothing(toy, reference, tmp_path
     one_line_error(main, ["--resume", str(ref / "best.pt")], "pass a new --out")
     assert not fresh.exists()  # a failed start creates nothing
     assert {p.name: p.read_bytes() for p in ref.iterdir()} == before  # and overwrites nothing
+
+
+def test_resume_refusals_name_the_right_cause(reference, tmp_path, one_line_error):
+    """Issue 30, rule 6: a resumed run's --gpu-share is judged on its effective --decode (given, else the run's own),
+    as a fresh run's is; a refusal says an option as the command line does, never Python's None."""
+    from minivb.engine.training import resolve_options
+
+    ref = reference[0]
+    one_line_error(main, ["--resume", str(ref), "--gpu-share", "0.5"], "--gpu-share 0.5 goes with --decode gpu")
+    one_line_error(main, ["--resume", str(ref), "--decode", "cpu", "--gpu-share", "0.5"], "goes with --decode gpu")
+    opts, _, _ = resolve_options(parse_args(["--resume", str(ref), "--decode", "gpu", "--gpu-share", "0.5"]))
+    assert (opts.decode, opts.gpu_share) == ("gpu", 0.5)
+    on_gpu = read_checkpoint(ref / "last.pt")
+    on_gpu["args"]["decode"] = "gpu"
+    on_gpu_path = save_checkpoint(tmp_path / "gpu" / "last.pt", on_gpu)
+    opts, _, _ = resolve_options(parse_args(["--resume", str(on_gpu_path), "--gpu-share", "0.5"]))
+    assert (opts.decode, opts.gpu_share) == ("gpu", 0.5)  # the run's own --decode gpu
+    share = ["--resume", str(on_gpu_path), "--decode", "cpu", "--gpu-share", "0.5"]
+    one_line_error(main, share, "--gpu-share 0.5 goes with --decode gpu")
+    err = one_line_error(main, ["--resume", str(ref), "--limit-train", "8"], "was trained without --limit-train, ")
+    assert "not --limit-train 8; drop --limit-train to resume it" in err and "None" not in err
+    one_line_error(
+        main, ["--resume", str(ref), "--limit-val", "8"], "was trained with --limit-val 6, not --limit-val 8"
+    )
+    one_line_error(main, ["--resume", str(ref), "--encoder", "resnet18"], "--encoder small, not --encoder resnet18")
 
 
 def test_bad_input_from_the_shell_has_no_traceback(tmp_path, _run):

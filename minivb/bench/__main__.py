@@ -8,16 +8,13 @@ from pathlib import Path
 
 from .. import bench
 from ..plumbing import runs
-from ..plumbing.cli import Parser, UsageError, run_main, seed
+from ..plumbing.cli import Parser, run_main, seed
 from ..plumbing.files import write_json
 from ..video import VideoDecodeError
 from . import contention, decode, flops, loader
-from .contention import run_contention
-from .decode import run_decode
-from .flops import run_flops
-from .loader import run_loader
 
-COMMANDS = {"decode": run_decode, "loader": run_loader, "flops": run_flops, "contention": run_contention}
+COMMANDS = {"decode": decode.run_decode, "loader": loader.run_loader, "flops": flops.run_flops}
+COMMANDS["contention"] = contention.run_contention
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,13 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
 
     def work() -> None:
-        folder = Path(opts.json).resolve().parent if opts.json else None
-        if folder is not None and not folder.is_dir():  # before the benchmark, not after it
-            raise UsageError(
-                f"--json {opts.json}: the folder {folder} does not exist; make it first or name another file"
-            )
-        if opts.json:  # never an input (a video, a data root's index), never an earlier result unless --force
-            runs.output_file(Path(opts.json), "--json", force=opts.force, inputs=_inputs(opts))
+        if opts.json:  # before the benchmark: in a folder that exists, never an input, no earlier result unless --force
+            runs.output_file(Path(opts.json), "--json", force=opts.force, inputs=_inputs(opts), make=False)
         result = COMMANDS[opts.command](opts, argv)
         if opts.json:
             write_json(opts.json, result)

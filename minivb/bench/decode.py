@@ -55,28 +55,9 @@ def write_test_video(
             writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         writer.release()
         return "mp4v"
-    cmd = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-hide_banner",
-        "-loglevel",
-        "error",
-        "-y",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        "-s",
-        f"{width}x{height}",
-        "-r",
-        str(fps),
-        "-i",
-        "-",
-        "-c:v",
-        "libx264",
-        "-pix_fmt",
-        "yuv420p",
-        str(path),
-    ]
+    raw_rgb_in = f"-f rawvideo -pix_fmt rgb24 -s {width}x{height} -r {fps} -i -"  # the frames, on stdin
+    options = f"-hide_banner -loglevel error -y {raw_rgb_in} -c:v libx264 -pix_fmt yuv420p".split()
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), *options, str(path)]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     for rgb in _test_frames(width, height, frames, seed):
         proc.stdin.write(rgb.tobytes())
@@ -152,19 +133,16 @@ def pyav_seek(path, indices) -> np.ndarray:
 @contextlib.contextmanager
 def _one_core():
     """Restrict this process to one core while the block runs (then restore it); yields notes saying how."""
-    saved = (
-        cv2.getNumThreads(),
-        torch.get_num_threads(),
-        os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None,
-    )
+    cv2_threads, torch_threads = cv2.getNumThreads(), torch.get_num_threads()
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_setaffinity") else None
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     notes = [
         "one core: cv2.setNumThreads(1) (minivb's FFmpeg decoder then runs on one thread), torch.set_num_threads(1), "
         "PyAV stream thread_type NONE / thread_count 1"
     ]
-    if saved[2] is not None:
-        cpu = min(saved[2])
+    if cpus is not None:
+        cpu = min(cpus)
         os.sched_setaffinity(0, {cpu})
         notes.append(f"process pinned to CPU {cpu} (sched_setaffinity)")
     else:
@@ -172,17 +150,10 @@ def _one_core():
     try:
         yield notes
     finally:  # a caller in the same process (a test, a notebook) gets its cores and threads back
-        cv2.setNumThreads(saved[0])
-        torch.set_num_threads(saved[1])
-        if saved[2] is not None:
-            os.sched_setaffinity(0, saved[2])
-
-
-def _make_store(video: Path, target: Path) -> Path:
-    """The file as a frame store (``encode_frames`` + ``write_store``): every frame, shorter side 256, JPEG quality
-    90."""
-    convert_video(video, target, short_side=256, step=1, quality=90)
-    return target
+        cv2.setNumThreads(cv2_threads)
+        torch.set_num_threads(torch_threads)
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus)
 
 
 def _clip_calls(total: int, opts) -> dict[str, list[np.ndarray]]:
@@ -256,7 +227,7 @@ def _bench_style(readers: dict, calls: list, clips: int, repeats: int) -> dict:
 def _bench_file(video: Path, opts, have_av: bool, store: Path) -> dict:
     """Every reader and style on one file (``store``: where its frame store goes)."""
     info = video_info(video)
-    _make_store(video, store)
+    convert_video(video, store, short_side=256, step=1, quality=90)  # the file as a frame store, every frame
     readers = {"minivb": (read_frames, video)}
     if have_av:
         readers |= {"pyav_seq": (pyav_sequential, video), "pyav_seek": (pyav_seek, video)}

@@ -46,15 +46,10 @@ def _loader_settings(opts) -> dict:
     return s
 
 
-def _options(s: dict) -> TrainOptions:
-    """The bench's settings (a preset's keys, the options given, the resolved workers) as the trainer's options."""
-    return TrainOptions.from_dict(s)
-
-
 def build_step(s: dict, num_classes: int, device: torch.device):
     """The trainer's model, optimizer, schedule and loss for settings ``s`` (a preset's keys) → ``(parameter count,
     step(videos, labels) → clips)``: one training step, the trainer's own (:func:`minivb.loop.train_step`)."""
-    opts = _options(s)
+    opts = TrainOptions.from_dict(s)
     model = build_model(opts, num_classes, device, rank=0, world_size=1)  # seeded from --seed; --size checked
     optimizer, scheduler, criterion = build_optimization(model, opts, 1, device)
     forward, count = build_forward(model, opts, device, world_size=1), itertools.count(1)
@@ -68,7 +63,7 @@ def build_step(s: dict, num_classes: int, device: torch.device):
 
 def _dataset(items: list, classes: list[str], s: dict):
     try:
-        return _options(s).clip_dataset(items, classes, train=True)
+        return TrainOptions.from_dict(s).clip_dataset(items, classes, train=True)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -79,7 +74,7 @@ def _batches(dataset, s: dict, device: torch.device):
     from ..data.clips import ShardedSampler
 
     sampler = ShardedSampler(len(dataset), shuffle=True, seed=s["seed"], with_epoch=True)
-    loader = _options(s).loader(dataset, device, sampler, s["batch_size"])  # the trainer's loader
+    loader = TrainOptions.from_dict(s).loader(dataset, device, sampler, s["batch_size"])  # the trainer's loader
     for epoch in itertools.count():
         sampler.set_epoch(epoch)
         dataset.set_epoch(epoch)
@@ -157,15 +152,6 @@ def _load(root: Path, what: str):
         raise UsageError(f"{what}: {e}") from None
 
 
-def _made_root(opts, dataset: registry.DataSet, folder: Path) -> Path:
-    """``--data-root``, or the data set made in the temporary ``folder`` (one that makes itself: the toy set)."""
-    if opts.data_root:
-        return Path(opts.data_root)
-    root = folder / dataset.name
-    dataset.make(root)
-    return root
-
-
 def _clips_per_class(opts, s: dict) -> int:
     """``--per-class``, or enough clips for two batches per worker in each epoch (at least 6).
 
@@ -225,7 +211,9 @@ def _sources(opts, s: dict, folder: Path, notes: list[str]) -> list[tuple[str, l
     check_videos(opts.videos or ())  # before the temporary data set that would hide which file was bad
     dataset = registry.get(opts.preset)
     if dataset.make is not None:  # the toy set: made here unless --data-root names one
-        root = _made_root(opts, dataset, folder)
+        root = Path(opts.data_root) if opts.data_root else folder / dataset.name
+        if not opts.data_root:
+            dataset.make(root)
         notes.append(f"data: the {dataset.name} set in {root if opts.data_root else 'a temp folder'} (train split)")
         return [(dataset.name, *_load(root, f"{dataset.name} set"))]
     root = _kinetics_root(opts, s, folder, notes)
@@ -387,7 +375,8 @@ def _runs(opts, s: dict, folder: Path, notes: list[str], device: torch.device) -
         paths = [it.path for it in items]
         for choice in opts.decode:
             try:
-                decode = resolve_decode(choice, device, paths, preload=s["preload"])
+                preset = opts.preset if opts.preload is None else None  # the preset turned preload on
+                decode = resolve_decode(choice, device, paths, preload=s["preload"], preset=preset)
             except ValueError as e:
                 if choice == "gpu" and name == "originals":
                     notes.append("decode gpu: not for the original videos (it decodes frame stores)")

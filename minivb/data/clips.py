@@ -313,9 +313,8 @@ class ClipDataset(Dataset):
         unknown = sorted({it.label for it in self.items} - set(index) - {None})
         if unknown:
             raise ValueError(f"label(s) {', '.join(unknown[:5])} not in classes; pass the full class list")
-        self.labels = [
-            -1 if it.label is None else index[it.label] for it in self.items
-        ]  # -1: unlabelled (a user's video)
+        # -1: unlabelled (a user's video)
+        self.labels = [-1 if it.label is None else index[it.label] for it in self.items]
         if train and -1 in self.labels:
             raise ValueError(
                 f"{self.items[self.labels.index(-1)].path} has no label; training needs a label for every item"
@@ -382,14 +381,8 @@ class ClipDataset(Dataset):
     def _indices(self, i: int, mode: str, seed: int | None = None, num_clips: int = 1) -> np.ndarray:
         """The frames ``sample_indices(mode)`` picks in item ``i``'s file → ``(T,)`` or ``(clips, T)``."""
         g = torch.Generator().manual_seed(seed) if seed is not None else None
-        return sample_indices(
-            self._total_frames(i),
-            self.num_frames,
-            self.stride // self.items[i].step,
-            mode,
-            num_clips=num_clips,
-            generator=g,
-        )  # the stride in the file's own frames
+        stride = self.stride // self.items[i].step  # the stride in the file's own frames
+        return sample_indices(self._total_frames(i), self.num_frames, stride, mode, num_clips=num_clips, generator=g)
 
     def _clip(self, i: int, mode: str, seed: int | None = None, num_clips: int = 1) -> np.ndarray:
         """uint8 frames of the clip(s) ``sample_indices(mode)`` picks → ``(T, H, W, 3)`` or ``(clips, T, H, W, 3)``."""
@@ -578,12 +571,8 @@ class ShardedSampler(Sampler[int]):
         if rank >= world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank={rank!r}, world_size={world_size!r}")
         self.n, self.shuffle, self.seed = n, bool(shuffle), int(seed)
-        self.rank, self.world_size, self.drop_last, self.with_epoch = (
-            rank,
-            world_size,
-            bool(drop_last),
-            bool(with_epoch),
-        )
+        self.rank, self.world_size = rank, world_size
+        self.drop_last, self.with_epoch = bool(drop_last), bool(with_epoch)
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:

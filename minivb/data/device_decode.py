@@ -414,12 +414,15 @@ class DeviceDecoded:
 # --------------------------------------------------------------------------- the choice
 
 
-def resolve_decode(choice: str, device: torch.device | str, paths: Iterable[str], *, preload: bool = False) -> str:
+def resolve_decode(
+    choice: str, device: torch.device | str, paths: Iterable[str], *, preload: bool = False, preset: str | None = None
+) -> str:
     """``--decode {auto,cpu,gpu}`` for a run on ``device`` over files ``paths`` → ``"cpu"`` or ``"gpu"``.
 
     ``gpu`` decodes in the main process on the model's device (nvjpeg on CUDA; on a CPU device the same code
     runs torchvision's CPU decoder, which the tests use); it needs prepared frame stores (``.jpgs``) and no
-    ``--preload``, and on CUDA a torchvision that decodes JPEGs there (checked here with one tiny JPEG).
+    ``--preload`` (``preset``: the preset that turned preload on, which the message then names), and on CUDA a
+    torchvision that decodes JPEGs there (checked here with one tiny JPEG).
     ``auto`` is ``cpu``: the gpu path has not yet been measured on a GPU machine (the README's Performance
     section says how to measure it); it becomes the default on CUDA where it measures faster.
     Raises ``ValueError`` with a one-line reason. :func:`~minivb.data.loader.clip_loader` decides it for its loader.
@@ -436,7 +439,8 @@ def resolve_decode(choice: str, device: torch.device | str, paths: Iterable[str]
             f"(python -m minivb.data.kinetics prepare) or use --decode cpu"
         )
     if preload:
-        raise ValueError("--decode gpu and --preload exclude each other: preloaded clips are decoded already")
+        why = f"the {preset} preset turns preload on" if preset else "--preload was given"
+        raise ValueError(f"--decode gpu decodes clips that are not preloaded, but {why}; pass --no-preload")
     if device.type == "cuda":
         import cv2
         import numpy as np
@@ -453,7 +457,9 @@ def resolve_decode(choice: str, device: torch.device | str, paths: Iterable[str]
     return "gpu"
 
 
-def check_decode(choice: str, device: torch.device | str, paths: Iterable[str], *, preload: bool = False) -> None:
+def check_decode(
+    choice: str, device: torch.device | str, paths: Iterable[str], *, preload: bool = False, preset: str | None = None
+) -> None:
     """Refuse ``--decode choice`` now, before a command's work starts, if it cannot work (the one-line
     ``ValueError`` of :func:`resolve_decode`; the loader decides it again when it is built)."""
-    resolve_decode(choice, device, paths, preload=preload)
+    resolve_decode(choice, device, paths, preload=preload, preset=preset)

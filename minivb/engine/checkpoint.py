@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -34,7 +34,10 @@ from torch import nn
 
 from ..data import registry
 from ..model import VideoBERT, VideoBERTConfig
+from ..plumbing.checks import check_int
 from ..plumbing.files import atomic_file
+
+CLIP_KEYS = ("num_frames", "stride", "size")  # what a preprocessing record (or the trainer's options) must hold
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,7 @@ class Preprocessing:
     """How a video becomes model input: ``clips × crops`` views of ``num_frames`` frames ``stride``
     apart, each a square of the shorter side resized to ``size × size`` — the training clip, sampled as
     evaluation does. Pixels go in as uint8 RGB 0…255 (``pixels``); the model scales them to [0, 1] and
-    ImageNet-normalises them itself."""
+    ImageNet-normalises them itself. Anything else → ``ValueError`` naming the field."""
 
     num_frames: int
     stride: int
@@ -50,6 +53,15 @@ class Preprocessing:
     clips: int = 1  # temporal clips per video, evenly spaced
     crops: int = 1  # square crops per clip: 1 (centre) or 3 (along the long side)
     pixels: str = "uint8 RGB"
+
+    def __post_init__(self):
+        for name in ("num_frames", "stride", "size", "clips"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name)))  # NumPy integers → int
+        if self.crops not in (1, 3) or isinstance(self.crops, bool):
+            raise ValueError(f"crops must be 1 or 3, got {self.crops!r}")
+        object.__setattr__(self, "crops", int(self.crops))
+        if self.pixels != "uint8 RGB":
+            raise ValueError(f"pixels must be 'uint8 RGB' (the only input the model takes), got {self.pixels!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,28 +72,28 @@ class Preprocessing:
 
         Checkpoints written before the record existed hold only the trainer's options (``ckpt["args"]``):
         the record is rebuilt from them, with the views of their data set in :mod:`minivb.data.registry`.
+        A record that is not a dict, lacks a key or holds an unknown one → ``ValueError`` naming it.
         """
         record = ckpt.get("preprocessing")
         if isinstance(record, dict):
+            odd = [k for k in record if k not in cls.__dataclass_fields__] or [k for k in CLIP_KEYS if k not in record]
+            if odd:
+                what = "an unknown key" if odd[0] in record else "no key"
+                raise ValueError(f"the preprocessing record has {what} {odd[0]!r}")
             prep = cls(**record)
+        elif record is not None:
+            raise ValueError(f"the preprocessing record is a {type(record).__name__}, not a dict")
         else:
             args = ckpt.get("args")
-            if not isinstance(args, dict) or not {"num_frames", "stride", "size"} <= args.keys():
+            if not isinstance(args, dict) or not set(CLIP_KEYS) <= args.keys():
                 raise ValueError(
                     "the checkpoint has no training options (args) and no preprocessing record; it was "
                     "not written by python -m minivb.train"
                 )
             dataset = registry.DATASETS.get(args.get("subset", registry.DEFAULT))
             views = dataset.views if dataset is not None else (1, 1)
-            prep = cls(int(args["num_frames"]), int(args["stride"]), int(args["size"]), *views)
-        return cls(
-            prep.num_frames,
-            prep.stride,
-            prep.size,
-            prep.clips if clips is None else clips,
-            prep.crops if crops is None else crops,
-            prep.pixels,
-        )
+            prep = cls(*(args[k] for k in CLIP_KEYS), *views)
+        return replace(prep, clips=prep.clips if clips is None else clips, crops=prep.crops if crops is None else crops)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -131,16 +143,53 @@ def load_file(path: str | os.PathLike, what: str, hint: str, map_location="cpu")
 
 
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """The checkpoint dict at ``path``, loaded with ``weights_only=True``.
+    """The checkpoint dict at ``path``, loaded with ``weights_only=True`` and checked (:func:`check_checkpoint`).
 
     A missing file → ``FileNotFoundError``; a file that is not a minivb checkpoint
-    (another format, truncated, foreign pickle) → one-line ``ValueError`` naming it.
+    (another format, truncated, foreign pickle), or one that cannot be used → one-line ``ValueError`` naming it.
     """
     hint = "pass a .pt file written by python -m minivb.train"
     ckpt = load_file(path, "minivb checkpoint", hint, map_location)
     if not isinstance(ckpt, dict) or not {"model", "config", "classes"} <= ckpt.keys():
         raise ValueError(f"{path} is not a minivb checkpoint (no model/config/classes entries); {hint}")
+    check_checkpoint(ckpt, path)
     return ckpt
+
+
+def check_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
+    """What every command loads, checked before it is used → one-line ``ValueError`` naming ``path`` and the fault:
+    weights that are NaN or infinite (the first such tensor), a class list that does not fit the output layer, and a
+    preprocessing record (or the older trainer's options) that is damaged, impossible or made for another model (its
+    ``num_frames`` is not the time embedding's). A bare model without either is left to the code that needs its clip.
+    """
+    weights = ckpt["model"] if isinstance(ckpt["model"], dict) else {}
+    config = ckpt["config"] if isinstance(ckpt["config"], dict) else {}
+    bad = next((n for n, t in weights.items() if torch.is_tensor(t) and not _finite(t)), None)
+    if bad is not None:
+        raise ValueError(f"{path}: the weights {bad} hold NaN or infinite values (a diverged run?); use another one")
+    classes, outputs = ckpt["classes"], config.get("num_classes")
+    if not isinstance(classes, (list, tuple)) or not all(isinstance(c, str) for c in classes):
+        raise ValueError(f"{path}: the class list is a {type(classes).__name__}, not a list of names")
+    if isinstance(outputs, int) and len(classes) != outputs:
+        raise ValueError(f"{path}: {len(classes)} class names for an output layer of {outputs} classes")
+    args = ckpt.get("args")
+    if ckpt.get("preprocessing") is None and not (isinstance(args, dict) and set(CLIP_KEYS) <= args.keys()):
+        return
+    try:
+        prep = Preprocessing.from_checkpoint(ckpt)
+    except ValueError as e:
+        raise ValueError(f"{path}: its preprocessing cannot be used: {e}") from None
+    frames = config.get("num_frames", VideoBERTConfig.num_frames)
+    if prep.num_frames != frames:
+        raise ValueError(
+            f"{path}: its preprocessing samples num_frames={prep.num_frames} frames, but its model's time embedding "
+            f"has {frames} (config num_frames): the record was made for another model"
+        )
+
+
+def _finite(t: torch.Tensor) -> bool:
+    """No NaN or infinity in ``t`` (integer tensors always pass)."""
+    return not (t.is_floating_point() or t.is_complex()) or bool(torch.isfinite(t).all())
 
 
 def model_from_checkpoint(ckpt: dict, where: str | os.PathLike = "checkpoint") -> VideoBERT:

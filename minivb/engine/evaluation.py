@@ -215,18 +215,9 @@ def plot_confusion(confusion, classes: Sequence[str], ax=None, title: str | None
     im = ax.imshow(frac, cmap="Blues", vmin=0, vmax=1)
     ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of the true class")
     if counts if counts is not None else C <= 20:
-        for i in range(C):
-            for j in range(C):
-                if cm[i, j]:
-                    ax.text(
-                        j,
-                        i,
-                        str(cm[i, j]),
-                        ha="center",
-                        va="center",
-                        fontsize=8,
-                        color="white" if frac[i, j] > 0.5 else "black",
-                    )
+        for i, j in zip(*np.nonzero(cm)):  # every cell that holds a video, row by row
+            colour = "white" if frac[i, j] > 0.5 else "black"
+            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=8, color=colour)
     if C <= 60:
         ax.set_xticks(range(C), classes, rotation=60, ha="right", fontsize=8)
         ax.set_yticks(range(C), classes, fontsize=8)

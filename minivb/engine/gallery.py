@@ -23,6 +23,7 @@ from .checkpoint import Preprocessing, load_file, save_checkpoint
 from .inference import in_chunks, map_videos, video_views
 
 PIXEL_GRID = 8  # the pixel baseline: each mean frame pooled to 8×8 → 3·8·8 = 192 numbers
+UNIT_TOLERANCE = 1e-3  # how far from 1 a gallery row's norm may be (float rounding)
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -83,6 +84,9 @@ class Gallery:
             unknown = sorted(set(self.labels) - set(self.classes))
             if unknown:
                 raise ValueError(f"labels outside the class list: {', '.join(map(repr, unknown[:5]))}")
+        off = int(((self.embeddings.double().norm(dim=1) - 1).abs() > UNIT_TOLERANCE).sum())
+        if off:  # a zero row is as near to every query as any other: recall and mAP of nothing
+            raise ValueError(f"{off} of {len(self.paths)} embeddings are not unit vectors (norm 1 ± {UNIT_TOLERANCE})")
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -212,10 +212,6 @@ class Stopped(Exception):
         self.signal, self.epochs_done, self.out = signal_name, epochs_done, out
 
 
-def _quiet(*args) -> None:
-    """A log that says nothing."""
-
-
 def pretrain(given: dict, log: Callable[..., None] | None = print) -> dict:
     """``python -m minivb.pretrain``'s work → its summary (the dict written to summary.json).
 
@@ -224,7 +220,7 @@ def pretrain(given: dict, log: Callable[..., None] | None = print) -> dict:
     Three steps: the tokenizer CNN (:func:`_tokenizer`) → the vocabulary and every clip as a sentence of
     words (:func:`_sentences`) → masked visual-token modeling of a :class:`WordBERT` (:func:`_masked_modeling`).
     """
-    log = log or _quiet
+    log = log or (lambda *args: None)  # a log that says nothing
     if given.get("resume"):
         return _resume(given, log)
     dataset = registry.get(given.get("subset"))
@@ -258,15 +254,28 @@ def pretrain(given: dict, log: Callable[..., None] | None = print) -> dict:
 
 
 RESUME_OPTIONS = ("device", "workers")  # what may differ when continuing a stopped run
+WORDS_KEYS = {"vocabulary", "train_ids", "val_ids", "tokenizer", "args", "seconds"}  # what words.pt holds
 
 
 def _resume(given: dict, log) -> dict:
     """Continue the stopped run in folder ``given["resume"]``: its words and finished epochs, its options."""
     out = Path(given["resume"])
+    if not out.is_dir():
+        what = "is a file, not a folder" if out.exists() else "does not exist"
+        raise UsageError(f"--resume {out} {what}; pass the folder of a stopped python -m minivb.pretrain run")
     if not (out / "words.pt").is_file():
         what = "a finished run (pretrain.pt)" if (out / "pretrain.pt").is_file() else "no stopped pretraining run"
         raise UsageError(f"--resume {out}: it holds {what} (words.pt is written once the vocabulary is built)")
-    words = load_file(out / "words.pt", "pretraining words", "delete the folder and pretrain again")
+    try:
+        words = load_file(out / "words.pt", "pretraining words", "delete the folder and pretrain again")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    missing = sorted(WORDS_KEYS - set(words) if isinstance(words, dict) else WORDS_KEYS)
+    if missing or not isinstance(words["args"], dict):
+        raise UsageError(
+            f"{out / 'words.pt'} is not the words of a stopped pretraining run (no {', '.join(missing) or 'args'} "
+            f"entries); resume a folder written by python -m minivb.pretrain"
+        )
     other = {k: v for k, v in given.items() if k not in (*RESUME_OPTIONS, "resume") and words["args"].get(k) != v}
     if other:
         flag = "--" + next(iter(other)).replace("_", "-")

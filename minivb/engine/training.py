@@ -68,9 +68,8 @@ RUNTIME_OPTIONS = set("out resume device workers save_every compile preload data
 def resolve_options(given: dict) -> tuple[TrainOptions, dict | None, Path | None]:
     """Given options → (the run's options: the data set's preset, then ``given``; checkpoint to resume from or None;
     its path)."""
-    if given.get("gpu_share", 1) != 1 and given.get("decode") == "cpu":
-        raise UsageError(f"--gpu-share {given['gpu_share']:g} goes with --decode gpu (with cpu the workers decode all)")
     if "resume" not in given:
+        _check_gpu_share(given, given.get("decode", "auto"))
         return TrainOptions.given(given), None, None
     path = runs.checkpoint_path(given["resume"], "--resume")
     try:
@@ -87,20 +86,36 @@ def resolve_options(given: dict) -> tuple[TrainOptions, dict | None, Path | None
             f"pass a new --out for the branch"
         )
     opts = TrainOptions.from_dict(ckpt["args"]).to_dict()
+    _check_gpu_share(given, given.get("decode", opts["decode"]), resumed=True)
     for key, value in given.items():
         if key not in RUNTIME_OPTIONS and opts.get(key) != value:
             flag = "--" + key.replace("_", "-")
-            was, given_as = f"{flag}={opts.get(key)!r}", repr(value)
-            if isinstance(value, bool):  # a switch: say it as the command line does (--flips / --no-flips)
-                was, given_as = (f"--{'' if v else 'no-'}{key.replace('_', '-')}" for v in (opts.get(key), value))
-                flag = given_as
+            was, now = _typed(key, opts.get(key)), _typed(key, value)
             raise UsageError(
-                f"{path} was trained with {was}, not {given_as}; drop {flag} to resume it, or start a new run "
-                f"(without --resume)"
+                f"{path} was trained {f'with {was}' if was else f'without {flag}'}, not {now or f'without {flag}'}; "
+                f"drop {now if isinstance(value, bool) else flag} to resume it, or start a new run (without --resume)"
             )
     opts |= {k: v for k, v in given.items() if k in RUNTIME_OPTIONS}
     opts |= dict(out=given.get("out") or str(path.parent), compile=given.get("compile", False))
     return TrainOptions(**opts), ckpt, path
+
+
+def _check_gpu_share(given: dict, decode: str, resumed: bool = False) -> None:
+    """A ``--gpu-share`` below 1 goes with the run's effective ``--decode gpu`` (given, else a resumed run's own);
+    else a one-line :class:`UsageError`."""
+    if given.get("gpu_share", 1) != 1 and decode != "gpu":
+        whose = "the resumed run's " if resumed and "decode" not in given else ""
+        raise UsageError(
+            f"--gpu-share {given['gpu_share']:g} goes with --decode gpu (with {whose}--decode {decode} the workers "
+            f"decode all); pass --decode gpu or drop --gpu-share"
+        )
+
+
+def _typed(key: str, value) -> str:
+    """An option's value as it is typed: ``--dim 32``, ``--no-flips``; ``""`` for None (the option left out)."""
+    if isinstance(value, bool):
+        return f"--{'' if value else 'no-'}{key.replace('_', '-')}"
+    return "" if value is None else f"--{key.replace('_', '-')} {value}"
 
 
 # --------------------------------------------------------------------------- set-up
@@ -178,7 +193,10 @@ def build_data(
 ) -> tuple[ClipDataset, ClipDataset, ShardedSampler, DataLoader, DataLoader]:
     """The data sets, the training sampler and the two loaders (made once: workers persist across epochs)."""
     try:  # --decode gpu (the workers read JPEG bytes, the main process decodes them on the device): refused now
-        check_decode(opts.decode, device, [it.path for it in train_items + val_items], preload=opts.preload)
+        preset = opts.preset if registry.get(opts.preset).preset.get("preload") else None  # preload: the preset's
+        check_decode(
+            opts.decode, device, [it.path for it in train_items + val_items], preload=opts.preload, preset=preset
+        )
         train_set = opts.clip_dataset(train_items, classes, train=True)
         val_set = opts.clip_dataset(val_items, classes, train=False)
     except ValueError as e:

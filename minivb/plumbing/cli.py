@@ -102,14 +102,9 @@ def views_device(opts: argparse.Namespace, prep):
     """--device resolved, refused early if --batch-size videos × their views (``prep``: the checkpoint's
     :class:`~minivb.engine.checkpoint.Preprocessing`) cannot fit on it (predict, retrieve)."""
     device = resolve_device(opts.device)
-    check_batch_fits(
-        device,
-        opts.batch_size * prep.clips * prep.crops,
-        prep.num_frames,
-        prep.size,
-        f"--batch-size {opts.batch_size} × {prep.clips} clips × {prep.crops} crops × {prep.num_frames} frames × 3 × "
-        f"{prep.size}²",
-    )
+    b, clips, crops, t, size = opts.batch_size, prep.clips, prep.crops, prep.num_frames, prep.size
+    what = f"--batch-size {b} × {clips} clips × {crops} crops × {t} frames × 3 × {size}²"
+    check_batch_fits(device, b * clips * crops, t, size, what)
     return device
 
 

@@ -70,13 +70,17 @@ def check_out(out: Path, resuming: Path | None) -> None:
     )
 
 
-def writable_folder(out: Path, option: str = "--out") -> None:
-    """Make ``out`` (and its parents) and prove a file can be written there; else a one-line :class:`UsageError`."""
+def writable_folder(out: Path, option: str = "--out", *, given: Path | None = None, make: bool = True) -> None:
+    """Make ``out`` (and its parents; ``make=False``: it must exist) and prove a file can be written there; else a
+    one-line :class:`UsageError` naming ``given`` (the file to be written there, as the user typed it) or ``out``."""
+    given = out if given is None else given
     nearest = next((p for p in (out, *out.parents) if p.exists() or p.is_symlink()), Path("."))
     if not nearest.is_dir():  # (mkdir would say "File exists" or "Not a directory")
         raise UsageError(
-            f"{option} {out}: cannot write there: {nearest} is a file, not a folder; choose another {option}"
+            f"{option} {given}: cannot write there: {nearest} is a file, not a folder; choose another {option}"
         )
+    if not make and nearest != out:
+        raise UsageError(f"{option} {given}: the folder {out} does not exist; make it first or name another file")
     probe = out / ".write-test.tmp"
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -85,15 +89,18 @@ def writable_folder(out: Path, option: str = "--out") -> None:
     except OSError as e:
         where = f"in {nearest}" if nearest != out else "in it"
         raise UsageError(
-            f"{option} {out}: cannot write there (making or writing files {where}: {e.strerror or e}); "
+            f"{option} {given}: cannot write there (making or writing files {where}: {e.strerror or e}); "
             f"choose another {option}"
         ) from None
 
 
-def output_file(path: Path, option: str, *, force: bool = False, inputs: Sequence[str | os.PathLike] = ()) -> None:
+def output_file(
+    path: Path, option: str, *, force: bool = False, inputs: Sequence[str | os.PathLike] = (), make: bool = True
+) -> None:
     """The rule for a file a command is about to write, checked before any work: never one of the command's
     ``inputs`` (the video it reads, the checkpoint it loads — not even with ``force``), never an existing file
-    unless ``force``, never a folder, and in a folder that can be written; else a one-line :class:`UsageError`."""
+    unless ``force``, never a folder, and in a folder that can be written (made if missing, unless ``make`` is
+    False); else a one-line :class:`UsageError` that names ``path`` as given."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{option} {path} is a folder; name a file")
@@ -102,7 +109,7 @@ def output_file(path: Path, option: str, *, force: bool = False, inputs: Sequenc
             raise UsageError(f"{option} {path} is one of this command's inputs; name another file")
     if path.exists() and not force:
         raise UsageError(f"{option} {path} already exists; pass --force to overwrite it, or another {option}")
-    writable_folder(path.parent if str(path.parent) else Path("."), option)
+    writable_folder(path.parent, option, given=path, make=make)
 
 
 def claim(out: Path) -> int:

@@ -85,8 +85,15 @@ class Clip:
 
 
 def clip_name(youtube_id: str, time_start: float, time_end: float) -> str:
-    """The CVDF file stem of a clip: ``{youtube_id}_{start:06d}_{end:06d}``."""
-    return f"{youtube_id}_{int(float(time_start)):06d}_{int(float(time_end)):06d}"
+    """The CVDF file stem of a clip: ``{youtube_id}_{start:06d}_{end:06d}``; a time that is no (finite) number of
+    seconds is a ``ValueError`` naming it."""
+    seconds = []
+    for name, value in (("time_start", time_start), ("time_end", time_end)):
+        try:
+            seconds.append(int(float(value)))
+        except (TypeError, ValueError, OverflowError):  # "", "ten", None; nan; 1e999
+            raise ValueError(f"{name} {value!r} is not a number of seconds") from None
+    return f"{youtube_id}_{seconds[0]:06d}_{seconds[1]:06d}"
 
 
 def read_annotations(path: str | os.PathLike) -> list[tuple[str, str]]:
@@ -544,24 +551,20 @@ def _read_rows(path: Path) -> list[tuple]:
 # --------------------------------------------------------------------------- check
 
 
-def _count_rows(path: Path) -> int | None:
-    return len(_read_rows(path)) if path.is_file() else None
-
-
 def check(root: str | os.PathLike, splits: Sequence[str] = SPLITS) -> list[dict]:
     """What is under ``root`` per split: annotated, on disk, prepared, bad → one dict per split (also printed)."""
     root = Path(root)
     bad = Counter(row[0] for row in _read_rows(root / "bad_videos.csv"))
     report = []
     for split in splits:
-        annotations = root / "annotations" / f"{split}.csv"
+        annotations, prepared = root / "annotations" / f"{split}.csv", root / f"{split}.csv"
         found = find_clips(root, split) if annotations.is_file() or (root / split).is_dir() else []
         report.append(
             {
                 "split": split,
                 "annotated": len(read_annotations(annotations)) if annotations.is_file() else None,
                 "on_disk": sum(c.source is not None for c in found),
-                "prepared": _count_rows(root / f"{split}.csv"),
+                "prepared": len(_read_rows(prepared)) if prepared.is_file() else None,
                 "bad": bad.get(split, 0),
                 "expected_clips": EXPECTED[split][0] if split in EXPECTED else None,
             }

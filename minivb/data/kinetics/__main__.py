@@ -47,19 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "download", parents=[common], help="fetch annotations and clips from the CVDF mirror (resumable)"
     )
-    d.add_argument(
-        "--split", nargs="+", choices=kinetics.SPLITS, default=["train", "val"], help="splits (default: train val)"
-    )
+    r = sub.add_parser("prepare", parents=[common], help="index the clips and write the training format (resumable)")
+    for q in (d, r):
+        q.add_argument(
+            "--split", nargs="+", choices=kinetics.SPLITS, default=["train", "val"], help="splits (default: train val)"
+        )
     d.add_argument("--workers", type=positive_int, default=4, help="parts fetched at once (default: 4)")
     d.add_argument(
         "--retries", type=nonnegative_int, default=3, help="retries per part before it is reported (default: 3)"
     )
     d.add_argument("--base-url", default=kinetics.BASE_URL, help=f"mirror (default: {kinetics.BASE_URL})")
     d.add_argument("--keep-archives", action="store_true", help="keep each part's .tar.gz after unpacking it")
-    r = sub.add_parser("prepare", parents=[common], help="index the clips and write the training format (resumable)")
-    r.add_argument(
-        "--split", nargs="+", choices=kinetics.SPLITS, default=["train", "val"], help="splits (default: train val)"
-    )
     r.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="processes (default: all cores)")
     r.add_argument(
         "--short-side", type=positive_int, default=256, help="shrink frames to this shorter side (default: 256)"

@@ -100,14 +100,10 @@ class _Stopped(Exception):
 # --------------------------------------------------------------------------- HTTP helpers
 
 
-def _is_http(url: str) -> bool:
-    return url.lower().startswith(("http://", "https://"))
-
-
 def _urlopen(url: str, timeout: float, offset: int = 0, method: str = "GET"):
     """Open ``url``; for HTTP(S) with ``offset > 0`` ask for the bytes from ``offset`` on."""
     headers = {"User-Agent": USER_AGENT}
-    if offset > 0 and _is_http(url):
+    if offset > 0 and url.lower().startswith(("http://", "https://")):
         headers["Range"] = f"bytes={offset}-"
     return urlopen(Request(url, headers=headers, method=method), timeout=timeout)
 
@@ -419,10 +415,6 @@ def _read_marker(marker: Path) -> ExtractResult | None:
         return None  # unreadable marker: extract again
 
 
-def _write_marker(marker: Path, result: ExtractResult) -> None:
-    write_atomic(marker, json.dumps(asdict(result), indent=1))
-
-
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> str | None:
     """Extract one member through the ``"data"`` filter; return why it was refused, or None."""
     if member.name.startswith(("/", "\\")) or os.path.isabs(member.name):
@@ -471,5 +463,5 @@ def extract_tar(archive: str | os.PathLike, dest: str | os.PathLike, *, progress
         result = _extract_all(archive, dest, progress)
     except _CORRUPT as e:
         raise ArchiveError(str(archive), f"archive is truncated or corrupt ({_describe(e)})") from None
-    _write_marker(marker, result)
+    write_atomic(marker, json.dumps(asdict(result), indent=1))
     return result

@@ -307,10 +307,8 @@ def concat_video(
     for i, (label, n) in enumerate(zip(labels, lengths)):
         n = check_int("length", n, minimum=2)
         shots = [n] if shot is None else [min(shot, n - a) for a in range(0, n, check_int("shot", shot, minimum=2))]
-        for j, m in enumerate(shots):
-            parts.append(
-                render_clip(label, np.random.default_rng([seed, i, j]), frames=max(m, 2), size=size)[:m]
-            )  # (m, size, size, 3)
+        for j, m in enumerate(shots):  # shot j: (m, size, size, 3)
+            parts.append(render_clip(label, np.random.default_rng([seed, i, j]), frames=max(m, 2), size=size)[:m])
         segments.append((label, start, start + n))
         start += n
     write_video(Path(path), np.concatenate(parts), fps)
