@@ -1,10 +1,8 @@
 """minivb — a VideoBERT-style video Transformer, built one notebook at a time.
 
-Layers, lowest first (a module imports only its own layer and those below; docs/layers.md):
-core (``video``, ``encoder``, ``attention``, ``transformer``, ``model``) → data (``data/``: clips, the toy set,
-Kinetics-400, the registry of data sets) → machinery (checkpoints, the training loop, runs, device) →
-applications (training, evaluation, inference, retrieval, summarization, pretraining) → the commands
-(``python -m minivb.train`` and friends), which only parse arguments, call the library and print.
+The lesson (``video``, ``encoder``, ``attention``, ``transformer``, ``model``, …: what the notebooks build) stands
+on plumbing only; the data (``data/``), the engine (``engine/``) and the commands (``python -m minivb.train`` and
+friends, which parse arguments, call the library and print) stand on it. docs/layers.md is the map.
 
 ``minivb.load_checkpoint(path)`` → ``(model, class names)`` from a checkpoint written by
 ``python -m minivb.train``.
@@ -13,6 +11,17 @@ applications (training, evaluation, inference, retrieval, summarization, pretrai
 __version__ = "0.1.0"
 
 import os  # noqa: E402
+import sys  # noqa: E402
+
+if sys.argv[:1] == ["-m"]:  # python -m minivb.<command>, while Python finds it: Ctrl-C while torch loads is one line
+
+    def _interrupted(kind, value, traceback, _default=sys.excepthook):
+        if issubclass(kind, KeyboardInterrupt):
+            print("\ninterrupted", file=sys.stderr)
+        else:
+            _default(kind, value, traceback)
+
+    sys.excepthook = _interrupted
 
 # Before torch is first imported (libgomp, PyTorch's OpenMP on Linux, reads it once, when torch loads it): a thread
 # that waits for the next parallel op spins 1 000 times, not 300 000 (milliseconds), before it sleeps. Beside another

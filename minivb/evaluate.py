@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import textwrap
 from pathlib import Path
 
 from .engine.checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
@@ -31,19 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
         "cut into CLIPS evenly spaced temporal clips × CROPS spatial crops, the softmax probabilities are averaged "
         "over those views, and top-1, top-5, per-class accuracy and a confusion matrix are reported. Writes "
         "summary.json, confusion.png and predictions.csv to --out.",
-        epilog=textwrap.fill(
-            "views: the toy set defaults to 3 clips × 1 crop — its frames are square and already at the model's "
-            "size (3 crops would be the same picture) and its videos are short, so a few clips cover them. "
-            "Kinetics-400 "
-            "defaults to 4 clips × 3 crops, as in Video Swin; SlowFast and X3D report 10 × 3. The reason: a Kinetics "
-            "video is about 10 s but one clip (16 frames, stride 4, at 25-30 fps) covers only about 2 s, so several "
-            "uniform clips are needed to see the whole action; and the frames are wider than tall, so after resizing "
-            "the "
-            "shorter side, 3 crops (left, centre, right) cover the full width. Cost grows with clips × crops; accuracy "
-            "gains flatten after a few views. 1 × 1 is the trainer's own validation (centre clip, centre crop).",
-            100,
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="views: the toy set defaults to 3 clips × 1 crop — its frames are square and already at the model's "
+        "size (3 crops would be the same picture) and its videos are short, so a few clips cover them. Kinetics-400 "
+        "defaults to 4 clips × 3 crops, as in Video Swin; SlowFast and X3D report 10 × 3. The reason: a Kinetics "
+        "video is about 10 s but one clip (16 frames, stride 4, at 25-30 fps) covers only about 2 s, so several "
+        "uniform clips are needed to see the whole action; and the frames are wider than tall, so after resizing the "
+        "shorter side, 3 crops (left, centre, right) cover the full width. Cost grows with clips × crops; accuracy "
+        "gains flatten after a few views. 1 × 1 is the trainer's own validation (centre clip, centre crop).",
     )
     _input_options(p)
     _run_options(p)
@@ -100,9 +93,13 @@ def _output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out",
         help="output folder (default: CHECKPOINT_FOLDER/eval/<checkpoint name>-<split>-<clips>x<crops>); "
-        "refused if it already holds a summary.json, unless --force",
+        "refused if it holds another command's files (a training run), or an earlier evaluation unless --force",
     )
-    p.add_argument("--force", action="store_true", help="overwrite an earlier evaluation's files in --out")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite an earlier evaluation's files in --out (never another command's)",
+    )
 
 
 def _open(opts: argparse.Namespace) -> tuple[Path, dict, dict, Preprocessing, Path]:
@@ -116,10 +113,7 @@ def _open(opts: argparse.Namespace) -> tuple[Path, dict, dict, Preprocessing, Pa
         raise UsageError(str(e)) from None
     args = ckpt["args"] if isinstance(ckpt.get("args"), dict) else {}
     out = Path(opts.out) if opts.out else path.parent / "eval" / f"{path.stem}-{opts.split}-{prep.clips}x{prep.crops}"
-    if (out / "summary.json").exists() and not opts.force:
-        raise UsageError(
-            f"--out {out} already holds an evaluation (summary.json); pass --force to overwrite it, or another --out"
-        )
+    runs.output_folder(out, "minivb.evaluate", "an evaluation", force=opts.force)
     return path, ckpt, args, prep, out
 
 
@@ -199,27 +193,32 @@ def run(argv: list[str] | None = None) -> dict:
         f"{data_root}, {prep.clips} clip(s) × {prep.crops} crop(s), {device.type} → {out}",
         flush=True,
     )
-    runs.writable_folder(out)  # before the work, not after it
-    result = _evaluate_views(opts, model.to(device), dataset, prep, device)
-    summary = {  # what summary.json holds: the accuracies, the views, what was evaluated, and the confusion matrix
-        "val_top1": result["top1"],
-        "val_top5": result["top5"],
-        "epochs": ckpt.get("epoch"),
-        "seconds": round(result["seconds"], 2),
-        "clips": prep.clips,
-        "crops": prep.crops,
-        "per_class_top1": dict(zip(classes, result["per_class_top1"])),
-        "num_videos": result["num_videos"],
-        "skipped": result["skipped"],
-        "skipped_files": result["skipped_files"],
-        "split": opts.split,
-        "checkpoint": str(path),
-        "data_root": data_root,
-        "subset": args.get("subset"),
-        "device": str(device),
-        "confusion": result["confusion"].tolist(),
-    }
-    _write_outputs(out, summary, result, dataset.items, classes)
+    lock = runs.claim(out)  # before the work, not after it: a second evaluation into --out is refused
+    try:
+        runs.output_folder(out, "minivb.evaluate", "an evaluation", force=opts.force)  # again, now that it is ours
+        result = _evaluate_views(opts, model.to(device), dataset, prep, device)
+        summary = {  # what summary.json holds: the accuracies, the views, what was evaluated, the confusion matrix
+            "command": "minivb.evaluate",
+            "val_top1": result["top1"],
+            "val_top5": result["top5"],
+            "epochs": ckpt.get("epoch"),
+            "seconds": round(result["seconds"], 2),
+            "clips": prep.clips,
+            "crops": prep.crops,
+            "per_class_top1": dict(zip(classes, result["per_class_top1"])),
+            "num_videos": result["num_videos"],
+            "skipped": result["skipped"],
+            "skipped_files": result["skipped_files"],
+            "split": opts.split,
+            "checkpoint": str(path),
+            "data_root": data_root,
+            "subset": args.get("subset"),
+            "device": str(device),
+            "confusion": result["confusion"].tolist(),
+        }
+        _write_outputs(out, summary, result, dataset.items, classes)
+    finally:
+        runs.release(out, lock)
     if len(classes) <= 50:
         _print_per_class(classes, summary["per_class_top1"], result["confusion"])
     print(
@@ -232,7 +231,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m minivb.evaluate``: 0 on success, 2 on a usage error (one line on stderr)."""
-    return run_main(lambda: run(argv) and 0)
+    return run_main(lambda: run(argv) and 0, lower="--clips, --crops or --batch-size")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m minivb.predict``: 0 if every video was classified, 1 if some could not be, 2 on a usage error."""
-    return run_main(lambda: run(argv))
+    return run_main(lambda: run(argv), lower="--clips, --crops or --batch-size")
 
 
 if __name__ == "__main__":

@@ -28,10 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m minivb.pretrain",
         argument_default=argparse.SUPPRESS,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Pretrain VideoBERT the original way, without labels: every frame of a clip becomes a visual "
         "word (frozen CNN features, hierarchical k-means), and a BERT over the words learns to fill in masked ones "
-        "(15%% of the positions: 80%% [MASK], 10%% a random word, 10%% unchanged). Writes pretrain.pt and "
+        "(15% of the positions: 80% [MASK], 10% a random word, 10% unchanged). Writes pretrain.pt and "
         "summary.json to --out; python -m minivb.train --init-from OUT fine-tunes from it.",
         epilog=f"preset defaults (options override them):\n{presets}",
     )

@@ -397,7 +397,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m minivb.retrieve``: 0 on success, 1 if some video could not be read, 2 on a usage error."""
-    return run_main(lambda: run(argv))
+    return run_main(lambda: run(argv), lower="--clips, --crops or --batch-size")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,6 @@ import argparse
 import sys
 from typing import Callable
 
-import torch
-
 from .data.registry import DATASETS, PRESETS
 from .engine.training import train
 from .loop import Diverged, TrainState
@@ -50,7 +48,6 @@ def build_parser() -> argparse.ArgumentParser:
         "curves.png, last.pt, best.pt and summary.json to --out.",
         epilog=f"preset defaults (any option above overrides them):\n{presets}\n\n"
         "distributed: torchrun --nproc_per_node=N -m minivb.train ... (--batch-size is per process)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,
     )
     _data_and_run_options(p.add_argument_group("data and run"))
@@ -156,22 +153,12 @@ def main(argv: list[str] | None = None, on_step: Callable[[TrainState], None] | 
         except Diverged as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
-        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as e:
-            if (
-                isinstance(e, RuntimeError)
-                and not isinstance(e, torch.OutOfMemoryError)
-                and "can't allocate memory" not in str(e)
-            ):
-                raise
-            print(
-                f"error: out of memory while training ({type(e).__name__}); the last checkpoint is kept; lower "
-                f"--batch-size, --num-frames or --size (or --dim, --depth) and start again",
-                file=sys.stderr,
-            )
-            return 1
         return 130 if summary.get("signal") == "SIGINT" else 0
 
-    return run_main(work)
+    return run_main(
+        work,
+        lower="--batch-size, --num-frames or --size (or --dim, --depth) and start again (the last checkpoint is kept)",
+    )
 
 
 if __name__ == "__main__":

@@ -446,7 +446,9 @@ def test_tokenizing_the_toy_set_is_deterministic(pretrained, toy):
     assert a.shape == (8, 4) and torch.equal(a, b)
 
 
-def test_init_from_copies_the_transformer_and_rejects_what_does_not_fit(pretrained, toy, tmp_path, one_line_error):
+def test_init_from_copies_the_transformer_and_rejects_what_does_not_fit(
+    pretrained, toy, tmp_path, one_line_error, capsys
+):
     from minivb.engine.checkpoint import init_from_pretrained, read_pretrained
     from minivb.train import main as train_main
 
@@ -470,6 +472,7 @@ def test_init_from_copies_the_transformer_and_rejects_what_does_not_fit(pretrain
 
     base = ["--data-root", str(toy), *TINY, "--epochs", "1"]
     assert train_main([*base, "--out", str(tmp_path / "ok"), "--init-from", str(pretrained)]) == 0
+    assert f"→ {tmp_path / 'ok'} (Transformer from {pretrained})\n" in capsys.readouterr().out  # not a fresh start
     one_line_error(
         train_main,
         [*base, "--out", str(tmp_path / "a"), "--init-from", str(pretrained), "--dim", "64"],

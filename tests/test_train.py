@@ -313,6 +313,25 @@ def test_a_warmup_longer_than_the_run_is_said(toy, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "1 epoch × 8 steps" in out  # (not "1 epochs")
     assert "note: the warmup (24 steps) is longer than the run (8 steps): the learning rate stops at 33% of --lr" in out
+    assert "note: one class" not in out and "without a training video" not in out
+
+
+def test_one_class_and_classes_without_training_videos_are_said(toy_copy, tmp_path, capsys):
+    rows = (toy_copy / "train.csv").read_text().splitlines()
+    (toy_copy / "train.csv").write_text("\n".join([rows[0], *(r for r in rows[1:] if ",closing," not in r)]) + "\n")
+    assert main(["--data-root", str(toy_copy), "--out", str(tmp_path / "a"), *TINY, "--epochs", "1"]) == 0
+    assert (
+        "note: 1 class without a training video, which the model can never learn: closing\n" in capsys.readouterr().out
+    )
+    (toy_copy / "classes.txt").write_text("closing\n")
+    for split in ("train", "val"):
+        rows = (toy_copy / f"{split}.csv").read_text().splitlines()
+        (toy_copy / f"{split}.csv").write_text("\n".join([rows[0], *(r for r in rows[1:] if ",closing," in r)]) + "\n")
+    (toy_copy / "train.csv").write_text((toy_copy / "val.csv").read_text())
+    assert main(["--data-root", str(toy_copy), "--out", str(tmp_path / "b"), *TINY, "--epochs", "1"]) == 0
+    assert (
+        "note: one class (closing): every prediction is right, so its accuracy means nothing" in capsys.readouterr().out
+    )
 
 
 def test_log_takes_the_runs_lines_or_silences_them(toy, tmp_path, capsys):
@@ -457,7 +476,9 @@ def test_out_of_memory_while_training_is_one_line(toy, tmp_path, monkeypatch, ca
     monkeypatch.setattr(VideoBERT, "forward", hungry)
     assert main(["--data-root", str(toy), "--out", str(tmp_path / "run"), *TINY]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: out of memory while training") and "--batch-size" in err[0], err
+    assert (
+        len(err) == 1 and err[0].startswith("error: out of memory (could not allocate") and "--batch-size" in err[0]
+    ), err
     assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 3  # --save-every 3: kept
 
 

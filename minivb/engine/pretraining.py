@@ -347,6 +347,7 @@ def _pretrain_steps(
     history = _masked_modeling(model, train_ids, val_ids, opts, device, majority, log, out, options)
 
     summary = dict(
+        command="minivb.pretrain",
         masked_top1=history[-1]["masked_top1"],
         majority_top1=majority,
         vocab_size=vocabulary.vocab_size,

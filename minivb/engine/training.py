@@ -388,18 +388,35 @@ def start_log(run: Run, resuming: bool) -> None:
         f"{len(run.classes)} classes), {params / 1e6:.2f}M parameters, {run.device.type} × {run.world_size}, "
         f"{_count(run.opts.epochs, 'epoch')} × {_count(run.steps_per_epoch, 'step')} → {run.out}"
         + (f" (resuming at epoch {s.epoch + 1}, step {s.step})" if resuming else "")
+        + (f" (Transformer from {run.opts.init_from})" if run.opts.init_from and not resuming else "")
     )
+    for note in _notes(run):
+        run.say(f"note: {note}")
+
+
+def _notes(run: Run) -> list[str]:
+    """What the user should know before the run means anything: classes it cannot learn, a warmup it never ends."""
+    notes = []
+    if len(run.classes) == 1:
+        notes.append(f"one class ({run.classes[0]}): every prediction is right, so its accuracy means nothing")
+    unseen = sorted(set(run.classes) - {it.label for it in run.train_set.items})
+    if unseen:
+        notes.append(
+            f"{_count(len(unseen), 'class')} without a training video, which the model can never learn: "
+            f"{', '.join(unseen[:5])}{' …' if len(unseen) > 5 else ''}"
+        )
     warmup, total = round(run.opts.warmup_epochs * run.steps_per_epoch), run.opts.epochs * run.steps_per_epoch
     if warmup > total:
-        run.say(
-            f"note: the warmup ({_count(warmup, 'step')}) is longer than the run ({_count(total, 'step')}): the "
+        notes.append(
+            f"the warmup ({_count(warmup, 'step')}) is longer than the run ({_count(total, 'step')}): the "
             f"learning rate stops at {total / warmup:.0%} of --lr {run.opts.lr:g}; lower --warmup-epochs"
         )
+    return notes
 
 
 def _count(n: int, noun: str) -> str:
     """``1 epoch``, ``2 epochs``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith('s') else 's'}"
 
 
 def _rate(clips_per_s: float) -> str:
@@ -445,6 +462,7 @@ def finish(run: Run, val: dict) -> dict:
     s = run.state
     final = s.history[-1] if s.history else {}
     summary = {
+        "command": "minivb.train",  # who wrote it (plumbing.runs.output_folder: evaluate --force never replaces it)
         "val_top1": val["top1"],
         "val_top5": val["top5"],
         "val_loss": val["loss"],

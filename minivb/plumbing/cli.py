@@ -7,12 +7,15 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import re
 import sys
+import textwrap
 from typing import Callable
 
 from .checks import UsageError  # re-exported: every command raises it
 from .device import DECODE_CHOICES, check_batch_fits, resolve_device
 from .files import NoSpace
+from .runs import release_outputs
 
 
 def add_decode_option(parser, default: str = "auto") -> None:
@@ -29,8 +32,25 @@ def add_decode_option(parser, default: str = "auto") -> None:
     )
 
 
+class Help(argparse.HelpFormatter):
+    """argparse's help, but a description or epilog keeps its line breaks (a table of presets, paragraphs) and
+    each of its lines wraps to the terminal."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = []
+        for line in text.splitlines():
+            lead = len(line) - len(line.lstrip())  # an indented line (a preset) continues 4 spaces further in
+            more = indent + " " * (lead + 4 if lead else 0)
+            lines.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=more))
+        return "\n".join(lines)
+
+
 class Parser(argparse.ArgumentParser):
-    """``argparse`` whose errors are one line, ``error: … (see <prog> --help)``, exit status 2 (no usage block)."""
+    """``argparse`` whose errors are one line, ``error: … (see <prog> --help)``, exit status 2 (no usage block),
+    and whose help wraps every line (:class:`Help`)."""
+
+    def __init__(self, *args, formatter_class=Help, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
 
     def error(self, message):
         print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
@@ -108,12 +128,30 @@ def views_device(opts: argparse.Namespace, prep):
     return device
 
 
-def run_main(work: Callable[[], int | None], errors: tuple[type[Exception], ...] = ()) -> int:
+def out_of_memory(e: BaseException) -> str | None:
+    """What an allocation that failed asked for ("7.5 GiB"), or None if ``e`` is not one (NumPy's and Python's
+    ``MemoryError``, torch's CPU allocator and CUDA errors, which are ``RuntimeError``)."""
+    text = str(e)
+    if not isinstance(e, MemoryError) and not any(
+        k in text for k in ("can't allocate memory", "out of memory", "Cannot allocate memory")
+    ):
+        return None
+    asked = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ ?[KMGTPE]i?B)", text)
+    if asked is None:
+        return "memory"
+    return f"{int(asked[1]) / 2**30:.1f} GiB" if asked[1] else asked[2]
+
+
+def run_main(
+    work: Callable[[], int | None], errors: tuple[type[Exception], ...] = (), lower: str = "--batch-size"
+) -> int:
     """Every command line's ``main``: run ``work()`` → its exit status (``None`` → 0).
 
-    :class:`UsageError` (and any of ``errors``) → ``error: <one line>`` on stderr, status 2;
-    Ctrl-C → one line, status 130 (``work`` saves what it must before re-raising). Log records
-    (skipped videos, …) print as ``LEVEL: message`` unless the caller configured logging.
+    :class:`UsageError` (and any of ``errors``) → ``error: <one line>`` on stderr, status 2; an allocation that
+    failed → one line naming the options to ``lower``, status 1; Ctrl-C → one line, status 130 (``work`` saves
+    what it must before re-raising). Log records (skipped videos, …) print as ``LEVEL: message`` unless the
+    caller configured logging. The output files ``work`` held (:func:`~minivb.plumbing.runs.output_file`) are
+    let go at the end.
     """
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
@@ -125,7 +163,15 @@ def run_main(work: Callable[[], int | None], errors: tuple[type[Exception], ...]
     except NoSpace as e:
         print(f"error: {e.strerror}", file=sys.stderr)
         return 1
+    except (MemoryError, RuntimeError) as e:
+        asked = out_of_memory(e)
+        if asked is None:
+            raise
+        print(f"error: out of memory (could not allocate {asked}); lower {lower}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    finally:
+        release_outputs()
     return 0 if status is None else int(status)

@@ -43,14 +43,15 @@ class FolderInUse(Exception):
         self.folder, self.holder = folder, holder
 
 
-def lock_folder(folder: str | os.PathLike) -> int:
-    """Hold ``folder`` (an exclusive ``flock`` on ``folder/.lock``, holding this process's id) → the lock's file
+def lock_folder(folder: str | os.PathLike, name: str = ".lock") -> int:
+    """Hold ``folder`` (an exclusive ``flock`` on ``folder/<name>``, holding this process's id) → the lock's file
     descriptor for :func:`unlock_folder`. Held by another process → :class:`FolderInUse`. A killed holder's lock
-    is released by the system, so a lock never outlives its process. One long run per folder."""
+    is released by the system, so a lock never outlives its process. One long run per folder (``name``: one
+    command per output file, ``.<file>.lock``)."""
     import fcntl
 
     folder = Path(folder)
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    fd = os.open(folder / name, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -62,9 +63,9 @@ def lock_folder(folder: str | os.PathLike) -> int:
     return fd
 
 
-def unlock_folder(folder: str | os.PathLike, fd: int) -> None:
-    """Let go of a folder held by :func:`lock_folder` (its ``.lock`` file is removed)."""
-    (Path(folder) / ".lock").unlink(missing_ok=True)
+def unlock_folder(folder: str | os.PathLike, fd: int, name: str = ".lock") -> None:
+    """Let go of a folder held by :func:`lock_folder` (its lock file is removed)."""
+    (Path(folder) / name).unlink(missing_ok=True)
     os.close(fd)
 
 
@@ -84,11 +85,14 @@ def read_text(path: str | os.PathLike) -> str:
 def unsafe_name(name: str) -> str | None:
     """Why ``name`` — a label, an id, a part name that came from data (a CSV, a mirror's list) — cannot be used as
     one file or folder name inside a folder, or None if it can. Names from data are never paths: one with a
-    separator, ``..`` or an absolute start would write outside the folder it is joined to."""
+    separator, ``..`` or an absolute start would write outside the folder it is joined to; one with a control
+    character (a newline, a tab) would break the one-name-a-line lists (``classes.txt``) it is written to."""
     if not isinstance(name, str) or name.strip() in ("", ".", ".."):
         return "empty, '.' or '..'"
     if "/" in name or "\\" in name or "\0" in name:
         return "it holds a path separator"
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        return "it holds a control character (a newline, a tab, …)"
     return None
 
 

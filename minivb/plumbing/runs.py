@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -100,7 +101,8 @@ def output_file(
     """The rule for a file a command is about to write, checked before any work: never one of the command's
     ``inputs`` (the video it reads, the checkpoint it loads — not even with ``force``), never an existing file
     unless ``force``, never a folder, and in a folder that can be written (made if missing, unless ``make`` is
-    False); else a one-line :class:`UsageError` that names ``path`` as given."""
+    False); else a one-line :class:`UsageError` that names ``path`` as given. The file is then held until the
+    command ends (:func:`release_outputs`): a second command writing it at the same time is refused, not lost."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{option} {path} is a folder; name a file")
@@ -110,6 +112,60 @@ def output_file(
     if path.exists() and not force:
         raise UsageError(f"{option} {path} already exists; pass --force to overwrite it, or another {option}")
     writable_folder(path.parent, option, given=path, make=make)
+    key = path.resolve()
+    if key not in _HELD:
+        try:
+            _HELD[key] = lock_folder(key.parent, f".{key.name}.lock")
+        except FolderInUse as e:
+            raise UsageError(
+                f"{option} {path} is being written by another command (process {e.holder}); wait for it, "
+                f"or choose another {option}"
+            ) from None
+    if path.exists() and not force:  # written by the one that held it just before us
+        raise UsageError(f"{option} {path} already exists; pass --force to overwrite it, or another {option}")
+
+
+_HELD: dict[Path, int] = {}  # the output files this process holds (their locks' descriptors)
+
+
+def release_outputs() -> None:
+    """Let go of every file :func:`output_file` held (``run_main`` calls it when the command ends)."""
+    for key, fd in _HELD.items():
+        unlock_folder(key.parent, fd, f".{key.name}.lock")
+    _HELD.clear()
+
+
+def summary_owner(path: Path) -> str:
+    """The command that wrote ``path``, a ``summary.json``: its ``command`` record (older files: by their keys)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "no minivb command (not a summary it writes)"
+    if not isinstance(data, dict):
+        return "no minivb command (not a summary it writes)"
+    if isinstance(data.get("command"), str):
+        return data["command"]
+    return "minivb.evaluate" if "split" in data else "minivb.train" if "best_epoch" in data else "minivb.pretrain"
+
+
+def output_folder(out: Path, command: str, what: str, *, force: bool) -> None:
+    """The rule for a folder ``command`` writes a ``summary.json`` (and files beside it) into, ``what`` it holds
+    then ("an evaluation"): never a folder holding another command's files — a run's checkpoints, or a summary
+    that says another command wrote it — not even with ``force``; an earlier ``what`` only with ``force``."""
+    theirs = [f for f in ("config.json", "last.pt", "best.pt", "pretrain.pt", "words.pt") if (out / f).exists()]
+    summary = out / "summary.json"
+    owner = summary_owner(summary) if summary.exists() else command
+    if owner != command:
+        theirs.append(f"summary.json, written by {owner}")
+    if theirs:
+        raise UsageError(
+            f"--out {out} holds another command's files ({'; '.join(theirs)}), which {command} never writes over, "
+            "even with --force; choose another --out"
+        )
+    if summary.exists() and not force:
+        raise UsageError(
+            f"--out {out} already holds {what} (summary.json); pass --force to overwrite it, or another --out"
+        )
 
 
 def claim(out: Path) -> int:
@@ -157,7 +213,14 @@ def write_metrics(out: Path, history: list[dict]) -> None:
 
 
 def plot_curves(out: Path, history: list[dict]) -> None:
-    """Loss and accuracy per epoch → ``curves.png`` (Agg canvas: no GUI, no global backend change)."""
+    """Loss and accuracy per epoch → ``curves.png``."""
+    png = io.BytesIO()
+    curves_figure(history).savefig(png, format="png", dpi=100)
+    write_atomic(out / "curves.png", png.getvalue())
+
+
+def curves_figure(history: list[dict]):
+    """Loss and accuracy per epoch, ticked at whole epochs (Agg canvas: no GUI, no global backend change)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
@@ -174,7 +237,6 @@ def plot_curves(out: Path, history: list[dict]) -> None:
     acc.set(xlabel="epoch", ylabel="%", title="validation accuracy", ylim=(0, 101))
     for ax in (loss, acc):
         ax.legend()
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=100)
-    write_atomic(out / "curves.png", png.getvalue())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)  # (a lone epoch would get ticks at 0.96, 0.98, …)
+    return fig
