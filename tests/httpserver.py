@@ -19,7 +19,8 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
     for the next M requests (M None: always);
     ``status``: ``{path: [code, M]}`` answer ``code`` (e.g. 500, 404) the next M times;
     ``ignore_range``: paths answered 200 with the whole file even when Range is asked;
-    ``trickle``: ``{path: seconds}`` send the body one byte at a time, ``seconds`` apart (a stalling server).
+    ``trickle``: ``{path: seconds}`` send the body one byte at a time, ``seconds`` apart (a stalling server);
+    ``silent``: paths answered with their headers and then nothing, until the client goes.
     """
 
     def log_message(self, *args):
@@ -71,6 +72,10 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         if body:
             payload = data[start:] if drop is None else data[start : start + drop]
             self.close_connection = True
+            if path in state["silent"]:
+                self.wfile.flush()
+                self.rfile.read(1)  # returns when the client closes the connection
+                return
             delay = state["trickle"].get(path)
             if delay is None:
                 self.wfile.write(payload)
@@ -97,6 +102,7 @@ class Server:
             "status": {},
             "ignore_range": set(),
             "trickle": {},
+            "silent": set(),
         }
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
 

@@ -6,6 +6,9 @@ Everything runs on tiny inputs: a 64×64 H.264 clip of 80 stamped frames, a toy 
 a Kinetics-shaped folder of 2 × 2 copies of that clip.
 """
 
+import argparse
+import dataclasses
+import io
 import json
 import os
 import subprocess
@@ -17,9 +20,16 @@ import torch
 from videos import read_stamp, stamped_frames, write_h264
 
 from minivb.bench import __main__ as bench_main
-from minivb.bench import flops
+from minivb.bench import contention, decode, flops, loader
 from minivb.bench.__main__ import main
-from minivb.bench.decode import NotFrameExact, _bench_style, decode_tables, pyav_seek, pyav_sequential, write_test_video
+from minivb.bench.decode import (
+    NotFrameExact,
+    _bench_style,
+    decode_summary,
+    pyav_seek,
+    pyav_sequential,
+    write_test_video,
+)
 from minivb.data.framestore import convert_video, read_store_frames
 from minivb.plumbing.files import write_json
 from minivb.video import read_frames, video_info
@@ -125,7 +135,7 @@ def test_a_reader_that_is_not_frame_exact_is_reported_not_timed(clip, tmp_path):
     for name in ("pyav_seq", "pyav_seek"):
         assert result["ms_per_clip"][name]["median"] is None and result["ratios"][f"{name}/minivb"]["median"] is None
     assert result["ms_per_clip"]["minivb"]["median"] > 0 and result["ratios"]["minivb/store"]["median"] > 0
-    table = decode_tables(
+    table = decode_summary(
         [{"name": "x.mp4", "width": 64, "height": 64, "frames": 80, "fps": 25.0, "styles": {"train": result}}]
     )
     assert table.count("not frame-exact") == 2
@@ -305,8 +315,6 @@ def test_fused_attention_is_what_the_counter_misses():
 
 
 def test_flops_command(tmp_path, capsys, monkeypatch):
-    import dataclasses
-
     from minivb.data import registry
 
     k400 = registry.DATASETS["k400"]
@@ -385,6 +393,68 @@ def test_help(capsys, run_module):
         with pytest.raises(SystemExit) as stop:
             main([command, "--help"])
         assert stop.value.code == 0 and option in capsys.readouterr().out
+
+
+def test_every_subcommand_says_what_it_does(capsys):
+    """Issue 30: ``--help`` of a subcommand did not say what it measures; each now has a one-sentence help (in
+    ``python -m minivb.bench --help``) and a description (in its own ``--help``)."""
+    (sub,) = [a for a in bench_main.build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = " ".join(capsys.readouterr().out.split())
+    assert {a.dest for a in sub._choices_actions} == bench_main.COMMANDS.keys()
+    for action in sub._choices_actions:
+        assert action.help.endswith(".") and action.help.count(". ") == 0 and action.help in top
+        description = sub.choices[action.dest].description
+        with pytest.raises(SystemExit):
+            main([action.dest, "--help"])
+        assert description and " ".join(description.split()) in " ".join(capsys.readouterr().out.split())
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):  # tqdm draws its bar on a terminal only
+        return True
+
+
+LOADER_K400 = "loader --preset k400 --videos {clip} --classes 2 --per-class 2 --workers 0 --device cpu "
+INTERRUPTED = [  # the arguments, the function that measures a row, the progress bar's unit, the first row
+    ("decode --videos {clip} {clip} --repeats 1 --clips 1", decode, "_bench_file", "style", "| stamped.mp4 | train |"),
+    (LOADER_K400 + " ".join(TINY_MODEL), loader, "_measure_source", "batch", "| prepared | cpu | 4 |"),
+    ("flops", flops, "count_flops", "variant", "| preset | small | 2 | 64² |"),
+    (" ".join(CONTENTION), contention, "_worker", "run", "| 1-thread | none |"),
+]
+
+
+@pytest.mark.parametrize("args, module, name, unit, row", INTERRUPTED, ids=[a.split()[0] for a, *_ in INTERRUPTED])
+def test_rows_print_as_measured_and_ctrl_c_keeps_them(
+    args, module, name, unit, row, clip, tmp_path, capsys, monkeypatch
+):
+    """Issue 30: a long benchmark printed nothing until it ended, and Ctrl-C lost every number. Now a progress
+    bar runs on stderr, each row prints as soon as it is measured, and Ctrl-C (here: at the second row's
+    measurement) keeps the rows printed and writes them to --json, marked interrupted, then exits 130."""
+    command = args.split()[0]
+    if command == "flops":
+        from minivb.data import registry
+
+        k400 = registry.DATASETS["k400"]
+        monkeypatch.setitem(registry.DATASETS, "k400", dataclasses.replace(k400, preset=k400.preset | TINY))
+    measure, printed = getattr(module, name), []
+
+    def stop_at_the_second(*a, **kw):
+        printed.append(capsys.readouterr().out)  # what was printed before this measurement
+        if len(printed) == 2:
+            raise KeyboardInterrupt
+        return measure(*a, **kw)
+
+    monkeypatch.setattr(module, name, stop_at_the_second)
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    out = tmp_path / "partial.json"
+    assert main([*args.format(clip=clip).split(), "--json", str(out)]) == 130
+    assert f"## minivb.bench {command}" in printed[0] and row in printed[1]  # the first row, before the second began
+    assert f"wrote {out} (interrupted" in capsys.readouterr().out
+    assert f"{unit}/s]" in sys.stderr.getvalue() and sys.stderr.getvalue().endswith("\ninterrupted\n")
+    data = _strict_json(out)
+    assert data["interrupted"] is True and data["benchmark"] == command and len(data["results"]) == 1
 
 
 @pytest.mark.parametrize(

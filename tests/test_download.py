@@ -112,6 +112,32 @@ def test_a_server_that_trickles_is_a_stall_and_keeps_what_arrived(server, tmp_pa
     assert range_start(server.gets("slow.bin")[1]) > 0  # the retry resumed where the stall left it
 
 
+def test_ctrl_c_stops_a_download_from_a_server_that_sends_nothing(server, tmp_path):
+    """Issue 30: a server that sent its headers and then nothing held Ctrl-C until the socket's timeout (about a
+    minute; here 5 s), after which the part was even requested again. A read now waits for bytes at most
+    POLL_SECONDS at a time and looks at Ctrl-C in between: the download stops in its first request, keeping its
+    .part."""
+    import signal
+    import threading
+    import time
+
+    url = server.put("silent.bin", os.urandom(64 * KB))
+    server.state["silent"].add("/silent.bin")
+
+    def ctrl_c_once_asked():
+        while not server.gets("silent.bin"):
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # the main thread, in fetch_many, gets KeyboardInterrupt
+
+    thread = threading.Thread(target=ctrl_c_once_asked)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        fetch_many([(url, tmp_path / "silent.bin")], workers=1, **fast(retries=1))
+    thread.join()
+    assert len(server.gets("silent.bin")) == 1  # stopped in the first request: no timeout, no second one
+    assert (tmp_path / "silent.bin.part").exists() and not (tmp_path / "silent.bin").exists()
+
+
 def test_server_ignoring_range_restarts_part(server, tmp_path, blob):
     url = server.put("a.bin", blob)
     server.state["ignore_range"].add("/a.bin")

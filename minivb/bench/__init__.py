@@ -1,4 +1,5 @@
-"""Benchmarks anyone can rerun: video decoding, data loading against the model's own speed, and the model's FLOPs.
+"""Benchmarks anyone can rerun: video decoding, data loading against the model's own speed, the model's FLOPs,
+and training beside a busy process.
 
     python -m minivb.bench decode                          # two generated H.264 clips (340×256, 1280×720)
     python -m minivb.bench decode --videos a.mp4 b.mp4 --repeats 5
@@ -31,9 +32,10 @@ policy (long spins), under ``GOMP_SPINCOUNT=1000`` (what ``import minivb`` sets)
 
 Machines are noisy, so speed is reported as ratios against a reference measured in the same
 run, as min/median/max over ``--repeats`` repeats. Output: a header with the machine and the
-command line, then Markdown tables (ready for the README).
+command line, then Markdown tables (ready for the README), each row printed as soon as it is measured, with a
+progress bar on stderr; Ctrl-C keeps the rows measured (and ``--json`` writes them, marked interrupted).
 
-Modules: :mod:`~minivb.bench.report` (numbers, tables, JSON, header), :mod:`~minivb.bench.decode`,
-:mod:`~minivb.bench.loader`, :mod:`~minivb.bench.flops`, :mod:`~minivb.bench.contention`; the command
-line (``python -m minivb.bench``) is ``minivb/bench/__main__.py``.
+Modules: :mod:`~minivb.bench.report` (numbers, tables, the header, rows printed as measured),
+:mod:`~minivb.bench.decode`, :mod:`~minivb.bench.loader`, :mod:`~minivb.bench.flops`, :mod:`~minivb.bench.contention`;
+the command line (``python -m minivb.bench``) is ``minivb/bench/__main__.py``.
 """

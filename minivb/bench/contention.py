@@ -30,7 +30,7 @@ import time
 
 from ..data import registry
 from ..plumbing.cli import UsageError, nonnegative_int, number, positive_int
-from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
+from .report import LiveTable, add_overrides, fmt, fmt_range, machine_facts, ratios, summarize, usable_cpus
 
 SETTINGS = ("default", "fix", "passive", "1-thread")
 NEIGHBOURS = ("none", "spin", "matmul")
@@ -135,94 +135,95 @@ def _worker(setting: str, opts) -> dict:
 
 
 def run_contention(opts, argv: list[str]) -> dict:
-    """The ``contention`` subcommand → its results (also printed)."""
-    facts = machine_facts(argv)
-    settings, neighbours = list(dict.fromkeys(opts.settings)), list(dict.fromkeys(opts.neighbours))
-    if "none" not in neighbours:
-        neighbours.insert(0, "none")  # every ratio needs the idle number
-    runs = {(s, n): [] for n in neighbours for s in settings}
-    for r in range(opts.repeats):  # interleaved: every repeat measures every cell, with the same neighbour running
-        for n in neighbours:
-            with _neighbour(n):
-                for s in settings[r % len(settings) :] + settings[: r % len(settings)]:  # rotate the order
-                    runs[(s, n)].append(_worker(s, opts))
+    """The ``contention`` subcommand → its results (also printed: in the last repeat, each neighbour's rows as
+    soon as they are measured)."""
+    settings = list(dict.fromkeys(opts.settings))
+    neighbours = ["none", *[n for n in dict.fromkeys(opts.neighbours) if n != "none"]]  # first: every ratio needs it
     ref = settings[0]
-    rows = []
-    for (s, n), got in runs.items():
-        rate = [g["clips_per_s"] for g in got]
-        rows.append(
-            {
-                "setting": s,
-                "neighbour": n,
-                "clips_per_s": summarize(rate) | {"repeats": rate},
-                "vs_idle": ratios(rate, [g["clips_per_s"] for g in runs[(s, "none")]]),
-                "vs_reference_idle": ratios(rate, [g["clips_per_s"] for g in runs[(ref, "none")]]),
-                "cpu_ms_per_clip": summarize([1000 * g["cores"] / g["clips_per_s"] for g in got]),
-                "cores": summarize([g["cores"] for g in got]),
-                "others": summarize([g["others"] for g in got]),
-                "threads": got[0]["threads"],
-                "steps": [g["steps"] for g in got],
-            }
-        )
+    overrides = "".join(f", {k}={getattr(opts, k)}" for k in OVERRIDES if getattr(opts, k) is not None)
     notes = [
-        f"model: the toy "
-        f"preset{''.join(f', {k}={getattr(opts, k)}' for k in OVERRIDES if getattr(opts, k) is not None)}; "
-        f"{opts.warmup} warm-up steps, then steps for {opts.seconds} s (at least 2), × {opts.repeats} repeats, "
-        f"each in a fresh process",
+        f"model: the toy preset{overrides}; {opts.warmup} warm-up steps, then steps for {opts.seconds} s (at least 2), "
+        f"× {opts.repeats} repeats, each in a fresh process",
         f"neighbours: spin = one Python busy loop; matmul = a 512×512 torch matmul loop on {usable_cpus()} "
         f"threads (libgomp defaults)",
         f"reference: {ref}, idle, in the same repeat; fair share with one busy neighbour on {usable_cpus()} "
         f"cores ≈ the 1-thread idle speed",
     ]
-    print(header("contention", facts), *[f"- {n}" for n in notes], "", contention_table(rows, ref), sep="\n")
-    settings_out = {k: getattr(opts, k) for k in ("seconds", "warmup", "repeats", "settings", "neighbours", *OVERRIDES)}
-    return {"benchmark": "contention", "machine": facts, "settings": settings_out, "notes": notes, "results": rows}
+    keys = ("seconds", "warmup", "repeats", "settings", "neighbours", *OVERRIDES)
+    result = {"benchmark": "contention", "machine": machine_facts(argv)}
+    result |= {"settings": {k: getattr(opts, k) for k in keys}, "notes": notes}
+    runs = {(s, n): [] for n in neighbours for s in settings}
+    headers = [*HEADERS[:4], f"/ {ref} idle", *HEADERS[4:]]
+    with LiveTable(result, headers, lambda r: [_cells(r)], len(runs) * opts.repeats, "run", left=2) as table:
+        for r in range(opts.repeats):  # interleaved: every repeat measures every cell, with the same neighbour running
+            for n in neighbours:
+                with _neighbour(n):
+                    for s in settings[r % len(settings) :] + settings[: r % len(settings)]:  # rotate the order
+                        runs[(s, n)].append(_worker(s, opts))
+                        table.tick()
+                if r == opts.repeats - 1:  # the rows of this neighbour are complete (and the idle ones, measured first)
+                    for s in settings:
+                        table.add(_row(runs, s, n, ref))
+    print(FOOTNOTE)
+    return result
 
 
-def contention_table(rows: list[dict], ref: str) -> str:
-    body = [
-        [
-            r["setting"],
-            r["neighbour"],
-            fmt(r["clips_per_s"]["median"]),
-            fmt_range(r["vs_idle"]),
-            fmt_range(r["vs_reference_idle"]),
-            fmt(r["cpu_ms_per_clip"]["median"]),
-            fmt(r["cores"]["median"], 2),
-            fmt(r["others"]["median"], 2),
-        ]
-        for r in rows
+def _row(runs: dict, s: str, n: str, ref: str) -> dict:
+    """A row of the results: setting ``s`` beside neighbour ``n``, over the repeats (``runs``: every cell's)."""
+    got = runs[(s, n)]
+    rate = [g["clips_per_s"] for g in got]
+    return {
+        "setting": s,
+        "neighbour": n,
+        "clips_per_s": summarize(rate) | {"repeats": rate},
+        "vs_idle": ratios(rate, [g["clips_per_s"] for g in runs[(s, "none")]]),
+        "vs_reference_idle": ratios(rate, [g["clips_per_s"] for g in runs[(ref, "none")]]),
+        "cpu_ms_per_clip": summarize([1000 * g["cores"] / g["clips_per_s"] for g in got]),
+        "cores": summarize([g["cores"] for g in got]),
+        "others": summarize([g["others"] for g in got]),
+        "threads": got[0]["threads"],
+        "steps": [g["steps"] for g in got],
+    }
+
+
+HEADERS = ["setting", "neighbour", "clips/s", "/ own idle", "CPU ms per clip", "cores used", "others' cores"]
+FOOTNOTE = (
+    "\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
+    "CPU ms per clip above the idle number: time spent spinning. others' cores: everything else "
+    "on the machine while timed (the neighbour, and any other work, which skews the numbers)."
+)
+
+
+def _cells(r: dict) -> list[str]:
+    return [
+        r["setting"],
+        r["neighbour"],
+        fmt(r["clips_per_s"]["median"]),
+        fmt_range(r["vs_idle"]),
+        fmt_range(r["vs_reference_idle"]),
+        fmt(r["cpu_ms_per_clip"]["median"]),
+        fmt(r["cores"]["median"], 2),
+        fmt(r["others"]["median"], 2),
     ]
-    table = markdown_table(
-        [
-            "setting",
-            "neighbour",
-            "clips/s",
-            "/ own idle",
-            f"/ {ref} idle",
-            "CPU ms per clip",
-            "cores used",
-            "others' cores",
-        ],
-        body,
-        left=2,
-    )
-    return table + (
-        "\n\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
-        "CPU ms per clip above the idle number: time spent spinning. others' cores: everything else "
-        "on the machine while timed (the neighbour, and any other work, which skews the numbers)."
-    )
 
 
 def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """The ``contention`` subcommand and its options (``parents``: the shared options)."""
-    c = sub.add_parser("contention", parents=parents, help="toy training clips/s alone and beside a busy process")
+    c = sub.add_parser(
+        "contention",
+        parents=parents,
+        help="Training clips per second of the toy model alone and beside a busy process.",
+        description="Measure how a busy neighbour (a Python loop, a torch matmul loop) slows the toy model's "
+        "training step under libgomp's default wait policy, minivb's GOMP_SPINCOUNT=1000, OMP_WAIT_POLICY=PASSIVE "
+        "and one thread; every measurement runs in a fresh process.",
+    )
     c.add_argument(
         "--settings",
         nargs="+",
         choices=SETTINGS,
         default=list(SETTINGS),
-        help="thread settings; the first is the reference (default: all)",
+        metavar="SETTING",
+        help=f"thread settings, one or more of {', '.join(SETTINGS)}; the first is the reference (default: all)",
     )
     c.add_argument(
         "--neighbours",
@@ -236,8 +237,7 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
     )
     c.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed steps first (default: 2)")
     c.add_argument("--repeats", type=positive_int, default=3, help="timed repeats (default: 3)")
-    m = c.add_argument_group("overrides of the toy preset")
-    m.add_argument("--encoder", choices=("small", "resnet18", "resnet50"))
-    for flag in ("--size", "--num-frames", "--grid", "--dim", "--depth", "--heads", "--batch-size"):
-        m.add_argument(flag, type=positive_int)
+    m = c.add_argument_group("overrides of the toy preset (as python -m minivb.train takes them)")
+    add_overrides(m, ("--encoder", "--size", "--num-frames", "--grid", "--dim", "--depth", "--heads"))
+    m.add_argument("--batch-size", type=positive_int, help="clips per step")
     return c

@@ -21,7 +21,7 @@ import torch
 from ..data.framestore import convert_video, read_store_frames
 from ..plumbing.cli import UsageError, positive_int
 from ..video import VideoDecodeError, read_frames, sample_indices, video_info
-from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize
+from .report import LiveTable, fmt, fmt_range, machine_facts, markdown_table, ratios, summarize
 
 READERS = {"minivb": "minivb", "pyav_seq": "PyAV sequential", "pyav_seek": "PyAV seek", "store": "frame store"}
 MAX_DIFF = 2  # largest pixel difference that still counts as "the same frame" (colour conversion)
@@ -224,8 +224,8 @@ def _bench_style(readers: dict, calls: list, clips: int, repeats: int) -> dict:
     return result
 
 
-def _bench_file(video: Path, opts, have_av: bool, store: Path) -> dict:
-    """Every reader and style on one file (``store``: where its frame store goes)."""
+def _bench_file(video: Path, opts, have_av: bool, store: Path, tick) -> dict:
+    """Every reader and style on one file (``store``: where its frame store goes; ``tick()`` after each style)."""
     info = video_info(video)
     convert_video(video, store, short_side=256, step=1, quality=90)  # the file as a frame store, every frame
     readers = {"minivb": (read_frames, video)}
@@ -233,7 +233,10 @@ def _bench_file(video: Path, opts, have_av: bool, store: Path) -> dict:
         readers |= {"pyav_seq": (pyav_sequential, video), "pyav_seek": (pyav_seek, video)}
     readers["store"] = (read_store_frames, store)
     calls = _clip_calls(info.frames, opts)
-    styles = {style: _bench_style(readers, c, opts.clips, opts.repeats) for style, c in calls.items()}
+    styles = {}
+    for style, c in calls.items():
+        styles[style] = _bench_style(readers, c, opts.clips, opts.repeats)
+        tick()
     return {
         "file": str(video),
         "name": video.name,
@@ -288,18 +291,20 @@ def run_decode(opts, argv: list[str]) -> dict:
         have_av = True
     except ImportError:
         have_av = False
+    settings = {k: getattr(opts, k) for k in ("repeats", "num_frames", "stride", "clips", "seed")}
     with _one_core() as notes, tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
         if not have_av:
             notes.append("PyAV is not installed (pip install av): minivb and the frame store only")
         videos = _decode_videos(opts, Path(tmp), notes)
-        files = [_bench_file(v, opts, have_av, Path(tmp) / f"store_{i}.jpgs") for i, v in enumerate(videos)]
-    notes.append(
-        f"styles: train = {opts.clips} clips of {opts.num_frames} frames, stride {opts.stride}, random starts "
-        f"(seed {opts.seed}), one call each; eval = {opts.clips} evenly spaced clips in one call"
-    )
-    settings = {k: getattr(opts, k) for k in ("repeats", "num_frames", "stride", "clips", "seed")}
-    result = {"benchmark": "decode", "machine": facts, "settings": settings, "notes": notes, "results": files}
-    print(header("decode", facts), *[f"- {n}" for n in notes], "", decode_tables(files), sep="\n")
+        notes.append(
+            f"styles: train = {opts.clips} clips of {opts.num_frames} frames, stride {opts.stride}, random starts "
+            f"(seed {opts.seed}), one call each; eval = {opts.clips} evenly spaced clips in one call"
+        )
+        result = {"benchmark": "decode", "machine": facts, "settings": settings, "notes": notes}
+        with LiveTable(result, TIMING_HEADERS, _timing_cells, 2 * len(videos), "style", left=2) as table:
+            for i, v in enumerate(videos):
+                table.add(_bench_file(v, opts, have_av, Path(tmp) / f"store_{i}.jpgs", table.tick))
+    print(decode_summary(result["results"]))
     return result
 
 
@@ -313,49 +318,47 @@ def _check_cell(check: dict | None) -> str:
     return "identical" if check["equal"] else f"max |diff| {check['max_abs_diff']}"
 
 
-def decode_tables(files: list[dict]) -> str:
-    """The timing table and the frame-check table (Markdown)."""
-    timing, checks = [], []
-    for f in files:
-        for style, s in f["styles"].items():
-            ms, r = s["ms_per_clip"], s["ratios"]
-            timing.append(
-                [
-                    f["name"],
-                    style,
-                    *[fmt(ms.get(n, {}).get("median")) for n in READERS],
-                    *[fmt_range(r.get(k, {})) for k in ("pyav_seq/minivb", "pyav_seek/minivb", "minivb/store")],
-                ]
-            )
-            checks.append(
-                [
-                    f["name"],
-                    f"{f['width']}×{f['height']}",
-                    f["frames"],
-                    f"{f['fps']:.2f}",
-                    style,
-                    *[_check_cell(s["checks"].get(n)) for n in ("pyav_seq", "pyav_seek", "store")],
-                ]
-            )
-    t = markdown_table(
+TIMING_HEADERS = ["file", "style", *[f"{label} ms/clip" for label in READERS.values()]]
+TIMING_HEADERS += ["PyAV seq / minivb", "PyAV seek / minivb", "minivb / store"]
+
+
+def _timing_cells(f: dict) -> list[list[str]]:
+    """The timing table's rows of one file: one per style."""
+    rows = []
+    for style, s in f["styles"].items():
+        ms, r = s["ms_per_clip"], s["ratios"]
+        rows.append(
+            [
+                f["name"],
+                style,
+                *[fmt(ms.get(n, {}).get("median")) for n in READERS],
+                *[fmt_range(r.get(k, {})) for k in ("pyav_seq/minivb", "pyav_seek/minivb", "minivb/store")],
+            ]
+        )
+    return rows
+
+
+def decode_summary(files: list[dict]) -> str:
+    """What follows the timing table: how to read it, and the frame-check table (Markdown)."""
+    checks = [
         [
-            "file",
-            "style",
-            *[f"{label} ms/clip" for label in READERS.values()],
-            "PyAV seq / minivb",
-            "PyAV seek / minivb",
-            "minivb / store",
-        ],
-        timing,
-        left=2,
-    )
+            f["name"],
+            f"{f['width']}×{f['height']}",
+            f["frames"],
+            f"{f['fps']:.2f}",
+            style,
+            *[_check_cell(s["checks"].get(n)) for n in ("pyav_seq", "pyav_seek", "store")],
+        ]
+        for f in files
+        for style, s in f["styles"].items()
+    ]
     c = markdown_table(
         ["file", "size", "frames", "fps", "style", "PyAV seq vs minivb", "PyAV seek vs minivb", "store vs minivb"],
         checks,
         left=8,
     )
     return (
-        f"{t}\n\nms/clip: median over the repeats; ratios: median (min–max) of the per-repeat ratios "
+        "\nms/clip: median over the repeats; ratios: median (min–max) of the per-repeat ratios "
         f"(A / B = A's time / B's time: > 1 means B is faster).\n\n{c}"
     )
 
@@ -363,7 +366,12 @@ def decode_tables(files: list[dict]) -> str:
 def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """The ``decode`` subcommand and its options (``parents``: the shared options)."""
     d = sub.add_parser(
-        "decode", parents=parents, help="ms per clip: minivb (OpenCV) vs PyAV vs frame store, on one core"
+        "decode",
+        parents=parents,
+        help="Milliseconds per clip on one core: minivb (OpenCV) vs PyAV vs a frame store.",
+        description="Time reading the same clips of the same files on one core with minivb (OpenCV), PyAV "
+        "(decoding from the start, or seeking) and a frame store made from each file, for training-style and "
+        "evaluation-style clips. Every reader's frames are checked against minivb's before anything is timed.",
     )
     d.add_argument("--videos", nargs="+", metavar="FILE", help="videos to read (default: two generated H.264 clips)")
     d.add_argument("--repeats", type=positive_int, default=5, help="timed repeats (default: 5)")

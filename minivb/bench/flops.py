@@ -20,7 +20,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from ..data import registry
 from ..engine.options import TrainOptions
 from ..model import VideoBERT
-from .report import fmt, header, machine_facts, markdown_table
+from .report import LiveTable, fmt, machine_facts
 
 KEYS = ("encoder", "num_frames", "size", "grid", "dim", "depth", "heads")
 # (name, changes to the preset): each variant changes one choice of the preset (112² needs grid 4: a 4×4 map)
@@ -111,50 +111,36 @@ def _g(flops: int) -> str:
     return fmt(flops / 1e9, 1)
 
 
-def flops_table(rows: list[dict]) -> str:
-    """One Markdown row per variant: its settings, tokens, parameters, GFLOPs and where they go."""
-    base = rows[0]["flops"]["total"]
-    body = []
-    for r in rows:
-        s, f = r["settings"], r["flops"]
-        body.append(
-            [
-                r["variant"],
-                s["encoder"],
-                s["num_frames"],
-                f"{s['size']}²",
-                s["grid"],
-                r["tokens"],
-                f"{s['dim']} × {s['depth']} ({s['heads']})",
-                fmt(r["params"] / 1e6, 1),
-                _g(f["total"]),
-                _g(f["cnn"]),
-                _g(f["transformer_head"]),
-                _g(f["attention"]),
-                f"{100 * f['cnn'] / f['total']:.0f}%",
-                fmt(f["total"] / base, 2),
-            ]
-        )
-    headers = [
-        "variant",
-        "encoder",
-        "T",
-        "size",
-        "grid",
-        "tokens L",
-        "dim × depth (heads)",
-        "params M",
-        "GFLOPs",
-        "CNN GFLOPs",
-        "Transformer + head GFLOPs",
-        "of which attention",
-        "CNN share",
-        "× preset",
+HEADERS = ["variant", "encoder", "T", "size", "grid", "tokens L", "dim × depth (heads)", "params M", "GFLOPs"]
+HEADERS += ["CNN GFLOPs", "Transformer + head GFLOPs", "of which attention", "CNN share", "× preset"]
+
+
+def flops_cells(r: dict, base: int) -> list:
+    """The table's row of a variant: its settings, tokens, parameters, GFLOPs, where they go, and its total
+    over ``base`` (the preset's)."""
+    s, f = r["settings"], r["flops"]
+    return [
+        r["variant"],
+        s["encoder"],
+        s["num_frames"],
+        f"{s['size']}²",
+        s["grid"],
+        r["tokens"],
+        f"{s['dim']} × {s['depth']} ({s['heads']})",
+        fmt(r["params"] / 1e6, 1),
+        _g(f["total"]),
+        _g(f["cnn"]),
+        _g(f["transformer_head"]),
+        _g(f["attention"]),
+        f"{100 * f['cnn'] / f['total']:.0f}%",
+        fmt(f["total"] / base, 2),
     ]
-    return markdown_table(headers, body, left=2) + (
-        "\n\nGFLOPs per clip (batch 1, forward); Transformer + head = proj, Transformer and head, "
-        "with the attention matmuls (4·L²·d per layer) added by formula."
-    )
+
+
+FOOTNOTE = (
+    "\nGFLOPs per clip (batch 1, forward); Transformer + head = proj, Transformer and head, "
+    "with the attention matmuls (4·L²·d per layer) added by formula."
+)
 
 
 def _times(a: float, b: float) -> str:
@@ -207,7 +193,7 @@ def reading(rows: list[dict]) -> list[str]:
     return lines
 
 
-def _notes(check: dict, seconds: float) -> list[str]:
+def _notes(check: dict) -> list[str]:
     verdict = "equal" if check["equal"] else "NOT equal: the attention column is off"
     return [
         "model: minivb.model.VideoBERT(num_classes=400, pretrained=False, dropout=0.0), eval mode, torch.no_grad(); "
@@ -220,39 +206,40 @@ def _notes(check: dict, seconds: float) -> list[str]:
         f"check on one layer of the preset (L = {check['tokens']}, d = {check['dim']}): "
         f"minivb.attention.scaled_dot_product_attention counts {check['missed']:,} FLOPs more than the fused path, "
         f"the formula gives {check['formula']:,}: {verdict}",
-        f"counted in {seconds:.1f} s",
     ]
 
 
 def run_flops(opts, argv: list[str]) -> dict:
-    """The ``flops`` subcommand → its results (also printed)."""
+    """The ``flops`` subcommand → its results (also printed, each variant's row as soon as it is counted)."""
     facts, t0 = machine_facts(argv), time.perf_counter()
     base = {k: registry.get(opts.preset).preset[k] for k in KEYS}
     check = attention_check(base)
-    rows = [{"variant": name, **count_flops(base | changes)} for name, changes in VARIANTS]
-    notes, lines = _notes(check, time.perf_counter() - t0), reading(rows)
-    print(
-        header("flops", facts),
-        *[f"- {n}" for n in notes],
-        "",
-        flops_table(rows),
-        "",
-        *[f"- {line}" for line in lines],
-        sep="\n",
-    )
-    return {
-        "benchmark": "flops",
-        "machine": facts,
-        "settings": {"preset": opts.preset, **base},
-        "notes": notes,
-        "attention_check": check,
-        "results": rows,
-        "reading": lines,
-    }
+    rows, notes = [], _notes(check)
+    result = {"benchmark": "flops", "machine": facts, "settings": {"preset": opts.preset, **base}, "notes": notes}
+    result |= {"attention_check": check, "results": rows}
+
+    def cells(r: dict) -> list[list]:
+        return [flops_cells(r, rows[0]["flops"]["total"])]  # × preset: the first row's total
+
+    with LiveTable(result, HEADERS, cells, len(VARIANTS), "variant", left=2) as table:
+        for name, changes in VARIANTS:
+            table.add({"variant": name, **count_flops(base | changes)})
+            table.tick()
+    notes.append(f"counted in {time.perf_counter() - t0:.1f} s")
+    result["reading"] = reading(rows)
+    print(FOOTNOTE, "", f"- {notes[-1]}", *[f"- {line}" for line in result["reading"]], sep="\n")
+    return result
 
 
 def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """The ``flops`` subcommand and its options (``parents``: the shared options)."""
-    f = sub.add_parser("flops", parents=parents, help="forward FLOPs per clip of the k400 model and its variants")
+    f = sub.add_parser(
+        "flops",
+        parents=parents,
+        help="Forward FLOPs per clip of the k400 preset's model and of variants of it.",
+        description="Count the forward FLOPs of one clip through the k400 preset's model and through variants "
+        "(fewer or more frames, a coarser grid, smaller frames, a bigger Transformer, a ResNet-50 trunk), split "
+        "into the CNN and the Transformer + head.",
+    )
     f.add_argument("--preset", choices=("k400",), default="k400", help="trainer preset (default: k400)")
     return f

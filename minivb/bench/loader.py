@@ -27,10 +27,25 @@ from ..loop import train_step
 from ..plumbing.cli import UsageError, fraction, nonnegative_int, positive_int
 from ..plumbing.device import DECODE_CHOICES, DEVICES, resolve_device
 from .decode import check_videos, write_test_video
-from .report import fmt, fmt_range, header, machine_facts, markdown_table, ratios, summarize, usable_cpus
+from .report import (
+    LiveTable,
+    add_overrides,
+    fmt,
+    fmt_range,
+    machine_facts,
+    markdown_table,
+    ratios,
+    summarize,
+    usable_cpus,
+)
 
 OVERRIDES = ("encoder", "size", "num_frames", "stride", "grid", "dim", "depth", "heads", "batch_size", "preload")
 MEASURES = ("loader", "model", "training")
+DESCRIPTION = (  # for --help
+    "Measure whether data loading keeps up with training: clips per second of the trainer's DataLoader alone, of "
+    "the model's training step alone on synthetic input, and of both together, for prepared frame stores and "
+    "original videos (or the toy set), with JPEGs decoded by the workers or on the model's device."
+)
 
 
 def _loader_settings(opts) -> dict:
@@ -104,20 +119,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _rate(batches, consume, warmup: int, steps: int, device: torch.device) -> float:
-    """Clips per second of ``consume(videos, labels) → clips`` over ``steps`` batches, after ``warmup``."""
+def _rate(batches, consume, warmup: int, steps: int, device: torch.device, tick) -> float:
+    """Clips per second of ``consume(videos, labels) → clips`` over ``steps`` batches, after ``warmup``
+    (``tick()`` after each batch: the progress bar)."""
     for _ in range(warmup):
         consume(*next(batches))
+        tick()
     _sync(device)
     t0, clips = time.perf_counter(), 0
     for _ in range(steps):
         clips += consume(*next(batches))
+        tick()
     _sync(device)
     return clips / (time.perf_counter() - t0)
 
 
-def _measure_source(dataset, s: dict, device: torch.device, opts, step) -> dict[str, list[float]]:
-    """Per repeat: model alone, loader alone, both → clips/s lists."""
+def _measure_source(dataset, s: dict, device: torch.device, opts, step, tick) -> dict[str, list[float]]:
+    """Per repeat: model alone, loader alone, both → clips/s lists (``tick()`` after each batch)."""
 
     def move(videos, labels):
         videos, labels = videos.to(device, non_blocking=True), labels.to(device, non_blocking=True)
@@ -135,11 +153,11 @@ def _measure_source(dataset, s: dict, device: torch.device, opts, step) -> dict[
     rates = {m: [] for m in opts.measure}
     for _ in range(opts.repeats):
         if "model" in rates:
-            rates["model"].append(_rate(itertools.repeat(synthetic), step, opts.warmup, opts.steps, device))
+            rates["model"].append(_rate(itertools.repeat(synthetic), step, opts.warmup, opts.steps, device, tick))
         for name, consume in (("loader", move), ("training", train)):
             if name in rates:
                 with _loader(dataset, s, device) as batches:
-                    rates[name].append(_rate(batches, consume, opts.warmup, opts.steps, device))
+                    rates[name].append(_rate(batches, consume, opts.warmup, opts.steps, device, tick))
     return rates
 
 
@@ -195,7 +213,7 @@ def _kinetics_root(opts, s: dict, folder: Path, notes: list[str]) -> Path:
     per_class = _clips_per_class(opts, s)
     _fill_class_folders(root, sources, opts.classes, per_class)
     t0 = time.perf_counter()
-    prepare(root, splits=("train",), workers=max(1, usable_cpus()), progress=False)
+    prepare(root, splits=("train",), workers=max(1, usable_cpus()))  # a progress bar on a terminal
     what = ", ".join(p.name for p in sources) if opts.videos else "generated H.264 clips (340×256, 300 frames, 30 fps)"
     notes.append(
         f"data: {opts.classes} classes × {per_class} clips of {what} in a temp folder, prepared by "
@@ -221,13 +239,13 @@ def _sources(opts, s: dict, folder: Path, notes: list[str]) -> list[tuple[str, l
     return [(name, *_load(*bases[name])) for name in opts.sources]
 
 
-def _loader_notes(s: dict, opts, device: torch.device, params: int | None, rows: list[dict]) -> list[str]:
+def _loader_notes(s: dict, opts, device: torch.device, runs: list[tuple]) -> list[str]:
+    """What the header says about the settings, before anything is measured."""
     used = ", ".join(
         f"{k}={s[k]}" for k in ("encoder", "size", "num_frames", "stride", "grid", "dim", "depth", "heads")
     )
-    built = f"{params / 1e6:.2f}M parameters" if params else "not built (--measure without model or training)"
     notes = [
-        f"model: {used}, pretrained=False, {built}"
+        f"model: {used}, pretrained=False"
         + (", torch.compile" if s["compile"] else "")
         + (", bf16 autocast, channels-last" if device.type == "cuda" else ""),
         f"loader: batch size {s['batch_size']}, "
@@ -240,11 +258,11 @@ def _loader_notes(s: dict, opts, device: torch.device, params: int | None, rows:
             f"caution: the loader's queue holds up to {4 * s['workers']} batches, which can hide a loader slower "
             f"than the model over {opts.steps} steps; use --steps > {4 * s['workers']} for steady state"
         )
-    for r in rows:
-        batches = math.ceil(r["files"] / s["batch_size"])
+    for source, files in {name: len(items) for name, items, *_ in runs}.items():
+        batches = math.ceil(files / s["batch_size"])
         if batches < 2 * max(1, s["workers"]):
             notes.append(
-                f"caution: an epoch of {r['source']} is only {batches} batch(es), so epoch tails (idle workers) "
+                f"caution: an epoch of {source} is only {batches} batch(es), so epoch tails (idle workers) "
                 f"weigh on the numbers; use more data (--per-class) for steady state"
             )
     if device.type == "cpu" and s["workers"] and "training" in opts.measure:
@@ -253,79 +271,85 @@ def _loader_notes(s: dict, opts, device: torch.device, params: int | None, rows:
 
 
 def run_loader(opts, argv: list[str]) -> dict:
-    """The ``loader`` subcommand → its results (also printed)."""
+    """The ``loader`` subcommand → its results (also printed, each row as soon as it is measured)."""
     device = resolve_device(opts.device)
     facts, s, notes = machine_facts(argv, device), _loader_settings(opts), []
-    rows, params, step = [], None, None
-    with tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
-        for name, items, classes, decode, share in _runs(opts, s, Path(tmp), notes, device):
-            if {"model", "training"} & set(opts.measure):
-                params, step = build_step(s, len(classes), device)
-            dataset = _dataset(items, classes, s)
-            rates = _measure_source(dataset, s | {"decode": decode, "gpu_share": share}, device, opts, step)
-            rows.append(
-                {
-                    "source": name,
-                    "decode": decode if share == 1 else f"{decode} {share:g}",  # gpu 0.5: half of it on the GPU
-                    "gpu_share": share,
-                    "files": len(items),
-                    "classes": len(classes),
-                    "clips_per_s": {m: summarize(v) | {"repeats": v} for m, v in rates.items()},
-                    "ratios": {
-                        f"{m}/model": ratios(rates[m], rates["model"])
-                        for m in ("training", "loader")
-                        if m in rates and "model" in rates
-                    },
-                }
-            )
-    notes = _loader_notes(s, opts, device, params, rows) + notes
-    versus, decoders = source_ratios(rows), decode_ratios(rows)
+    params, step = None, None
     settings = (
         s
         | {k: getattr(opts, k) for k in ("preset", "steps", "warmup", "repeats", "measure", "decode", "gpu_share")}
         | {"device": str(device)}
     )
-    print(header("loader", facts), *[f"- {n}" for n in notes], "", loader_table(rows), sep="\n")
+    with tempfile.TemporaryDirectory(prefix="minivb-bench-") as tmp:
+        runs = _runs(opts, s, Path(tmp), notes, device)
+        notes = _loader_notes(s, opts, device, runs) + notes
+        result = {"benchmark": "loader", "machine": facts, "settings": settings, "notes": notes}
+        batches = len(runs) * opts.repeats * len(set(opts.measure)) * (opts.warmup + opts.steps)
+        with LiveTable(result, LOADER_HEADERS, lambda row: [_loader_cells(row)], batches, "batch") as table:
+            for name, items, classes, decode, share in runs:
+                if {"model", "training"} & set(opts.measure):
+                    params, step = build_step(s, len(classes), device)
+                dataset = _dataset(items, classes, s)
+                gpu = {"decode": decode, "gpu_share": share}
+                rates = _measure_source(dataset, s | gpu, device, opts, step, table.tick)
+                table.add(_loader_row(name, len(items), len(classes), decode, share, rates))
+    built = f"{params / 1e6:.2f}M parameters" if params else "not built (--measure without model or training)"
+    notes.append(f"model: {built}")
+    rows = result["results"]
+    versus, decoders = source_ratios(rows), decode_ratios(rows)
+    print(loader_summary(rows), f"- {notes[-1]}", sep="\n")
+    return (
+        result
+        | ({"prepared/originals": versus} if versus else {})
+        | ({"gpu/cpu decoding": decoders} if decoders else {})
+    )
+
+
+def _loader_row(source: str, files: int, classes: int, decode: str, share: float, rates: dict) -> dict:
+    """A row of the results: a source and its decoding → clips/s and the ratios to the model alone."""
     return {
-        "benchmark": "loader",
-        "machine": facts,
-        "settings": settings,
-        "notes": notes,
-        "results": rows,
-        **({"prepared/originals": versus} if versus else {}),
-        **({"gpu/cpu decoding": decoders} if decoders else {}),
+        "source": source,
+        "decode": decode if share == 1 else f"{decode} {share:g}",  # gpu 0.5: half of it on the GPU
+        "gpu_share": share,
+        "files": files,
+        "classes": classes,
+        "clips_per_s": {m: summarize(v) | {"repeats": v} for m, v in rates.items()},
+        "ratios": {
+            f"{m}/model": ratios(rates[m], rates["model"])
+            for m in ("training", "loader")
+            if m in rates and "model" in rates
+        },
     }
 
 
-def loader_table(rows: list[dict]) -> str:
-    body = []
-    for r in rows:
-        c, q = r["clips_per_s"], r["ratios"]
-        body.append(
-            [
-                r["source"],
-                r["decode"],
-                r["files"],
-                *[fmt(c.get(m, {}).get("median")) for m in MEASURES],
-                fmt_range(q.get("training/model", {})),
-                fmt_range(q.get("loader/model", {})),
-            ]
-        )
-    table = markdown_table(
-        [
-            "source",
-            "decode",
-            "files",
-            "loader alone clips/s",
-            "model alone clips/s",
-            "training clips/s",
-            "training / model",
-            "loader / model",
-        ],
-        body,
-    )
-    table += (
-        "\n\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
+LOADER_HEADERS = [
+    "source",
+    "decode",
+    "files",
+    "loader alone clips/s",
+    "model alone clips/s",
+    "training clips/s",
+    "training / model",
+    "loader / model",
+]
+
+
+def _loader_cells(r: dict) -> list[str]:
+    c, q = r["clips_per_s"], r["ratios"]
+    return [
+        r["source"],
+        r["decode"],
+        r["files"],
+        *[fmt(c.get(m, {}).get("median")) for m in MEASURES],
+        fmt_range(q.get("training/model", {})),
+        fmt_range(q.get("loader/model", {})),
+    ]
+
+
+def loader_summary(rows: list[dict]) -> str:
+    """What follows the table: how to read it, prepared / originals and gpu / cpu decoding."""
+    table = (
+        "\nclips/s: median over the repeats; ratios: median (min–max) of the per-repeat ratios. "
         "training / model near 1: the loader keeps up; loader / model ≥ 1: it can."
     )
     versus = source_ratios(rows)
@@ -389,7 +413,8 @@ def _runs(opts, s: dict, folder: Path, notes: list[str], device: torch.device) -
 
 def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """The ``loader`` subcommand and its options (``parents``: the shared options)."""
-    g = sub.add_parser("loader", parents=parents, help="clips/s: DataLoader alone, model step alone, both")
+    what = "Clips per second of the trainer's DataLoader alone, its training step alone, and both."
+    g = sub.add_parser("loader", parents=parents, help=what, description=DESCRIPTION)
     g.add_argument("--preset", choices=tuple(registry.DATASETS), default="k400", help="trainer preset (default: k400)")
     g.add_argument(
         "--data-root",
@@ -402,7 +427,14 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
         default=["prepared", "originals"],
         help="k400: frame stores and/or the original videos (default: both)",
     )
-    g.add_argument("--measure", nargs="+", choices=MEASURES, default=list(MEASURES), help="what to time (default: all)")
+    g.add_argument(
+        "--measure",
+        nargs="+",
+        choices=MEASURES,
+        default=list(MEASURES),
+        metavar="WHAT",
+        help=f"what to time, one or more of {', '.join(MEASURES)} (default: all)",
+    )
     g.add_argument("--device", choices=DEVICES, default="auto", help="auto = cuda if available (default)")
     g.add_argument(
         "--workers", type=nonnegative_int, help="DataLoader workers (default: the preset's, at most the CPUs)"
@@ -410,7 +442,6 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
     g.add_argument("--steps", type=positive_int, default=10, help="timed batches (default: 10)")
     g.add_argument("--warmup", type=nonnegative_int, default=2, help="untimed batches first (default: 2)")
     g.add_argument("--repeats", type=positive_int, default=3, help="timed repeats (default: 3)")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument(
         "--decode",
         nargs="+",
@@ -438,9 +469,12 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
         type=positive_int,
         help="k400 without --data-root: clips per class (default: 2 batches per worker in an epoch, at least 6)",
     )
-    m = g.add_argument_group("overrides of the preset")
-    m.add_argument("--encoder", choices=("small", "resnet18", "resnet50"))
-    for flag in ("--size", "--num-frames", "--stride", "--grid", "--dim", "--depth", "--heads", "--batch-size"):
-        m.add_argument(flag, type=positive_int)
-    m.add_argument("--preload", action=argparse.BooleanOptionalAction, help="decode every video into memory first")
+    _trainer_options(g.add_argument_group("overrides of the preset (as python -m minivb.train takes them)"))
     return g
+
+
+def _trainer_options(m) -> None:
+    add_overrides(m, ("--encoder", "--size", "--num-frames", "--stride", "--grid", "--dim", "--depth", "--heads"))
+    m.add_argument("--batch-size", type=positive_int, help="clips per batch")
+    m.add_argument("--preload", action=argparse.BooleanOptionalAction, help="decode every video into memory first")
+    m.add_argument("--compile", action="store_true", help="torch.compile the model")

@@ -1,5 +1,6 @@
 """Numbers and output shared by the benchmarks: min/median/max and ratios, table cells, Markdown tables,
-strict JSON, and the header (machine, versions, command line) every report starts with."""
+the header (machine, versions, command line) every report starts with, and :class:`LiveTable`, which prints
+each row as soon as it is measured and keeps the rows measured before a Ctrl-C."""
 
 from __future__ import annotations
 
@@ -10,11 +11,14 @@ import os
 import platform
 import shlex
 import statistics
+import sys
 from pathlib import Path
 
 import cv2  # (quieted by minivb/__init__.py, which runs first)
 import numpy as np
 import torch
+
+from ..plumbing.cli import positive_int
 
 
 def summarize(values: list[float]) -> dict:
@@ -47,12 +51,15 @@ def fmt_range(stats: dict, digits: int = 2) -> str:
     return f"{stats['median']:.{digits}f} ({stats['min']:.{digits}f}–{stats['max']:.{digits}f})"
 
 
+def table_row(cells: list) -> str:
+    """One line of a Markdown table (``|`` in cells escaped)."""
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
 def markdown_table(headers: list[str], rows: list[list[str]], left: int = 1) -> str:
-    """A Markdown table (``|`` in cells escaped); the first ``left`` columns are left-aligned, the others
-    right-aligned."""
+    """A Markdown table; the first ``left`` columns are left-aligned, the others right-aligned."""
     align = ["---" if i < left else "---:" for i in range(len(headers))]
-    lines = [headers, align, *rows]
-    return "\n".join("| " + " | ".join(str(c).replace("|", "\\|") for c in line) + " |" for line in lines)
+    return "\n".join(table_row(line) for line in [headers, align, *rows])
 
 
 def _cpu_model() -> str:
@@ -116,3 +123,69 @@ def header(title: str, facts: dict) -> str:
             f"OpenCV {facts['opencv']}, PyAV {facts['av'] or 'not installed'}, NumPy {facts['numpy']}",
         ]
     )
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C while a :class:`LiveTable` was filled: ``result`` holds the rows measured before it."""
+
+    def __init__(self, result: dict):
+        super().__init__("interrupted")
+        self.result = result
+
+
+class LiveTable:
+    """A benchmark's report, printed as it is measured. Entering prints the header, ``result["notes"]`` and the
+    table's first two lines; :meth:`add` keeps a result row in ``result["results"]`` and prints its table rows
+    (``cells(row)`` → lists of cells) at once, flushed; :meth:`tick` moves a progress bar of ``total`` ``unit``
+    on stderr (shown on a terminal). Ctrl-C inside the ``with`` → :class:`Interrupted` with ``result`` so far,
+    marked ``"interrupted": True``."""
+
+    def __init__(self, result: dict, headers: list[str], cells, total: int, unit: str, left: int = 1):
+        self.result, self.headers, self.cells, self.left = result, headers, cells, left
+        self.total, self.unit = total, unit
+        result.setdefault("results", [])
+
+    def __enter__(self) -> LiveTable:
+        from tqdm import tqdm
+
+        facts, notes = self.result["machine"], self.result["notes"]
+        head = [header(self.result["benchmark"], facts), *[f"- {n}" for n in notes], ""]
+        print(*head, markdown_table(self.headers, [], self.left), sep="\n", flush=True)
+        self.bar = tqdm(
+            total=self.total, desc=self.result["benchmark"], unit=self.unit, file=sys.stderr, leave=False, disable=None
+        )
+        return self
+
+    def add(self, row: dict) -> None:
+        self.result["results"].append(row)
+        for cells in self.cells(row):
+            self.bar.write(table_row(cells), file=sys.stdout)  # above the bar
+        sys.stdout.flush()
+
+    def tick(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def __exit__(self, kind, error, traceback) -> None:
+        self.bar.close()
+        if kind is KeyboardInterrupt:
+            raise Interrupted(self.result | {"interrupted": True}) from None
+
+
+OVERRIDES = {  # the trainer's options a benchmark may change from its preset
+    "--size": "frame side in pixels",
+    "--num-frames": "frames per clip",
+    "--stride": "frames between sampled frames",
+    "--grid": "regions per frame side",
+    "--dim": "Transformer width",
+    "--depth": "Transformer layers",
+    "--heads": "attention heads",
+}
+
+
+def add_overrides(group, flags) -> None:
+    """The options of ``flags`` (``--encoder`` and :data:`OVERRIDES`) that change a benchmark's preset."""
+    for flag in flags:
+        if flag == "--encoder":
+            group.add_argument(flag, choices=("small", "resnet18", "resnet50"), help="the per-frame CNN")
+        else:
+            group.add_argument(flag, type=positive_int, help=OVERRIDES[flag])

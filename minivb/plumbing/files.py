@@ -88,9 +88,9 @@ def unsafe_name(name: str) -> str | None:
     separator, ``..`` or an absolute start would write outside the folder it is joined to; one with a control
     character (a newline, a tab) would break the one-name-a-line lists (``classes.txt``) it is written to."""
     if not isinstance(name, str) or name.strip() in ("", ".", ".."):
-        return "empty, '.' or '..'"
+        return "empty, '.' or '..': it would be written outside its folder"
     if "/" in name or "\\" in name or "\0" in name:
-        return "it holds a path separator"
+        return "it holds a path separator: it would be written outside its folder"
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
         return "it holds a control character (a newline, a tab, …)"
     return None

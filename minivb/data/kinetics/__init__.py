@@ -22,9 +22,11 @@ there are no annotation CSVs. Class indices are the sorted label names of the tr
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -32,7 +34,7 @@ import sys
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from ...plumbing.checks import UsageError
 from ...plumbing.files import (
@@ -45,6 +47,7 @@ from ...plumbing.files import (
     unsafe_name,
     write_atomic,
 )
+from ...plumbing.runs import writable_folder
 from ...plumbing.signals import sigterm_raises
 from ...video import VideoDecodeError
 from ..clips import VIDEO_EXTENSIONS
@@ -60,6 +63,7 @@ from .downloads import (
     read_url_list,
 )
 
+log = logging.getLogger(__name__)
 BASE_URL = "https://s3.amazonaws.com/kinetics/400"  # the CVDF mirror (github.com/cvdfoundation/kinetics-dataset)
 SPLITS = ("train", "val", "test")
 REPLACEMENT = "replacement_for_corrupted_k400.tgz"  # ≈1,400 training clips that were corrupt in the parts
@@ -69,6 +73,7 @@ PART_BYTES = 1.6e9  # a part is about 1.5 GB (1.6 here: the disk check errs high
 STORE_BYTES = 6e6  # a 10-s clip as JPEGs at short side 256, quality 90, every frame (measured: ≈20 KB a frame)
 COLUMNS = ("path", "label", "frames", "fps", "width", "height")
 BAD_COLUMNS = ("split", "path", "label", "reason")
+UNTRAINED = "no training clip has this label: a model trained here cannot predict it (left out of the accuracy)"
 
 
 # --------------------------------------------------------------------------- annotations
@@ -131,13 +136,20 @@ def find_clips(root: str | os.PathLike, split: str) -> list[Clip]:
         return [Clip(split, label, name, str(on_disk[name]) if name in on_disk else None) for label, name in rows]
     folders = root / split
     if folders.is_dir():
-        return [
+        clips = [
             Clip(split, d.name, p.stem, str(p))
             for d in sorted(folders.iterdir())
             if d.is_dir()
             for p in sorted(d.iterdir())
             if p.suffix.lower() in VIDEO_EXTENSIONS
         ]
+        empty = sorted({d.name for d in folders.iterdir() if d.is_dir()} - {c.label for c in clips})
+        if empty:  # a class folder without a video is no class: said, not silently dropped
+            log.warning(
+                f"{folders}: {len(empty)} class folder(s) without a video left out: {', '.join(map(repr, empty[:5]))}"
+                + (" …" if len(empty) > 5 else "")
+            )
+        return clips
     raise UsageError(
         f"no {split} clips under {root}: expected {annotations} with {root / 'raw' / split}/ "
         f"(python -m minivb.data.kinetics download --root {root}) or class folders {folders}/<label>/*.mp4"
@@ -251,7 +263,7 @@ class Settings:
     short_side: int = 256  # frames larger than this are scaled down so that their shorter side is this
     frame_step: int = 4  # keep every frame_step-th frame
     quality: int = 90  # JPEG quality
-    min_frames: int = 16  # a clip with fewer decodable frames is too short
+    min_frames: int = 16  # a clip that keeps fewer frames (after frame_step) is too short
 
 
 def _convert(job: tuple[str, str, Settings]) -> dict:
@@ -278,15 +290,65 @@ def _convert(job: tuple[str, str, Settings]) -> dict:
     return {"source": source, **asdict(info), "stored": asdict(stored)}
 
 
-def _worker_start() -> None:
-    """A conversion worker: Ctrl-C and SIGTERM are the parent's to handle; if the parent dies (even ``kill -9``),
-    the worker gets SIGTERM from the system and ends (Linux), instead of converting on for nobody."""
+def _work(conn) -> None:
+    """A conversion worker: converts each job its pipe brings and sends back the result. Ctrl-C and SIGTERM are the
+    parent's to handle; if the parent dies (even ``kill -9``), the worker gets SIGTERM from the system and ends
+    (Linux), instead of converting on for nobody."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if sys.platform.startswith("linux"):
         import ctypes
 
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    with contextlib.suppress(EOFError, ConnectionError):  # the parent has gone
+        while True:
+            conn.send(_convert(conn.recv()))
+
+
+def _start_worker(ctx):
+    """A new conversion process → (the parent's end of its pipe, the process)."""
+    mine, theirs = ctx.Pipe()
+    process = ctx.Process(target=_work, args=(theirs,), daemon=True)
+    process.start()
+    theirs.close()
+    return mine, process
+
+
+def _converted(jobs: list, workers: int) -> Iterator[dict]:
+    """``_convert(job)`` for every job, in ``workers`` processes, as each is done; closing it ends the workers.
+
+    spawn, not fork: a forked child can inherit a lock held by one of OpenCV's threads and hang. A pipe per worker,
+    not ``multiprocessing.Pool``, whose queues hold named semaphores that a parent killed with ``kill -9`` leaves to
+    the resource tracker ("leaked semaphore objects"). A worker that dies (a crash in a decoder, the OOM killer)
+    costs only its clip, reported with ``"died"``: not journaled, so the next prepare tries it again."""
+    from multiprocessing.connection import wait
+
+    ctx, todo = multiprocessing.get_context("spawn"), list(reversed(jobs))
+    idle, running = [], {}  # running: a worker's pipe → (its process, its job)
+    try:
+        while todo or running:
+            while todo and len(running) < workers:
+                conn, process = idle.pop() if idle else _start_worker(ctx)
+                job = todo.pop()
+                running[conn] = (process, job)
+                with contextlib.suppress(OSError):  # a worker that has died: wait() sees its pipe end
+                    conn.send(job)
+            for conn in wait(list(running)):
+                process, job = running.pop(conn)
+                try:
+                    result = conn.recv()
+                    idle.append((conn, process))
+                except (EOFError, OSError):
+                    process.join()
+                    why = f"the process converting it died (exit code {process.exitcode}); the next prepare retries it"
+                    result = {"source": job[0], "reason": why, "died": True}
+                yield result
+    finally:
+        processes = [p for _, p in idle] + [p for p, _ in running.values()]
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
 
 
 def _stamp(path: str | None) -> list:
@@ -303,16 +365,18 @@ class _Journal:
     def __init__(self, path: Path, settings: Settings):
         self.path, self.key = path, asdict(settings)
         self.done: dict[str, dict] = {}
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                except ValueError:  # the last line of a killed run may be cut short
-                    continue
-                if entry.get("settings") == self.key:
-                    self.done[entry["source"]] = entry
+        text = path.read_text(encoding="utf-8") if path.is_file() else ""
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:  # the last line of a killed run (or of a full disk) may be cut short
+                continue
+            if entry.get("settings") == self.key:
+                self.done[entry["source"]] = entry
         path.parent.mkdir(parents=True, exist_ok=True)
         self.file = open(path, "a", encoding="utf-8")
+        if text and not text.endswith("\n"):
+            self.file.write("\n")  # that cut line stays alone (and skipped), not joined to the next one
 
     def finished(self, source: str, target: Path) -> dict | None:
         entry = self.done.get(source)
@@ -371,7 +435,7 @@ def _unsafe(clip: Clip) -> str | None:
     for what, value in (("label", clip.label), ("name", clip.name)):
         why = unsafe_name(value)
         if why is not None:
-            return f"its {what} {value!r} is not a plain name ({why}): it would be written outside --root"
+            return f"its {what} {value!r} is not a plain name ({why})"
     return None
 
 
@@ -404,17 +468,13 @@ def _convert_all(root: Path, clips: list[Clip], settings: Settings, workers: int
         unit="clip",
         disable=None if progress else True,
     )
-    try:
-        # spawn, not fork: a forked child can inherit a lock held by one of OpenCV's threads and hang.
-        # Leaving the block (done, Ctrl-C, SIGTERM, a full disk) terminates the workers.
-        with (
-            sigterm_raises(lambda: Stopped("SIGTERM")),
-            multiprocessing.get_context("spawn").Pool(workers, _worker_start) as pool,
-        ):
-            for entry in pool.imap_unordered(_convert, jobs, chunksize=4):
+    try:  # leaving the block (done, Ctrl-C, SIGTERM, a full disk) ends the workers
+        with sigterm_raises(lambda: Stopped("SIGTERM")), contextlib.closing(_converted(jobs, workers)) as done:
+            for entry in done:
                 if entry.get("no_space"):
                     raise NoSpace(root)
-                journal.add(entry)
+                if not entry.get("died"):
+                    journal.add(entry)
                 results[entry["source"]] = entry
                 bar.update()
     finally:
@@ -435,8 +495,11 @@ def _csv_text(header: Sequence[str], rows: Iterable[Sequence]) -> str:
     return buf.getvalue()
 
 
-def _write_split(root: Path, split: str, clips: list[Clip], results: dict[str, dict]) -> tuple[int, list[tuple]]:
-    """Write ``{split}.csv`` and ``originals/{split}.csv`` → (clips indexed, bad rows)."""
+def _write_split(
+    root: Path, split: str, clips: list[Clip], results: dict[str, dict], min_frames: int
+) -> tuple[int, list[tuple]]:
+    """Write ``{split}.csv`` and ``originals/{split}.csv`` → (clips indexed, bad rows). A clip that keeps fewer than
+    ``min_frames`` frames is a bad row (also one converted by an earlier prepare, which counted source frames)."""
     prepared, originals, bad = [], [], []
     for clip in clips:
         entry = results.get(clip.source) if clip.source else None
@@ -446,6 +509,9 @@ def _write_split(root: Path, split: str, clips: list[Clip], results: dict[str, d
             )
         elif "reason" in entry:
             bad.append((split, _bad_path(root, clip), clip.label, entry["reason"]))
+        elif (kept := entry["stored"]["frames"]) < min_frames:
+            why = f"too short: {entry['frames']} decodable frames keep {kept} at frame step {entry['stored']['step']}"
+            bad.append((split, _bad_path(root, clip), clip.label, f"{why}, need at least {min_frames}"))
         else:
             s = entry["stored"]
             prepared.append(
@@ -488,23 +554,32 @@ def prepare(
     limit_per_class: int | None = None,
     progress: bool = True,
 ) -> dict:
-    """Index every clip, convert it to the training format, report the bad ones → ``{split: {"clips", "bad"}}``.
+    """Index every clip, convert it to the training format, report the bad ones → ``{split: {"clips", "bad",
+    "untrained"}}``.
 
-    Idempotent and resumable (a journal under ``root/.prepare`` remembers converted clips).
-    ``limit_classes`` keeps the first N classes (sorted), ``limit_per_class`` the first M clips of each.
+    Idempotent and resumable (a journal under ``root/.prepare`` remembers converted clips). Every listed clip is
+    prepared or in ``bad_videos.csv`` with its reason: among them a clip that keeps fewer than ``min_frames`` frames
+    (counted after ``frame_step``, as the index's ``frames``), and a val or test clip whose label no training clip
+    has (``"untrained"``: no model trained here can predict it). ``limit_classes`` keeps the first N classes
+    (sorted), ``limit_per_class`` the first M clips of each; the others are left out as asked, not reported.
+    A full disk is :class:`NoSpace` (the work so far kept).
     """
     root, settings = Path(root), Settings(short_side, frame_step, quality, min_frames)
-    (root / ".prepare").mkdir(parents=True, exist_ok=True)
     try:
+        writable_folder(root / ".prepare", "--root", given=root)  # a read-only or full --root: one line
         lock = lock_folder(root / ".prepare")  # one prepare per root: the next one may sweep this one's debris
+        try:
+            for debris in (root / "frames").rglob(".*.tmp") if (root / "frames").is_dir() else ():
+                debris.unlink(missing_ok=True)  # a killed run's half-written frame stores
+            return _prepare(root, splits, settings, workers, limit_classes, limit_per_class, progress)
+        finally:
+            unlock_folder(root / ".prepare", lock)
     except FolderInUse as e:
         raise UsageError(f"another prepare is running on {root} (process {e.holder}); wait for it") from None
-    try:
-        for debris in (root / "frames").rglob(".*.tmp") if (root / "frames").is_dir() else ():
-            debris.unlink(missing_ok=True)  # a killed run's half-written frame stores
-        return _prepare(root, splits, settings, workers, limit_classes, limit_per_class, progress)
-    finally:
-        unlock_folder(root / ".prepare", lock)
+    except OSError as e:  # a full disk anywhere (a frame store, the journal, a folder): one line, the work kept
+        if isinstance(e, NoSpace) or not is_disk_full(e):
+            raise
+        raise NoSpace(root) from None
 
 
 def _prepare(root: Path, splits, settings: Settings, workers, limit_classes, limit_per_class, progress) -> dict:
@@ -520,19 +595,20 @@ def _prepare(root: Path, splits, settings: Settings, workers, limit_classes, lim
             found[split], conflicts = _conflicts(found[split], held_out if split == "train" else set())
             unsafe[split] += [(split, _bad_path(root, c), c.label, why) for c, why in conflicts]
     train = found["train"] if "train" in found else [c for c in find_clips(root, "train") if _unsafe(c) is None]
-    classes = sorted({c.label for c in train})
-    if limit_classes is not None:
-        classes = classes[:limit_classes]
+    labels = {c.label for c in train}
+    classes = sorted(labels)[:limit_classes]
     summary, bad_rows = {}, []
     for split, clips in found.items():
-        bad_rows += unsafe[split]
+        untrained = [(split, _bad_path(root, c), c.label, UNTRAINED) for c in clips if c.label not in labels]
+        bad_rows += unsafe[split] + untrained
         clips = _limit(clips, classes, limit_per_class)
         if not clips:
             raise UsageError(f"no {split} clips of the chosen classes under {root}")
         results = _convert_all(root, clips, settings, workers or os.cpu_count() or 1, progress)
-        count, bad = _write_split(root, split, clips, results)
+        count, bad = _write_split(root, split, clips, results, settings.min_frames)
         bad_rows += bad
-        summary[split] = {"clips": count, "bad": len(bad) + len(unsafe[split])}
+        left = len(bad) + len(unsafe[split]) + len(untrained)
+        summary[split] = {"clips": count, "bad": left, "untrained": len(untrained)}
     names = "".join(f"{c}\n" for c in classes)
     write_atomic(root / "classes.txt", names)
     write_atomic(root / "originals" / "classes.txt", names)

@@ -25,7 +25,7 @@ def _print_check(root: Path, report: list[dict]) -> None:
             f"{r['split']:<6} {show(r['annotated']):>10} {show(r['on_disk']):>10} {show(r['prepared']):>10} "
             f"{show(r['bad']):>8} {show(r['expected_clips']):>10}"
         )
-    if (root / "bad_videos.csv").is_file():
+    if any(r["bad"] for r in report):
         print(f"why each clip was left out: {root / 'bad_videos.csv'}")
 
 
@@ -44,10 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="{download,prepare,check}")
     common = Parser(add_help=False)
     common.add_argument("--root", default="data/kinetics400", help="data folder (default: data/kinetics400)")
-    d = sub.add_parser(
-        "download", parents=[common], help="fetch annotations and clips from the CVDF mirror (resumable)"
-    )
-    r = sub.add_parser("prepare", parents=[common], help="index the clips and write the training format (resumable)")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], help=text, description=f"{text[0].upper()}{text[1:]}.")
+
+    d = command("download", "fetch annotations and clips from the CVDF mirror (resumable)")
+    r = command("prepare", "index the clips and write the training format, reporting the bad ones (resumable)")
     for q in (d, r):
         q.add_argument(
             "--split", nargs="+", choices=kinetics.SPLITS, default=["train", "val"], help="splits (default: train val)"
@@ -65,11 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--frame-step", type=positive_int, default=4, help="keep every N-th frame (default: 4)")
     r.add_argument("--quality", type=_quality, default=90, metavar="1..100", help="JPEG quality (default: 90)")
     r.add_argument(
-        "--min-frames", type=positive_int, default=16, help="shorter clips are reported as bad (default: 16)"
+        "--min-frames",
+        type=positive_int,
+        default=16,
+        help="a clip that keeps fewer frames (after --frame-step) is reported as bad (default: 16, the k400 "
+        "preset's frames per clip)",
     )
     r.add_argument("--limit-classes", type=positive_int, help="only the first N classes (sorted): a quick subset")
     r.add_argument("--limit-per-class", type=positive_int, help="only the first N clips of each class")
-    c = sub.add_parser("check", parents=[common], help="count what is present against the expected numbers")
+    c = command("check", "count what is present against the expected numbers")
     c.add_argument(
         "--split", nargs="+", choices=kinetics.SPLITS, default=list(kinetics.SPLITS), help="splits (default: all)"
     )
@@ -116,7 +122,8 @@ def _run(opts: argparse.Namespace) -> int:
             print(f"stopped by {e}; run the same command again to continue where it stopped", file=sys.stderr)
             return 0
         for split, s in summary.items():
-            left = f"{s['bad']:,} left out (see {root / 'bad_videos.csv'})" if s["bad"] else "none left out"
+            untrained = f", {s['untrained']:,} of a class no training clip has" if s["untrained"] else ""
+            left = f"{s['bad']:,} left out{untrained} (see {root / 'bad_videos.csv'})" if s["bad"] else "none left out"
             print(f"{split}: {s['clips']:,} clip{'' if s['clips'] == 1 else 's'} prepared, {left}")
         print(f"next: python -m minivb.train --subset k400 --data-root {root}")
     else:

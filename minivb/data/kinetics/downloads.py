@@ -26,6 +26,7 @@ import gzip
 import http.client
 import json
 import os
+import select
 import shutil
 import tarfile
 import threading
@@ -44,6 +45,7 @@ from ...plumbing.files import write_atomic
 
 CHUNK = 1 << 20  # the most bytes read (and written) at a time; a read returns whatever has arrived
 STALL_SECONDS, STALL_BYTES = 60.0, 64 << 10  # fewer bytes than this over that long: the server stalls (retried)
+POLL_SECONDS = 0.5  # the longest a read waits for bytes before it looks at Ctrl-C and the stall rule again
 USER_AGENT = "minivb"
 RETRY_STATUS = (408, 429)  # client errors worth retrying; all 5xx are retried too
 
@@ -224,14 +226,19 @@ def _download_once(
             disable=None if progress else True,
             leave=False,
         )
+        arrived = select.poll()  # a read waits for bytes at most POLL_SECONDS, then looks at stop (Ctrl-C):
+        arrived.register(resp, select.POLLIN)  # neither a trickle nor a silent server can hold it for long
         with open(part, "ab" if start else "wb") as f, bar:
             window_start, window_bytes = time.monotonic(), 0
-            while chunk := resp.read1(CHUNK):  # (read1: what has arrived, so a trickle cannot hold it for long)
+            while True:
                 if stop is not None and stop.is_set():
                     raise _Stopped(url)
-                f.write(chunk)
-                bar.update(len(chunk))
-                window_bytes += len(chunk)
+                if arrived.poll(POLL_SECONDS * 1000):  # bytes (or the end) have arrived: read1 returns them
+                    if not (chunk := resp.read1(CHUNK)):
+                        break
+                    f.write(chunk)
+                    bar.update(len(chunk))
+                    window_bytes += len(chunk)
                 if time.monotonic() - window_start >= STALL_SECONDS:  # a minimum throughput, window by window
                     if window_bytes < STALL_BYTES:
                         raise _Transient(
