@@ -56,8 +56,10 @@ FEATURES = ("model", "pixels")
 CUT_MIN, CUT_RATIO = 12.0, 3.0
 PIXEL_GRID = 16  # features="pixels": each frame average-pooled to 16×16×3
 MAX_K = 20  # summarize without k: the most segments KTS's model selection considers
+MIN_SEGMENT_SECONDS = 2.0  # summarize without k: no segment shorter than 2 s (see choose_k)
 KTS_BYTES_PER_CELL = 6 * 8  # kts holds about six (W+1)² float64 / int64 arrays at once (gram, lengths, costs, …)
 PANEL_INCHES, DPI = 2.4, 100  # filmstrip: one keyframe per 2.4 in × 100 dpi = 240 pixels of width
+ROW_INCHES, COLUMNS = 2.0, 6  # filmstrip: rows 2 in high, of at most 6 keyframes (1,440 pixels)
 
 
 @dataclass(frozen=True)
@@ -259,11 +261,11 @@ def _stream_windows(path, windows: np.ndarray, size: int, batch_size: int):
 # --------------------------------------------------------------------------- segmentation
 
 
-def _scatter_dp(x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _scatter_dp(x: np.ndarray | torch.Tensor, k: int, at: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """KTS's dynamic programme for 1…k segments → ``(back (k + 1, W + 1), least (k + 1,))``.
 
-    ``least[j]``: the least total within-segment scatter of ``x``'s W rows cut into ``j`` segments;
-    ``back[j, b]``: where the last of ``j`` segments over rows ``:b`` starts. See :func:`kts`.
+    ``least[j]``: the least total within-segment scatter of ``x``'s W rows cut into ``j`` segments (``inf``: no
+    such cut); ``back[j, b]``: where the last of ``j`` segments over rows ``:b`` starts. See :func:`kts`.
     """
     x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
     if x.ndim != 2 or len(x) == 0:
@@ -279,6 +281,9 @@ def _scatter_dp(x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.nd
     with np.errstate(divide="ignore", invalid="ignore"):
         cost = s2[None, :] - s2[:, None] - (sq[None, :] + sq[:, None] - 2 * gram) / length  # (a, b)
     cost = np.where(length > 0, np.maximum(cost, 0.0), np.inf)  # a segment is not empty; rounding stays ≥ 0
+    if at is not None:  # rows a:b last at[b] − at[a] seconds: none shorter than 2 s (or than the whole video)
+        shortest = min(MIN_SEGMENT_SECONDS, at[-1] - at[0]) - 1e-6
+        cost[at[None, :] - at[:, None] < shortest] = np.inf
     best = np.full(W + 1, np.inf)
     best[0] = 0.0  # zero segments cover zero rows
     back = np.zeros((k + 1, W + 1), np.int64)
@@ -291,7 +296,7 @@ def _scatter_dp(x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, np.nd
     return back, least
 
 
-def kts(x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, float]:
+def kts(x: np.ndarray | torch.Tensor, k: int, at: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Kernel temporal segmentation with a linear kernel: ``x (W, D)`` → ``(bounds (k + 1,), cost)``.
 
     Segment ``j`` is rows ``bounds[j]:bounds[j + 1]`` (``bounds[0] = 0``, ``bounds[k] = W``), chosen
@@ -300,15 +305,19 @@ def kts(x: np.ndarray | torch.Tensor, k: int) -> tuple[np.ndarray, float]:
     the scatter of rows ``a:b`` is ``S2[b] − S2[a] − ‖S1[b] − S1[a]‖² / (b − a)``, and
     ``best[j][b] = min_{a<b} best[j−1][a] + scatter(a, b)``: O(W²·D) for the costs, O(k·W²) for the DP.
     Memory is O(W²) (the cost matrix): fine for a few thousand windows; for longer videos raise ``hop``.
+    ``at (W + 1,)``: when a boundary before row ``b`` would fall, in seconds (:func:`_boundaries`); with it,
+    no segment is shorter than :data:`MIN_SEGMENT_SECONDS` (``ValueError`` if ``k`` such segments do not fit).
     """
-    back, least = _scatter_dp(x, k)
+    back, least = _scatter_dp(x, k, at)
+    if not np.isfinite(least[k]):
+        raise ValueError(f"{k} segments of at least {MIN_SEGMENT_SECONDS:g} s do not fit in {at[-1] - at[0]:.2f} s")
     bounds = [back.shape[1] - 1]  # W
     for j in range(k, 0, -1):
         bounds.append(int(back[j, bounds[-1]]))
     return np.asarray(bounds[::-1]), float(least[k])
 
 
-def choose_k(x: np.ndarray | torch.Tensor, max_k: int = MAX_K) -> tuple[int, np.ndarray]:
+def choose_k(x: np.ndarray | torch.Tensor, max_k: int = MAX_K, at: np.ndarray | None = None) -> tuple[int, np.ndarray]:
     """How many segments, by KTS's own model selection → ``(k, criterion (max_k,))`` for k = 1 … max_k.
 
     More segments always lower the scatter, so KTS (Potapov et al. 2014, their ``cpd_auto``) adds a penalty
@@ -317,11 +326,13 @@ def choose_k(x: np.ndarray | torch.Tensor, max_k: int = MAX_K) -> tuple[int, np.
         scatter(k) / W + v · m / (2W) · (log(W / m) + 1)      (0 for m = 0)
 
     with ``v`` = 1, the largest value of the kernel ⟨x, x⟩ for unit rows (our window embeddings). ``max_k``
-    is capped at W.
+    is capped at W. On real clips the embeddings are noisy, and KTS fits the noise with short segments (a 10-second
+    clip of one activity got 17, some 0.25 s long); ``at`` (as :func:`kts`'s) allows no segment shorter than
+    :data:`MIN_SEGMENT_SECONDS`, so a video gets at most one segment per 2 s, and noise no segments of its own.
     """
     W = len(x)
     max_k = min(check_int("max_k", max_k), W)
-    _, least = _scatter_dp(x, max_k)  # (max_k + 1,)
+    _, least = _scatter_dp(x, max_k, at)  # (max_k + 1,)
     m = np.arange(max_k)  # change points of k = 1 … max_k segments
     with np.errstate(divide="ignore", invalid="ignore"):
         penalty = np.where(m > 0, m / (2 * W) * (np.log(W / np.maximum(m, 1)) + 1), 0.0)
@@ -356,7 +367,8 @@ def summarize(
 
     ``prep``: the checkpoint's clip (:func:`~minivb.engine.inference.load_model`); ``hop``: frames between
     window starts (default: half a window's span). ``features="pixels"`` needs no model (pass
-    ``None``). ``k=None``: KTS chooses how many segments (:func:`choose_k`, at most ``max_k``). ``k`` larger
+    ``None``). ``k=None``: KTS chooses how many segments (:func:`choose_k`, at most ``max_k``, none shorter than
+    :data:`MIN_SEGMENT_SECONDS` when the file gives times). ``k`` larger
     than the number of windows → ``ValueError`` saying how many there are; an unreadable file →
     :class:`~minivb.video.VideoDecodeError`.
     """
@@ -386,11 +398,13 @@ def summarize(
     if device is None:
         device = next(model.parameters()).device if model is not None else torch.device("cpu")
     emb, scores = _embed_windows(model, path, windows, prep.size, features, batch_size, torch.device(device))
-    chosen = k is None
+    chosen, edges = k is None, _segment_times(times, info.fps)  # edges: (total + 1,) seconds, or None
+    cuts = _boundaries(windows, shot_starts, total)  # (W + 1,) frames
+    at = edges[cuts] if chosen and edges is not None else None  # (W + 1,) seconds: no segment under 2 s
     if chosen:
-        k, _ = choose_k(emb, max_k)
-    bounds, _ = kts(emb, k)  # (k + 1,) window numbers
-    keyframes = _keyframes(emb, scores, windows, bounds, shot_starts, total, _segment_times(times, info.fps))
+        k, _ = choose_k(emb, max_k, at)
+    bounds, _ = kts(emb, k, at)  # (k + 1,) window numbers
+    keyframes = _keyframes(emb, scores, windows, bounds, cuts[bounds], edges)
     n_shots = len(shot_starts) + 1
     return Summary(str(path), info.fps, total, features, hop, len(windows), keyframes, n_shots, chosen)
 
@@ -411,31 +425,30 @@ def _embed_windows(
     return torch.cat(emb), torch.cat(scores)  # (W, D), (W, T)
 
 
+def _boundaries(windows: np.ndarray, shot_starts: Sequence[int], total: int) -> np.ndarray:
+    """Where a segment boundary before window ``b`` falls → frames ``(W + 1,)``, from 0 to ``total``: at the shot
+    cut when windows ``b − 1`` and ``b`` lie in two shots, else halfway between their centres."""
+    centres = windows.mean(axis=1)  # (W,) each window's centre frame (float)
+    shot_of = np.searchsorted(shot_starts, windows[:, 0], side="right")  # (W,) the shot each window lies in
+    halfway = np.floor((centres[:-1] + centres[1:]) / 2).astype(np.int64) + 1  # (W − 1,)
+    return np.concatenate([[0], np.where(shot_of[1:] != shot_of[:-1], windows[1:, 0], halfway), [total]])
+
+
 def _keyframes(
     emb: torch.Tensor,
     scores: torch.Tensor,
     windows: np.ndarray,
     bounds: np.ndarray,
-    shot_starts: list[int],
-    total: int,
+    cuts: np.ndarray,
     edges: np.ndarray | None,
 ) -> list[Keyframe]:
     """K segments of windows (``bounds``) → one :class:`Keyframe` each, sorted by time.
 
-    A segment's frames run from its boundary to the next: at a shot cut when the boundary falls between two
-    shots, else halfway between the centres of the windows on either side. Its keyframe: in the window nearest
-    the segment's mean embedding, the frame (inside the segment) with the highest score. ``edges``
-    (:func:`_segment_times`): when each frame starts, and when the last one ends, in seconds.
+    A segment's frames run from its boundary to the next (``cuts (K + 1,)``, :func:`_boundaries`). Its keyframe:
+    in the window nearest the segment's mean embedding, the frame (inside the segment) with the highest score.
+    ``edges`` (:func:`_segment_times`): when each frame starts, and when the last one ends, in seconds.
     """
-    centres = windows.mean(axis=1)  # (W,) each window's centre frame (float)
-    shot_of = np.searchsorted(shot_starts, windows[:, 0], side="right")  # (W,) the shot each window lies in
-
-    def cut_at(b: int) -> int:
-        if shot_of[b] != shot_of[b - 1]:  # a segment boundary at a shot cut: the cut
-            return windows[b, 0]
-        return int(math.floor((centres[b - 1] + centres[b]) / 2)) + 1  # else halfway between windows
-
-    cuts = [0] + [int(cut_at(b)) for b in bounds[1:-1]] + [total]
+    cuts = cuts.tolist()
     seconds = (lambda f: round(float(edges[f]), 3)) if edges is not None else (lambda f: None)
     keyframes = []
     for j in range(len(bounds) - 1):
@@ -469,8 +482,10 @@ def format_time(seconds: float | None, frame: int) -> str:
 
 
 def filmstrip(video_path: str | os.PathLike, summary: Summary):
-    """The keyframes in a row, each titled with its time and segment, over a timeline of the segments → a
-    matplotlib ``Figure`` (Agg canvas, no pyplot), ``PANEL_INCHES · K`` inches wide (240 px per keyframe at 100 dpi)."""
+    """The keyframes in rows, each titled with its time and segment, over a timeline of the segments → a
+    matplotlib ``Figure`` (Agg canvas, no pyplot). At most :data:`COLUMNS` keyframes a row (K = 15: 3 rows of 5),
+    each ``PANEL_INCHES`` wide (240 px at 100 dpi); one row and the timeline are 2.7 inches high."""
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -480,14 +495,17 @@ def filmstrip(video_path: str | os.PathLike, summary: Summary):
     images = read_frames(video_path, [f.frame for f in kf])  # (K, H, W, 3): K frames only, at full size
     pixel_aspect = video_info(video_path, exact=False).pixel_aspect  # ≠ 1: the file's pixels are not square
     K, timed = len(kf), kf[0].time is not None
-    fig = Figure(figsize=(PANEL_INCHES * K, 2.7), dpi=DPI)
+    rows = math.ceil(K / COLUMNS)
+    columns = math.ceil(K / rows)
+    height = 0.7 + ROW_INCHES * rows  # inches: the timeline 0.7, each row 1.55 of picture and 0.45 of titles
+    fig = Figure(figsize=(PANEL_INCHES * columns, height), dpi=DPI)
     FigureCanvasAgg(fig)
-    grid = fig.add_gridspec(
-        2, K, height_ratios=(1, 0.08), left=0.01, right=0.99, top=0.86, bottom=0.15, hspace=0.35, wspace=0.05
-    )
-    colours = [f"C{j % 10}" for j in range(K)]
+    box = dict(left=0.01, right=0.99, top=1 - 0.38 / height, bottom=0.77 / height)  # the pictures' part of the figure
+    grid = fig.add_gridspec(rows, columns, **box, hspace=0.45 / 1.55, wspace=0.05)  # hspace: in picture heights
+    tab20 = matplotlib.colormaps["tab20"]  # matplotlib's 10 colours (C0 … C9), then a light shade of each
+    colours = [tab20(2 * (j % 10) + (j // 10) % 2) for j in range(K)]  # 20 colours; neighbours always differ
     for j, (f, image) in enumerate(zip(kf, images)):
-        ax = fig.add_subplot(grid[0, j])
+        ax = fig.add_subplot(grid[j // columns, j % columns])
         ax.imshow(image, aspect=1 / pixel_aspect)  # aspect: a pixel's height / width as drawn
         ax.set_xticks([])
         ax.set_yticks([])
@@ -495,10 +513,10 @@ def filmstrip(video_path: str | os.PathLike, summary: Summary):
             side.set(color=colours[j], linewidth=3)
         ax.set_title(
             f"{format_time(f.time, f.frame)}\nsegment {format_time(f.start_time, f.start_frame)} – "
-            f"{format_time(f.end_time, f.end_frame)}",
+            f"{format_time(f.end_time, f.end_frame - 1)}",
             fontsize=8,
         )
-    bar = fig.add_subplot(grid[1, :])  # the timeline, in seconds (frames if the rate is unknown)
+    bar = fig.add_axes((0.01, 0.4 / height, 0.98, 0.12 / height))  # the timeline, in seconds (frames if no times)
     for j, f in enumerate(kf):
         start, end, at = (f.start_time, f.end_time, f.time) if timed else (f.start_frame, f.end_frame, f.frame)
         bar.axvspan(start, end, color=colours[j], alpha=0.45, linewidth=0)

@@ -48,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-k",
         type=positive_int,
         default=summarization.MAX_K,
-        help=f"without --k: the most keyframes to consider (default: {summarization.MAX_K})",
+        help=f"without --k: the most keyframes to consider (default: {summarization.MAX_K}); each segment lasts at "
+        f"least {summarization.MIN_SEGMENT_SECONDS:g} s",
     )
     p.add_argument("--out", required=True, type=Path, help="the filmstrip PNG to write")
     p.add_argument("--json", type=Path, help="also write the keyframes (frame, time, segment) as JSON here")
@@ -103,12 +104,15 @@ def run(argv: list[str] | None = None) -> int:
     if opts.json is not None:
         write_json(opts.json, summary.to_dict())
     if summary.k_chosen:
-        print(f"{summary.k} segments, chosen by kernel temporal segmentation (at most {opts.max_k})")
-    for n, f in enumerate(summary.keyframes, 1):
+        print(
+            f"{summary.k} segment{'s' * (summary.k != 1)}, chosen by kernel temporal segmentation (at most "
+            f"{opts.max_k}, none under {summarization.MIN_SEGMENT_SECONDS:g} s)"
+        )
+    for n, f in enumerate(summary.keyframes, 1):  # a segment's frames: first–last; its times: start – end
         print(
             f"keyframe {n}: frame {f.frame} ({format_time(f.time, f.frame)}), segment frames "
-            f"{f.start_frame}–{f.end_frame} "
-            f"({format_time(f.start_time, f.start_frame)} – {format_time(f.end_time, f.end_frame)}), score "
+            f"{f.start_frame}–{f.end_frame - 1} "
+            f"({format_time(f.start_time, f.start_frame)} – {format_time(f.end_time, f.end_frame - 1)}), score "
             f"{f.score:.3f}"
         )
     print(f"wrote {opts.out}" + (f" and {opts.json}" if opts.json is not None else ""), file=sys.stderr)
@@ -117,7 +121,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m minivb.summarize``: 0 on success, 2 on a usage error (bad option, checkpoint, video, output)."""
-    return run_main(lambda: run(argv), errors=(VideoDecodeError,))
+    return run_main(lambda: run(argv), errors=(VideoDecodeError,), lower="--batch-size, or raise --hop")
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ class VideoDecodeError(RuntimeError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    frames: int  # decodable frames (counted by decoding, unless exact=False)
+    frames: int  # decodable frames (counted by decoding, unless exact=False and the header holds a count)
     fps: float  # frames per second from the container; 0.0 if it gives none
     width: int
     height: int
@@ -173,7 +173,8 @@ def video_info(path: str | os.PathLike, exact: bool = True) -> VideoInfo:
 
     ``exact=True`` (default) counts frames by decoding the whole file once (cached per
     file version), because the container's count can be wrong; ``exact=False`` trusts
-    the header (fast, for indexing large data sets).
+    the header (fast, for indexing large data sets), and counts by decoding only when the
+    header holds no count (a stream written to a pipe, a raw ``.h264``).
     """
     cap = open_capture(path)
     try:
@@ -186,7 +187,7 @@ def video_info(path: str | os.PathLike, exact: bool = True) -> VideoInfo:
         cap.release()
     if width <= 0 or height <= 0:
         raise VideoDecodeError(path, "no video stream (frame size is 0)")
-    frames = len(_decoded(path)[0]) if exact else header_frames
+    frames = header_frames if header_frames > 0 and not exact else len(_decoded(path)[0])
     if frames <= 0:
         raise VideoDecodeError(path, "no decodable frames")
     fps = fps if np.isfinite(fps) and fps > 0 else 0.0

@@ -13,6 +13,7 @@ from videos import ffmpeg, presentation_times, stamped_frames, write_h264
 from minivb.data.toy import concat_video
 from minivb.engine.checkpoint import Preprocessing
 from minivb.summarization import (
+    MIN_SEGMENT_SECONDS,
     _square,
     _stream_windows,
     choose_k,
@@ -129,6 +130,24 @@ def test_choose_k_is_ktss_own_model_selection():
     assert choose_k(np.eye(3), max_k=20)[1].shape == (3,)  # max_k is capped at W
 
 
+def test_choose_k_gives_noise_no_segments_of_its_own():
+    """Issue 30: real clips' window embeddings are noisy, and overlapping windows share their noise; KTS fitted the
+    noise with short segments (17 for a 10-second Kinetics clip of one activity). No segment under 2 s: one."""
+    rng = np.random.default_rng(0)
+    noise = rng.normal(size=(42, 128))
+    x = 0.07 + np.stack([noise[i : i + 3].sum(0) for i in range(40)]) / (3 * 128) ** 0.5  # 3 windows share noise
+    x /= np.linalg.norm(x, axis=1, keepdims=True)  # (40, 128) unit rows, each ‖x − mean‖² ≈ 0.6
+    at = np.arange(41) / 4  # 10 s: a boundary between windows every 0.25 s
+    assert choose_k(x, max_k=20)[0] == 14 and choose_k(x, max_k=20, at=at)[0] == 1
+    steps = np.repeat(np.eye(3), [12, 9, 19], axis=0)  # three activities of 3, 2.25 and 4.75 s
+    k, _ = choose_k(steps, max_k=20, at=at)
+    assert k == 3 and kts(steps, k, at)[0].tolist() == [0, 12, 21, 40]
+    at = np.arange(41) / 8  # 5 s: the activities last 1.5, 1.125 and 2.375 s
+    assert choose_k(steps, max_k=20, at=at)[0] == 2 and (np.diff(kts(steps, 2, at)[0]) >= 16).all()  # ≥ 2 s each
+    with pytest.raises(ValueError, match="3 segments of at least 2 s do not fit in 5.00 s"):
+        kts(steps, 3, at)
+
+
 # --------------------------------------------------------------------------- metrics
 
 
@@ -200,6 +219,38 @@ def test_times_are_the_frames_own_and_the_filmstrip_keeps_the_pixels_shape(conca
     assert fig.axes[-1].get_xlim() == pytest.approx((0.5, reference[-1] + 1 / 8), abs=1e-3)  # the timeline
 
 
+def test_without_k_no_segment_is_shorter_than_two_seconds(tmp_path):
+    """Issue 30: not told K, a video got more keyframes than its length supports. 8 seconds, a new scene every second
+    (a different tile lit): segments of at least MIN_SEGMENT_SECONDS, so 4, each of two scenes (the old code: 8)."""
+    frames = np.zeros((64, 64, 64, 3), np.uint8)  # 8 s at 8 fps
+    for i in range(8):
+        frames[8 * i : 8 * i + 8, 32 * (i // 4) : 32 * (i // 4) + 32, 16 * (i % 4) : 16 * (i % 4) + 16] = 255
+    s = summarize(None, write_h264(tmp_path / "tiles.mp4", frames, fps=8), TINY_PREP, features="pixels")
+    assert MIN_SEGMENT_SECONDS == 2 and s.shots == 8 and s.k_chosen
+    assert [(f.start_time, f.end_time) for f in s.keyframes] == [(0, 2), (2, 4), (4, 6), (6, 8)]
+
+
+def test_a_piped_matroska_is_summarized(concat, tmp_path):
+    """Issue 30: a file whose header holds no frame count (Matroska written to a pipe) was "no decodable frames"."""
+    path, _ = concat
+    piped = ffmpeg("-loglevel", "error", "-i", str(path), "-c", "copy", "-f", "matroska", "-")
+    assert piped.returncode == 0, piped.stderr.decode()
+    (tmp_path / "piped.mkv").write_bytes(piped.stdout)
+    s = summarize(None, tmp_path / "piped.mkv", TINY_PREP, 5, features="pixels")
+    assert s.frames == 120 and [f.frame for f in s.keyframes] == [
+        f.frame for f in summarize(None, path, TINY_PREP, 5, features="pixels").keyframes
+    ]
+
+
+def test_a_filmstrip_of_many_keyframes_stays_viewable(concat):
+    """Issue 30: 15 keyframes made a strip 3,600 pixels wide, and the segments' colours repeated after 10."""
+    path, _ = concat
+    fig = filmstrip(path, summarize(None, path, TINY_PREP, 15, features="pixels"))
+    assert tuple(fig.get_size_inches() * fig.dpi) == pytest.approx((5 * 240, 270 + 2 * 200))  # 3 rows of 5
+    panels = fig.axes[:-1]  # the last is the timeline
+    assert len(panels) == 15 and len({ax.spines["top"].get_edgecolor() for ax in panels}) == 15
+
+
 def test_without_k_kts_chooses_how_many(concat, tiny_run, tmp_path, capsys):
     path, _ = concat
     s = summarize(None, path, TINY_PREP, features="pixels")
@@ -210,8 +261,11 @@ def test_without_k_kts_chooses_how_many(concat, tiny_run, tmp_path, capsys):
     assert main([str(path), "--checkpoint", str(tiny_run), "--out", str(out), "--max-k", "6"]) == 0
     lines = capsys.readouterr().out.splitlines()
     k = int(lines[0].split()[0])
-    assert lines[0] == f"{k} segments, chosen by kernel temporal segmentation (at most 6)" and 1 <= k <= 6
-    assert len(lines) == 1 + k and lines[1].startswith("keyframe 1: frame")
+    plural = "segment" if k == 1 else "segments"
+    assert lines[0] == f"{k} {plural}, chosen by kernel temporal segmentation (at most 6, none under 2 s)"
+    assert len(lines) == 1 + k and lines[1].startswith("keyframe 1: frame") and 1 <= k <= 6
+    assert main([str(path), "--checkpoint", str(tiny_run), "--out", str(out), "--max-k", "1", "--force"]) == 0
+    assert capsys.readouterr().out.startswith("1 segment, chosen")  # not "1 segments"
 
 
 def test_summarize_refuses_more_keyframes_than_windows(concat):
@@ -255,6 +309,10 @@ def test_cli_end_to_end(tiny_run, concat, tmp_path, capsys):
     width, height = _png_size(out.read_bytes())
     assert width == 4 * 240 and height == 270
     doc = json.loads(js.read_text())
+    for line, kf in zip(lines, doc["keyframes"]):  # frames first–last (the JSON's end is exclusive), times start – end
+        seg = kf["segment"]
+        assert f"segment frames {seg['start_frame']}–{seg['end_frame'] - 1} " in line
+    assert "–119 (" in lines[-1] and "– 15.0 s)" in lines[-1]  # 120 frames: the last is 119, it ends at 15 s
     assert {"video", "fps", "frames", "k", "keyframes"} <= doc.keys() and doc["k"] == 4 and doc["fps"] == 8.0
     assert doc["frames"] == 120 and len(doc["keyframes"]) == 4
     frames = [kf["frame"] for kf in doc["keyframes"]]

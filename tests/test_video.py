@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from videos import (
+    ffmpeg,
     frame_types,
     presentation_times,
     read_stamp,
@@ -122,6 +123,21 @@ def test_frame_times_are_the_files_own_timestamps(tmp_path, h264):
     assert reference[0] == pytest.approx(0.5)
     np.testing.assert_allclose(np.diff(got), np.diff(reference), atol=1e-6)  # exact from frame to frame
     assert abs(got[0] - reference[0]) <= 0.5 / 25 + 1e-9  # the start: OpenCV gives it in whole frames only
+
+
+def test_a_file_without_a_frame_count_is_counted_and_timed(tmp_path, h264):
+    """Issue 30: Matroska written to a pipe and a raw H.264 stream hold no frame count in their header;
+    frame_times said "no decodable frames". The count is then made by decoding, the times from the frame rate."""
+    mkv, raw = tmp_path / "piped.mkv", tmp_path / "raw.h264"
+    piped = ffmpeg("-loglevel", "error", "-i", str(h264), "-c", "copy", "-f", "matroska", "-")  # to a pipe
+    assert piped.returncode == 0, piped.stderr.decode()
+    mkv.write_bytes(piped.stdout)
+    assert ffmpeg("-loglevel", "error", "-i", str(h264), "-c", "copy", str(raw)).returncode == 0
+    for path in (mkv, raw):
+        assert cv2.VideoCapture(str(path)).get(cv2.CAP_PROP_FRAME_COUNT) <= 0  # really no count
+        assert video_info(path, exact=False).frames == video_info(path).frames == N
+        np.testing.assert_allclose(frame_times(path), np.arange(N) / 25, atol=1e-9)
+        assert [read_stamp(f) for f in read_frames(path, [0, 45, N - 1])] == [0, 45, N - 1]
 
 
 def _patch_avi_frame_count(data: bytearray, count: int) -> None:
