@@ -81,6 +81,12 @@ def test_two_retrieve_index_into_one_file_one_is_refused(tiny_run, toy, tmp_path
     assert not out.exists()
 
 
+def _cv2_error(text: str) -> Exception:
+    import cv2
+
+    return cv2.error(text)
+
+
 @pytest.mark.parametrize(
     "error, asked",
     [
@@ -91,6 +97,10 @@ def test_two_retrieve_index_into_one_file_one_is_refused(tiny_run, toy, tmp_path
         (RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.1 GiB total)"), "20.00 GiB"),
         (MemoryError("Unable to allocate 7.45 GiB for an array with shape (1000000000,)"), "7.45 GiB"),
         (MemoryError(), "memory"),
+        (
+            _cv2_error("error: (-4:Insufficient memory) Failed to allocate 8053063680 bytes in function 'OutOfMemory'"),
+            "7.5 GiB",
+        ),
     ],
 )
 def test_a_failed_allocation_is_one_line_naming_what_to_lower(capsys, error, asked):

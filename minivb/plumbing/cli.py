@@ -130,10 +130,10 @@ def views_device(opts: argparse.Namespace, prep):
 
 def out_of_memory(e: BaseException) -> str | None:
     """What an allocation that failed asked for ("7.5 GiB"), or None if ``e`` is not one (NumPy's and Python's
-    ``MemoryError``, torch's CPU allocator and CUDA errors, which are ``RuntimeError``)."""
+    ``MemoryError``, torch's CPU allocator and CUDA errors, which are ``RuntimeError``, OpenCV's ``cv2.error``)."""
     text = str(e)
     if not isinstance(e, MemoryError) and not any(
-        k in text for k in ("can't allocate memory", "out of memory", "Cannot allocate memory")
+        k in text for k in ("can't allocate memory", "out of memory", "Cannot allocate memory", "Insufficient memory")
     ):
         return None
     asked = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ ?[KMGTPE]i?B)", text)
@@ -163,7 +163,7 @@ def run_main(
     except NoSpace as e:
         print(f"error: {e.strerror}", file=sys.stderr)
         return 1
-    except (MemoryError, RuntimeError) as e:
+    except Exception as e:  # an allocation that failed; anything else is raised again
         asked = out_of_memory(e)
         if asked is None:
             raise
