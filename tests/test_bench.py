@@ -20,7 +20,7 @@ import torch
 from videos import read_stamp, stamped_frames, write_h264
 
 from minivb.bench import __main__ as bench_main
-from minivb.bench import contention, decode, flops, loader
+from minivb.bench import contention, decode, flops, loader, ood
 from minivb.bench.__main__ import main
 from minivb.bench.decode import (
     NotFrameExact,
@@ -378,6 +378,51 @@ def test_import_minivb_shortens_the_spin_wait(given, spincount):
     assert f"GOMP_SPINCOUNT = '{spincount}'" in proc.stderr  # what libgomp itself uses
 
 
+# --------------------------------------------------------------------------- ood
+
+
+def test_ood_tiny(tiny_run, tmp_path, capsys, one_line_error):
+    """The table of every score on a tiny run, 2 held-out videos per class: strict JSON, AUROCs and shares in [0, 1],
+    thresholds that keep at least --acceptance of the validation videos, a temperature in its range."""
+    from minivb.engine.calibration import T_RANGE
+
+    out = tmp_path / "ood.json"
+    one_line_error(
+        main, ["ood", "--checkpoint", str(tiny_run), "--json", str(tiny_run / "last.pt"), "--force"], "inputs"
+    )
+    assert main(["ood", "--checkpoint", str(tiny_run), "--per-class", "2", "--workers", "0", "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "## minivb.bench ood" in printed and "| score | T | AUROC rotation | AUROC static | AUROC noise |" in printed
+    assert "ECE (15 bins)" in printed and "| max_logit | — |" in printed
+    data = _strict_json(out)
+    assert {"benchmark", "machine", "settings", "notes", "results", "calibration"} <= data.keys()
+    rows, c = data["results"], data["calibration"]
+    assert [(r["score"], r["temperature"] is None) for r in rows] == [
+        (score, which is None) for score, which in ood.ROWS
+    ]
+    for r in rows:
+        assert set(r["auroc"]) == set(r["rejected"]) == set(ood.KINDS)
+        assert all(0 <= v <= 1 for v in [*r["auroc"].values(), *r["rejected"].values(), *r["accepted"].values()])
+        assert r["accepted"]["val"] >= 0.95  # the threshold is the ⌈0.95 · N⌉-th highest validation score
+    assert T_RANGE[0] <= c["temperature"] <= T_RANGE[1] and c["fitted_on"]["videos"] == 8  # the tiny toy's val set
+    assert all(0 <= c[s]["ece"][w] <= 1 for s in ("val", "held_out") for w in ("before", "after"))
+    assert c["val"]["nll"]["after"] <= c["val"]["nll"]["before"] + 1e-12  # T minimizes the NLL where it was fitted
+
+
+def test_ood_videos_are_what_they_say(tmp_path):
+    """Static videos repeat one frame; noise videos are not constant; rotation videos are the --rotation pair."""
+    from minivb.data.toy import ROTATION, ToyConfig
+    from minivb.video import read_frames, video_info
+
+    videos = ood.make_videos(tmp_path, ToyConfig(frames=6, size=32), per_class=1, seed=5)
+    assert [len(videos[k]) for k in ("held_out", "rotation", "static", "noise")] == [8, 2, 8, 8]
+    assert sorted(p.split("/")[-2] for p in videos["rotation"]) == sorted(ROTATION)
+    static = read_frames(videos["static"][0], range(6)).astype(int)  # (6, 32, 32, 3)
+    noise = read_frames(videos["noise"][0], range(6)).astype(int)
+    assert video_info(videos["noise"][0]).frames == 6 and (video_info(videos["static"][0]).width == 32)
+    assert np.abs(static - static[0]).mean() < 2 < np.abs(noise - noise[0]).mean()  # (mp4v: not bit-exact)
+
+
 # --------------------------------------------------------------------------- command line
 
 
@@ -389,6 +434,7 @@ def test_help(capsys, run_module):
         ("loader", "--data-root"),
         ("flops", "--preset"),
         ("contention", "--neighbours"),
+        ("ood", "--acceptance"),
     ):
         with pytest.raises(SystemExit) as stop:
             main([command, "--help"])
@@ -470,6 +516,8 @@ def test_rows_print_as_measured_and_ctrl_c_keeps_them(
         (["flops", "--preset", "toy"], "--preset"),
         (["flops", "--json", "{tmp}/no/such/folder/out.json"], "--json"),
         (["contention", "--settings", "fast"], "--settings"),
+        (["ood", "--checkpoint", "{tmp}/missing"], "--checkpoint"),
+        (["ood", "--checkpoint", "{tmp}", "--acceptance", "1.5"], "--acceptance"),
         ([], "required"),
     ],
 )

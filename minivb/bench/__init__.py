@@ -1,5 +1,6 @@
 """Benchmarks anyone can rerun: video decoding, data loading against the model's own speed, the model's FLOPs,
-and training beside a busy process.
+training beside a busy process, and how well a toy model tells
+its classes from videos it never saw.
 
     python -m minivb.bench decode                          # two generated H.264 clips (340×256, 1280×720)
     python -m minivb.bench decode --videos a.mp4 b.mp4 --repeats 5
@@ -9,6 +10,7 @@ and training beside a busy process.
     python -m minivb.bench decode --json runs/decode.json  # every number as strict JSON too (runs/ must exist; --force)
     python -m minivb.bench flops                           # GFLOPs per clip: the k400 model and variants
     python -m minivb.bench contention                      # toy training clips/s alone and beside a busy process
+    python -m minivb.bench ood --checkpoint runs/toy-…     # out-of-distribution scores and calibration of a toy model
 
 ``decode``: milliseconds per clip on one core for the same files and frame indices, read by
 :func:`minivb.video.read_frames` (OpenCV), by PyAV (decode from the start; or seek to the
@@ -30,12 +32,17 @@ a busy process (a Python loop; a multithreaded torch matmul loop), under libgomp
 policy (long spins), under ``GOMP_SPINCOUNT=1000`` (what ``import minivb`` sets), under
 ``OMP_WAIT_POLICY=PASSIVE`` and on one thread.
 
+``ood``: how well each out-of-distribution score (maximum softmax probability, max-logit, energy) tells a toy
+model's 8 classes from videos it never saw (the toy ``--rotation`` pair, static videos, noise): AUROC and the
+rejection rate at a threshold that keeps 95% of the validation videos, and the expected calibration error before
+and after temperature scaling (:mod:`minivb.engine.calibration`).
+
 Machines are noisy, so speed is reported as ratios against a reference measured in the same
 run, as min/median/max over ``--repeats`` repeats. Output: a header with the machine and the
 command line, then Markdown tables (ready for the README), each row printed as soon as it is measured, with a
 progress bar on stderr; Ctrl-C keeps the rows measured (and ``--json`` writes them, marked interrupted).
 
 Modules: :mod:`~minivb.bench.report` (numbers, tables, the header, rows printed as measured),
-:mod:`~minivb.bench.decode`, :mod:`~minivb.bench.loader`, :mod:`~minivb.bench.flops`, :mod:`~minivb.bench.contention`;
-the command line (``python -m minivb.bench``) is ``minivb/bench/__main__.py``.
+:mod:`~minivb.bench.decode`, :mod:`~minivb.bench.loader`, :mod:`~minivb.bench.flops`, :mod:`~minivb.bench.contention`,
+:mod:`~minivb.bench.ood`; the command line (``python -m minivb.bench``) is ``minivb/bench/__main__.py``.
 """

@@ -1,4 +1,4 @@
-"""``python -m minivb.bench {decode,loader,flops,contention}``: the benchmarks of :mod:`minivb.bench`."""
+"""``python -m minivb.bench {decode,loader,flops,contention,ood}``: the benchmarks of :mod:`minivb.bench`."""
 
 from __future__ import annotations
 
@@ -11,23 +11,24 @@ from ..plumbing import runs
 from ..plumbing.cli import Parser, run_main, seed
 from ..plumbing.files import write_json
 from ..video import VideoDecodeError
-from . import contention, decode, flops, loader
+from . import contention, decode, flops, loader, ood
 from .report import Interrupted
 
 COMMANDS = {"decode": decode.run_decode, "loader": loader.run_loader, "flops": flops.run_flops}
 COMMANDS["contention"] = contention.run_contention
+COMMANDS["ood"] = ood.run_ood
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``python -m minivb.bench {decode,loader,flops,contention}``; each module adds its own subcommand's options."""
+    """``python -m minivb.bench {decode,…,ood}``; each module adds its own subcommand's options."""
     p = Parser(
         prog="python -m minivb.bench",
         description=" ".join(bench.__doc__.split("\n\n")[0].split()),  # the first paragraph, as one line
-        epilog="python -m minivb.bench decode --help / loader --help / flops --help / contention --help "
+        epilog="python -m minivb.bench decode --help / loader --help / flops --help / contention --help / ood --help "
         "for the options of each. Each prints its table a row at a time, as measured (progress on stderr); "
         "Ctrl-C keeps the rows so far.",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{decode,loader,flops,contention}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{decode,loader,flops,contention,ood}")
     json_opt = argparse.ArgumentParser(add_help=False)
     json_opt.add_argument(
         "--json",
@@ -42,12 +43,17 @@ def build_parser() -> argparse.ArgumentParser:
     loader.add_parser(sub, [json_opt, seed_opt])
     flops.add_parser(sub, [json_opt])
     contention.add_parser(sub, [json_opt])
+    ood.add_parser(sub, [json_opt, seed_opt])
     return p
 
 
 def _inputs(opts: argparse.Namespace) -> list[Path]:
-    """The files a benchmark reads that --json must never name: its --videos, its --data-root's index files."""
+    """The files a benchmark reads that --json must never name: its --videos, its --checkpoint (a file, or a run
+    folder's checkpoints), its --data-root's index files."""
     inputs = [Path(v) for v in getattr(opts, "videos", None) or ()]
+    checkpoint = getattr(opts, "checkpoint", None)
+    if checkpoint:
+        inputs += [Path(checkpoint), *Path(checkpoint).glob("*.pt")]
     root = getattr(opts, "data_root", None)
     if root:
         inputs += [p for pattern in ("*.csv", "*.txt", "*/*.csv", "*/*.txt") for p in Path(root).glob(pattern)]

@@ -44,18 +44,23 @@ VIDEO_SUFFIXES = tuple(
 )
 
 
-def multiview_probs(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
-    """Views ``(B, V, T, 3, H, W)`` (or one view ``(B, T, 3, H, W)``) → class probabilities ``(B, C)``.
-
-    Every view goes through the model as its own clip; the per-view softmaxes are averaged.
-    """
+def multiview_logits(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """Views ``(B, V, T, 3, H, W)`` (or one view ``(B, T, 3, H, W)``) → every view's logits ``(B, V, C)``, float32:
+    each view goes through the model as its own clip."""
     if views.ndim == 5:
         views = views[:, None]  # (B, 1, T, 3, H, W)
     if views.ndim != 6:
         raise ValueError(f"views must be shaped (B, V, T, 3, H, W) or (B, T, 3, H, W), got {tuple(views.shape)}")
     B, V = views.shape[:2]
-    logits = in_chunks(model, views.flatten(0, 1)).float()  # (B·V, C)
-    return logits.softmax(dim=-1).view(B, V, -1).mean(dim=1)  # (B, V, C) → (B, C)
+    return in_chunks(model, views.flatten(0, 1)).float().view(B, V, -1)  # (B·V, C) → (B, V, C)
+
+
+def multiview_probs(model: nn.Module, views: torch.Tensor) -> torch.Tensor:
+    """Views ``(B, V, T, 3, H, W)`` (or one view ``(B, T, 3, H, W)``) → class probabilities ``(B, C)``.
+
+    Every view goes through the model as its own clip; the per-view softmaxes are averaged.
+    """
+    return multiview_logits(model, views).softmax(dim=-1).mean(dim=1)  # (B, V, C) → (B, C)
 
 
 MAX_VIEWS = 64  # views per forward pass: the network's activations stay bounded however many views are asked
