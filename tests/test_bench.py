@@ -383,7 +383,8 @@ def test_import_minivb_shortens_the_spin_wait(given, spincount):
 
 def test_ood_tiny(tiny_run, tmp_path, capsys, one_line_error):
     """The table of every score on a tiny run, 2 held-out videos per class: strict JSON, AUROCs and shares in [0, 1],
-    thresholds that keep at least --acceptance of the validation videos, a temperature in its range."""
+    thresholds that keep at least --acceptance of the validation videos, a temperature in its range; the
+    embedding-space rows after the logit rows, fitted on the tiny toy's 16 training videos."""
     from minivb.engine.calibration import T_RANGE
 
     out = tmp_path / "ood.json"
@@ -394,12 +395,17 @@ def test_ood_tiny(tiny_run, tmp_path, capsys, one_line_error):
     printed = capsys.readouterr().out
     assert "## minivb.bench ood" in printed and "| score | T | AUROC rotation | AUROC static | AUROC noise |" in printed
     assert "ECE (15 bins)" in printed and "| max_logit | — |" in printed
+    assert "| mahalanobis | — |" in printed and "| knn (k=10) | — |" in printed
+    assert "fitted on the 16 training videos × 3 views" in printed
     data = _strict_json(out)
     assert {"benchmark", "machine", "settings", "notes", "results", "calibration"} <= data.keys()
     rows, c = data["results"], data["calibration"]
     assert [(r["score"], r["temperature"] is None) for r in rows] == [
         (score, which is None) for score, which in ood.ROWS
-    ]
+    ] + [(score, True) for score, _ in ood.EMBEDDING_ROWS]
+    assert [r["k"] for r in rows[len(ood.ROWS) :]] == [k for _, k in ood.EMBEDDING_ROWS]
+    assert rows[-1]["threshold"] <= 1 and rows[-2]["threshold"] <= 1  # knn: a cosine similarity
+    assert rows[len(ood.ROWS)]["threshold"] <= 0  # mahalanobis: minus a squared distance
     for r in rows:
         assert set(r["auroc"]) == set(r["rejected"]) == set(ood.KINDS)
         assert all(0 <= v <= 1 for v in [*r["auroc"].values(), *r["rejected"].values(), *r["accepted"].values()])

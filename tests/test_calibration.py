@@ -10,13 +10,20 @@ import pytest
 import torch
 
 from minivb.engine.calibration import (
+    EMBEDDING_SCORES,
+    SHRINKAGE,
     T_RANGE,
     Calibration,
+    EmbeddingFit,
     auroc,
     calibrated_probs,
     expected_calibration_error,
     fit_calibration,
+    fit_embeddings,
+    fit_mahalanobis,
     fit_temperature,
+    knn_scores,
+    mahalanobis_scores,
     nll,
     ood_scores,
     plot_reliability,
@@ -182,6 +189,100 @@ def test_ood_scores_match_their_formulas():
         assert v.tolist() == pytest.approx(ood_scores(views, 2.0)[name].mean(dim=1).tolist(), rel=1e-12)
     with pytest.raises(ValueError, match="NaN or infinite"):
         ood_scores(torch.tensor([[0.0, math.nan]]))
+
+
+# --------------------------------------------------------------------------- embedding-space scores
+
+
+def np_mahalanobis(x: np.ndarray, y: np.ndarray, queries: np.ndarray, lam: float):
+    """NumPy's class means, shrunk shared covariance's inverse and −min_c squared distance of ``queries``."""
+    classes = np.unique(y)
+    means = np.array([x[y == c].mean(axis=0) for c in classes])  # (C, D)
+    centred = x - means[np.searchsorted(classes, y)]
+    cov = sum(np.outer(r, r) for r in centred) / len(x)  # (D, D), one sample at a time
+    D = x.shape[1]
+    scale = np.trace(cov) / D or 1.0
+    precision = np.linalg.inv((1 - lam) * cov + lam * scale * np.eye(D))
+    d2 = [[(q - m) @ precision @ (q - m) for m in means] for q in queries]  # (Q, C)
+    return means, precision, -np.min(d2, axis=1)
+
+
+def test_mahalanobis_matches_numpy():
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(0, 1, (30, 4)) * [1, 3, 0.5, 2], rng.integers(0, 3, 30)  # (N, D), (N,)
+    queries = rng.normal(0, 2, (7, 4))
+    for lam in (SHRINKAGE, 0.5, 1.0):
+        means, precision = fit_mahalanobis(torch.tensor(x), torch.tensor(y), lam)
+        np_means, np_precision, np_scores = np_mahalanobis(x, y, queries, lam)
+        assert means.numpy() == pytest.approx(np_means, rel=1e-12)
+        assert precision.numpy() == pytest.approx(np_precision, rel=1e-9)
+        assert mahalanobis_scores(torch.tensor(queries), means, precision).numpy() == pytest.approx(np_scores, rel=1e-9)
+    assert mahalanobis_scores(means, means, precision).tolist() == pytest.approx([0, 0, 0], abs=1e-12)  # at a mean
+    two = torch.tensor(x[:3], dtype=torch.float64)
+    assert torch.allclose(
+        mahalanobis_scores(torch.stack([two, two]), means, precision)[1], mahalanobis_scores(two, means, precision)
+    )  # (…, D)
+
+
+def brute_force_knn(queries: np.ndarray, bank: np.ndarray, k: int) -> list[float]:
+    out = []
+    for q in queries:
+        sims = [float(q @ b / (np.linalg.norm(q) * np.linalg.norm(b))) for b in bank]
+        out.append(sum(sorted(sims, reverse=True)[:k]) / k)
+    return out
+
+
+def test_knn_matches_a_brute_force_loop():
+    rng = np.random.default_rng(12)
+    bank, queries = rng.normal(0, 1, (25, 6)), rng.normal(0, 1, (9, 6)) * rng.uniform(0.1, 10, (9, 1))
+    for k in (1, 3, 25):
+        got = knn_scores(torch.tensor(queries), torch.tensor(bank), k).tolist()
+        assert got == pytest.approx(brute_force_knn(queries, bank, k), rel=1e-12)
+    assert knn_scores(torch.tensor(bank[:4] * 3), torch.tensor(bank)).tolist() == pytest.approx([1.0] * 4)  # scale-free
+    with pytest.raises(ValueError, match="k must be"):
+        knn_scores(torch.tensor(queries), torch.tensor(bank), 26)
+    with pytest.raises(ValueError, match="dimensions"):
+        knn_scores(torch.tensor(queries), torch.tensor(bank[:, :5]))
+
+
+def test_embedding_scores_average_the_views():
+    rng = np.random.default_rng(13)
+    train, labels = torch.tensor(rng.normal(0, 1, (10, 3, 5))), torch.tensor(rng.integers(0, 4, 10))  # (N, V, D)
+    fit = fit_embeddings(train, labels)
+    flat = fit_embeddings(train.flatten(0, 1), labels.repeat_interleave(3))  # every view a sample of its class
+    assert torch.allclose(fit.means, flat.means) and torch.allclose(fit.precision, flat.precision)
+    assert fit.bank.shape == (30, 5)
+    x = torch.tensor(rng.normal(0, 1, (6, 2, 5)))  # (N, V, D)
+    s = fit.scores(x, k=2)
+    assert tuple(s) == EMBEDDING_SCORES and all(v.shape == (6,) for v in s.values())
+    assert torch.allclose(s["mahalanobis"], mahalanobis_scores(x, fit.means, fit.precision).mean(dim=1))
+    assert torch.allclose(s["knn"], knn_scores(x, fit.bank, 2).mean(dim=1))
+
+
+def test_embedding_edge_cases():
+    rng = np.random.default_rng(14)
+    one = torch.tensor(rng.normal(0, 1, (5, 3)))  # one class
+    means, precision = fit_mahalanobis(one, torch.zeros(5, dtype=torch.long))
+    assert means.shape == (1, 3) and torch.allclose(means[0], one.mean(dim=0))
+    assert mahalanobis_scores(one, means, precision).shape == (5,)
+    few = torch.tensor(rng.normal(0, 1, (4, 10)))  # fewer samples than dimensions: Σ̂ has rank ≤ 2
+    means, precision = fit_mahalanobis(few, torch.tensor([0, 0, 1, 1]))
+    assert torch.isfinite(precision).all() and torch.linalg.eigvalsh(precision).min() > 0
+    assert torch.isfinite(mahalanobis_scores(torch.tensor(rng.normal(0, 9, (3, 10))), means, precision)).all()
+    means, precision = fit_mahalanobis(few, torch.arange(4))  # one sample per class: Σ̂ = 0 → Σ_λ = λ · I
+    assert torch.allclose(precision, torch.eye(10, dtype=torch.float64) / SHRINKAGE)
+    assert mahalanobis_scores(few[:1] + 1, means, precision).item() == pytest.approx(-10 / SHRINKAGE)
+    with pytest.raises(ValueError, match="shrinkage"):
+        fit_mahalanobis(few, torch.arange(4), shrinkage=0)
+    with pytest.raises(ValueError, match="class indices"):
+        fit_mahalanobis(few, torch.tensor([0.0, 1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="must lie in"):
+        fit_mahalanobis(few, torch.tensor([0, -1, 0, 1]))
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        fit_embeddings(torch.tensor([[0.0, math.nan]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="disagree"):
+        mahalanobis_scores(torch.zeros(2, 9), means, precision)
+    assert isinstance(fit_embeddings(few, torch.arange(4)), EmbeddingFit)
 
 
 # --------------------------------------------------------------------------- AUROC

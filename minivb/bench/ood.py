@@ -12,10 +12,12 @@ has per class pair:
 - ``noise``: uniform random pixels, every frame its own.
 
 Every video is seen as the checkpoint's views (toy: 3 clips); a video's score is the mean of its views' scores
-(:func:`minivb.engine.calibration.video_scores`). Each row is a score: its AUROC against the held-out
-in-distribution videos per kind (1 = perfectly separated, 0.5 = chance), its threshold (the score that keeps
-``--acceptance`` of the validation videos), the share of held-out in-distribution videos it accepts and the share
-of each kind it rejects. After the table: ``T`` and the ECE / NLL before and after it.
+(:func:`minivb.engine.calibration.video_scores`). The logit scores (msp, max_logit, energy) read each view's logits;
+the embedding-space scores (mahalanobis, knn) read its ``[CLS]`` embedding and the embeddings of the checkpoint's
+*training* videos (:func:`minivb.engine.calibration.fit_embeddings`). Each row is a score: its AUROC against the
+held-out in-distribution videos per kind (1 = perfectly separated, 0.5 = chance), its threshold (the score that
+keeps ``--acceptance`` of the validation videos), the share of held-out in-distribution videos it accepts and the
+share of each kind it rejects. After the table: ``T`` and the ECE / NLL before and after it.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..data import toy
 from ..engine import calibration as cal
 from ..engine.checkpoint import read_checkpoint
 from ..engine.evaluation import dataset_from_checkpoint
-from ..engine.inference import load_model, map_videos, multiview_logits, video_views
+from ..engine.inference import in_chunks, load_model, map_videos, video_views
 from ..plumbing import runs
 from ..plumbing.checks import UsageError
 from ..plumbing.cli import add_checkpoint_option, nonnegative_int, positive_int, views_device
@@ -45,6 +47,8 @@ from .report import LiveTable, fmt, machine_facts
 KINDS = ("rotation", "static", "noise")
 # The rows: (score, its temperature) — the fitted T, and T = 1, where the score depends on T (max_logit does not).
 ROWS = (("msp", "fitted"), ("max_logit", None), ("energy", "fitted"), ("msp", 1.0), ("energy", 1.0))
+# The embedding-space rows after them: (score, k): k nearest training embeddings for knn (mahalanobis has no k).
+EMBEDDING_ROWS = (("mahalanobis", None), ("knn", 1), ("knn", 10))
 HEADERS = ["score", "T", *[f"AUROC {k}" for k in KINDS], "threshold", "accepted held-out"]
 HEADERS += [f"rejected {k}" for k in KINDS]
 
@@ -98,11 +102,19 @@ def make_videos(folder: Path, like: toy.ToyConfig, per_class: int, seed: int) ->
     return videos
 
 
-def _logits(model, paths: list[str], prep, opts, device) -> tuple[torch.Tensor, list[int]]:
-    """Every view's logits of the videos at ``paths`` → ``(logits (N, V, C), the indices of the videos read)``;
-    a file that cannot be decoded is reported and left out."""
+def embed_and_classify(model, views: torch.Tensor) -> torch.Tensor:
+    """Views ``(B, V, T, 3, H, W)`` → every view's ``[CLS]`` embedding and logits side by side ``(B, V, D + C)``,
+    float32, in one pass: the logits are ``model.head`` of the embedding, as ``model(clip)`` computes them."""
+    B, V = views.shape[:2]
+    h = in_chunks(model.embed, views.flatten(0, 1))  # (B·V, D)
+    return torch.cat([h.float(), model.head(h).float()], dim=1).view(B, V, -1)  # (B·V, D + C) → (B, V, D + C)
+
+
+def _outputs(model, paths: list[str], prep, opts, device) -> tuple[torch.Tensor, list[int]]:
+    """Every view's embedding and logits of the videos at ``paths`` → ``(outputs (N, V, D + C), the indices of the
+    videos read)`` (:func:`embed_and_classify`); a file that cannot be decoded is reported and left out."""
     outputs, skipped = map_videos(
-        lambda views: multiview_logits(model, views),  # (B, V, T, 3, H, W) → (B, V, C)
+        lambda views: embed_and_classify(model, views),  # (B, V, T, 3, H, W) → (B, V, D + C)
         video_views(paths, prep),
         batch_size=opts.batch_size,
         workers=opts.workers,
@@ -139,11 +151,26 @@ def score_row(score: str, T: float | None, logits: dict[str, torch.Tensor], acce
     """One row: ``score`` at temperature ``T`` (``None``: a score that does not depend on it) on every set of
     ``logits`` (``val``, ``held_out`` and the :data:`KINDS`, each ``(N, V, C)``) → AUROC per kind, the threshold
     fitted on ``val``, the shares accepted and rejected."""
-    s = {name: cal.video_scores(z, T or 1.0)[score] for name, z in logits.items()}  # {set: (N,)}
+    s = {name: cal.video_scores(logits[name], T or 1.0)[score] for name in ("val", "held_out", *KINDS)}  # {set: (N,)}
+    return _row(score, s, acceptance) | {"temperature": T}
+
+
+def embedding_row(
+    score: str, k: int | None, fit: cal.EmbeddingFit, features: dict[str, torch.Tensor], acceptance: float
+) -> dict:
+    """One row of an embedding-space ``score`` of :data:`~minivb.engine.calibration.EMBEDDING_SCORES` (``k``: the
+    neighbours of ``knn``), ``fit`` on the training embeddings, on every set of ``features`` (``val``,
+    ``held_out`` and the :data:`KINDS`, each ``(N, V, D)``) → as :func:`score_row`, with no temperature."""
+    s = {name: fit.scores(features[name], k or 1)[score] for name in ("val", "held_out", *KINDS)}  # {set: (N,)}
+    return _row(score, s, acceptance) | {"temperature": None, "k": k}
+
+
+def _row(score: str, s: dict[str, torch.Tensor], acceptance: float) -> dict:
+    """A row's numbers from the scores ``{set: (N,)}`` of every set: AUROC per kind against ``held_out``, the
+    threshold that keeps ``acceptance`` of ``val``, the shares accepted and rejected."""
     t = cal.threshold_for(s["val"], acceptance)
     return {
         "score": score,
-        "temperature": T,
         "auroc": {k: cal.auroc(s["held_out"], s[k]) for k in KINDS},
         "threshold": t,
         "accepted": {
@@ -164,7 +191,7 @@ def _cells(r: dict) -> list[list]:
     auroc = [fmt(r["auroc"][k], 3) for k in KINDS]
     return [
         [
-            r["score"],
+            r["score"] + (f" (k={r['k']})" if r.get("k") else ""),
             T,
             *auroc,
             fmt(r["threshold"], 3),
@@ -192,7 +219,7 @@ def _footer(c: dict) -> list[str]:
 
 
 def _inputs(opts) -> tuple:
-    """The checkpoint's model, classes, preprocessing and validation set, and the settings of its toy set; a
+    """The checkpoint's model, preprocessing, validation and training sets, and the settings of its toy set; a
     checkpoint that is not an 8-class toy model, or whose data cannot be found → :class:`UsageError`."""
     model, classes, prep = load_model(opts.checkpoint)
     if classes != list(toy.CLASSES):
@@ -204,15 +231,16 @@ def _inputs(opts) -> tuple:
     ckpt = read_checkpoint(runs.checkpoint_path(opts.checkpoint, "--checkpoint"))
     try:
         val = dataset_from_checkpoint(ckpt, opts.data_root)
+        train = dataset_from_checkpoint(ckpt, opts.data_root, split="train")  # (evaluation views, no augmentation)
     except (FileNotFoundError, ValueError) as e:
         raise UsageError(str(e)) from None
     root = Path(opts.data_root or ckpt["args"]["data_root"])
-    return model, prep, val, _toy_settings(root)
+    return model, prep, val, train, _toy_settings(root)
 
 
 def run_ood(opts, argv: list[str]) -> dict:
     """The ``ood`` subcommand → its results (also printed: the table, then the calibration numbers)."""
-    model, prep, val, like = _inputs(opts)
+    model, prep, val, train, like = _inputs(opts)
     device = views_device(opts, prep)
     model.to(device).eval()
     facts, t0 = machine_facts(argv, device), time.perf_counter()
@@ -225,35 +253,45 @@ def run_ood(opts, argv: list[str]) -> dict:
         f"{opts.acceptance:g}) and {opts.per_class} × 8 held-out toy videos (seed {seed}; AUROC and acceptance)",
         f"out of distribution: rotation = {opts.per_class} × 2 toy --rotation videos; static = {opts.per_class} × 8 "
         "toy scenes, the middle frame repeated; noise = as many videos of uniform random pixels",
+        f"embedding scores: each view's [CLS] embedding (dim {model.config.dim}); mahalanobis (shrinkage "
+        f"{cal.SHRINKAGE:g}) and knn fitted on the {len(train.items)} training videos × {prep.clips * prep.crops} "
+        "views",
     ]
     settings = {"checkpoint": str(opts.checkpoint), "per_class": opts.per_class, "acceptance": opts.acceptance}
     result = {"benchmark": "ood", "machine": facts, "settings": settings | {"seed": seed}, "notes": notes}
     with tempfile.TemporaryDirectory(prefix="minivb-ood-") as tmp:
         videos = make_videos(Path(tmp), like, opts.per_class, seed)
-        with LiveTable(result, HEADERS, _cells, 2 + len(KINDS), "set", left=2) as table:
-            logits, labels = _measure(model, val, videos, prep, opts, device, table)
+        with LiveTable(result, HEADERS, _cells, 3 + len(KINDS), "set", left=2) as table:
+            features, logits, labels = _measure(model, {"train": train, "val": val}, videos, prep, opts, device, table)
             c = calibration_numbers(logits["val"], labels["val"], logits["held_out"], labels["held_out"])
             for score, which in ROWS:
                 table.add(score_row(score, c["temperature"] if which == "fitted" else which, logits, opts.acceptance))
+            fit = cal.fit_embeddings(features["train"], labels["train"])  # class means, precision, bank of views
+            for score, k in EMBEDDING_ROWS:
+                table.add(embedding_row(score, k, fit, features, opts.acceptance))
     result["calibration"] = c
     footer = [*_footer(c), f"measured in {time.perf_counter() - t0:.1f} s"]
     print("", *[f"- {line}" for line in footer], sep="\n")
     return result
 
 
-def _measure(model, val, videos: dict, prep, opts, device, table) -> tuple[dict, dict]:
-    """Every set's logits ``{set: (N, V, C)}`` and the labels of ``val`` and ``held_out`` ``{set: (N,)}``."""
-    z, kept = _logits(model, [it.path for it in val.items], prep, opts, device)
-    logits, labels = {"val": z}, {"val": torch.tensor(val.labels)[kept]}
-    table.tick()
+def _measure(model, splits: dict, videos: dict, prep, opts, device, table) -> tuple[dict, dict, dict]:
+    """Every set's ``[CLS]`` embeddings ``{set: (N, V, D)}`` and logits ``{set: (N, V, C)}``, and the labels of the
+    labelled sets ``{set: (N,)}``: the checkpoint's ``splits`` (``train``, ``val``: data sets), ``held_out`` and the
+    :data:`KINDS` of ``videos``."""
     paths, names = zip(*videos["held_out"])
-    logits["held_out"], kept = _logits(model, list(paths), prep, opts, device)
-    labels["held_out"] = torch.tensor([toy.CLASSES.index(names[i]) for i in kept])
-    table.tick()
-    for kind in KINDS:
-        logits[kind] = _logits(model, videos[kind], prep, opts, device)[0]
+    sets = {name: ([it.path for it in data.items], data.labels) for name, data in splits.items()}
+    sets["held_out"] = (list(paths), [toy.CLASSES.index(n) for n in names])
+    sets |= {kind: (videos[kind], None) for kind in KINDS}
+    D = model.config.dim
+    features, logits, labels = {}, {}, {}
+    for name, (files, y) in sets.items():
+        out, kept = _outputs(model, files, prep, opts, device)  # (N, V, D + C)
+        features[name], logits[name] = out[..., :D], out[..., D:]  # (N, V, D), (N, V, C)
+        if y is not None:
+            labels[name] = torch.tensor(y)[kept]  # (N,)
         table.tick()
-    return logits, labels
+    return features, logits, labels
 
 
 def acceptance(text: str) -> float:
@@ -271,9 +309,10 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
         parents=parents,
         help="How well each out-of-distribution score tells a toy model's classes from videos it never saw.",
         description="Fit a temperature and a threshold per out-of-distribution score (maximum softmax probability, "
-        "max-logit, energy) on a toy checkpoint's validation set, then measure each score's AUROC and rejection "
-        "rate on videos the model never saw (the toy --rotation pair, static videos, noise), made in a temporary "
-        "folder, and the expected calibration error before and after the temperature.",
+        "max-logit, energy; Mahalanobis distance and k-nearest-neighbour cosine similarity of the [CLS] embedding, "
+        "fitted on the training set's embeddings) on a toy checkpoint's validation set, then measure each score's "
+        "AUROC and rejection rate on videos the model never saw (the toy --rotation pair, static videos, noise), made "
+        "in a temporary folder, and the expected calibration error before and after the temperature.",
     )
     add_checkpoint_option(o)
     o.add_argument("--data-root", help="the folder of the checkpoint's toy set (default: the one it was trained on)")

@@ -21,14 +21,21 @@ validation set after training, with the weights left as they are:
     max_logit = max_c z_c                                (Hendrycks et al., 2022)
     energy    = T · log Σ_c exp(z_c / T)                 the negative free energy (Liu et al., 2020)
 
-A video seen as several views gets the *mean of its views' scores* (:func:`video_scores`), and its probabilities
-are the mean of its views' calibrated softmaxes (:func:`calibrated_probs`). A video is rejected ("none of
-these classes") when its score is below a threshold chosen on the validation set so that a share ``acceptance``
-of the in-distribution videos passes (:func:`threshold_for`). :func:`auroc` measures how well a score separates
-in- from out-of-distribution videos, whatever the threshold.
+**Embedding-space scores** (higher = more in-distribution), from the ``[CLS]`` embedding ``x`` of one view (what
+the output layer reads: ``VideoBERT.embed``), fitted on the *training* set's embeddings (:func:`fit_embeddings`)::
 
-Everything here takes logits as tensors (or anything ``torch.as_tensor`` takes), computes in float64, and refuses
-NaN or infinite values with a ``ValueError``.
+    mahalanobis = −min_c (x − μ_c)ᵀ Σ_λ⁻¹ (x − μ_c)    class means μ_c, one shared shrunk covariance (Lee et al., 2018)
+    knn         = 1/k · Σ_{j ≤ k} cos(x, b_(j))          the k most similar training embeddings (Sun et al., 2022)
+
+A video seen as several views gets the *mean of its views' scores* (:func:`video_scores`,
+:meth:`EmbeddingFit.scores`), and its probabilities are the mean of its views' calibrated softmaxes
+(:func:`calibrated_probs`). A video is rejected ("none of these classes") when its score is below a threshold
+chosen on the validation set so that a share ``acceptance`` of the in-distribution videos passes
+(:func:`threshold_for`). :func:`auroc` measures how well a score separates in- from out-of-distribution videos,
+whatever the threshold.
+
+Everything here takes logits (or embeddings) as tensors (or anything ``torch.as_tensor`` takes), computes in
+float64, and refuses NaN or infinite values with a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -37,10 +44,13 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
 T_RANGE = (0.01, 100.0)  # where fit_temperature searches T
 SCORES = ("msp", "max_logit", "energy")  # the candidate OOD scores of ood_scores, higher = more in-distribution
 SCORE = "msp"  # the one a checkpoint stores: best on the toy model's unseen videos (python -m minivb.bench ood)
+EMBEDDING_SCORES = ("mahalanobis", "knn")  # the candidates of EmbeddingFit.scores: from [CLS] embeddings, not logits
+SHRINKAGE = 0.1  # λ of fit_mahalanobis: the share of the covariance replaced by its mean variance times I
 
 
 # --------------------------------------------------------------------------- checks
@@ -254,6 +264,98 @@ def auroc(in_scores, out_scores) -> float:
     rank = (first + (count + 1) / 2)[group]  # (N + M,) 1-based mean rank
     u = rank[: len(a)].sum().item() - len(a) * (len(a) + 1) / 2  # pairs won by the in-distribution side, ties ½
     return u / (len(a) * len(b))
+
+
+# --------------------------------------------------------------------------- embedding-space scores
+
+
+def fit_mahalanobis(features, labels, shrinkage: float = SHRINKAGE) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training embeddings ``(N, D)`` and their labels ``(N,)`` → ``(class means (C, D), precision (D, D))`` of a
+    Gaussian per class with one shared covariance (Lee et al., 2018), ``C`` = the classes that occur::
+
+        μ_c = mean of the x_i with y_i = c
+        Σ̂   = 1/N · Σ_i (x_i − μ_{y_i}) (x_i − μ_{y_i})ᵀ             the shared (within-class) covariance
+        Σ_λ = (1 − λ) · Σ̂ + λ · (tr Σ̂ / D) · I                      shrinkage λ = ``shrinkage`` in (0, 1]
+        precision = Σ_λ⁻¹
+
+    The shrinkage keeps Σ_λ invertible where Σ̂ is not (fewer samples than dimensions, one sample per class): its
+    smallest eigenvalue is at least λ · tr Σ̂ / D (λ if Σ̂ = 0).
+    """
+    x = _finite("features", features, (2,))  # (N, D)
+    y = _labels(labels, len(x), classes=math.inf)  # (N,) any class index ≥ 0
+    if not (isinstance(shrinkage, (int, float)) and 0 < shrinkage <= 1):
+        raise ValueError(f"shrinkage must be in (0, 1], got {shrinkage!r}")
+    classes = y.unique()  # (C,) sorted
+    means = torch.stack([x[y == c].mean(dim=0) for c in classes])  # (C, D)
+    centred = x - means[torch.searchsorted(classes, y)]  # (N, D): x_i − μ_{y_i}
+    cov = centred.T @ centred / len(x)  # (D, D)
+    D = x.shape[1]
+    scale = cov.trace().item() / D or 1.0  # the mean variance; 1 where every sample is its class mean
+    shrunk = (1 - shrinkage) * cov + shrinkage * scale * torch.eye(D, dtype=cov.dtype)  # (D, D)
+    precision = torch.linalg.inv(shrunk)
+    return means, (precision + precision.T) / 2  # (symmetric up to rounding)
+
+
+def mahalanobis_scores(features, means, precision) -> torch.Tensor:
+    """Embeddings ``(…, D)`` → ``−min_c (x − μ_c)ᵀ Σ_λ⁻¹ (x − μ_c)`` ``(…)``: minus the squared Mahalanobis distance
+    to the nearest class mean (:func:`fit_mahalanobis`); higher = more in-distribution, 0 at a class mean."""
+    x = _finite("features", features, (1, 2, 3))
+    mu, P = _finite("means", means, (2,)), _finite("precision", precision, (2,))  # (C, D), (D, D)
+    if not (x.shape[-1] == mu.shape[1] == P.shape[0] == P.shape[1]):
+        raise ValueError(f"features {tuple(x.shape)}, means {tuple(mu.shape)}, precision {tuple(P.shape)} disagree")
+    diff = x[..., None, :] - mu  # (…, C, D)
+    d2 = ((diff @ P) * diff).sum(dim=-1)  # (…, C): (x − μ_c)ᵀ P (x − μ_c)
+    return -d2.amin(dim=-1)
+
+
+def knn_scores(features, bank, k: int = 1) -> torch.Tensor:
+    """Embeddings ``(…, D)`` → the mean cosine similarity to their ``k`` nearest training embeddings ``bank (M, D)``
+    ``(…)`` (Sun et al., 2022: nearest neighbours of L2-normalised features)::
+
+        knn(x) = 1/k · Σ_{j ≤ k} cos(x, b_(j))       cos(x, b) = xᵀb / (‖x‖ ‖b‖), b_(1), b_(2), … most similar first
+
+    In [−1, 1], higher = more in-distribution; 1 = the direction of a training embedding. (For unit vectors
+    ‖x̂ − b̂‖² = 2 − 2 cos: the nearest by cosine are the nearest by distance.)"""
+    x, b = _finite("features", features, (1, 2, 3)), _finite("bank", bank, (2,))  # (…, D), (M, D)
+    if x.shape[-1] != b.shape[1]:
+        raise ValueError(f"features have {x.shape[-1]} dimensions, the bank {b.shape[1]}")
+    if not (isinstance(k, int) and 1 <= k <= len(b)):
+        raise ValueError(f"k must be an integer in 1 … {len(b)} (the bank's size), got {k!r}")
+    sims = F.normalize(x, dim=-1) @ F.normalize(b, dim=1).T  # (…, M)
+    return sims.topk(k, dim=-1).values.mean(dim=-1)
+
+
+@dataclass(frozen=True)
+class EmbeddingFit:
+    """What the embedding-space scores keep of the training set (:func:`fit_embeddings`): ``means (C, D)`` and
+    ``precision (D, D)`` for :func:`mahalanobis_scores`, ``bank (M, D)`` (every training view) for
+    :func:`knn_scores`."""
+
+    means: torch.Tensor
+    precision: torch.Tensor
+    bank: torch.Tensor
+
+    def scores(self, features, k: int = 1) -> dict[str, torch.Tensor]:
+        """Embeddings ``(N, V, D)`` of V views per video → ``{name: (N,)}`` of :data:`EMBEDDING_SCORES`, each view's
+        score averaged over the views (as :func:`video_scores` does)."""
+        x = _finite("features", features, (3,))
+        return {
+            "mahalanobis": mahalanobis_scores(x, self.means, self.precision).mean(dim=1),
+            "knn": knn_scores(x, self.bank, k).mean(dim=1),
+        }
+
+
+def fit_embeddings(features, labels, shrinkage: float = SHRINKAGE) -> EmbeddingFit:
+    """Training embeddings ``(N, V, D)`` (or ``(N, D)``) and labels ``(N,)`` → :class:`EmbeddingFit`: every view
+    is a training sample of its video's class."""
+    x = _finite("features", features, (2, 3))
+    if x.ndim == 3:
+        N, V = x.shape[:2]
+        y = _labels(labels, N, classes=math.inf).repeat_interleave(V)  # (N·V,) each video's label V times
+        x = x.flatten(0, 1)  # (N·V, D)
+    else:
+        y = labels
+    return EmbeddingFit(*fit_mahalanobis(x, y, shrinkage), x)
 
 
 # --------------------------------------------------------------------------- the checkpoint's record
