@@ -11,11 +11,17 @@ friends, which parse arguments, call the library and print) stand on it. docs/la
 __version__ = "0.1.0"
 
 import os  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
 
-if sys.argv[:1] == ["-m"]:  # python -m minivb.<command>, while Python finds it: Ctrl-C while torch loads is one line
+# python -m minivb.<command>: a Ctrl-C while PyTorch loads (seconds) could land inside its C++ code and abort, or be
+# lost. It waits, blocked, until the command's run_main lets it in (plumbing.cli), then ends the command in one line.
+_COMMANDS = {"train", "evaluate", "predict", "retrieve", "summarize", "pretrain", "bench", "data.toy", "data.kinetics"}
+_argv = getattr(sys, "orig_argv", [])
+if sys.argv[:1] == ["-m"] and "-m" in _argv[:-1] and _argv[_argv.index("-m") + 1].removeprefix("minivb.") in _COMMANDS:
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
 
-    def _interrupted(kind, value, traceback, _default=sys.excepthook):
+    def _interrupted(kind, value, traceback, _default=sys.excepthook):  # (a Ctrl-C before the mask, say)
         if issubclass(kind, KeyboardInterrupt):
             print("\ninterrupted", file=sys.stderr)
         else:

@@ -176,7 +176,7 @@ def _index(opts: argparse.Namespace) -> int:
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; name the gallery file, e.g. {out / 'gallery.pt'}")
     checkpoint = runs.checkpoint_path(opts.checkpoint, "--checkpoint")
-    runs.output_file(out, "--out", force=opts.force, inputs=[checkpoint, *(opts.videos or [])])
+    runs.output_file(out, "--out", "minivb.retrieve", force=opts.force, inputs=[checkpoint, *(opts.videos or [])])
     if bool(opts.videos) == bool(opts.data_root):
         raise UsageError(
             "name the videos to index (files or folders), or a labelled split with --data-root ROOT --split SPLIT, "
@@ -320,7 +320,7 @@ def _draw_confusion(png: Path, confusion, classes: list[str], metrics: dict) -> 
     ax = plot_confusion(confusion, classes, title=f"nearest neighbour: recall@1 {100 * metrics['recall@1']:.1f}%")
     ax.set(xlabel="label of the nearest other video", ylabel="label of the query")
     buf = io.BytesIO()
-    ax.figure.savefig(buf, format="png", dpi=100)
+    ax.figure.savefig(buf, format="png", dpi=100, metadata={"Software": "minivb.retrieve"})  # (who wrote it)
     write_atomic(png, buf.getvalue())
 
 
@@ -347,7 +347,7 @@ def _print_metrics(index: str, metrics: dict, labels: int) -> None:
 def _evaluate(opts: argparse.Namespace) -> int:
     """'evaluate': leave-one-out Recall@K and mAP of a labelled gallery, and its confusion picture if asked."""
     if opts.confusion:  # before any work
-        runs.output_file(Path(opts.confusion), "--confusion", force=opts.force, inputs=[opts.index])
+        runs.output_file(Path(opts.confusion), "--confusion", "minivb.retrieve", force=opts.force, inputs=[opts.index])
     gallery = _gallery(opts.index)
     if gallery.labels is None:
         raise UsageError(

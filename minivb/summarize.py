@@ -72,11 +72,11 @@ def run(argv: list[str] | None = None) -> int:
     opts = build_parser().parse_args(argv)
     checkpoint = runs.checkpoint_path(opts.checkpoint, "--checkpoint")
     inputs = (opts.video, checkpoint)  # never written over, not even with --force
-    runs.output_file(opts.out, "--out", force=opts.force, inputs=inputs)
+    runs.output_file(opts.out, "--out", "minivb.summarize", force=opts.force, inputs=inputs)
     if opts.json is not None:
         if opts.json.resolve() == opts.out.resolve():
             raise UsageError(f"--out and --json both name {opts.out}; name two files")
-        runs.output_file(opts.json, "--json", force=opts.force, inputs=inputs)
+        runs.output_file(opts.json, "--json", "minivb.summarize", force=opts.force, inputs=inputs)
     if str(opts.video).endswith(STORE_SUFFIX):  # a store keeps every few frames only: no shot cuts, no times to find
         raise UsageError(
             f"{opts.video}: a minivb frame store (every few frames of a video, as JPEGs), not a video: summarize "
@@ -99,10 +99,15 @@ def run(argv: list[str] | None = None) -> int:
     except ValueError as e:  # more keyframes than windows: how many there are, and what to change
         raise UsageError(f"--k {opts.k}: {e}; ask for fewer keyframes (or lower --hop)") from None
     png = io.BytesIO()
-    filmstrip(opts.video, summary).savefig(png, format="png", dpi=summarization.DPI)
+    filmstrip(opts.video, summary).savefig(
+        png,
+        format="png",
+        dpi=summarization.DPI,
+        metadata={"Software": "minivb.summarize"},  # (who wrote it)
+    )
     write_atomic(opts.out, png.getvalue())
     if opts.json is not None:
-        write_json(opts.json, summary.to_dict())
+        write_json(opts.json, {"command": "minivb.summarize", **summary.to_dict()})
     if summary.k_chosen:
         print(
             f"{summary.k} segment{'s' * (summary.k != 1)}, chosen by kernel temporal segmentation (at most "

@@ -560,6 +560,8 @@ def test_json_never_writes_over_an_earlier_result_or_an_input(tmp_path, one_line
         index.write_text("path,label\n")
         args = ["loader", "--data-root", str(tmp_path / "data"), "--json", str(index), "--force"]
         one_line_error(main, args, "this command's inputs")
+    one_line_error(main, [*CONTENTION, "--json", str(out), "--force"], "it does not say minivb.bench wrote it")
+    out.write_text('{"command": "minivb.bench", "results": []}')  # an earlier run's file: --force replaces it
     assert main([*CONTENTION, "--json", str(out), "--force"]) == 0 and _strict_json(out)["results"]
 
 

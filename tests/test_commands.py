@@ -33,11 +33,51 @@ def test_evaluate_force_never_replaces_a_training_runs_summary(tiny_run, tmp_pat
 
 
 def test_an_older_summary_without_its_writer_is_known_by_its_keys(tmp_path):
-    for keys, owner in (({"split": "val"}, "minivb.evaluate"), ({"best_epoch": 2}, "minivb.train"), ({}, "")):
-        (tmp_path / "summary.json").write_text(json.dumps(keys))
-        assert runs.summary_owner(tmp_path / "summary.json") == (owner or "minivb.pretrain")
-    (tmp_path / "summary.json").write_text("[1, 2]")
-    assert runs.summary_owner(tmp_path / "summary.json").startswith("no minivb command")
+    summary = tmp_path / "summary.json"
+    for keys, owner in (
+        ({"split": "val", "checkpoint": "a.pt", "val_top1": 0.5, "confusion": []}, "minivb.evaluate"),
+        ({"best_epoch": 2, "best_val_top1": 0.5, "val_top1": 0.5}, "minivb.train"),
+        ({"masked_top1": 0.5, "vocab_size": 64}, "minivb.pretrain"),
+        ({"split": "my notes"}, "no minivb command it knows"),
+        ({}, "no minivb command it knows"),
+    ):
+        summary.write_text(json.dumps(keys))
+        assert runs.summary_owner(summary) == owner
+    summary.write_text("[1, 2]")
+    assert runs.summary_owner(summary) == "no minivb command it knows"
+    summary.unlink()
+    os.mkfifo(summary)  # never opened (it would wait for a writer)
+    assert runs.summary_owner(summary).endswith("(it is not a regular file)")
+
+
+def test_evaluate_keeps_files_no_evaluation_claims(tiny_run, tmp_path, one_line_error):
+    from minivb.evaluate import main
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "predictions.csv").write_text("keep me\n")
+    for force in ([], ["--force"]):
+        line = one_line_error(main, ["--checkpoint", str(tiny_run), "--out", str(out), "--limit", "2", *force])
+        assert "predictions.csv" in line and "never writes over" in line
+    assert (out / "predictions.csv").read_text() == "keep me\n"
+
+
+def test_force_replaces_only_the_commands_own_files(tmp_path):
+    from minivb.plumbing.files import write_json
+
+    own, other, user = tmp_path / "own.json", tmp_path / "other.json", tmp_path / "user.json"
+    write_json(own, {"command": "minivb.bench"})
+    write_json(other, {"command": "minivb.summarize"})
+    user.write_text('{"numbers": [1, 2]}')
+    runs.output_file(own, "--json", "minivb.bench", force=True)
+    with pytest.raises(UsageError, match="--force replaces only minivb.bench's own earlier output, and minivb.summ"):
+        runs.output_file(other, "--json", "minivb.bench", force=True)
+    with pytest.raises(UsageError, match="it does not say minivb.bench wrote it"):
+        runs.output_file(user, "--json", "minivb.bench", force=True)
+    os.mkfifo(tmp_path / "pipe.json")
+    with pytest.raises(UsageError, match="it is not a regular file"):
+        runs.output_file(tmp_path / "pipe.json", "--json", "minivb.bench", force=True)
+    runs.release_outputs()
 
 
 def test_evaluate_into_a_folder_another_evaluation_holds_is_refused(tiny_run, tmp_path, one_line_error):
@@ -57,15 +97,15 @@ def test_a_file_being_written_by_another_command_is_refused_then_free(tmp_path):
     target = tmp_path / "gallery.pt"
     fd = lock_folder(tmp_path, ".gallery.pt.lock")  # another retrieve index --out gallery.pt, at work
     with pytest.raises(UsageError, match="is being written by another command"):
-        runs.output_file(target, "--out")
+        runs.output_file(target, "--out", "minivb.retrieve")
     unlock_folder(tmp_path, fd, ".gallery.pt.lock")
-    runs.output_file(target, "--out")  # now ours, until the command ends
+    runs.output_file(target, "--out", "minivb.retrieve")  # now ours, until the command ends
     assert (tmp_path / ".gallery.pt.lock").exists()
     target.write_bytes(b"done")
     runs.release_outputs()
     assert not (tmp_path / ".gallery.pt.lock").exists()
     with pytest.raises(UsageError, match="already exists"):  # the second writer, once the first has finished
-        runs.output_file(target, "--out")
+        runs.output_file(target, "--out", "minivb.retrieve")
 
 
 def test_two_retrieve_index_into_one_file_one_is_refused(tiny_run, toy, tmp_path, one_line_error):
@@ -188,3 +228,17 @@ def test_curves_are_ticked_at_whole_epochs(epochs):
         low, high = ax.get_xlim()
         ticks = [t for t in ax.get_xticks() if low <= t <= high]
         assert ticks and all(t == int(t) for t in ticks), ticks
+
+
+@pytest.mark.parametrize("after", [0.3, 0.6, 0.9, 1.2])
+def test_ctrl_c_at_any_moment_of_the_start_is_one_line(tiny_run, tmp_path, after):
+    """A real SIGINT while PyTorch loads (it used to abort inside C++, be lost, or print a RecursionError)."""
+    import signal
+    import time
+
+    argv = [sys.executable, "-m", "minivb.evaluate", "--checkpoint", str(tiny_run), "--out", str(tmp_path / "e")]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(after)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (130, -2) and err.strip() == "interrupted", err

@@ -246,9 +246,12 @@ def test_index_evaluate_and_search_a_labelled_split(gallery_file, tiny_run, toy,
     assert (tmp_path / "nn.png").read_bytes() == before
     code, _, err = _cli(capsys, [*picture, str(gallery_file), "--force"])  # its own --index: never
     assert code == 2 and "is one of this command's inputs" in err and Gallery.load(gallery_file).labels == g.labels
-    (tmp_path / "nn.png").write_bytes(b"an older picture")
-    assert _cli(capsys, [*picture, str(tmp_path / "nn.png"), "--force"])[0] == 0
+    assert _cli(capsys, [*picture, str(tmp_path / "nn.png"), "--force"])[0] == 0  # its own earlier picture
     assert (tmp_path / "nn.png").read_bytes()[:4] == b"\x89PNG"  # drawn again
+    (tmp_path / "nn.png").write_bytes(b"a picture of the user's")  # not one retrieve drew: kept, even with --force
+    code, _, err = _cli(capsys, [*picture, str(tmp_path / "nn.png"), "--force"])
+    assert code == 2 and "--force replaces only minivb.retrieve's own earlier output" in err
+    assert (tmp_path / "nn.png").read_bytes() == b"a picture of the user's"
     code, out, _ = _cli(capsys, ["evaluate", "--index", str(gallery_file)])
     assert code == 0 and f"recall@1 {100 * expected['recall@1']:.1f}%" in out and f"mAP {expected['mAP']:.3f}" in out
 

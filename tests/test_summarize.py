@@ -350,7 +350,13 @@ def test_cli_never_writes_over_its_inputs_or_an_existing_file(tiny_run, concat, 
     strip.write_bytes(b"an earlier filmstrip")
     one_line_error(main, [*base, "--out", str(strip)], "already exists; pass --force")
     assert strip.read_bytes() == b"an earlier filmstrip"
+    one_line_error(main, [*base, "--out", str(strip), "--force"], "it does not say minivb.summarize wrote it")
+    assert strip.read_bytes() == b"an earlier filmstrip"  # not summarize's: kept even with --force
+    strip.unlink()
+    assert main([*base, "--out", str(strip)]) == 0
     assert main([*base, "--out", str(strip), "--force"]) == 0 and strip.read_bytes().startswith(b"\x89PNG")
+    capsys.readouterr()
+    one_line_error(main, [*base, "--out", str(run / "best.pt"), "--force"], "--force replaces only")  # a checkpoint
     capsys.readouterr()
 
 

@@ -63,7 +63,7 @@ def _inputs(opts: argparse.Namespace) -> list[Path]:
 def _write(path: str | None, result: dict) -> None:
     """``--json``: ``result`` as strict JSON (if it was given)."""
     if path:
-        write_json(path, result)
+        write_json(path, {"command": "minivb.bench", **result})
         print(f"\nwrote {path}" + (" (interrupted: the rows measured so far)" if result.get("interrupted") else ""))
 
 
@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> None:
         if opts.json:  # before the benchmark: in a folder that exists, never an input, no earlier result unless --force
-            runs.output_file(Path(opts.json), "--json", force=opts.force, inputs=_inputs(opts), make=False)
+            runs.output_file(
+                Path(opts.json), "--json", "minivb.bench", force=opts.force, inputs=_inputs(opts), make=False
+            )
         try:
             result = COMMANDS[opts.command](opts, argv)
         except Interrupted as stop:  # Ctrl-C: the rows measured so far, then status 130

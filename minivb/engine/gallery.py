@@ -106,6 +106,7 @@ class Gallery:
             {
                 "format": FORMAT,
                 "version": 1,
+                "command": "minivb.retrieve",  # who wrote it (retrieve index --force replaces only its own)
                 **dataclasses.asdict(self),
                 "embeddings": self.embeddings.float().contiguous(),
             },

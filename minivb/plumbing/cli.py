@@ -8,6 +8,7 @@ import argparse
 import logging
 import math
 import re
+import signal
 import sys
 import textwrap
 from typing import Callable
@@ -156,6 +157,7 @@ def run_main(
     if not logging.getLogger().handlers:
         logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.INFO)
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # a Ctrl-C while the command loaded: now
         status = work()
     except (UsageError, *errors) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -96,13 +96,20 @@ def writable_folder(out: Path, option: str = "--out", *, given: Path | None = No
 
 
 def output_file(
-    path: Path, option: str, *, force: bool = False, inputs: Sequence[str | os.PathLike] = (), make: bool = True
+    path: Path,
+    option: str,
+    command: str,
+    *,
+    force: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
+    make: bool = True,
 ) -> None:
-    """The rule for a file a command is about to write, checked before any work: never one of the command's
-    ``inputs`` (the video it reads, the checkpoint it loads — not even with ``force``), never an existing file
-    unless ``force``, never a folder, and in a folder that can be written (made if missing, unless ``make`` is
-    False); else a one-line :class:`UsageError` that names ``path`` as given. The file is then held until the
-    command ends (:func:`release_outputs`): a second command writing it at the same time is refused, not lost."""
+    """The rule for a file ``command`` ("minivb.summarize") is about to write, checked before any work: never one
+    of the command's ``inputs`` (the video it reads, the checkpoint it loads — not even with ``force``), never an
+    existing file unless ``force``, and then only one that says ``command`` wrote it (:func:`written_by`), never a
+    folder, and in a folder that can be written (made if missing, unless ``make`` is False); else a one-line
+    :class:`UsageError` that names ``path`` as given. The file is then held until the command ends
+    (:func:`release_outputs`): a second command writing it at the same time is refused, not lost."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{option} {path} is a folder; name a file")
@@ -123,6 +130,14 @@ def output_file(
             ) from None
     if path.exists() and not force:  # written by the one that held it just before us
         raise UsageError(f"{option} {path} already exists; pass --force to overwrite it, or another {option}")
+    owner = written_by(path) if path.is_file() else "it is not a regular file" if path.exists() else command
+    if owner != command:
+        why = (
+            owner if owner and " " in owner else f"{owner} wrote it" if owner else f"it does not say {command} wrote it"
+        )
+        raise UsageError(
+            f"{option} {path}: --force replaces only {command}'s own earlier output, and {why}; choose another {option}"
+        )
 
 
 _HELD: dict[Path, int] = {}  # the output files this process holds (their locks' descriptors)
@@ -135,17 +150,56 @@ def release_outputs() -> None:
     _HELD.clear()
 
 
+def written_by(path: Path) -> str | None:
+    """The minivb command that wrote ``path``, as the file itself says — a JSON document's or a ``.pt`` file's
+    ``command`` record, a PNG's ``Software`` text — or None."""
+    with open(path, "rb") as f:
+        head = f.read(1 << 16)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return _png_text(head).get("Software")
+    try:
+        if head.startswith(b"PK"):  # torch.save's zip archive
+            import torch
+
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        else:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+    except Exception:  # not a file any minivb command writes
+        return None
+    return obj.get("command") if isinstance(obj, dict) and isinstance(obj.get("command"), str) else None
+
+
+def _png_text(data: bytes) -> dict[str, str]:
+    """A PNG's ``tEXt`` records (``Software``: what made it), read from its chunks up to the first image data."""
+    text, i = {}, 8
+    while i + 8 <= len(data) and data[i + 4 : i + 8] != b"IDAT":
+        size, kind = int.from_bytes(data[i : i + 4], "big"), data[i + 4 : i + 8]
+        if kind == b"tEXt":
+            key, _, value = data[i + 8 : i + 8 + size].partition(b"\0")
+            text[key.decode("latin-1")] = value.decode("latin-1")
+        i += 12 + size  # length, type, data, CRC
+    return text
+
+
 def summary_owner(path: Path) -> str:
     """The command that wrote ``path``, a ``summary.json``: its ``command`` record (older files: by their keys)."""
+    if not path.is_file():
+        return "no minivb command (it is not a regular file)"
+    owner = written_by(path)
+    if owner is not None:
+        return owner
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return "no minivb command (not a summary it writes)"
-    if not isinstance(data, dict):
-        return "no minivb command (not a summary it writes)"
-    if isinstance(data.get("command"), str):
-        return data["command"]
-    return "minivb.evaluate" if "split" in data else "minivb.train" if "best_epoch" in data else "minivb.pretrain"
+        keys = set(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        keys = set()
+    for command, theirs in (
+        ("minivb.evaluate", {"split", "checkpoint", "val_top1", "confusion"}),
+        ("minivb.train", {"best_epoch", "best_val_top1", "val_top1"}),
+        ("minivb.pretrain", {"masked_top1", "vocab_size"}),
+    ):
+        if theirs <= keys:
+            return command
+    return "no minivb command it knows"
 
 
 def output_folder(out: Path, command: str, what: str, *, force: bool) -> None:
@@ -154,15 +208,17 @@ def output_folder(out: Path, command: str, what: str, *, force: bool) -> None:
     that says another command wrote it — not even with ``force``; an earlier ``what`` only with ``force``."""
     theirs = [f for f in ("config.json", "last.pt", "best.pt", "pretrain.pt", "words.pt") if (out / f).exists()]
     summary = out / "summary.json"
-    owner = summary_owner(summary) if summary.exists() else command
-    if owner != command:
+    owner = summary_owner(summary) if summary.exists() or summary.is_symlink() else None
+    if owner not in (None, command):
         theirs.append(f"summary.json, written by {owner}")
+    if owner is None:  # files this command writes beside its summary, with no summary to say whose they are
+        theirs += [f for f in ("predictions.csv", "confusion.png") if (out / f).exists()]
     if theirs:
         raise UsageError(
             f"--out {out} holds another command's files ({'; '.join(theirs)}), which {command} never writes over, "
             "even with --force; choose another --out"
         )
-    if summary.exists() and not force:
+    if owner is not None and not force:
         raise UsageError(
             f"--out {out} already holds {what} (summary.json); pass --force to overwrite it, or another --out"
         )
