@@ -181,6 +181,19 @@ def run(argv: list[str] | None = None) -> dict:
     opts = build_parser().parse_args(argv)
     path, ckpt, args, prep, out = _open(opts)
     device = _device(opts, prep)
+    made = not out.exists()
+    lock = runs.claim(out)  # before any work: an --out that cannot be written, or another evaluation's, is refused
+    try:
+        runs.output_folder(out, "minivb.evaluate", "an evaluation", force=opts.force)  # again, now that it is ours
+        return _evaluate_into(out, opts, path, ckpt, args, prep, device)
+    finally:
+        runs.release(out, lock)
+        if made and not any(out.iterdir()):  # refused before it wrote anything: no empty folder left behind
+            out.rmdir()
+
+
+def _evaluate_into(out: Path, opts, path: Path, ckpt: dict, args: dict, prep: Preprocessing, device) -> dict:
+    """:func:`run`'s work, with ``out`` held: the data, the views through the model, the files, the report."""
     try:
         dataset = dataset_from_checkpoint(ckpt, opts.data_root, opts.split, opts.limit)
         model, classes = model_from_checkpoint(ckpt, path), list(ckpt["classes"])  # the file is read once
@@ -193,32 +206,27 @@ def run(argv: list[str] | None = None) -> dict:
         f"{data_root}, {prep.clips} clip(s) × {prep.crops} crop(s), {device.type} → {out}",
         flush=True,
     )
-    lock = runs.claim(out)  # before the work, not after it: a second evaluation into --out is refused
-    try:
-        runs.output_folder(out, "minivb.evaluate", "an evaluation", force=opts.force)  # again, now that it is ours
-        result = _evaluate_views(opts, model.to(device), dataset, prep, device)
-        summary = {  # what summary.json holds: the accuracies, the views, what was evaluated, the confusion matrix
-            "command": "minivb.evaluate",
-            "val_top1": result["top1"],
-            "val_top5": result["top5"],
-            "epochs": ckpt.get("epoch"),
-            "seconds": round(result["seconds"], 2),
-            "clips": prep.clips,
-            "crops": prep.crops,
-            "per_class_top1": dict(zip(classes, result["per_class_top1"])),
-            "num_videos": result["num_videos"],
-            "skipped": result["skipped"],
-            "skipped_files": result["skipped_files"],
-            "split": opts.split,
-            "checkpoint": str(path),
-            "data_root": data_root,
-            "subset": args.get("subset"),
-            "device": str(device),
-            "confusion": result["confusion"].tolist(),
-        }
-        _write_outputs(out, summary, result, dataset.items, classes)
-    finally:
-        runs.release(out, lock)
+    result = _evaluate_views(opts, model.to(device), dataset, prep, device)
+    summary = {  # what summary.json holds: the accuracies, the views, what was evaluated, the confusion matrix
+        "command": "minivb.evaluate",
+        "val_top1": result["top1"],
+        "val_top5": result["top5"],
+        "epochs": ckpt.get("epoch"),
+        "seconds": round(result["seconds"], 2),
+        "clips": prep.clips,
+        "crops": prep.crops,
+        "per_class_top1": dict(zip(classes, result["per_class_top1"])),
+        "num_videos": result["num_videos"],
+        "skipped": result["skipped"],
+        "skipped_files": result["skipped_files"],
+        "split": opts.split,
+        "checkpoint": str(path),
+        "data_root": data_root,
+        "subset": args.get("subset"),
+        "device": str(device),
+        "confusion": result["confusion"].tolist(),
+    }
+    _write_outputs(out, summary, result, dataset.items, classes)
     if len(classes) <= 50:
         _print_per_class(classes, summary["per_class_top1"], result["confusion"])
     print(

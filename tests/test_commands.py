@@ -134,8 +134,9 @@ def _cv2_error(text: str) -> Exception:
             RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 8589934592 bytes."),
             "8.0 GiB",
         ),
-        (RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.1 GiB total)"), "20.00 GiB"),
+        (RuntimeError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 0; 79.1 GiB total)"), "20 GiB"),
         (MemoryError("Unable to allocate 7.45 GiB for an array with shape (1000000000,)"), "7.45 GiB"),
+        (MemoryError("Unable to allocate 206. MiB for an array with shape (27000000,)"), "206 MiB"),
         (MemoryError(), "memory"),
         (
             _cv2_error("error: (-4:Insufficient memory) Failed to allocate 8053063680 bytes in function 'OutOfMemory'"),
@@ -203,16 +204,17 @@ def _parsers(parser, name):
                 yield from _parsers(p, f"{name} {sub}")
 
 
+@pytest.mark.parametrize("columns", [80, 120])
 @pytest.mark.parametrize("module", COMMANDS)
-def test_every_help_says_what_each_part_does_and_fits_the_terminal(module, monkeypatch):
+def test_every_help_says_what_each_part_does_and_fits_the_terminal(module, columns, monkeypatch):
     import importlib
 
-    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setenv("COLUMNS", str(columns))
     for name, parser in _parsers(importlib.import_module(module).build_parser(), module):
         assert parser.description, f"{name} has no description"
         text = parser.format_help()
         assert "%%" not in text and "see the module docstring" not in text, name
-        assert max(map(len, text.splitlines())) <= 100, f"{name}: a help line is wider than the terminal"
+        assert max(map(len, text.splitlines())) <= columns, f"{name}: a help line is wider than {columns}"
         for action in parser._actions:
             for each in getattr(action, "_choices_actions", None) or [action]:  # a subcommand's line, or an option's
                 what = f"{name} {each.option_strings or each.dest}"
@@ -242,3 +244,29 @@ def test_ctrl_c_at_any_moment_of_the_start_is_one_line(tiny_run, tmp_path, after
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode in (130, -2) and err.strip() == "interrupted", err
+
+
+def test_evaluate_refuses_an_unwritable_out_before_any_work(tiny_run, tmp_path, capsys):
+    from minivb.evaluate import main
+
+    for out in ("/proc/minivb-test/out", str(tiny_run / "last.pt" / "eval")):
+        assert main(["--checkpoint", str(tiny_run), "--out", out]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err.startswith(f"error: --out {out}: cannot write there")
+    assert main(["--checkpoint", str(tiny_run), "--data-root", str(tmp_path / "none"), "--out", str(tmp_path / "e")])
+    assert not (tmp_path / "e").exists()  # refused before it wrote anything: no empty folder left
+
+
+def test_train_into_another_commands_folder_says_what_is_there(tiny_run, tmp_path):
+    from minivb.plumbing.files import write_json
+
+    evaluation, pretraining = tmp_path / "eval", tmp_path / "pre"
+    write_json(evaluation / "summary.json", {"command": "minivb.evaluate"})
+    write_json(pretraining / "summary.json", {"command": "minivb.pretrain"})
+    (pretraining / "pretrain.pt").write_bytes(b"")
+    with pytest.raises(UsageError, match="holds minivb.evaluate's files \\(summary.json\\); choose another --out"):
+        runs.check_out(evaluation, None)
+    with pytest.raises(UsageError, match=f"holds a pretraining run .*pass --init-from {pretraining} and another"):
+        runs.check_out(pretraining, None)
+    with pytest.raises(UsageError, match=f"continue it with --resume {tiny_run}"):
+        runs.check_out(tiny_run, None)

@@ -230,7 +230,8 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
         nargs="+",
         choices=NEIGHBOURS,
         default=list(NEIGHBOURS),
-        help="busy neighbours (none is always measured; default: all)",
+        metavar="NAME",
+        help=f"busy neighbours, one or more of {', '.join(NEIGHBOURS)} (none is always measured; default: all)",
     )
     c.add_argument(
         "--seconds", type=number(float, 0.0, False), default=4.0, help="timed seconds per measurement (default: 4)"

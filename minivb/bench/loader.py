@@ -425,7 +425,8 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
         nargs="+",
         choices=("prepared", "originals"),
         default=["prepared", "originals"],
-        help="k400: frame stores and/or the original videos (default: both)",
+        metavar="SOURCE",
+        help="k400: prepared (the frame stores) and/or originals (the videos) (default: both)",
     )
     g.add_argument(
         "--measure",
@@ -447,6 +448,7 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
         nargs="+",
         choices=DECODE_CHOICES,
         default=["auto"],
+        metavar="WHERE",
         help="where the frame stores' JPEGs are decoded: cpu (the workers), gpu (the main process, on the "
         "model's device; the workers only read bytes), or both in one run: --decode cpu gpu (default: auto = cpu)",
     )

@@ -114,10 +114,9 @@ def _sentences(
     feats = torch.cat(list(_features(encoder, sample_clips, opts, device, opts["flips"])))  # (N, T, F)
     vocabulary = HierarchicalKMeans.fit(feats.flatten(0, 1), opts["levels"], opts["clusters"], opts["seed"])
     log(
-        f"minivb.pretrain: {vocabulary.vocab_size} visual words ({opts['levels']} levels × {opts['clusters']} "
-        f"clusters; "
-        f"{int((vocabulary.counts > 0).sum())} used) from {len(feats) * opts['num_frames']} frames of "
-        f"{opts['encoder']} "
+        f"minivb.pretrain: {vocabulary.vocab_size} visual words ({opts['levels']} level{'s' * (opts['levels'] != 1)} × "
+        f"{opts['clusters']} clusters; {int((vocabulary.counts > 0).sum())} used) from "
+        f"{len(feats) * opts['num_frames']} frames of {opts['encoder']} "
         f"features ({vocabulary.dim}-d), {time.perf_counter() - start:.0f} s"
     )
     train_ids = (

@@ -385,7 +385,7 @@ def start_log(run: Run, resuming: bool) -> None:
     s = run.state
     run.say(
         f"minivb.train: {run.opts.subset} ({len(run.train_set)} train / {len(run.val_set)} val clips, "
-        f"{len(run.classes)} classes), {params / 1e6:.2f}M parameters, {run.device.type} × {run.world_size}, "
+        f"{_count(len(run.classes), 'class')}), {params / 1e6:.2f}M parameters, {run.device.type} × {run.world_size}, "
         f"{_count(run.opts.epochs, 'epoch')} × {_count(run.steps_per_epoch, 'step')} → {run.out}"
         + (f" (resuming at epoch {s.epoch + 1}, step {s.step})" if resuming else "")
         + (f" (Transformer from {run.opts.init_from})" if run.opts.init_from and not resuming else "")

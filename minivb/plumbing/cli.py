@@ -140,7 +140,10 @@ def out_of_memory(e: BaseException) -> str | None:
     asked = re.search(r"allocate (\d+) bytes|allocate ([\d.]+ ?[KMGTPE]i?B)", text)
     if asked is None:
         return "memory"
-    return f"{int(asked[1]) / 2**30:.1f} GiB" if asked[1] else asked[2]
+    if asked[1]:
+        return f"{int(asked[1]) / 2**30:.1f} GiB"
+    number, unit = re.match(r"([\d.]+) ?(\w+)", asked[2]).groups()
+    return f"{float(number):g} {unit}"  # (NumPy writes "206. MiB")
 
 
 def run_main(

@@ -63,9 +63,24 @@ def check_out(out: Path, resuming: Path | None) -> None:
     """
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; choose a folder")
-    held = [f for f in ("last.pt", "best.pt", "summary.json") if (out / f).exists()]
+    held = [f for f in ("last.pt", "best.pt", "summary.json", "pretrain.pt", "words.pt") if (out / f).exists()]
     if not held or (resuming is not None and resuming.resolve().parent == out.resolve()):
         return
+    owner = summary_owner(out / "summary.json") if "summary.json" in held else None
+    if "pretrain.pt" in held or owner == "minivb.pretrain":
+        raise UsageError(
+            f"--out {out} holds a pretraining run ({', '.join(held)}); to train from it, pass --init-from {out} "
+            "and another --out"
+        )
+    if "words.pt" in held:
+        raise UsageError(
+            f"--out {out} holds a stopped pretraining run; continue it with python -m minivb.pretrain --resume {out}, "
+            "or choose another --out"
+        )
+    if "last.pt" not in held:  # nothing to resume: an evaluation, or another command's summary
+        raise UsageError(
+            f"--out {out} holds {owner or 'another command'}'s files ({', '.join(held)}); choose another --out"
+        )
     raise UsageError(
         f"--out {out} already holds a run ({', '.join(held)}); continue it with --resume {out}, or choose another --out"
     )

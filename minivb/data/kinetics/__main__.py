@@ -36,6 +36,9 @@ def _quality(text: str) -> int:
     return value
 
 
+SPLIT_HELP = f"splits, one or more of {', '.join(kinetics.SPLITS)}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m minivb.data.kinetics",
@@ -52,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = command("prepare", "index the clips and write the training format, reporting the bad ones (resumable)")
     for q in (d, r):
         q.add_argument(
-            "--split", nargs="+", choices=kinetics.SPLITS, default=["train", "val"], help="splits (default: train val)"
+            "--split",
+            nargs="+",
+            choices=kinetics.SPLITS,
+            default=["train", "val"],
+            metavar="SPLIT",
+            help=SPLIT_HELP + " (default: train val)",
         )
     d.add_argument("--workers", type=positive_int, default=4, help="parts fetched at once (default: 4)")
     d.add_argument(
@@ -74,10 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
         "preset's frames per clip)",
     )
     r.add_argument("--limit-classes", type=positive_int, help="only the first N classes (sorted): a quick subset")
-    r.add_argument("--limit-per-class", type=positive_int, help="only the first N clips of each class")
+    r.add_argument("--limit-per-class", type=positive_int, metavar="N", help="only the first N clips of each class")
     c = command("check", "count what is present against the expected numbers")
     c.add_argument(
-        "--split", nargs="+", choices=kinetics.SPLITS, default=list(kinetics.SPLITS), help="splits (default: all)"
+        "--split",
+        nargs="+",
+        choices=kinetics.SPLITS,
+        default=list(kinetics.SPLITS),
+        metavar="SPLIT",
+        help=SPLIT_HELP + " (default: all)",
     )
     return p
 
