@@ -670,6 +670,9 @@ def test_resume_refusals_name_the_right_cause(reference, tmp_path, one_line_erro
         main, ["--resume", str(ref), "--limit-val", "8"], "was trained with --limit-val 6, not --limit-val 8"
     )
     one_line_error(main, ["--resume", str(ref), "--encoder", "resnet18"], "--encoder small, not --encoder resnet18")
+    err = one_line_error(main, ["--resume", str(ref), "--out", str(tmp_path / "new")], "that run already trained")
+    assert "raise --epochs to train on" in err and not (tmp_path / "new" / "summary.json").exists()
+    one_line_error(main, ["--resume", str(ref), "--init-from", str(ref)], "--resume continues one: pass one")
 
 
 def test_bad_input_from_the_shell_has_no_traceback(tmp_path, _run):

@@ -71,6 +71,8 @@ def resolve_options(given: dict) -> tuple[TrainOptions, dict | None, Path | None
     if "resume" not in given:
         _check_gpu_share(given, given.get("decode", "auto"))
         return TrainOptions.given(given), None, None
+    if given.get("init_from"):  # (the resumed run's weights would win without a word)
+        raise UsageError("--init-from starts a new run from pretrained weights, --resume continues one: pass one")
     path = runs.checkpoint_path(given["resume"], "--resume")
     try:
         ckpt = read_checkpoint(path)
@@ -179,6 +181,16 @@ def _check_resume(ckpt: dict, opts: TrainOptions, classes: list[str], n_train: i
         raise UsageError(
             f"{opts.data_root} has {n_train} training videos, the checkpoint's run had "
             f"{ckpt['train_items']}; resume with the same data and --limit-train"
+        )
+
+
+def _check_finished(ckpt: dict, opts: TrainOptions, out: Path) -> None:
+    """Resuming a run that has trained all its epochs writes no checkpoint: only into its own folder (a summary
+    again), never into a new one that would get a summary without weights."""
+    if runs.checkpoint_path(opts.resume, "--resume").parent.resolve() != out.resolve():
+        raise UsageError(
+            f"--resume {opts.resume}: that run already trained its {ckpt['epoch']} epoch(s), so --out {out} would "
+            f"get no weights; raise --epochs to train on, or evaluate it with python -m minivb.evaluate"
         )
 
 
@@ -295,6 +307,8 @@ def build_run(opts: TrainOptions, ckpt: dict | None, device: torch.device, rank:
     if ckpt is not None:
         _check_resume(ckpt, opts, classes, len(train_items), world_size)
     out = Path(opts.out) if opts.out else distributed.broadcast(runs.new_run_folder(opts.subset), world_size)
+    if ckpt is not None and ckpt.get("epoch", 0) >= opts.epochs:
+        _check_finished(ckpt, opts, out)
     model = build_model(opts, len(classes), device, rank, world_size)
     _load_weights(model, opts, ckpt)
     train_set, val_set, sampler, train_loader, val_loader = build_data(
