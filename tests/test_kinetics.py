@@ -673,6 +673,20 @@ def test_one_prepare_per_root(tmp_path, one_line_error):
         unlock_folder(tmp_path / "k" / ".prepare", lock)
 
 
+def test_a_class_whose_training_clips_are_all_too_short_is_no_class(tmp_path):
+    root = tmp_path / "k"
+    for split, label, frames in (("train", "a", 40), ("train", "s", 10), ("val", "a", 40), ("val", "s", 40)):
+        (root / split / label).mkdir(parents=True, exist_ok=True)
+        write_h264(root / split / label / f"{split}{label}.mp4", stamped_frames(frames, 64, 96))
+    summary = kinetics.prepare(root, short_side=48, frame_step=1, min_frames=16, workers=1, progress=False)
+    assert (root / "classes.txt").read_text() == "a\n"  # s kept no training clip
+    assert summary["val"] == {"clips": 1, "bad": 1, "untrained": 1}
+    reasons = {(r["split"], r["label"]): r["reason"] for r in csv.DictReader(open(root / "bad_videos.csv"))}
+    assert reasons[("train", "s")].startswith("too short") and "no prepared training clip" in reasons[("val", "s")]
+    summary = kinetics.prepare(root, ["val"], short_side=48, frame_step=1, min_frames=16, workers=1, progress=False)
+    assert summary["val"]["untrained"] == 1  # val alone: the classes are what the training index holds
+
+
 def test_a_root_that_cannot_be_written_is_one_line(tmp_path, monkeypatch, one_line_error):
     import errno
 

@@ -73,7 +73,9 @@ PART_BYTES = 1.6e9  # a part is about 1.5 GB (1.6 here: the disk check errs high
 STORE_BYTES = 6e6  # a 10-s clip as JPEGs at short side 256, quality 90, every frame (measured: ≈20 KB a frame)
 COLUMNS = ("path", "label", "frames", "fps", "width", "height")
 BAD_COLUMNS = ("split", "path", "label", "reason")
-UNTRAINED = "no training clip has this label: a model trained here cannot predict it (left out of the accuracy)"
+UNTRAINED = (
+    "no prepared training clip has this label: a model trained here cannot predict it (left out of the accuracy)"
+)
 
 
 # --------------------------------------------------------------------------- annotations
@@ -538,7 +540,7 @@ def _write_split(
     write_atomic(root / f"{split}.csv", _csv_text((*COLUMNS, "step"), prepared))
     (root / "originals").mkdir(exist_ok=True)
     write_atomic(root / "originals" / f"{split}.csv", _csv_text(COLUMNS, originals))
-    return len(prepared), bad
+    return {row[1] for row in prepared}, len(prepared), bad
 
 
 def prepare(
@@ -594,18 +596,20 @@ def _prepare(root: Path, splits, settings: Settings, workers, limit_classes, lim
         if _is_annotated(root, split):  # (class folders name their files freely: clip_0.mp4 in every class)
             found[split], conflicts = _conflicts(found[split], held_out if split == "train" else set())
             unsafe[split] += [(split, _bad_path(root, c), c.label, why) for c, why in conflicts]
-    train = found["train"] if "train" in found else [c for c in find_clips(root, "train") if _unsafe(c) is None]
-    labels = {c.label for c in train}
+    labels = _training_labels(root, found)  # before conversion: which classes --limit-classes chooses among
     classes = sorted(labels)[:limit_classes]
     summary, bad_rows = {}, []
-    for split, clips in found.items():
+    for split in sorted(found, key=lambda s: s != "train"):  # training first: the classes are what it keeps
+        clips = found[split]
         untrained = [(split, _bad_path(root, c), c.label, UNTRAINED) for c in clips if c.label not in labels]
         bad_rows += unsafe[split] + untrained
         clips = _limit(clips, classes, limit_per_class)
         if not clips:
             raise UsageError(f"no {split} clips of the chosen classes under {root}")
         results = _convert_all(root, clips, settings, workers or os.cpu_count() or 1, progress)
-        count, bad = _write_split(root, split, clips, results, settings.min_frames)
+        kept, count, bad = _write_split(root, split, clips, results, settings.min_frames)
+        if split == "train":  # a class whose every training clip is bad (too short, broken) is no class
+            labels, classes = kept, [c for c in classes if c in kept]
         bad_rows += bad
         left = len(bad) + len(unsafe[split]) + len(untrained)
         summary[split] = {"clips": count, "bad": left, "untrained": len(untrained)}
@@ -615,6 +619,16 @@ def _prepare(root: Path, splits, settings: Settings, workers, limit_classes, lim
     kept = [row for row in _read_rows(root / "bad_videos.csv") if row[0] not in found]  # other splits' reports stay
     write_atomic(root / "bad_videos.csv", _csv_text(BAD_COLUMNS, kept + bad_rows))
     return summary
+
+
+def _training_labels(root: Path, found: dict[str, list[Clip]]) -> set[str]:
+    """The labels of the training clips: those found now, else those an earlier prepare indexed (train.csv), else
+    those on disk."""
+    if "train" in found:
+        return {c.label for c in found["train"]}
+    if (root / "train.csv").is_file():
+        return {row[1] for row in _read_rows(root / "train.csv")}
+    return {c.label for c in find_clips(root, "train") if _unsafe(c) is None}
 
 
 def _read_rows(path: Path) -> list[tuple]:
