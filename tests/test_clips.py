@@ -72,6 +72,13 @@ def test_load_items_errors_name_the_path_and_the_fix(toy, tmp_path):
         load_items(tmp_path / "empty", "train")
     with pytest.raises(ValueError, match="not in the class list"):
         load_items(toy, "train", classes=["left_to_right"])
+    (tmp_path / "folders" / "train" / "a").mkdir(parents=True)
+    (tmp_path / "folders" / "train" / "a" / "a.mp4").write_bytes(b"")
+    (tmp_path / "folders" / "val" / "b").mkdir(parents=True)
+    (tmp_path / "folders" / "val" / "b" / "b.mp4").write_bytes(b"")
+    _, classes = load_items(tmp_path / "folders", "train")
+    with pytest.raises(ValueError, match="not in the class list: b; the class list is the training split's labels"):
+        load_items(tmp_path / "folders", "val", classes)  # (no classes.txt to add them to)
 
 
 def test_an_index_that_is_not_utf8_or_has_a_short_row_is_one_line_naming_the_file(toy, tmp_path, one_line_error):

@@ -180,10 +180,15 @@ def load_items(
         raise ValueError(f"class list for {root} has repeated names; make every class name unique")
     unknown = sorted({it.label for it in items} - set(classes))
     if unknown:
+        fix = (
+            f"add them to {root / 'classes.txt'} or fix the labels"
+            if (root / "classes.txt").is_file()
+            else "the class list is the training split's labels: give those classes training videos, or fix the labels"
+        )
         raise UnknownLabels(
             unknown,
             f"{where} has label(s) not in the class list: {', '.join(unknown[:5])}{' …' if len(unknown) > 5 else ''}; "
-            f"add them to {root / 'classes.txt'} or fix the labels",
+            + fix,
         )
     return items, classes
 
