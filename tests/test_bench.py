@@ -543,7 +543,7 @@ def test_an_output_file_under_a_file_names_that_file_as_given(tmp_path, one_line
     err = one_line_error(main, [*CONTENTION, "--json", "afile/x.json"], "--json afile/x.json: ")
     assert "afile is a file, not a folder" in err and str(tmp_path) not in err and "does not exist" not in err
     with pytest.raises(UsageError, match="^--out afile/sub/g.pt: cannot write there: afile is a file, not a folder"):
-        runs.output_file("afile/sub/g.pt", "--out")
+        runs.output_file("afile/sub/g.pt", "--out", "minivb.retrieve")
     one_line_error(main, [*CONTENTION, "--json", "no/such/x.json"], "the folder no/such does not exist; make it first")
 
 

@@ -462,6 +462,13 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
         "rest; several measure each: --gpu-share 1 0.5 0.25 (default: 1)",
     )
     g.add_argument("--threads", type=positive_int, help="torch threads in the main process (default: torch's choice)")
+    _made_data_options(g)
+    _trainer_options(g.add_argument_group("overrides of the preset (as python -m minivb.train takes them)"))
+    return g
+
+
+def _made_data_options(g) -> None:
+    """What the k400 benchmark makes its data from when no --data-root is given."""
     g.add_argument(
         "--videos", nargs="+", metavar="FILE", help="k400 without --data-root: clips to fill the class folders with"
     )
@@ -471,8 +478,6 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
         type=positive_int,
         help="k400 without --data-root: clips per class (default: 2 batches per worker in an epoch, at least 6)",
     )
-    _trainer_options(g.add_argument_group("overrides of the preset (as python -m minivb.train takes them)"))
-    return g
 
 
 def _trainer_options(m) -> None:

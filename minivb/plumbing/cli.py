@@ -42,7 +42,9 @@ class Help(argparse.HelpFormatter):
         for line in text.splitlines():
             lead = len(line) - len(line.lstrip())  # an indented line (a preset) continues 4 spaces further in
             more = indent + " " * (lead + 4 if lead else 0)
-            lines.append(textwrap.fill(line, width, initial_indent=indent, subsequent_indent=more))
+            lines.append(
+                textwrap.fill(line, width, initial_indent=indent, subsequent_indent=more, break_on_hyphens=False)
+            )
         return "\n".join(lines)
 
 
