@@ -3,7 +3,9 @@
     python -m minivb.evaluate --checkpoint runs/toy-20250101-120000            # its last.pt, 3 clips × 1 crop
     python -m minivb.evaluate --checkpoint runs/k400-…/best.pt --clips 4 --crops 3
 
-Writes ``summary.json``, ``confusion.png`` and ``predictions.csv`` to ``--out``. The work is
+Writes ``summary.json``, ``confusion.png``, ``reliability.png`` and ``predictions.csv`` to ``--out``; with the
+checkpoint's confidence record (:mod:`minivb.engine.confidence`) also the calibration error before and after its
+temperature, and how many videos pass its two tests. The work is
 :mod:`minivb.engine.evaluation`; the views default to the checkpoint's :class:`~minivb.engine.checkpoint.Preprocessing`.
 """
 
@@ -14,7 +16,9 @@ import csv
 import io
 from pathlib import Path
 
+from .engine import calibration as cal
 from .engine.checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
+from .engine.confidence import Confidence
 from .engine.evaluation import dataset_from_checkpoint, evaluate, plot_confusion
 from .plumbing import runs
 from .plumbing.cli import Parser, UsageError, add_decode_option, nonnegative_int, positive_int, run_main
@@ -29,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate a checkpoint written by python -m minivb.train with multi-view testing: each video is "
         "cut into CLIPS evenly spaced temporal clips × CROPS spatial crops, the softmax probabilities are averaged "
         "over those views, and top-1, top-5, per-class accuracy and a confusion matrix are reported. Writes "
-        "summary.json, confusion.png and predictions.csv to --out.",
+        "summary.json, confusion.png, reliability.png (calibration before and after the checkpoint's temperature) and "
+        "predictions.csv to --out.",
         epilog="views: the toy set defaults to 3 clips × 1 crop — its frames are square and already at the model's "
         "size (3 crops would be the same picture) and its videos are short, so a few clips cover them. Kinetics-400 "
         "defaults to 4 clips × 3 crops, as in Video Swin; SlowFast and X3D report 10 × 3. The reason: a Kinetics "
@@ -118,7 +123,8 @@ def _open(opts: argparse.Namespace) -> tuple[Path, dict, dict, Preprocessing, Pa
 
 
 def _write_outputs(out: Path, summary: dict, result: dict, items: list, classes: list[str]) -> None:
-    """summary.json, predictions.csv (one row per evaluated video) and confusion.png → ``out``."""
+    """summary.json, predictions.csv (one row per evaluated video, calibrated probabilities), confusion.png and
+    reliability.png → ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "summary.json", summary)
     skipped = set(result["skipped_files"])
@@ -126,7 +132,7 @@ def _write_outputs(out: Path, summary: dict, result: dict, items: list, classes:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["path", "label", "predicted", "probability", "correct"])
-    for it, p, y in zip(kept, result["probs"], result["labels"].tolist()):
+    for it, p, y in zip(kept, result["calibrated"], result["labels"].tolist()):
         j = int(p.argmax())
         writer.writerow([it.path, classes[y], classes[j], f"{p[j].item():.4f}", int(j == y)])
     write_atomic(out / "predictions.csv", buf.getvalue())
@@ -138,6 +144,46 @@ def _write_outputs(out: Path, summary: dict, result: dict, items: list, classes:
     png = io.BytesIO()
     ax.figure.savefig(png, format="png", dpi=100)
     write_atomic(out / "confusion.png", png.getvalue())
+    if result["num_videos"]:
+        write_atomic(out / "reliability.png", _reliability_png(result, summary["calibration"]))
+
+
+def _reliability_png(result: dict, c: dict) -> bytes:
+    """The reliability diagrams before and after the temperature (one, before, where there is none) as PNG bytes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    panels = [("softmax", result["probs"])]  # before
+    if c.get("temperature"):
+        panels.append((f"T = {c['temperature']:.3g}", result["calibrated"]))  # after
+    fig = Figure(figsize=(5 * len(panels), 5), tight_layout=True)
+    FigureCanvasAgg(fig)
+    for k, (name, probs) in enumerate(panels):
+        rel = cal.reliability(probs, result["labels"])
+        cal.plot_reliability(rel, fig.add_subplot(1, len(panels), k + 1), f"{name}: ECE {100 * rel.ece:.1f}%")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    return png.getvalue()
+
+
+def _calibration(ckpt: dict, result: dict) -> dict:
+    """What the checkpoint's confidence record makes of the evaluated videos: its temperature, the ECE before and
+    after it (an older checkpoint: the ECE of the plain softmax only).
+    Adds ``result["calibrated"]``: the probabilities predict prints."""
+    record = Confidence.from_checkpoint(ckpt)
+    result["calibrated"] = result["probs"]
+    if not result["num_videos"]:
+        return {}
+    before = cal.expected_calibration_error(result["probs"], result["labels"])
+    if record is None:
+        return {"temperature": None, "ece_before": before, "note": "no confidence record (an older checkpoint)"}
+    result["calibrated"] = cal.calibrated_probs(result["logits"], record.temperature).float()
+    return {
+        "temperature": record.temperature,
+        "fitted_on": record.fitted_on,
+        "ece_before": before,
+        "ece_after": cal.expected_calibration_error(result["calibrated"], result["labels"]),
+    }
 
 
 def _device(opts: argparse.Namespace, prep: Preprocessing):
@@ -225,10 +271,19 @@ def _evaluate_into(out: Path, opts, path: Path, ckpt: dict, args: dict, prep: Pr
         "subset": args.get("subset"),
         "device": str(device),
         "confusion": result["confusion"].tolist(),
+        "calibration": _calibration(ckpt, result),
     }
     _write_outputs(out, summary, result, dataset.items, classes)
     if len(classes) <= 50:
         _print_per_class(classes, summary["per_class_top1"], result["confusion"])
+    c = summary["calibration"]
+    if c.get("temperature"):
+        print(
+            f"calibration: ECE (15 bins) {100 * c['ece_before']:.1f}% → {100 * c['ece_after']:.1f}% with the "
+            f"checkpoint's temperature {c['temperature']:.3f} (fitted on the validation set, {c['fitted_on']})"
+        )
+    elif c:
+        print(f"calibration: ECE (15 bins) {100 * c['ece_before']:.1f}%; {c['note']}: train again to calibrate")
     print(
         f"val top-1 {100 * result['top1']:.1f}%  top-5 {100 * result['top5']:.1f}%  ({result['num_videos']} videos, "
         f"{result['skipped']} skipped, {prep.clips}×{prep.crops} views, {summary['seconds']:.0f} s) → {out}",

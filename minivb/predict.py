@@ -3,8 +3,11 @@
     python -m minivb.predict clip.mp4 other.avi --checkpoint runs/toy-20250101-120000
     python -m minivb.predict my_videos/ --checkpoint runs/k400-…/best.pt --topk 3 --json
 
-The work is :func:`minivb.engine.inference.predict`: the checkpoint's own preprocessing, ``clips × crops``
-views per video, the softmax averaged over them.
+The work is :func:`minivb.engine.inference.classify`: the checkpoint's own preprocessing, ``clips × crops``
+views per video, the calibrated softmax averaged over them, and the checkpoint's two tests
+(:mod:`minivb.engine.confidence`): a video unlike the training videos, or one the model is unsure of, is answered
+"none of the N classes" with the reason and the closest classes. ``--acceptance`` sets the share of validation
+videos the tests let through (default 0.95); ``--no-reject`` switches them off.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .engine.inference import find_videos, load_model, predict
+from .engine.confidence import ACCEPTANCE
+from .engine.inference import classify, find_videos, load_confidence, load_model
 from .plumbing.cli import (
     Parser,
     UsageError,
@@ -20,6 +24,7 @@ from .plumbing.cli import (
     add_decode_option,
     add_videos_argument,
     add_views_options,
+    fraction,
     nonnegative_int,
     positive_int,
     run_main,
@@ -34,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m minivb.predict",
         description="Classify videos with a checkpoint written by python -m minivb.train: the top-k classes and their "
-        "probabilities for each video (softmax averaged over clips × crops views, sampled as the checkpoint was "
-        "trained). Videos may have any size, frame rate, orientation and length. A file that cannot be read is "
-        "reported on one line and the others are still classified; the exit status is then 1.",
+        "calibrated probabilities for each video (softmax averaged over clips × crops views, sampled as the "
+        "checkpoint was trained). A video unlike the training videos, or one the model is unsure of, is answered "
+        '"none of the N classes" with the reason and the closest classes. Videos may have any size, frame rate, '
+        "orientation and length. A file that cannot be read is reported on one line and the others are still "
+        "classified; the exit status is then 1.",
     )
     add_videos_argument(p)
     add_checkpoint_option(p)
@@ -49,6 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json", action="store_true", help="print one JSON document (a list, one object per video) instead of text"
     )
+    p.add_argument(
+        "--acceptance",
+        type=fraction,
+        default=ACCEPTANCE,
+        help="the share of the checkpoint's validation videos that pass its two tests (default: 0.95); lower it to "
+        "reject more, raise it to reject less",
+    )
+    p.add_argument(
+        "--no-reject", action="store_true", help='never answer "none of the classes": always the most likely class'
+    )
     add_views_options(p)
     p.add_argument("--batch-size", type=positive_int, default=4, help="videos per batch (default: 4)")
     p.add_argument("--workers", type=nonnegative_int, default=0, help="DataLoader worker processes (default: 0)")
@@ -59,25 +76,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _results(paths: list[str], probs: list, problems: list[Skipped], classes: list[str], topk: int) -> list[dict]:
-    """One dict per video, problems first: ``path`` and ``top`` ([{label, probability}], best first) or ``error``."""
-    why, listed = {s.path: s.reason for s in problems}, set(paths)
+def _results(paths: list[str], judged, kept: list[int], problems: list[Skipped], classes: list[str], topk: int):
+    """One dict per video, problems first: ``path``, ``answer`` (a class, or ``None`` for "none of these" with the
+    ``reason``), ``top`` ([{label, probability}], best first), ``distance`` and ``confidence``; or ``error``."""
+    why, listed, row = {s.path: s.reason for s in problems}, set(paths), dict(zip(kept, range(len(kept))))
     out = [{"path": s.path, "error": s.reason} for s in problems if s.path not in listed]
-    for path, p in zip(paths, probs):
-        if p is None:
+    for i, path in enumerate(paths):
+        if i not in row:
             out.append({"path": path, "error": why.get(path, "could not be decoded")})
             continue
-        values, indices = p.topk(min(topk, len(classes)))
+        n = row[i]
+        values, indices = judged.probs[n].topk(min(topk, len(classes)))
+        top = [{"label": classes[j], "probability": round(v, 4)} for v, j in zip(values.tolist(), indices.tolist())]
+        accepted = bool(judged.accepted[n])
         out.append(
             {
                 "path": path,
-                "top": [
-                    {"label": classes[j], "probability": round(float(v), 4)}
-                    for v, j in zip(values.tolist(), indices.tolist())
-                ],
+                "answer": top[0]["label"] if accepted else None,
+                **({} if accepted else {"reason": judged.reason(n)}),
+                "top": top,
+                "distance": round(float(judged.distance[n]), 2),
+                "confidence": round(float(judged.confidence[n]), 4),
             }
         )
     return out
+
+
+def _line(r: dict, classes: list[str]) -> str:
+    """A video's line of text: its classes and probabilities, or "none of the N classes" with why and the closest."""
+    top = ", ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in r["top"])
+    if r["answer"] is not None:
+        return f"{r['path']}: {top}"
+    return f"{r['path']}: none of the {len(classes)} classes ({r['reason']}); closest: {top}"
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -86,13 +116,22 @@ def run(argv: list[str] | None = None) -> int:
 
     opts = build_parser().parse_args(argv)
     model, classes, prep = load_model(opts.checkpoint, opts.clips, opts.crops)
+    record = load_confidence(opts.checkpoint)
+    if record is None:
+        print(
+            f"minivb.predict: note: {opts.checkpoint} has no confidence record (trained before there was one): the "
+            'probabilities are uncalibrated and no video is answered "none of these"; train it again to get one',
+            file=sys.stderr,
+        )
     device = views_device(opts, prep)
     paths, problems = find_videos(opts.videos)
     try:
-        probs, skipped = predict(
+        judged, kept, skipped = classify(
             model.to(device),
             paths,
             prep,
+            record,
+            None if opts.no_reject else opts.acceptance,
             batch_size=opts.batch_size,
             workers=opts.workers,
             device=device,
@@ -101,7 +140,7 @@ def run(argv: list[str] | None = None) -> int:
         )
     except ValueError as e:  # --decode gpu on videos (not frame stores), or where torchvision cannot decode
         raise UsageError(str(e)) from None
-    results = _results(paths, probs, problems + skipped, classes, opts.topk)
+    results = _results(paths, judged, kept, problems + skipped, classes, opts.topk)
     for r in results:
         if "error" in r:
             print(f"minivb.predict: cannot classify {r['path']}: {r['error']}", file=sys.stderr)
@@ -110,7 +149,7 @@ def run(argv: list[str] | None = None) -> int:
     else:
         for r in results:
             if "top" in r:
-                print(f"{r['path']}: " + ", ".join(f"{t['label']} {100 * t['probability']:.1f}%" for t in r["top"]))
+                print(_line(r, classes))
     return 1 if any("error" in r for r in results) else 0
 
 

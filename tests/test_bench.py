@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from videos import read_stamp, stamped_frames, write_h264
+from videos import checkerboard_video, read_stamp, stamped_frames, write_h264
 
 from minivb.bench import __main__ as bench_main
 from minivb.bench import contention, decode, flops, loader, ood
@@ -391,24 +391,34 @@ def test_ood_tiny(tiny_run, tmp_path, capsys, one_line_error):
     one_line_error(
         main, ["ood", "--checkpoint", str(tiny_run), "--json", str(tiny_run / "last.pt"), "--force"], "inputs"
     )
-    assert main(["ood", "--checkpoint", str(tiny_run), "--per-class", "2", "--workers", "0", "--json", str(out)]) == 0
+    real = tmp_path / "real"  # --real: a folder of the user's videos, one more kind
+    real.mkdir()
+    checkerboard_video(real / "board.mp4")
+    argv = ["--per-class", "2", "--workers", "0", "--json", str(out), "--real", str(real)]
+    assert main(["ood", "--checkpoint", str(tiny_run), *argv]) == 0
     printed = capsys.readouterr().out
     assert "## minivb.bench ood" in printed and "| score | T | AUROC rotation | AUROC static | AUROC noise |" in printed
     assert "ECE (15 bins)" in printed and "| max_logit | — |" in printed
     assert "| mahalanobis | — |" in printed and "| knn (k=10) | — |" in printed
+    assert "| mahalanobis (regions+cls) | — |" in printed and f"| {ood.RULE} | " in printed
     assert "fitted on the 16 training videos × 3 views" in printed
     data = _strict_json(out)
     assert {"benchmark", "machine", "settings", "notes", "results", "calibration"} <= data.keys()
     rows, c = data["results"], data["calibration"]
-    assert [(r["score"], r["temperature"] is None) for r in rows] == [
-        (score, which is None) for score, which in ood.ROWS
-    ] + [(score, True) for score, _ in ood.EMBEDDING_ROWS]
-    assert [r["k"] for r in rows[len(ood.ROWS) :]] == [k for _, k in ood.EMBEDDING_ROWS]
-    assert rows[-1]["threshold"] <= 1 and rows[-2]["threshold"] <= 1  # knn: a cosine similarity
+    scores = [(score, which is None) for score, which in ood.ROWS] + [(s, True) for s, _, _ in ood.EMBEDDING_ROWS]
+    assert [(r["score"], r["temperature"] is None) for r in rows[:-1]] == scores
+    assert [r.get("feature") for r in rows[len(ood.ROWS) : -1]] == [f for _, f, _ in ood.EMBEDDING_ROWS]
+    assert [r["k"] for r in rows[len(ood.ROWS) : -1]] == [k for _, _, k in ood.EMBEDDING_ROWS]
+    assert rows[len(ood.ROWS) + 1]["threshold"] <= 1  # knn: a cosine similarity
     assert rows[len(ood.ROWS)]["threshold"] <= 0  # mahalanobis: minus a squared distance
+    rule = rows[-1]
+    assert rule["score"] == ood.RULE and set(rule["auroc"].values()) == {None}  # two thresholds: no single score
+    assert rule["temperature"] == c["temperature"]  # fitted as training fits it: the same T
+    assert rule["rejected"]["real"] == 1  # a checkerboard is nothing like a toy scene
     for r in rows:
-        assert set(r["auroc"]) == set(r["rejected"]) == set(ood.KINDS)
-        assert all(0 <= v <= 1 for v in [*r["auroc"].values(), *r["rejected"].values(), *r["accepted"].values()])
+        assert set(r["auroc"]) == set(r["rejected"]) == {*ood.KINDS, "real"}
+        aurocs = [v for v in r["auroc"].values() if v is not None]
+        assert all(0 <= v <= 1 for v in [*aurocs, *r["rejected"].values(), *r["accepted"].values()])
         assert r["accepted"]["val"] >= 0.95  # the threshold is the ⌈0.95 · N⌉-th highest validation score
     assert T_RANGE[0] <= c["temperature"] <= T_RANGE[1] and c["fitted_on"]["videos"] == 8  # the tiny toy's val set
     assert all(0 <= c[s]["ece"][w] <= 1 for s in ("val", "held_out") for w in ("before", "after"))

@@ -13,12 +13,10 @@ from minivb.engine.calibration import (
     EMBEDDING_SCORES,
     SHRINKAGE,
     T_RANGE,
-    Calibration,
     EmbeddingFit,
     auroc,
     calibrated_probs,
     expected_calibration_error,
-    fit_calibration,
     fit_embeddings,
     fit_mahalanobis,
     fit_temperature,
@@ -333,38 +331,3 @@ def test_threshold_holds_on_held_out_in_distribution_data():
         t = threshold_for(ood_scores(z, 1.5)[name], 0.95)
         accepted = (ood_scores(held_out, 1.5)[name] >= t).double().mean().item()
         assert 0.93 < accepted < 0.97, (name, accepted)  # a 1000-video threshold: within ±2% of 95%
-
-
-# --------------------------------------------------------------------------- the checkpoint's record
-
-
-def test_fit_calibration_and_the_checkpoint_record():
-    z, y = synthetic(n=400, views=3, seed=10)
-    cal = fit_calibration(torch.tensor(z), y, "val")
-    assert (
-        cal.temperature == fit_temperature(z, y) and cal.score == "msp" and cal.fitted_on == "val: 400 videos × 3 views"
-    )
-    accepted = (cal.scores(z) >= cal.threshold).double().mean().item()
-    assert 0.95 <= accepted <= 0.95 + 1 / 400  # ⌈0.95 · 400⌉ = 380 videos, no ties in continuous scores
-    assert cal.probs(z).tolist() == calibrated_probs(z, cal.temperature).tolist()
-    ckpt = {"calibration": json.loads(json.dumps(cal.to_dict(), allow_nan=False))}  # as a checkpoint keeps it
-    assert Calibration.from_checkpoint(ckpt) == cal
-    assert Calibration.from_checkpoint({}) is None  # an older checkpoint: the caller says "uncalibrated (T = 1)"
-    assert Calibration().temperature == 1.0 and Calibration().threshold is None
-
-
-@pytest.mark.parametrize(
-    "record, says",
-    [
-        ([1.0], "not a dict"),
-        ({"temperature": 1.0, "colour": "red"}, "unknown key 'colour'"),
-        ({"temperature": 0.0}, "temperature"),
-        ({"temperature": math.nan}, "temperature"),
-        ({"score": "entropy"}, "score must be one of"),
-        ({"threshold": math.inf}, "threshold"),
-        ({"acceptance": 1.5}, "acceptance"),
-    ],
-)
-def test_a_bad_calibration_record_is_refused(record, says):
-    with pytest.raises(ValueError, match=says):
-        Calibration.from_checkpoint({"calibration": record})

@@ -106,7 +106,12 @@ def test_cli_writes_summary_confusion_and_predictions(run, capsys, tmp_path):
     out = tmp_path / "ev"
     code, stdout, err = _cli(capsys, ["--checkpoint", str(run / "best.pt"), "--out", str(out), "--batch-size", "3"])
     assert code == 0, err
-    assert sorted(p.name for p in out.iterdir()) == ["confusion.png", "predictions.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confusion.png",
+        "predictions.csv",
+        "reliability.png",
+        "summary.json",
+    ]
     s = json.loads((out / "summary.json").read_text())
     assert {
         "val_top1",

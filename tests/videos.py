@@ -111,3 +111,10 @@ def sequential_decode(path: Path) -> np.ndarray:
         frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     cap.release()
     return np.stack(frames)
+
+
+def checkerboard_video(path: Path, frames: int = 8, size: int = 64) -> Path:
+    """A still black-and-white checkerboard of 8-pixel squares (``mp4v``, 8 fps): nothing like a toy scene, for the
+    "none of these classes" tests (a toy model 2 epochs old takes uniform noise for one of its scenes)."""
+    board = (np.indices((size, size)).sum(axis=0) // 8 % 2 * 255).astype(np.uint8)  # (size, size)
+    return write_opencv(Path(path), np.repeat(np.repeat(board[None, :, :, None], frames, 0), 3, 3), fps=8.0)

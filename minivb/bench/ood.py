@@ -35,8 +35,9 @@ import torch
 from ..data import toy
 from ..engine import calibration as cal
 from ..engine.checkpoint import read_checkpoint
+from ..engine.confidence import fit_confidence
 from ..engine.evaluation import dataset_from_checkpoint
-from ..engine.inference import in_chunks, load_model, map_videos, video_views
+from ..engine.inference import find_videos, load_model, map_videos, video_views, views_features_and_logits
 from ..plumbing import runs
 from ..plumbing.checks import UsageError
 from ..plumbing.cli import add_checkpoint_option, nonnegative_int, positive_int, views_device
@@ -44,13 +45,27 @@ from ..plumbing.device import DEVICES
 from ..plumbing.samples import report_skipped
 from .report import LiveTable, fmt, machine_facts
 
-KINDS = ("rotation", "static", "noise")
+KINDS = ("rotation", "static", "noise")  # made here; "real" follows when --real names videos
 # The rows: (score, its temperature) — the fitted T, and T = 1, where the score depends on T (max_logit does not).
 ROWS = (("msp", "fitted"), ("max_logit", None), ("energy", "fitted"), ("msp", 1.0), ("energy", 1.0))
 # The embedding-space rows after them: (score, k): k nearest training embeddings for knn (mahalanobis has no k).
-EMBEDDING_ROWS = (("mahalanobis", None), ("knn", 1), ("knn", 10))
-HEADERS = ["score", "T", *[f"AUROC {k}" for k in KINDS], "threshold", "accepted held-out"]
-HEADERS += [f"rejected {k}" for k in KINDS]
+# The embedding-space rows after them: (score, feature, k): of the [CLS] state, of the mean region feature the CNN
+# gives the Transformer ("regions"), or of both side by side (the checkpoint's distance test); k for knn.
+EMBEDDING_ROWS = (
+    ("mahalanobis", "cls", None),
+    ("knn", "cls", 1),
+    ("knn", "cls", 10),
+    ("mahalanobis", "regions", None),
+    ("mahalanobis", "regions+cls", None),
+)
+RULE = "two tests"  # the last row: the checkpoint's record (minivb.engine.confidence), fitted as training fits it
+
+
+def headers(kinds) -> list[str]:
+    """The table's columns for the out-of-distribution ``kinds``."""
+    return ["score", "T", *[f"AUROC {k}" for k in kinds], "threshold", "accepted held-out"] + [
+        f"rejected {k}" for k in kinds
+    ]
 
 
 # --------------------------------------------------------------------------- the videos
@@ -102,19 +117,12 @@ def make_videos(folder: Path, like: toy.ToyConfig, per_class: int, seed: int) ->
     return videos
 
 
-def embed_and_classify(model, views: torch.Tensor) -> torch.Tensor:
-    """Views ``(B, V, T, 3, H, W)`` → every view's ``[CLS]`` embedding and logits side by side ``(B, V, D + C)``,
-    float32, in one pass: the logits are ``model.head`` of the embedding, as ``model(clip)`` computes them."""
-    B, V = views.shape[:2]
-    h = in_chunks(model.embed, views.flatten(0, 1))  # (B·V, D)
-    return torch.cat([h.float(), model.head(h).float()], dim=1).view(B, V, -1)  # (B·V, D + C) → (B, V, D + C)
-
-
 def _outputs(model, paths: list[str], prep, opts, device) -> tuple[torch.Tensor, list[int]]:
     """Every view's embedding and logits of the videos at ``paths`` → ``(outputs (N, V, D + C), the indices of the
-    videos read)`` (:func:`embed_and_classify`); a file that cannot be decoded is reported and left out."""
+    videos read)`` (:func:`~minivb.engine.inference.views_features_and_logits`); a file that cannot be decoded is
+    reported and left out."""
     outputs, skipped = map_videos(
-        lambda views: embed_and_classify(model, views),  # (B, V, T, 3, H, W) → (B, V, D + C)
+        lambda views: views_features_and_logits(model, views),  # (B, V, T, 3, H, W) → (B, V, F + C)
         video_views(paths, prep),
         batch_size=opts.batch_size,
         workers=opts.workers,
@@ -151,7 +159,7 @@ def score_row(score: str, T: float | None, logits: dict[str, torch.Tensor], acce
     """One row: ``score`` at temperature ``T`` (``None``: a score that does not depend on it) on every set of
     ``logits`` (``val``, ``held_out`` and the :data:`KINDS`, each ``(N, V, C)``) → AUROC per kind, the threshold
     fitted on ``val``, the shares accepted and rejected."""
-    s = {name: cal.video_scores(logits[name], T or 1.0)[score] for name in ("val", "held_out", *KINDS)}  # {set: (N,)}
+    s = {name: cal.video_scores(z, T or 1.0)[score] for name, z in logits.items() if name != "train"}  # {set: (N,)}
     return _row(score, s, acceptance) | {"temperature": T}
 
 
@@ -161,7 +169,7 @@ def embedding_row(
     """One row of an embedding-space ``score`` of :data:`~minivb.engine.calibration.EMBEDDING_SCORES` (``k``: the
     neighbours of ``knn``), ``fit`` on the training embeddings, on every set of ``features`` (``val``,
     ``held_out`` and the :data:`KINDS`, each ``(N, V, D)``) → as :func:`score_row`, with no temperature."""
-    s = {name: fit.scores(features[name], k or 1)[score] for name in ("val", "held_out", *KINDS)}  # {set: (N,)}
+    s = {name: fit.scores(f, k or 1)[score] for name, f in features.items() if name != "train"}  # {set: (N,)}
     return _row(score, s, acceptance) | {"temperature": None, "k": k}
 
 
@@ -169,15 +177,16 @@ def _row(score: str, s: dict[str, torch.Tensor], acceptance: float) -> dict:
     """A row's numbers from the scores ``{set: (N,)}`` of every set: AUROC per kind against ``held_out``, the
     threshold that keeps ``acceptance`` of ``val``, the shares accepted and rejected."""
     t = cal.threshold_for(s["val"], acceptance)
+    kinds = [k for k in s if k not in ("val", "held_out")]
     return {
         "score": score,
-        "auroc": {k: cal.auroc(s["held_out"], s[k]) for k in KINDS},
+        "auroc": {k: cal.auroc(s["held_out"], s[k]) for k in kinds},
         "threshold": t,
         "accepted": {
             "val": (s["val"] >= t).double().mean().item(),
             "held_out": (s["held_out"] >= t).double().mean().item(),
         },
-        "rejected": {k: (s[k] < t).double().mean().item() for k in KINDS},
+        "rejected": {k: (s[k] < t).double().mean().item() for k in kinds},
     }
 
 
@@ -188,15 +197,17 @@ def _pct(v: float) -> str:
 def _cells(r: dict) -> list[list]:
     """The table row of a score."""
     T = "—" if r["temperature"] is None else "1" if r["temperature"] == 1 else fmt(r["temperature"], 2)
-    auroc = [fmt(r["auroc"][k], 3) for k in KINDS]
+    auroc = ["—" if v is None else fmt(v, 3) for v in r["auroc"].values()]
     return [
         [
-            r["score"] + (f" (k={r['k']})" if r.get("k") else ""),
+            r["score"]
+            + (f" ({r['feature']})" if r.get("feature", "cls") != "cls" else "")
+            + (f" (k={r['k']})" if r.get("k") else ""),
             T,
             *auroc,
-            fmt(r["threshold"], 3),
+            "—" if r["threshold"] is None else fmt(r["threshold"], 3),
             _pct(r["accepted"]["held_out"]),
-            *[_pct(r["rejected"][k]) for k in KINDS],
+            *[_pct(v) for v in r["rejected"].values()],
         ]
     ]
 
@@ -245,53 +256,87 @@ def run_ood(opts, argv: list[str]) -> dict:
     model.to(device).eval()
     facts, t0 = machine_facts(argv, device), time.perf_counter()
     seed = like.seed + 1 + opts.seed  # never the seed of the toy set the model was trained and validated on
-    crops = f"{prep.crops} crop{'s' * (prep.crops > 1)}"
-    notes = [
-        f"checkpoint: {opts.checkpoint} ({prep.clips} clips × {crops} per video, {prep.num_frames} frames of "
-        f"{prep.size}²); a video's score is the mean of its views' scores",
-        f"in distribution: the {len(val.items)} validation videos (T and thresholds fitted there; acceptance "
-        f"{opts.acceptance:g}) and {opts.per_class} × 8 held-out toy videos (seed {seed}; AUROC and acceptance)",
-        f"out of distribution: rotation = {opts.per_class} × 2 toy --rotation videos; static = {opts.per_class} × 8 "
-        "toy scenes, the middle frame repeated; noise = as many videos of uniform random pixels",
-        f"embedding scores: each view's [CLS] embedding (dim {model.config.dim}); mahalanobis (shrinkage "
-        f"{cal.SHRINKAGE:g}) and knn fitted on the {len(train.items)} training videos × {prep.clips * prep.crops} "
-        "views",
-    ]
+    if opts.real:  # files and folders → video files; what is not there is reported
+        opts.real, missing = find_videos(opts.real)
+        report_skipped(missing)
+        if not opts.real:
+            raise UsageError("--real names no video")
+    kinds = (*KINDS, "real") if opts.real else KINDS
     settings = {"checkpoint": str(opts.checkpoint), "per_class": opts.per_class, "acceptance": opts.acceptance}
-    result = {"benchmark": "ood", "machine": facts, "settings": settings | {"seed": seed}, "notes": notes}
+    result = {"benchmark": "ood", "machine": facts, "settings": settings | {"seed": seed}}
+    result["notes"] = _notes(opts, model, prep, val, train, seed)
     with tempfile.TemporaryDirectory(prefix="minivb-ood-") as tmp:
-        videos = make_videos(Path(tmp), like, opts.per_class, seed)
-        with LiveTable(result, HEADERS, _cells, 3 + len(KINDS), "set", left=2) as table:
-            features, logits, labels = _measure(model, {"train": train, "val": val}, videos, prep, opts, device, table)
+        videos = make_videos(Path(tmp), like, opts.per_class, seed) | ({"real": opts.real} if opts.real else {})
+        with LiveTable(result, headers(kinds), _cells, 3 + len(kinds), "set", left=2) as table:
+            out, labels = _measure(model, {"train": train, "val": val}, videos, kinds, prep, opts, device, table)
+            De, D = model.encoder.out_dim, model.config.dim
+            logits = {name: o[..., De + D :] for name, o in out.items()}  # {set: (N, V, C)}
             c = calibration_numbers(logits["val"], labels["val"], logits["held_out"], labels["held_out"])
             for score, which in ROWS:
                 table.add(score_row(score, c["temperature"] if which == "fitted" else which, logits, opts.acceptance))
-            fit = cal.fit_embeddings(features["train"], labels["train"])  # class means, precision, bank of views
-            for score, k in EMBEDDING_ROWS:
-                table.add(embedding_row(score, k, fit, features, opts.acceptance))
+            where = {"cls": slice(De, De + D), "regions": slice(0, De), "regions+cls": slice(0, De + D)}
+            for score, feature, k in EMBEDDING_ROWS:
+                features = {name: o[..., where[feature]] for name, o in out.items()}  # {set: (N, V, F)}
+                fit = cal.fit_embeddings(features["train"], labels["train"])  # class means, precision, bank
+                table.add(embedding_row(score, k, fit, features, opts.acceptance) | {"feature": feature})
+            table.add(rule_row(out, labels, De + D, opts.acceptance))
     result["calibration"] = c
     footer = [*_footer(c), f"measured in {time.perf_counter() - t0:.1f} s"]
     print("", *[f"- {line}" for line in footer], sep="\n")
     return result
 
 
-def _measure(model, splits: dict, videos: dict, prep, opts, device, table) -> tuple[dict, dict, dict]:
-    """Every set's ``[CLS]`` embeddings ``{set: (N, V, D)}`` and logits ``{set: (N, V, C)}``, and the labels of the
-    labelled sets ``{set: (N,)}``: the checkpoint's ``splits`` (``train``, ``val``: data sets), ``held_out`` and the
-    :data:`KINDS` of ``videos``."""
+def rule_row(out: dict[str, torch.Tensor], labels: dict, width: int, acceptance: float) -> dict:
+    """The last row: the checkpoint's two tests (:func:`~minivb.engine.confidence.fit_confidence` on the training
+    and validation sets' features and logits ``out``, ``width`` = F), set for ``acceptance`` of the validation
+    videos; a rule of two thresholds has no single score, so no AUROC."""
+    record = fit_confidence((out["train"], labels["train"]), (out["val"], labels["val"]), width, "bench ood")
+    passed = {name: record.judge(o, acceptance).accepted.double().mean().item() for name, o in out.items()}
+    kinds = [k for k in out if k not in ("train", "val", "held_out")]
+    return {
+        "score": RULE,
+        "temperature": record.temperature,
+        "auroc": {k: None for k in kinds},
+        "threshold": None,
+        "thresholds": dict(zip(("distance", "confidence"), record.thresholds(acceptance))),
+        "accepted": {"val": passed["val"], "held_out": passed["held_out"]},
+        "rejected": {k: 1 - passed[k] for k in kinds},
+    }
+
+
+def _notes(opts, model, prep, val, train, seed: int) -> list[str]:
+    """What the table measures, in words (printed above it)."""
+    crops = f"{prep.crops} crop{'s' * (prep.crops > 1)}"
+    return [
+        f"checkpoint: {opts.checkpoint} ({prep.clips} clips × {crops} per video, {prep.num_frames} frames of "
+        f"{prep.size}²); a video's score is the mean of its views' scores",
+        f"in distribution: the {len(val.items)} validation videos (T and thresholds fitted there; acceptance "
+        f"{opts.acceptance:g}) and {opts.per_class} × 8 held-out toy videos (seed {seed}; AUROC and acceptance)",
+        f"out of distribution: rotation = {opts.per_class} × 2 toy --rotation videos; static = {opts.per_class} × 8 "
+        "toy scenes, the middle frame repeated; noise = as many videos of uniform random pixels"
+        + (f"; real = the {len(opts.real)} videos of --real" if opts.real else ""),
+        f"embedding scores: each view's [CLS] state (dim {model.config.dim}), mean region feature (regions, dim "
+        f"{model.encoder.out_dim}) or both; mahalanobis (shrinkage {cal.SHRINKAGE:g}) and knn fitted on the "
+        f"{len(train.items)} training videos × {prep.clips * prep.crops} views",
+        f"{RULE}: the checkpoint's record (minivb.engine.confidence): distance of regions+cls ≤ its threshold and "
+        "msp at T ≥ its threshold, fitted together for the acceptance",
+    ]
+
+
+def _measure(model, splits: dict, videos: dict, kinds, prep, opts, device, table) -> tuple[dict, dict]:
+    """Every set's features and logits ``{set: (N, V, F + C)}`` and the labels of the labelled sets ``{set: (N,)}``:
+    the checkpoint's ``splits`` (``train``, ``val``: data sets), ``held_out`` and the ``kinds`` of ``videos``."""
     paths, names = zip(*videos["held_out"])
     sets = {name: ([it.path for it in data.items], data.labels) for name, data in splits.items()}
     sets["held_out"] = (list(paths), [toy.CLASSES.index(n) for n in names])
-    sets |= {kind: (videos[kind], None) for kind in KINDS}
-    D = model.config.dim
-    features, logits, labels = {}, {}, {}
+    sets |= {kind: (videos[kind], None) for kind in kinds}
+    out, labels = {}, {}
     for name, (files, y) in sets.items():
-        out, kept = _outputs(model, files, prep, opts, device)  # (N, V, D + C)
-        features[name], logits[name] = out[..., :D], out[..., D:]  # (N, V, D), (N, V, C)
+        out[name], kept = _outputs(model, files, prep, opts, device)  # (N, V, F + C)
         if y is not None:
             labels[name] = torch.tensor(y)[kept]  # (N,)
         table.tick()
-    return features, logits, labels
+    return out, labels
 
 
 def acceptance(text: str) -> float:
@@ -309,13 +354,20 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
         parents=parents,
         help="How well each out-of-distribution score tells a toy model's classes from videos it never saw.",
         description="Fit a temperature and a threshold per out-of-distribution score (maximum softmax probability, "
-        "max-logit, energy; Mahalanobis distance and k-nearest-neighbour cosine similarity of the [CLS] embedding, "
-        "fitted on the training set's embeddings) on a toy checkpoint's validation set, then measure each score's "
-        "AUROC and rejection rate on videos the model never saw (the toy --rotation pair, static videos, noise), made "
-        "in a temporary folder, and the expected calibration error before and after the temperature.",
+        "max-logit, energy; Mahalanobis distance and k-nearest-neighbour cosine similarity of the [CLS] state and of "
+        "the mean region feature, fitted on the training set) on a toy checkpoint's validation set, then measure each "
+        "score's AUROC and rejection rate on videos the model never saw (the toy --rotation pair, static videos, "
+        "noise, made in a temporary folder, and --real videos), the checkpoint's own two tests in the last row, and "
+        "the expected calibration error before and after the temperature.",
     )
     add_checkpoint_option(o)
     o.add_argument("--data-root", help="the folder of the checkpoint's toy set (default: the one it was trained on)")
+    o.add_argument(
+        "--real",
+        nargs="+",
+        metavar="VIDEO",
+        help="real videos (or folders of them) to add as one more kind, e.g. a few clips of your own",
+    )
     o.add_argument(
         "--per-class",
         type=positive_int,

@@ -41,14 +41,13 @@ float64, and refuses NaN or infinite values with a ``ValueError``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 T_RANGE = (0.01, 100.0)  # where fit_temperature searches T
 SCORES = ("msp", "max_logit", "energy")  # the candidate OOD scores of ood_scores, higher = more in-distribution
-SCORE = "msp"  # the one a checkpoint stores: best on the toy model's unseen videos (python -m minivb.bench ood)
 EMBEDDING_SCORES = ("mahalanobis", "knn")  # the candidates of EmbeddingFit.scores: from [CLS] embeddings, not logits
 SHRINKAGE = 0.1  # λ of fit_mahalanobis: the share of the covariance replaced by its mean variance times I
 
@@ -356,66 +355,3 @@ def fit_embeddings(features, labels, shrinkage: float = SHRINKAGE) -> EmbeddingF
     else:
         y = labels
     return EmbeddingFit(*fit_mahalanobis(x, y, shrinkage), x)
-
-
-# --------------------------------------------------------------------------- the checkpoint's record
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """What a checkpoint stores under ``"calibration"``: the temperature, the out-of-distribution score and its
-    threshold (``None``: no rejection), the acceptance the threshold was set for, and what they were fitted on
-    (``"val: 192 videos × 3 views"``). Anything impossible → ``ValueError`` naming the field."""
-
-    temperature: float = 1.0
-    score: str = SCORE
-    threshold: float | None = None
-    acceptance: float = 0.95
-    fitted_on: str = "nothing (uncalibrated)"
-
-    def __post_init__(self):
-        _temperature(self.temperature)
-        if self.score not in SCORES:
-            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
-        if self.threshold is not None and not (
-            isinstance(self.threshold, (int, float)) and math.isfinite(self.threshold)
-        ):
-            raise ValueError(f"threshold must be a finite number or None, got {self.threshold!r}")
-        if not (isinstance(self.acceptance, (int, float)) and 0 < self.acceptance <= 1):
-            raise ValueError(f"acceptance must be in (0, 1], got {self.acceptance!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: dict) -> "Calibration | None":
-        """The checkpoint's record, or ``None`` for a checkpoint written before calibration (use ``Calibration()``:
-        T = 1, no rejection). A record that is not a dict or holds an unknown key → ``ValueError``."""
-        record = ckpt.get("calibration")
-        if record is None:
-            return None
-        if not isinstance(record, dict):
-            raise ValueError(f"the calibration record is a {type(record).__name__}, not a dict")
-        odd = [k for k in record if k not in cls.__dataclass_fields__]
-        if odd:
-            raise ValueError(f"the calibration record has an unknown key {odd[0]!r}")
-        return cls(**record)
-
-    def probs(self, logits) -> torch.Tensor:
-        """Logits ``(N, V, C)`` → calibrated probabilities ``(N, C)`` (:func:`calibrated_probs`)."""
-        return calibrated_probs(logits, self.temperature)
-
-    def scores(self, logits) -> torch.Tensor:
-        """Logits ``(N, V, C)`` → this record's score of every video ``(N,)``, the mean over its views."""
-        return video_scores(logits, self.temperature)[self.score]
-
-
-def fit_calibration(logits, labels, fitted_on: str, score: str = SCORE, acceptance: float = 0.95) -> Calibration:
-    """Validation logits ``(N, V, C)`` and labels ``(N,)`` → the :class:`Calibration` to store: T by
-    :func:`fit_temperature`, the threshold of ``score`` by :func:`threshold_for` at that T. ``fitted_on``: what
-    the logits are, in words (the split); the number of videos and views is added."""
-    z = _finite("logits", logits, (3,))
-    T = fit_temperature(z, labels)
-    threshold = threshold_for(video_scores(z, T)[score], acceptance)
-    where = f"{fitted_on}: {len(z)} videos × {z.shape[1]} view{'s' * (z.shape[1] > 1)}"
-    return Calibration(T, score, threshold, acceptance, where)

@@ -36,6 +36,7 @@ from ..data import registry
 from ..model import VideoBERT, VideoBERTConfig
 from ..plumbing.checks import check_int
 from ..plumbing.files import atomic_file
+from .confidence import Confidence
 
 CLIP_KEYS = ("num_frames", "stride", "size")  # what a preprocessing record (or the trainer's options) must hold
 
@@ -158,9 +159,10 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
 
 def check_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
     """What every command loads, checked before it is used → one-line ``ValueError`` naming ``path`` and the fault:
-    weights that are NaN or infinite (the first such tensor), a class list that does not fit the output layer, and a
-    preprocessing record (or the older trainer's options) that is damaged, impossible or made for another model (its
-    ``num_frames`` is not the time embedding's). A bare model without either is left to the code that needs its clip.
+    weights that are NaN or infinite (the first such tensor), a class list that does not fit the output layer, a
+    damaged confidence record, and a preprocessing record (or the older trainer's options) that is damaged,
+    impossible or made for another model (its ``num_frames`` is not the time embedding's). A bare model without
+    either is left to the code that needs its clip.
     """
     weights = ckpt["model"] if isinstance(ckpt["model"], dict) else {}
     config = ckpt["config"] if isinstance(ckpt["config"], dict) else {}
@@ -172,6 +174,10 @@ def check_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
         raise ValueError(f"{path}: the class list is a {type(classes).__name__}, not a list of names")
     if isinstance(outputs, int) and len(classes) != outputs:
         raise ValueError(f"{path}: {len(classes)} class names for an output layer of {outputs} classes")
+    try:
+        Confidence.from_checkpoint(ckpt)
+    except ValueError as e:
+        raise ValueError(f"{path}: its confidence record cannot be used: {e}") from None
     args = ckpt.get("args")
     if ckpt.get("preprocessing") is None and not (isinstance(args, dict) and set(CLIP_KEYS) <= args.keys()):
         return

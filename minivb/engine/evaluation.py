@@ -10,7 +10,7 @@ averaged over the views (one prediction per video)::
     p(class | video) = 1/V · Σ_v softmax(logits(view_v)),   V = clips · crops
 
 1 clip × 1 crop is exactly the trainer's validation sample (centre clip, centre crop).
-:func:`evaluate` (with :func:`minivb.engine.inference.multiview_probs`), :func:`dataset_from_checkpoint` and
+:func:`evaluate` (with :func:`minivb.engine.inference.multiview_logits`), :func:`dataset_from_checkpoint` and
 :func:`plot_confusion` are what ``python -m minivb.evaluate`` runs and notebook 06 uses; the metrics
 are :mod:`minivb.metrics`' (the trainer's too).
 """
@@ -39,7 +39,7 @@ from ..metrics import accuracy_metrics
 from ..plumbing.checks import check_int
 from ..plumbing.device import autocast
 from .checkpoint import Preprocessing, read_checkpoint
-from .inference import multiview_probs
+from .inference import multiview_logits
 
 # --------------------------------------------------------------------------- the numbers
 
@@ -56,12 +56,12 @@ def _loader(data, num_clips: int, num_crops: int, batch_size: int, workers: int,
 
 @torch.no_grad()
 def _predict(model: nn.Module, loader, device: torch.device) -> tuple[list, list, list, int | None]:
-    """Every batch through :func:`multiview_probs` → (probabilities, labels, skipped files, views per video).
+    """Every batch through :func:`multiview_logits` → (every view's logits, labels, skipped files, views per video).
 
     A progress bar on a terminal (none in a log file or a notebook): evaluating Kinetics takes a while."""
     from tqdm import tqdm
 
-    probs, labels, skipped, views = [], [], [], None
+    logits, labels, skipped, views = [], [], [], None
     total = len(loader) if hasattr(loader, "__len__") else None
     with autocast(device), tqdm(loader, total=total, desc="evaluating", unit="batch", leave=False, disable=None) as bar:
         for videos, y, bad in bar:
@@ -71,11 +71,11 @@ def _predict(model: nn.Module, loader, device: torch.device) -> tuple[list, list
                 continue
             videos = videos.to(device, non_blocking=True)  # (B, V, T, 3, H, W) or (B, T, 3, H, W)
             views = videos.shape[1] if videos.ndim == 6 else 1
-            probs.append(multiview_probs(model, videos).cpu())  # (B, C)
+            logits.append(multiview_logits(model, videos).cpu())  # (B, V, C)
             labels.append(y.cpu())
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return probs, labels, skipped, views
+    return logits, labels, skipped, views
 
 
 def _metrics(model: nn.Module, probs: list, labels: list, classes: Sequence[str] | None) -> dict:
@@ -112,7 +112,8 @@ def evaluate(
 
     Returns :func:`~minivb.metrics.accuracy_metrics`' ``top1``, ``top5``, ``per_class_top1``
     (list in class-index order, None for a class without videos), ``confusion`` ``(C, C)``
-    (rows: true class, columns: predicted); ``probs`` ``(N, C)`` (softmax averaged over views),
+    (rows: true class, columns: predicted); ``probs`` ``(N, C)`` (softmax averaged over views), ``logits``
+    ``(N, V, C)`` (every view's),
     ``labels`` ``(N,)``, ``num_videos`` (N, evaluated), ``skipped`` (count) and ``skipped_files``,
     ``clips``, ``crops``, ``views`` (per video), ``seconds``, and ``classes`` when known.
     """
@@ -128,11 +129,13 @@ def evaluate(
     was_training = model.training
     model.eval()
     start = time.perf_counter()
-    probs, labels, skipped, views = _predict(model, loader, device)
+    logits, labels, skipped, views = _predict(model, loader, device)
     seconds = time.perf_counter() - start
     model.train(was_training)
 
+    probs = [z.softmax(dim=-1).mean(dim=1) for z in logits]  # (B, V, C) → (B, C): p = 1/V · Σ_v softmax(z_v)
     result = _metrics(model, probs, labels, classes)
+    result["logits"] = torch.cat(logits) if logits else torch.zeros(0, views or 1, result["probs"].shape[1])
     result.update(
         skipped=len(skipped),
         skipped_files=[s.path for s in skipped],

@@ -32,10 +32,11 @@ from ..data.clips import VIDEO_EXTENSIONS, ClipDataset, MultiViewDataset, Skippe
 from ..data.framestore import SUFFIX as STORE_SUFFIX
 from ..data.loader import clip_loader
 from ..model import VideoBERT
-from ..plumbing import runs
+from ..plumbing import distributed, runs
 from ..plumbing.checks import UsageError, check_int
 from ..plumbing.device import autocast
 from ..video import VideoDecodeError
+from . import confidence
 from .checkpoint import Preprocessing, model_from_checkpoint, read_checkpoint
 
 # What a folder argument picks up (a file named on the command line is tried whatever its name).
@@ -217,3 +218,69 @@ def predict(
         progress=progress,
         decode=decode,
     )
+
+
+# --------------------------------------------------------------------------- features for the confidence record
+
+
+def views_features_and_logits(model, views: torch.Tensor) -> torch.Tensor:
+    """Views ``(B, V, T, 3, H, W)`` → ``(B, V, F + C)``: :func:`~minivb.engine.confidence.features_and_logits` of
+    every view."""
+    B, V = views.shape[:2]
+    return in_chunks(lambda c: confidence.features_and_logits(model, c), views.flatten(0, 1)).view(B, V, -1)
+
+
+def measure_videos(model, paths: list[str], prep, device, rank: int = 0, world_size: int = 1, **loader) -> tuple:
+    """Every view's features and logits of the videos at ``paths`` (``prep``'s views), each process taking every
+    ``world_size``-th video and the results summed over processes → ``((N, V, F + C), the indices read)``; a video
+    no process could decode is left out. ``loader``: ``batch_size``, ``workers`` of
+    :func:`map_videos`."""
+    mine = list(range(rank, len(paths), world_size))
+    model.eval()
+    outputs, _ = map_videos(
+        lambda views: views_features_and_logits(model, views),
+        video_views([paths[i] for i in mine], prep),
+        device=device,
+        **loader,
+    )
+    width = model.encoder.out_dim + model.config.dim + model.config.num_classes
+    rows = torch.zeros(len(paths), prep.clips * prep.crops, width + 1, device=device)  # + 1: "read" flag
+    for i, out in zip(mine, outputs):
+        if out is not None:
+            rows[i, :, :width], rows[i, :, width] = out.to(device), 1
+    rows = distributed.all_reduce(rows, world_size).cpu()
+    kept = rows[:, 0, width].nonzero().flatten()  # (N,)
+    return rows[kept, :, :width].double(), kept
+
+
+def load_confidence(checkpoint: str | os.PathLike) -> confidence.Confidence | None:
+    """The checkpoint's :class:`~minivb.engine.confidence.Confidence` record, or ``None`` if it was written before
+    there was one (one-line :class:`UsageError` for a file that cannot be read)."""
+    try:
+        return confidence.Confidence.from_checkpoint(read_checkpoint(runs.checkpoint_path(checkpoint, "--checkpoint")))
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def classify(
+    model: VideoBERT,
+    paths: Sequence[str | os.PathLike],
+    prep: Preprocessing,
+    record: confidence.Confidence | None,
+    acceptance: float | None = confidence.ACCEPTANCE,
+    **loader,
+) -> tuple[confidence.Judgement | None, list[int], list[Skipped]]:
+    """The videos at ``paths`` judged by ``record`` (``None``: an older checkpoint, the plain softmax average and
+    nothing rejected; ``acceptance=None``: nothing rejected) → ``(judgement of the videos read or None if none was,
+    their indices in paths, the files that could not be decoded)``. ``loader``: :func:`map_videos`' options."""
+    model.eval()
+    outputs, skipped = map_videos(
+        lambda views: views_features_and_logits(model, views), video_views(paths, prep), **loader
+    )
+    kept = [i for i, out in enumerate(outputs) if out is not None]
+    if not kept:
+        return None, kept, skipped
+    rows = torch.stack([outputs[i] for i in kept]).double()  # (N, V, F + C)
+    if record is None:
+        return confidence.uncalibrated(rows, model.encoder.out_dim + model.config.dim), kept, skipped
+    return record.judge(rows, acceptance), kept, skipped

@@ -54,7 +54,9 @@ from ..plumbing import distributed, runs
 from ..plumbing.checks import UsageError
 from ..plumbing.device import check_batch_fits, resolve_device
 from ..plumbing.files import write_json
+from . import confidence
 from .checkpoint import init_from_pretrained, read_checkpoint, save_checkpoint, unwrap_model
+from .inference import measure_videos
 from .options import TrainOptions
 
 # Options that may differ when resuming (they do not change what is computed; --decode and --gpu-share change the
@@ -564,7 +566,41 @@ def fit(run: Run, on_step: Callable[[TrainState], None] | None = None) -> dict:
     if val is None:  # resumed a finished run: validate once more for the summary
         val = validate(run.forward, run.val_loader, len(run.classes), run.device, run.world_size, progress=run.is_main)
     s.tick(training=False)
+    calibrate(run)
     return finish(run, val)
+
+
+def calibrate(run: Run) -> None:
+    """Fit the :class:`~minivb.engine.confidence.Confidence` record of ``last.pt`` and of ``best.pt`` (each on its
+    own weights) on the views ``predict`` uses, and store it in the checkpoint (:mod:`minivb.engine.confidence`)."""
+    model, prep = unwrap_model(run.model), run.opts.preprocessing()
+    splits = {"train": run.train_set.items, "val": run.val_set.items}
+    picked = {name: [items[i] for i in confidence.spread(len(items))] for name, items in splits.items()}
+    views = f"{prep.clips * prep.crops} views"
+    run.say(f"calibrating: {len(picked['train'])} training and {len(picked['val'])} validation videos × {views}")
+    best = run.state.best_epoch != run.state.epoch and (run.out / "best.pt").is_file()
+    for name in ("last.pt", "best.pt") if best else ("last.pt",):
+        path = run.out / name
+        if name == "best.pt":
+            model.load_state_dict(read_checkpoint(path)["model"])  # the run is over: its weights are saved
+        fitted = {}
+        for split, items in picked.items():
+            out, kept = measure_videos(
+                model, [it.path for it in items], prep, run.device, run.rank, run.world_size, batch_size=4
+            )
+            fitted[split] = (out, torch.tensor([run.classes.index(it.label) for it in items])[kept])
+        width = model.encoder.out_dim + model.config.dim
+        seen = f"{len(fitted['train'][1])} training and {len(fitted['val'][1])} validation videos × {views}"
+        record = confidence.fit_confidence(fitted["train"], fitted["val"], width, seen)
+        if run.is_main:
+            ckpt = read_checkpoint(path)
+            save_checkpoint(path, ckpt | {"confidence": record.to_dict()})
+        d, c = record.thresholds()
+        run.say(
+            f'{name}: temperature {record.temperature:.3f}; a video is answered "none of the {len(run.classes)} '
+            f'classes" when its distance exceeds {d:.0f} or its confidence is below {100 * c:.1f}% (95% of '
+            "validation videos pass)"
+        )
 
 
 def train(
