@@ -586,7 +586,14 @@ def calibrate(run: Run) -> None:
         fitted = {}
         for split, items in picked.items():
             out, kept = measure_videos(
-                model, [it.path for it in items], prep, run.device, run.rank, run.world_size, batch_size=4
+                model,
+                [it.path for it in items],
+                prep,
+                run.device,
+                run.rank,
+                run.world_size,
+                batch_size=4,
+                workers=run.opts.workers,
             )
             fitted[split] = (out, torch.tensor([run.classes.index(it.label) for it in items])[kept])
         width = model.encoder.out_dim + model.config.dim
