@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _results(paths: list[str], judged, kept: list[int], problems: list[Skipped], classes: list[str], topk: int):
     """One dict per video, problems first: ``path``, ``answer`` (a class, or ``None`` for "none of these" with the
-    ``reason``), ``top`` ([{label, probability}], best first), ``distance`` and ``confidence``; or ``error``."""
+    ``reason``), ``top`` ([{label, probability}], best first), ``distance`` (``None`` without a confidence record)
+    and ``confidence``; or ``error``."""
     why, listed, row = {s.path: s.reason for s in problems}, set(paths), dict(zip(kept, range(len(kept))))
     out = [{"path": s.path, "error": s.reason} for s in problems if s.path not in listed]
     for i, path in enumerate(paths):
@@ -95,7 +96,7 @@ def _results(paths: list[str], judged, kept: list[int], problems: list[Skipped],
                 "answer": top[0]["label"] if accepted else None,
                 **({} if accepted else {"reason": judged.reason(n)}),
                 "top": top,
-                "distance": round(float(judged.distance[n]), 2),
+                "distance": None if judged.distance[n].isnan() else round(float(judged.distance[n]), 2),
                 "confidence": round(float(judged.confidence[n]), 4),
             }
         )

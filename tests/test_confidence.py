@@ -142,7 +142,7 @@ def test_an_older_checkpoint_is_uncalibrated_and_said_once(tiny_run, toy, tmp_pa
 
     probs, _ = predict(model, videos, prep)  # the plain softmax average, as before there was a record
     for r, p in zip(json.loads(out), probs):
-        assert r["answer"] == r["top"][0]["label"]
+        assert r["answer"] == r["top"][0]["label"] and r["distance"] is None
         assert r["top"][0]["probability"] == pytest.approx(p.max().item(), abs=1e-4)
 
 

@@ -166,11 +166,12 @@ class Confidence:
 
 
 def uncalibrated(features_logits: torch.Tensor, num_features: int) -> Judgement:
-    """The :class:`Judgement` of a checkpoint without a record: the plain softmax average, nothing rejected."""
+    """The :class:`Judgement` of a checkpoint without a record: the plain softmax average, no distance (NaN),
+    nothing rejected."""
     z = features_logits[..., num_features:]  # (N, V, C)
     probs = cal.calibrated_probs(z, 1.0)
     ones = torch.ones(len(z), dtype=torch.bool)
-    return Judgement(probs, torch.zeros(len(z)), probs.amax(dim=1), None, ones)
+    return Judgement(probs, torch.full((len(z),), math.nan), probs.amax(dim=1), None, ones)
 
 
 def fit_confidence(train: tuple, val: tuple, num_features: int, fitted_on: str) -> Confidence:
