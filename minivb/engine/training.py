@@ -28,6 +28,7 @@ channels-last convolutions; ``compile`` adds ``torch.compile``.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -578,6 +579,7 @@ def calibrate(run: Run) -> None:
     picked = {name: [items[i] for i in confidence.spread(len(items))] for name, items in splits.items()}
     views = f"{prep.clips * prep.crops} views"
     run.say(f"calibrating: {len(picked['train'])} training and {len(picked['val'])} validation videos × {views}")
+    start = time.perf_counter()
     best = run.state.best_epoch != run.state.epoch and (run.out / "best.pt").is_file()
     for name in ("last.pt", "best.pt") if best else ("last.pt",):
         path = run.out / name
@@ -606,7 +608,7 @@ def calibrate(run: Run) -> None:
         run.say(
             f'{name}: temperature {record.temperature:.3f}; a video is answered "none of the {len(run.classes)} '
             f'classes" when its distance exceeds {d:.0f} or its confidence is below {100 * c:.1f}% (95% of '
-            "validation videos pass)"
+            f"validation videos pass); {time.perf_counter() - start:.0f} s"
         )
 
 
