@@ -579,10 +579,9 @@ def calibrate(run: Run) -> None:
     picked = {name: [items[i] for i in confidence.spread(len(items))] for name, items in splits.items()}
     views = f"{prep.clips * prep.crops} views"
     run.say(f"calibrating: {len(picked['train'])} training and {len(picked['val'])} validation videos × {views}")
-    start = time.perf_counter()
     best = run.state.best_epoch != run.state.epoch and (run.out / "best.pt").is_file()
     for name in ("last.pt", "best.pt") if best else ("last.pt",):
-        path = run.out / name
+        path, start = run.out / name, time.perf_counter()
         if name == "best.pt":
             model.load_state_dict(read_checkpoint(path)["model"])  # the run is over: its weights are saved
         fitted = {}
