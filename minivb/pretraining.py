@@ -1,4 +1,4 @@
-"""Built in notebook 08, §2.
+"""Built in notebook 09, §2.
 Masked visual-token pretraining: the original VideoBERT idea, at toy scale (``python -m minivb.pretrain``).
 
 VideoBERT (Sun et al., "VideoBERT: A Joint Model for Video and Language Representation

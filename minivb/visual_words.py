@@ -1,4 +1,4 @@
-"""Built in notebook 08, §1.
+"""Built in notebook 09, §1.
 Visual words: one discrete token per video frame, from frozen CNN features and hierarchical k-means.
 
 VideoBERT (Sun et al., ICCV 2019) turns video into *visual words* before its BERT sees it: S3D

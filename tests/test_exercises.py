@@ -43,7 +43,7 @@ def verdict(exercise, answer, capsys):
 
 def test_every_notebook_has_exercises_and_from_04_on_a_prediction():
     assert sorted({i[:2] for i in EXERCISES}) == [f"0{n}" for n in range(1, 9)]
-    assert sorted(i[:2] for i in PREDICTIONS) == ["04", "05", "06", "07", "08"]
+    assert sorted(i[:2] for i in PREDICTIONS) == ["04", "05", "06", "07", "08", "09"]
     assert all(" → " in e.task for e in FUNCTIONS.values())  # what a function should return, for a hint
 
 
@@ -115,8 +115,8 @@ UNKNOWN = {
     "06.2": lambda logits, labels: torch.linspace(0, 1, logits.shape[1]),
     "07.1": lambda emb, labels: 0.5,
     "07.2": lambda E, sigma: 1.0,
-    "08.1": lambda p, w, c: 3.0,
-    "08.2": lambda train, val: 0.5,
+    "09.1": lambda p, w, c: 3.0,
+    "09.2": lambda train, val: 0.5,
 }
 
 
@@ -143,15 +143,15 @@ def test_a_return_value_of_the_wrong_type_is_named_not_blamed_on_the_function(ca
         "01.1 not yet: your function returned None, expected frame indices: does it end with `return …`?"
     )
     assert (
-        verdict("08.1", lambda p, w, c: "3", capsys)[1]
-        == "08.1 not yet: your function returned str, expected one number"
+        verdict("09.1", lambda p, w, c: "3", capsys)[1]
+        == "09.1 not yet: your function returned str, expected one number"
     )
     per_query = verdict("07.1", lambda emb, labels: torch.ones(len(labels)), capsys)[1]
     assert per_query == "07.1 not yet: your function returned Tensor shaped (40,), expected one number"
     assert verdict("03.1", 3, capsys)[1] == "03.1 not yet: check expects your function here, got int"
 
 
-@pytest.mark.parametrize("exercise", ["07.2", "08.1", "08.2"])
+@pytest.mark.parametrize("exercise", ["07.2", "09.1", "09.2"])
 @pytest.mark.parametrize("value", [math.nan, torch.tensor(math.nan), math.inf, -math.inf])
 def test_nan_or_inf_is_never_a_number(exercise, value, capsys):
     right, line = verdict(exercise, lambda *args: value, capsys)

@@ -19,7 +19,8 @@ from minivb import load_checkpoint
 from minivb.data.registry import PRESETS
 from minivb.data.toy import CLASSES
 from minivb.engine.checkpoint import read_checkpoint, save_checkpoint
-from minivb.engine.training import train
+from minivb.engine.training import train, train_once
+from minivb.plumbing.checks import UsageError
 from minivb.train import main, parse_args
 
 TINY = (
@@ -343,6 +344,24 @@ def test_log_takes_the_runs_lines_or_silences_them(toy, tmp_path, capsys):
     quiet = train(opts | {"out": str(tmp_path / "quiet")}, log=None)
     assert capsys.readouterr().out == ""  # nothing printed, the run still kept
     assert (tmp_path / "quiet" / "metrics.csv").read_text().count("\n") == 2 and quiet["epochs"] == 1
+
+
+def test_train_once_reuses_a_finished_run_with_the_same_options_and_trains_otherwise(toy, tmp_path):
+    opts = parse_args(["--data-root", str(toy), *TINY, "--epochs", "1"]) | {"out": str(tmp_path / "run")}
+    assert not (tmp_path / "run").exists()
+    lines = []
+    first = train_once(opts, log=lines.append)  # nothing there yet: it trains
+    assert lines[0].startswith("minivb.train: toy") and (tmp_path / "run" / "last.pt").is_file()
+    weights = (tmp_path / "run" / "last.pt").read_bytes()
+    lines.clear()
+    again = train_once(opts | {"data_root": str(toy / "." / "")}, log=lines.append)  # same run, its folder spelt anew
+    assert lines == [
+        f"reusing {tmp_path / 'run'}: a finished run with these options (val top-1 {100 * first['val_top1']:.1f}%)"
+    ]
+    assert again == json.loads(json.dumps(first)) and (tmp_path / "run" / "last.pt").read_bytes() == weights
+    with pytest.raises(UsageError, match="holds a run"):  # other options: not this run, and never overwritten
+        train_once(opts | {"seed": 1}, log=None)
+    assert (tmp_path / "run" / "last.pt").read_bytes() == weights
 
 
 def test_two_runs_cannot_share_an_output_folder(toy, tmp_path, one_line_error):

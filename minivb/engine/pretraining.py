@@ -1,6 +1,6 @@
 """The pretraining run behind ``python -m minivb.pretrain``: clips → visual words → masked tokens → ``pretrain.pt``.
 
-What it trains is the lesson (:mod:`minivb.pretraining` and :mod:`minivb.visual_words`, built in notebook 08); this
+What it trains is the lesson (:mod:`minivb.pretraining` and :mod:`minivb.visual_words`, built in notebook 09); this
 module reads the data set, runs the tokenizer's feature pass in batches, fits the vocabulary, trains
 :class:`WordBERT` in the trainer's own loop (:func:`minivb.loop.train_one_epoch`), and writes, resumes and locks the
 run's folder.

@@ -27,6 +27,7 @@ channels-last convolutions; ``compile`` adds ``torch.compile``.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -651,3 +652,35 @@ def train(
                 runs.release(run.out, lock)
     finally:
         distributed.teardown(world_size)
+
+
+def train_once(given: dict, log: Callable[..., None] | None = print) -> dict:
+    """:func:`train` with ``given``, unless ``given["out"]`` already holds that run, finished: then its summary.
+
+    "That run" means the same options (all but the runtime ones, :data:`RUNTIME_OPTIONS`; the data folder by its
+    resolved path), every epoch trained and the confidence record fitted. Training is deterministic on a CPU, so the
+    summary is the one training would return (but for its ``seconds``): notebooks 07 and 08 reuse the model notebook
+    06 trained this way, and train it when 06 has not run.
+    """
+    out = Path(given["out"])
+    wanted = TrainOptions.given(given).to_dict()
+    try:
+        ckpt = read_checkpoint(out / "last.pt")
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):  # no run there (yet), or an unreadable one: train
+        return train(given, log=log)
+    had = TrainOptions.from_dict(ckpt.get("args", {})).to_dict()
+
+    def same(key: str) -> bool:
+        if key == "data_root":
+            return Path(had[key]).resolve() == Path(wanted[key]).resolve()
+        return key in RUNTIME_OPTIONS or had.get(key) == wanted[key]
+
+    finished = (
+        ckpt.get("epoch") == wanted["epochs"] and "confidence" in ckpt and summary.get("command") == "minivb.train"
+    )
+    if not (finished and all(same(k) for k in wanted)):
+        return train(given, log=log)  # not the same run: train() refuses to overwrite it, with the reason
+    if log is not None:
+        log(f"reusing {out}: a finished run with these options (val top-1 {100 * summary['val_top1']:.1f}%)")
+    return summary

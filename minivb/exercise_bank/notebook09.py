@@ -1,5 +1,5 @@
-"""Used by notebook 08's exercises: the weighted k-means objective (08.1), the majority baseline (08.2), and a
-prediction: how many visual words does one class use (08.3)?"""
+"""Used by notebook 09's exercises: the weighted k-means objective (09.1), the majority baseline (09.2), and a
+prediction: how many visual words does one class use (09.3)?"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 
 from .judging import Answer, Exercise, Mistake, Prediction, between, is_number, number_hint
 
-# --------------------------------------------------------------------------- 08.1 the weighted k-means objective
+# --------------------------------------------------------------------------- 09.1 the weighted k-means objective
 
 
 def _inertia_cases() -> list[tuple]:
@@ -66,7 +66,7 @@ INERTIA_MISTAKES = (
 )
 
 WEIGHTED_INERTIA = Exercise(
-    "08.1",
+    "09.1",
     "weighted_inertia(points, weights, centroids) → Σ w min ‖x − c‖²",
     _inertia_cases,
     _inertia_reference,
@@ -74,7 +74,7 @@ WEIGHTED_INERTIA = Exercise(
     INERTIA_MISTAKES,
 )
 
-# --------------------------------------------------------------------------- 08.2 the majority baseline
+# --------------------------------------------------------------------------- 09.2 the majority baseline
 
 
 def _majority_cases() -> list[tuple]:
@@ -134,7 +134,7 @@ MAJORITY_MISTAKES = (
 )
 
 MAJORITY_ACCURACY = Exercise(
-    "08.2",
+    "09.2",
     "majority_accuracy(train_ids, val_ids) → fraction",
     _majority_cases,
     _majority_reference,
@@ -142,10 +142,10 @@ MAJORITY_ACCURACY = Exercise(
     MAJORITY_MISTAKES,
 )
 
-# --------------------------------------------------------------------------- 08.3 how many words does a class use?
+# --------------------------------------------------------------------------- 09.3 how many words does a class use?
 
 WORDS_PER_CLASS = Prediction(
-    "08.3",
+    "09.3",
     "a number of words, 0 … 64",
     lambda x: is_number(x) and 0 <= x <= 64,
     (
