@@ -1,4 +1,4 @@
-"""Built in notebook 07, §4.
+"""Built in notebook 08, §2.
 What the model looks at: the [CLS] token's attention over frames × regions, and attention rollout.
 
     "A = softmax(QKᵀ/√D)"                                              — seed, §4

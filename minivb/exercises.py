@@ -32,12 +32,23 @@ from .exercise_bank import (
     notebook06,
     notebook07,
     notebook08,
+    notebook09,
 )
 from .exercise_bank.judging import Exercise, NotAttempted, Prediction
 
 EXERCISES: dict[str, Exercise | Prediction] = {
     e.id: e
-    for module in (notebook01, notebook02, notebook03, notebook04, notebook05, notebook06, notebook07, notebook08)
+    for module in (
+        notebook01,
+        notebook02,
+        notebook03,
+        notebook04,
+        notebook05,
+        notebook06,
+        notebook07,
+        notebook08,
+        notebook09,
+    )
     for e in module.EXERCISES
 }
 

@@ -1,4 +1,4 @@
-"""Built in notebook 07, §2.
+"""Built in notebook 07, §3.
 Video retrieval with the [CLS] embedding: nearest videos by cosine similarity, and how good they are (seed §6).
 
     "VideoBERT performs well in a variety of video tasks, such as video classification,

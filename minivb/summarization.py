@@ -1,4 +1,4 @@
-"""Built in notebook 07, §3.
+"""Built in notebook 08, §1.
 Summarization: a long video as K keyframes — sliding windows → embeddings → segments → keyframes (seed §6).
 
     "VideoBERT performs well in a variety of video tasks, such as video classification,

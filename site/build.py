@@ -1,7 +1,7 @@
 """Build the course website: ``python site/build.py`` → ``site/_build/html/`` (docs/site.md says more).
 
 The book is made of what is committed, nothing written twice: the README, ``docs/*.md``, ``data/README.md``, the
-eight notebooks with their saved outputs (never executed here) and their solutions, the package's source (the
+nine notebooks with their saved outputs (never executed here) and their solutions, the package's source (the
 pages of "the finished code"), and any other file these pages link to or show. They are copied, unchanged, into
 ``BUILD/src/`` beside this folder's own pages (``site/*.md``); Sphinx + MyST-NB then builds ``BUILD/html/`` with
 ``-W --keep-going``: any warning fails the build. The per-notebook facts (time, finished code, solutions) come from

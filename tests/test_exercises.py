@@ -42,7 +42,7 @@ def verdict(exercise, answer, capsys):
 
 
 def test_every_notebook_has_exercises_and_from_04_on_a_prediction():
-    assert sorted({i[:2] for i in EXERCISES}) == [f"0{n}" for n in range(1, 9)]
+    assert sorted({i[:2] for i in EXERCISES}) == [f"0{n}" for n in range(1, 10)]
     assert sorted(i[:2] for i in PREDICTIONS) == ["04", "05", "06", "07", "08", "09"]
     assert all(" → " in e.task for e in FUNCTIONS.values())  # what a function should return, for a hint
 
@@ -114,7 +114,8 @@ UNKNOWN = {
     "06.1": lambda logits, target, eps, prior: logits.mean(),
     "06.2": lambda logits, labels: torch.linspace(0, 1, logits.shape[1]),
     "07.1": lambda emb, labels: 0.5,
-    "07.2": lambda E, sigma: 1.0,
+    "07.2": lambda probs, labels, bins: 0.5,
+    "08.1": lambda E, sigma: 1.0,
     "09.1": lambda p, w, c: 3.0,
     "09.2": lambda train, val: 0.5,
 }
@@ -134,8 +135,8 @@ def test_not_attempted_and_failing_answers(capsys):
         False,
         "02.1 not yet: your function raised IndexError: list index out of range",
     )
-    with pytest.raises(ValueError, match="no exercise '09.1'; there are 01.1, 01.2"):
-        check("09.1", todo)
+    with pytest.raises(ValueError, match="no exercise '10.1'; there are 01.1, 01.2"):
+        check("10.1", todo)
 
 
 def test_a_return_value_of_the_wrong_type_is_named_not_blamed_on_the_function(capsys):
@@ -151,7 +152,7 @@ def test_a_return_value_of_the_wrong_type_is_named_not_blamed_on_the_function(ca
     assert verdict("03.1", 3, capsys)[1] == "03.1 not yet: check expects your function here, got int"
 
 
-@pytest.mark.parametrize("exercise", ["07.2", "09.1", "09.2"])
+@pytest.mark.parametrize("exercise", ["08.1", "09.1", "09.2"])
 @pytest.mark.parametrize("value", [math.nan, torch.tensor(math.nan), math.inf, -math.inf])
 def test_nan_or_inf_is_never_a_number(exercise, value, capsys):
     right, line = verdict(exercise, lambda *args: value, capsys)

@@ -161,3 +161,12 @@ def test_figures_are_legible_formulas_balanced_and_the_notebook_ends_in_words(pa
     odd = [i for i, text in prose.items() if text.count("$") % 2]
     assert not odd, f"{path.name}: Markdown cells {odd} have an unbalanced `$` (a formula not closed)"
     assert cells[-1]["cell_type"] == "markdown", f"{path.name}: end with a Markdown cell: what we have, what is next"
+
+
+WORDS = 2000  # a lesson a learner reads in one sitting (../shared/DESIGN.md): longer, it is two notebooks
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_notebook_is_at_most_2000_words_of_prose(path):
+    words = sum(len("".join(c["source"]).split()) for c in cells_of(path) if c["cell_type"] == "markdown")
+    assert words <= WORDS, f"{path.name}: {words} words of Markdown, over {WORDS}: cut it, or split the notebook"

@@ -1,5 +1,5 @@
-"""Used by notebook 07's exercises: the mean reciprocal rank of raw embeddings (07.1), a segment's scatter under a
-Gaussian kernel (07.2), and a prediction: what does a video played backwards retrieve (07.3)?"""
+"""Used by notebook 07's exercises: the mean reciprocal rank of raw embeddings (07.1), the calibration error with
+bins of equal mass (07.2), and a prediction: what does a video played backwards retrieve (07.3)?"""
 
 from __future__ import annotations
 
@@ -114,83 +114,104 @@ MEAN_RECIPROCAL_RANK = Exercise(
     MRR_MISTAKES,
 )
 
-# --------------------------------------------------------------------------- 07.2 a segment's scatter, Gaussian kernel
+# ------------------------------------------------------------------- 07.2 the calibration error, equal-mass bins
 
 
-def _scatter_cases() -> list[tuple]:
-    g = torch.Generator().manual_seed(0)
-    return [
-        (torch.randn(n, d, generator=g, dtype=torch.float64), s) for n, d, s in [(5, 3, 1.5), (12, 8, 2.5), (4, 2, 0.7)]
-    ]
+def _ece_cases() -> list[tuple]:
+    g = torch.Generator().manual_seed(7)
+    cases = []
+    for n, classes, bins, sharp in [(60, 4, 5, 2.0), (120, 8, 10, 2.5), (40, 3, 5, 1.0)]:
+        logits = torch.randn(n, classes, generator=g, dtype=torch.float64) * sharp  # over-confident, as trained nets
+        labels = torch.randint(classes, (n,), generator=g)
+        conf = logits.softmax(dim=1).amax(dim=1)
+        odds = torch.where(conf < conf.median(), 0.95, 0.5)  # unsure answers mostly right, sure ones half right
+        labels = torch.where(torch.rand(n, generator=g, dtype=torch.float64) < odds, logits.argmax(1), labels)
+        cases.append((logits.softmax(dim=1), labels, bins))  # n divisible by bins: every bin holds n / bins videos
+    return cases
 
 
-def _kernel(E, sigma, *, power=2, two=True, sign=-1, sigma_power=2):
-    d = torch.cdist(E, E) ** power  # (n, n)
-    return torch.exp(sign * d / ((2 if two else 1) * sigma**sigma_power))
+def _bins_by_mass(conf: torch.Tensor, bins: int) -> list[torch.Tensor]:
+    """The videos' indices, sorted by confidence, cut into ``bins`` runs of equal size."""
+    return list(conf.argsort().chunk(bins))
 
 
-def _scatter(K, *, norm=None, per=1):
-    n = K.shape[0]
-    return (K.trace() - K.sum() / (n if norm is None else norm)) / per
+def _ece(probs, labels, bins, split=_bins_by_mass, conf_of=None, gap=lambda a, c: (a - c).abs(), total="weighted"):
+    conf, pred = probs.max(dim=1)
+    if conf_of is not None:
+        conf = conf_of(probs, labels)
+    right = (pred == labels).double()
+    parts = [(len(b), gap(right[b].mean(), conf[b].mean())) for b in split(conf, bins) if len(b)]
+    if total == "max":
+        return torch.stack([g for _, g in parts]).max()
+    if total == "sum":
+        return torch.stack([g for _, g in parts]).sum()
+    return sum(n / len(probs) * g for n, g in parts)
 
 
-def _scatter_reference(E, sigma):
-    return _scatter(_kernel(E, sigma)).item()  # Σ_w K_ww − (1/n) Σ_vw K_vw, K_vw = exp(−‖e_v − e_w‖² / 2σ²)
+def _ece_reference(probs, labels, bins):
+    return _ece(probs, labels, bins).item()
 
 
-def _scatter_compare(got, want: float, args: tuple) -> str | None:
-    E, sigma = args
+def _ece_compare(got, want: float, args: tuple) -> str | None:
     how = (
-        "build K_vw = exp(−‖e_v − e_w‖² / (2σ²)) for every pair, then the scatter from it exactly as from the Gram "
-        "matrix: Σ_w K_ww − (1/n) Σ_vw K_vw"
+        "sort the videos by confidence (their largest probability), cut them into `bins` groups of equal size, "
+        "and add up each group's |accuracy − mean confidence| weighted by its share of the videos"
     )
-    return number_hint(got, want, f"gaussian_scatter({len(E)} rows, σ = {sigma})", how)
+    return number_hint(got, want, f"adaptive_ece(…) on {len(args[1])} videos and {args[2]} bins", how)
 
 
-SCATTER_MISTAKES = (
+def _equal_width(conf, bins):
+    which = torch.bucketize(conf, torch.linspace(0, 1, bins + 1, dtype=conf.dtype)[1:-1])
+    return [torch.nonzero(which == b).flatten() for b in range(bins)]
+
+
+EQUAL_MASS_MISTAKES = (
     Mistake(
-        "that is the scatter under the dot product (the Gram matrix E Eᵀ): here the kernel is Gaussian, "
-        "K_vw = exp(−‖e_v − e_w‖² / (2σ²))",
-        lambda E, s: _scatter(E @ E.T).item(),
+        "those are equal-*width* bins, the ECE of section 2: here every bin holds the same number of videos — "
+        "sort them by confidence and cut the sorted list into equal parts",
+        lambda p, y, b: _ece(p, y, b, split=_equal_width),
     ),
     Mistake(
-        "the distance is not squared: the Gaussian kernel is exp(−‖e_v − e_w‖² / (2σ²))",
-        lambda E, s: _scatter(_kernel(E, s, power=1)).item(),
+        "the videos were cut into groups in the order they came, not sorted by confidence first",
+        lambda p, y, b: _ece(p, y, b, split=lambda c, k: list(torch.arange(len(c)).chunk(k))),
     ),
     Mistake(
-        "the 2 is missing: the Gaussian kernel divides the squared distance by 2σ²",
-        lambda E, s: _scatter(_kernel(E, s, two=False)).item(),
+        "a gap without its absolute value lets over- and under-confident bins cancel: take |accuracy − confidence|",
+        lambda p, y, b: _ece(p, y, b, gap=lambda a, c: a - c),
     ),
     Mistake(
-        "σ is not squared: the Gaussian kernel divides the squared distance by 2σ²",
-        lambda E, s: _scatter(_kernel(E, s, sigma_power=1)).item(),
+        "squared gaps (a Brier-like error): the calibration error adds |accuracy − confidence|, not its square",
+        lambda p, y, b: _ece(p, y, b, gap=lambda a, c: (a - c) ** 2),
     ),
     Mistake(
-        "the exponent's sign: a Gaussian kernel falls with distance, exp(−‖e_v − e_w‖² / (2σ²)) ≤ 1",
-        lambda E, s: _scatter(_kernel(E, s, sign=1)).item(),
+        "that is the *maximum* calibration error (the worst bin): ECE is the weighted sum over the bins",
+        lambda p, y, b: _ece(p, y, b, total="max"),
     ),
     Mistake(
-        "the 1/n is missing: ‖x_w − mean‖² expands into K_ww − (2/n) Σ_v K_wv + (1/n²) Σ_uv K_uv; sum over w",
-        lambda E, s: _scatter(_kernel(E, s), norm=1).item(),
+        "the confidence is the model's largest probability (what it answers), not the probability of the true class",
+        lambda p, y, b: _ece(p, y, b, conf_of=lambda probs, labels: probs[torch.arange(len(labels)), labels]),
     ),
     Mistake(
-        "divided by n² instead of n: summed over the n rows w, the (1/n²) Σ_uv K_uv term counts n times",
-        lambda E, s: _scatter(_kernel(E, s), norm=len(E) ** 2).item(),
+        "the bins were cut by the confidence of the *least* likely class: a video's confidence is its largest "
+        "probability",
+        lambda p, y, b: _ece(p, y, b, conf_of=lambda probs, labels: probs.min(dim=1).values),
     ),
     Mistake(
-        "that is the mean squared distance to the mean: the scatter is the sum over the rows, Σ_w ‖φ(e_w) − mean‖²",
-        lambda E, s: _scatter(_kernel(E, s), per=len(E)).item(),
+        "each bin's gap added as it is, whatever its size: weight it by its share of the videos, |B_b| / N",
+        lambda p, y, b: _ece(p, y, b, total="sum"),
     ),
 )
 
-GAUSSIAN_SCATTER = Exercise(
+
+ADAPTIVE_ECE = Exercise(
     "07.2",
-    "gaussian_scatter(E, sigma) → a number",
-    _scatter_cases,
-    _scatter_reference,
-    _scatter_compare,
-    SCATTER_MISTAKES,
+    "adaptive_ece(probs, labels, bins) → calibration error",
+    _ece_cases,
+    _ece_reference,
+    _ece_compare,
+    EQUAL_MASS_MISTAKES,
 )
+
 
 # --------------------------------------------------------------------------- 07.3 a video played backwards, as a query
 
@@ -228,4 +249,4 @@ REVERSED_QUERY = Prediction(
     ),
 )
 
-EXERCISES = (MEAN_RECIPROCAL_RANK, GAUSSIAN_SCATTER, REVERSED_QUERY)
+EXERCISES = (MEAN_RECIPROCAL_RANK, ADAPTIVE_ECE, REVERSED_QUERY)
