@@ -20,6 +20,8 @@ that scene forward; the second renders the *same kind* of scene and plays it bac
 So the frames of a ``right_to_left`` video, taken as an unordered set, are distributed
 exactly like those of a ``left_to_right`` video: only their order tells the twins apart,
 and a model that ignores frame order cannot beat 50% within a pair.
+The scene is drawn first, whole, into a record (:func:`draw_scene` → :class:`Scene`), then painted
+(:func:`render_scene`), so what a video shows can be read without its pixels: ``narration.py`` says it in words.
 
 Files are real videos written with OpenCV (MPEG-4 part 2, ``mp4v``) in torchvision's
 class-folder layout, plus CSV indexes::
@@ -152,9 +154,12 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- scenes
 #
-# A scene is a static part (background, distractor, per-frame noise) and one moving object.
-# Each motion below draws its random settings from ``rng`` and returns ``draw(img, i)``, which
-# paints the object as it is in frame ``i``; ``t`` (T,) is normalised time, 0 → 1, forward.
+# A scene is a static part (background, distractor, per-frame noise) and one moving object. It is drawn
+# first, whole, into a record (``draw_scene`` → :class:`Scene`), then painted (``render_scene``): what a
+# video shows can be read without its pixels (the narrations in ``narration.py`` are made from it).
+# Each motion below draws its settings from ``rng`` into its record, whose ``painter(t, shape, colour)``
+# returns ``draw(img, i)``, which paints the object as it is in frame ``i``; ``t`` (T,) is normalised time,
+# 0 → 1, forward. Distances are in pixels, angles of mouths in degrees, of hands in radians.
 
 _SHAPES = ("circle", "square", "diamond", "triangle")
 
@@ -165,79 +170,173 @@ def _random_blob(rng: np.random.Generator, S: float) -> tuple:
     return shape, rng.uniform(0.1, 0.9) * S, rng.uniform(0.1, 0.9) * S, rng.uniform(0.06, 0.11) * S, _bright_colour(rng)
 
 
-def _sliding(rng, S, t, shape, colour, *, axis: int):
-    """Translation along x (``axis=0``: left to right) or y (``axis=1``: top to bottom)."""
+@dataclass(frozen=True)
+class Slide:
+    """Translation by ``dist`` along x (``axis=0``: left to right) or y (``axis=1``: top to bottom)."""
+
+    axis: int
+    r: float  # the object's 'radius'
+    dist: float
+    start: float  # where it starts along the axis
+    across: float  # where it stays on the other axis
+
+    def painter(self, t: np.ndarray, shape: str, colour):
+        along = self.start + self.dist * t  # (T,)
+        T = len(t)
+        xs, ys = (along, np.full(T, self.across)) if self.axis == 0 else (np.full(T, self.across), along)
+        return lambda img, i: _draw_blob(img, shape, xs[i], ys[i], self.r, colour)
+
+
+@dataclass(frozen=True)
+class Growth:
+    """Scale: the object grows in place, from 'radius' ``r0`` to ``r1``."""
+
+    r0: float
+    r1: float
+    cx: float
+    cy: float
+
+    def painter(self, t: np.ndarray, shape: str, colour):
+        radii = self.r0 + (self.r1 - self.r0) * t  # (T,)
+        return lambda img, i: _draw_blob(img, shape, self.cx, self.cy, radii[i], colour)
+
+
+@dataclass(frozen=True)
+class Mouth:
+    """A disc whose mouth (a wedge cut out of it, centred on ``facing``) opens from ``m0`` to ``m1`` degrees."""
+
+    r: float
+    cx: float
+    cy: float
+    facing: float
+    m0: float
+    m1: float
+
+    def painter(self, t: np.ndarray, shape: str, colour):  # (a disc: ``shape`` is not used)
+        mouths = self.m0 + (self.m1 - self.m0) * t  # (T,)
+        return lambda img, i: _draw_mouth(img, self.cx, self.cy, self.r, self.facing, mouths[i], colour)
+
+
+@dataclass(frozen=True)
+class Hand:
+    """A clock hand turning clockwise on screen by ``turn`` from ``theta0`` (image y points down: the angle grows)."""
+
+    length: float
+    width: int
+    cx: float
+    cy: float
+    theta0: float
+    turn: float
+    tip: tuple[int, int, int]  # the colour of the disc at its tip
+
+    def painter(self, t: np.ndarray, shape: str, colour):  # (a hand: ``shape`` is not used)
+        angles = self.theta0 + self.turn * t  # (T,)
+        return lambda img, i: _draw_hand(img, self.cx, self.cy, self.length, angles[i], colour, self.tip, self.width)
+
+
+def _sliding(rng: np.random.Generator, S: float, *, axis: int) -> Slide:
     r = rng.uniform(0.08, 0.14) * S
     dist = rng.uniform(0.35, 0.6) * S
     start = rng.uniform(r + 1, S - r - 1 - dist)
     across = rng.uniform(r + 1, S - r - 1)
-    along = start + dist * t  # (T,)
-    xs, ys = (along, np.full(len(t), across)) if axis == 0 else (np.full(len(t), across), along)
-    return lambda img, i: _draw_blob(img, shape, xs[i], ys[i], r, colour)
+    return Slide(axis, r, dist, start, across)
 
 
-def _growing(rng, S, t, shape, colour):
-    """Scale: the object grows in place."""
+def _growing(rng: np.random.Generator, S: float) -> Growth:
     r0, r1 = rng.uniform(0.06, 0.11) * S, rng.uniform(0.2, 0.27) * S
     cx, cy = rng.uniform(1.2 * r1, S - 1.2 * r1, 2)  # polygons reach 1.3-1.4 r: a corner may leave the frame
-    radii = r0 + (r1 - r0) * t  # (T,)
-    return lambda img, i: _draw_blob(img, shape, cx, cy, radii[i], colour)
+    return Growth(r0, r1, float(cx), float(cy))
 
 
-def _opening(rng, S, t, shape, colour):
-    """A disc whose mouth (a wedge cut out of it, facing any way) opens; ``shape`` is not used."""
+def _opening(rng: np.random.Generator, S: float) -> Mouth:
     r = rng.uniform(0.18, 0.26) * S
     cx, cy = rng.uniform(r + 1, S - r - 1, 2)
     facing = rng.uniform(0, 360)  # degrees
     m0, m1 = rng.uniform(5, 20), rng.uniform(80, 120)  # mouth angle, degrees
-    mouths = m0 + (m1 - m0) * t  # (T,)
-    return lambda img, i: _draw_mouth(img, cx, cy, r, facing, mouths[i], colour)
+    return Mouth(r, float(cx), float(cy), facing, m0, m1)
 
 
-def _rotating(rng, S, t, shape, colour):
-    """A clock hand turning clockwise on screen (image y points down: the angle grows); ``shape`` is not used."""
+def _rotating(rng: np.random.Generator, S: float) -> Hand:
     length = rng.uniform(0.2, 0.3) * S
     width = max(2, int(round(rng.uniform(0.04, 0.06) * S)))
     cx, cy = rng.uniform(length + 3, S - length - 3, 2)
     theta0, turn = rng.uniform(0, 2 * math.pi), rng.uniform(0.5 * math.pi, math.pi)
-    angles = theta0 + turn * t  # (T,)
-    tip = _bright_colour(rng)
-    return lambda img, i: _draw_hand(img, cx, cy, length, angles[i], colour, tip, width)
+    return Hand(length, width, float(cx), float(cy), theta0, turn, _bright_colour(rng))
 
 
 # The forward motion of each twin pair, in the order of _ALL (pair k = classes 2k, 2k+1).
 _MOTIONS = (functools.partial(_sliding, axis=0), functools.partial(_sliding, axis=1), _growing, _opening, _rotating)
 
 
-def render_clip(label: str, rng: np.random.Generator, frames: int = 16, size: int = 64) -> np.ndarray:
-    """Render one video of class ``label`` → uint8 RGB ``(frames, size, size, 3)``.
+@dataclass(frozen=True, eq=False)
+class Scene:
+    """One toy video before it is painted: every setting its generator drew (:func:`draw_scene`)."""
 
-    The random draws do not depend on which twin is asked for: the same ``rng`` state
-    gives, for the second twin, exactly the first twin's video reversed in time.
+    label: str
+    background: np.ndarray  # (size, size, 3) float32: muted colour + smooth texture
+    distractor: tuple  # the static shape: ``_draw_blob``'s (shape, cx, cy, r, colour)
+    shape: str  # the moving object's shape (one of _SHAPES; a mouth or a hand does not use it)
+    colour: tuple[int, int, int]  # the moving object's RGB colour
+    noise: np.ndarray  # (frames, size, size, 3) float32, added to each frame
+    motion: Slide | Growth | Mouth | Hand  # the forward motion of the label's twin pair
+
+    @property
+    def frames(self) -> int:
+        return self.noise.shape[0]
+
+    @property
+    def size(self) -> int:
+        return self.background.shape[0]
+
+    @property
+    def backwards(self) -> bool:
+        """Is this the second of a twin pair (its video the forward motion played backwards)?"""
+        return _ALL.index(self.label) % 2 == 1
+
+
+def draw_scene(label: str, rng: np.random.Generator, frames: int = 16, size: int = 64) -> Scene:
+    """Draw the scene of one video of class ``label`` from ``rng`` (:func:`render_scene` paints it).
+
+    The random draws do not depend on which twin is asked for: the same ``rng`` state gives, for the
+    second twin, exactly the first twin's scene (played backwards when painted).
     """
     if label not in _ALL:
         raise ValueError(f"unknown toy class {label!r}; expected one of {', '.join(_ALL)}")
     frames, size = check_int("frames", frames, minimum=2), check_int("size", size, minimum=32)
     S, T = float(size), frames
-    t = np.linspace(0.0, 1.0, T)  # (T,) normalised time, forward
-
-    # The scene: background, a static distractor, the object's look and motion.
     bg = _background(rng, size)  # (size, size, 3) float32
     distractor = _random_blob(rng, S)
     shape = _SHAPES[rng.integers(4)]
     colour = _bright_colour(rng)
     noise = rng.normal(0, 4, (T, size, size, 3)).astype(np.float32)  # (T, size, size, 3)
-    draw = _MOTIONS[_ALL.index(label) // 2](rng, S, t, shape, colour)
+    motion = _MOTIONS[_ALL.index(label) // 2](rng, S)
+    return Scene(label, bg, distractor, shape, colour, noise, motion)
 
+
+def render_scene(scene: Scene) -> np.ndarray:
+    """Paint ``scene`` → uint8 RGB ``(frames, size, size, 3)``; the second of a twin pair plays backwards."""
+    T, size = scene.frames, scene.size
+    t = np.linspace(0.0, 1.0, T)  # (T,) normalised time, forward
+    draw = scene.motion.painter(t, scene.shape, scene.colour)
     video = np.empty((T, size, size, 3), np.uint8)
     for i in range(T):
-        img = bg.copy()
-        _draw_blob(img, *distractor)
+        img = scene.background.copy()
+        _draw_blob(img, *scene.distractor)
         draw(img, i)
-        video[i] = np.clip(img + noise[i], 0, 255).astype(np.uint8)
-    if _ALL.index(label) % 2 == 1:  # the twin: the same kind of scene, played backwards
+        video[i] = np.clip(img + scene.noise[i], 0, 255).astype(np.uint8)
+    if scene.backwards:  # the twin: the same kind of scene, played backwards
         video = video[::-1].copy()
     return video
+
+
+def render_clip(label: str, rng: np.random.Generator, frames: int = 16, size: int = 64) -> np.ndarray:
+    """Render one video of class ``label`` → uint8 RGB ``(frames, size, size, 3)``: its scene drawn from ``rng``
+    (:func:`draw_scene`), then painted (:func:`render_scene`).
+
+    The random draws do not depend on which twin is asked for: the same ``rng`` state gives, for the
+    second twin, exactly the first twin's video reversed in time.
+    """
+    return render_scene(draw_scene(label, rng, frames, size))
 
 
 def write_video(path: Path, video: np.ndarray, fps: float) -> None:
@@ -272,6 +371,12 @@ def _video_rng(seed: int, split: str, index: int) -> np.random.Generator:
     return np.random.default_rng([seed, SPLITS.index(split), index])
 
 
+def scene_at(config: ToyConfig, split: str, index: int) -> Scene:
+    """The scene of video ``index`` of ``split`` in the toy set made with ``config`` (class ``index % classes``)."""
+    classes = classes_of(config)
+    return draw_scene(classes[index % len(classes)], _video_rng(config.seed, split, index), config.frames, config.size)
+
+
 FULL_DISK_BYTES = 1 << 20  # less free space than this where a video could not be written: the disk is full
 GENERATOR = "minivb.data.toy"  # meta.json's "generator": what marks a folder as made (and replaceable) by generate()
 _OWN_FILE = re.compile(r"(train|val)/([a-z_]+)/\2_\d{4}\.mp4|(train|val)\.csv|classes\.txt|meta\.json")
@@ -279,6 +384,31 @@ _OWN_FILE = re.compile(r"(train|val)/([a-z_]+)/\2_\d{4}\.mp4|(train|val)\.csv|cl
 
 def _meta(cfg: ToyConfig) -> dict:
     return {"generator": GENERATOR, "format_version": FORMAT_VERSION, "classes": list(classes_of(cfg)), **asdict(cfg)}
+
+
+def concat_scenes(
+    labels: Sequence[str], lengths: Sequence[int], *, seed: int, shot: int | None = None, size: int = 64
+) -> list[list[tuple[Scene, int]]]:
+    """The scenes :func:`concat_video` films: for each segment, its shots as ``(scene, frames kept)``.
+
+    Shot ``j`` of segment ``i`` is drawn from ``np.random.default_rng([seed, i, j])`` with at least 2 frames,
+    of which the first ``frames kept`` are used.
+    """
+    if len(labels) != len(lengths) or not labels:
+        raise ValueError(
+            f"labels and lengths must be non-empty and as long as each other, got {len(labels)} and {len(lengths)}"
+        )
+    segments = []
+    for i, (label, n) in enumerate(zip(labels, lengths)):
+        n = check_int("length", n, minimum=2)
+        shots = [n] if shot is None else [min(shot, n - a) for a in range(0, n, check_int("shot", shot, minimum=2))]
+        segments.append(
+            [
+                (draw_scene(label, np.random.default_rng([seed, i, j]), frames=max(m, 2), size=size), m)
+                for j, m in enumerate(shots)
+            ]
+        )
+    return segments
 
 
 def concat_video(
@@ -296,19 +426,13 @@ def concat_video(
 
     ``shot``: film each segment as shots of at most that many frames, each its own scene (background,
     objects, motion) — one activity seen in several shots, as in an edited video; ``None``: one shot per
-    segment. Shot ``j`` of segment ``i`` is drawn from ``np.random.default_rng([seed, i, j])``.
+    segment. Shot ``j`` of segment ``i`` is drawn from ``np.random.default_rng([seed, i, j])``
+    (:func:`concat_scenes`).
     """
-
-    if len(labels) != len(lengths) or not labels:
-        raise ValueError(
-            f"labels and lengths must be non-empty and as long as each other, got {len(labels)} and {len(lengths)}"
-        )
     parts, segments, start = [], [], 0
-    for i, (label, n) in enumerate(zip(labels, lengths)):
-        n = check_int("length", n, minimum=2)
-        shots = [n] if shot is None else [min(shot, n - a) for a in range(0, n, check_int("shot", shot, minimum=2))]
-        for j, m in enumerate(shots):  # shot j: (m, size, size, 3)
-            parts.append(render_clip(label, np.random.default_rng([seed, i, j]), frames=max(m, 2), size=size)[:m])
+    for label, shots in zip(labels, concat_scenes(labels, lengths, seed=seed, shot=shot, size=size)):
+        parts += [render_scene(scene)[:m] for scene, m in shots]  # shot: (m, size, size, 3)
+        n = sum(m for _, m in shots)
         segments.append((label, start, start + n))
         start += n
     write_video(Path(path), np.concatenate(parts), fps)
@@ -395,8 +519,7 @@ def generate(
             label = classes[i % len(classes)]
             rel = Path(split) / label / f"{label}_{i // len(classes):04d}.mp4"
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            video = render_clip(label, _video_rng(cfg.seed, split, i), cfg.frames, cfg.size)
-            write_video(root / rel, video, cfg.fps)
+            write_video(root / rel, render_scene(scene_at(cfg, split, i)), cfg.fps)
             rows.append({"path": rel.as_posix(), "label": label, "frames": cfg.frames})
         with open(root / f"{split}.csv", "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["path", "label", "frames"])
