@@ -12,12 +12,16 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.functional import adaptive_avg_pool2d as imported_pool
+from torch.nn.functional import cross_entropy as imported_cross_entropy
+from torch.nn.functional import scaled_dot_product_attention as imported_attention
 
-from minivb import attention
+from minivb import attention, transformer
 from minivb.exercise_bank.judging import Exercise, Prediction
 from minivb.exercises import EXERCISES, check
 
@@ -206,6 +210,10 @@ PUT_BACK = [
     (nn.Module, "named_parameters"),
     (nn.Module, "state_dict"),
     (torch.distributions.Categorical, "entropy"),
+    (nn.Module, "modules"),
+    (nn.Module, "named_modules"),
+    (transformer.Transformer, "__init__"),
+    (transformer.TransformerLayer, "__init__"),
 ]
 
 
@@ -229,3 +237,178 @@ def test_a_call_that_is_only_forbidden_with_an_option_works_without_it(capsys):
         return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, L, dim)
 
     assert verdict("04.1", grouped_query_attention, capsys) == (True, "04.1 correct")
+
+
+# --------------------------------------------------------------------------- a hostile learner's answers
+
+
+def count_by_walking_the_module(dim, depth, ratio):  # reads the weights of a built module: not counted from pieces
+    t = transformer.Transformer(dim, depth, num_heads=4, mlp_ratio=ratio)
+    return sum(p.numel() for m in t.modules() for p in m._parameters.values())
+
+
+def count_by_walking_torch_layers(dim, depth, ratio):
+    layer = nn.TransformerEncoderLayer(dim, 4, round(dim * ratio))
+    return depth * sum(m.weight.numel() + m.bias.numel() for m in layer.modules() if hasattr(m, "bias")) + 2 * dim
+
+
+BYPASSES = {  # a forbidden call under another name, or the module walked instead of asked: each was judged correct
+    "02.2": lambda fmap, grid: imported_pool(fmap, grid).flatten(1).T,
+    "03.1": lambda q, k, v: imported_attention(q, k, v, is_causal=True),
+    "06.1": lambda logits, target, eps, prior: imported_cross_entropy(
+        logits, (1 - eps) * F.one_hot(target, logits.shape[1]) + eps * prior
+    ),
+    "05.2": count_by_walking_the_module,
+    "05.2 torch": count_by_walking_torch_layers,
+}
+
+
+@pytest.mark.parametrize("exercise", list(BYPASSES))
+def test_a_forbidden_call_under_an_imported_name_or_a_walked_module_is_refused(exercise, capsys):
+    number = exercise[:4]
+    right, line = verdict(number, BYPASSES[exercise], capsys)
+    assert not right and line.startswith(f"{number} not yet: {number} asks you to write ") and "is off" in line, line
+    # the learner's names are theirs again afterwards
+    assert imported_pool is F.adaptive_avg_pool2d and imported_cross_entropy is F.cross_entropy
+    assert imported_attention is F.scaled_dot_product_attention
+    assert transformer.Transformer(8, 1, num_heads=4).norm.weight.numel() == 8
+
+
+def bgr_regions(frame, size, stride):  # a view with negative strides: the check reads it, and knows the mistake
+    tops, lefts = range(0, frame.shape[0] - size + 1, stride), range(0, frame.shape[1] - size + 1, stride)
+    return np.stack([frame[y : y + size, x : x + size] for y in tops for x in lefts])[..., ::-1]
+
+
+WERE_ACCEPTED_OR_MISREAD = [  # (exercise, a wrong answer, the start of what check now says)
+    (
+        "05.2",
+        lambda dim, depth, r: _count_with_hidden(dim, depth, math.ceil(dim * r)),
+        "the hidden width is rounded up",
+    ),
+    ("07.1", "per class", "averaged per class, then over the classes"),
+    ("01.2", bgr_regions, "the channels are reversed"),
+    ("02.1", lambda layers: str(_field(layers)), "your function returned str, expected an int"),
+    ("02.1", lambda layers: True, "your function returned bool, expected an int"),
+    ("05.2", lambda dim, depth, r: str(_count_with_hidden(dim, depth, round(dim * r))), "your function returned str"),
+]
+
+
+def _field(layers):
+    rf, jump = 1, 1
+    for kernel, stride in layers:
+        rf, jump = rf + (kernel - 1) * jump, jump * stride
+    return rf
+
+
+def _count_with_hidden(dim, depth, hidden):
+    return depth * (4 * dim + 4 * (dim * dim + dim) + 2 * dim * hidden + hidden + dim) + 2 * dim
+
+
+def mrr_per_class(emb, labels):
+    sim = F.normalize(emb, dim=1) @ F.normalize(emb, dim=1).T
+    sim.fill_diagonal_(-math.inf)
+    order = sim.argsort(dim=1, descending=True)
+    rr = torch.tensor([1 / (int((labels[order[i]] == labels[i]).nonzero()[0]) + 1) for i in range(len(labels))])
+    return torch.stack([rr[labels == c].mean() for c in labels.unique()]).mean()
+
+
+@pytest.mark.parametrize(
+    "exercise, answer, said", WERE_ACCEPTED_OR_MISREAD, ids=lambda x: x if isinstance(x, str) else ""
+)
+def test_a_wrong_answer_once_accepted_or_misread_gets_its_hint(exercise, answer, said, capsys):
+    answer = mrr_per_class if answer == "per class" else answer
+    right, line = verdict(exercise, answer, capsys)
+    assert not right and line.startswith(f"{exercise} not yet: {said}"), line
+
+
+def sample_loop(num_frames, fps, target_fps):
+    out, k = [], 0
+    while k * fps < num_frames * target_fps:
+        out.append((2 * k * fps + target_fps) // (2 * target_fps))
+        k += 1
+    return np.array(out)
+
+
+def pool_numpy(fmap, grid):
+    a, (_, h, w) = fmap.numpy(), fmap.shape
+    spans = [[(i * n // grid, -(-(i + 1) * n // grid)) for i in range(grid)] for n in (h, w)]
+    return np.stack([a[:, r0:r1, c0:c1].mean(axis=(1, 2)) for r0, r1 in spans[0] for c0, c1 in spans[1]])
+
+
+def receptive_field_backwards(layers):  # from the output cell down: r ← r · stride + kernel − stride
+    r = 1
+    for kernel, stride in reversed(layers):
+        r = r * stride + kernel - stride
+    return float(r)
+
+
+def padded_loop(q, k, v, lengths):
+    out = torch.zeros_like(q)
+    for b, n in enumerate(lengths.tolist()):
+        out[b, :n] = (q[b, :n] @ k[b, :n].T / math.sqrt(q.shape[-1])).softmax(-1) @ v[b, :n]
+    return out
+
+
+def sinusoid_numpy(T, dim):  # the usual tutorial's table, exp(−log 10000 · 2i / dim)
+    pe, t = np.zeros((T, dim)), np.arange(T)[:, None]
+    div = np.exp(np.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+    pe[:, 0::2], pe[:, 1::2] = np.sin(t * div), np.cos(t * div)
+    return pe
+
+
+def topk_numpy(logits, labels):
+    return list((np.argsort(-logits.numpy(), axis=1) == labels.numpy()[:, None]).cumsum(axis=1).mean(axis=0))
+
+
+def mrr_drop_self(emb, labels):  # itself first in its own ranking (cosine 1), then dropped
+    n = emb / emb.norm(dim=1, keepdim=True)
+    order = (n @ n.T).argsort(dim=1, descending=True)[:, 1:]
+    return float(np.mean([1 / (int((labels[row] == labels[i]).nonzero()[0]) + 1) for i, row in enumerate(order)]))
+
+
+def ece_descending(probs, labels, bins):  # sorted from the most confident: the same groups
+    conf, pred = probs.max(dim=1)
+    order = conf.argsort(descending=True)
+    right = (pred == labels).double()[order]
+    return sum((r.mean() - c.mean()).abs() / bins for c, r in zip(conf[order].chunk(bins), right.chunk(bins)))
+
+
+RIGHT_ANSWERS_WRITTEN_ANOTHER_WAY = {
+    "01.1": sample_loop,
+    "01.2": lambda frame, size, stride: (
+        np.lib.stride_tricks.sliding_window_view(frame, (size, size), axis=(0, 1))[::stride, ::stride]
+        .transpose(0, 1, 3, 4, 2)
+        .reshape(-1, size, size, 3)
+    ),
+    "02.1": receptive_field_backwards,
+    "02.2": pool_numpy,
+    "03.1": lambda q, k, v: (
+        (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]))
+        .masked_fill(torch.ones(q.shape[1], q.shape[1]).triu(1).bool(), -1e9)
+        .softmax(-1)
+        @ v
+    ).numpy(),
+    "03.2": padded_loop,
+    "04.2": lambda A: torch.special.entr(A).sum(-1).mean(dim=(0, 2)),
+    "05.1": sinusoid_numpy,
+    "06.1": lambda logits, target, eps, prior: (
+        (1 - eps) * F.nll_loss(logits.log_softmax(1), target) - eps * (prior * logits.log_softmax(1)).sum(1).mean()
+    ),
+    "06.2": topk_numpy,
+    "07.1": mrr_drop_self,
+    "07.2": ece_descending,
+    "08.1": lambda E, sigma: len(E) - torch.exp(-(torch.cdist(E, E) ** 2) / (2 * sigma**2)).sum() / len(E),
+}
+
+
+@pytest.mark.parametrize("exercise", list(RIGHT_ANSWERS_WRITTEN_ANOTHER_WAY))
+def test_a_right_answer_written_another_way_passes(exercise, capsys):
+    assert verdict(exercise, RIGHT_ANSWERS_WRITTEN_ANOTHER_WAY[exercise], capsys) == (True, f"{exercise} correct")
+
+
+def test_a_right_answer_returned_as_a_view_with_negative_strides_passes(capsys):
+    def split_overlapping(frame, size, stride):  # built bottom-right first, then put in order by a reversed view
+        tops, lefts = range(0, frame.shape[0] - size + 1, stride), range(0, frame.shape[1] - size + 1, stride)
+        return np.stack([frame[y : y + size, x : x + size] for y in reversed(tops) for x in reversed(lefts)])[::-1]
+
+    assert verdict("01.2", split_overlapping, capsys) == (True, "01.2 correct")

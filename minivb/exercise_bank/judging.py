@@ -46,7 +46,7 @@ def as_tensor(x: Any) -> torch.Tensor | None:
             rows = [v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v for v in x]
             t = torch.from_numpy(np.asarray(rows, dtype=np.float64))
         else:
-            t = torch.as_tensor(np.asarray(x))
+            t = torch.as_tensor(np.array(x))  # a copy: a view with negative strides (``a[::-1]``) is read too
         t = t.double()
     except (TypeError, ValueError, RuntimeError, AttributeError):
         return None
@@ -73,7 +73,7 @@ def kind(x: Any) -> str:
 def tensor_hint(got: Any, want: torch.Tensor, what: str, atol: float = 1e-5) -> str | None:
     """None if ``got`` is a tensor (or array) equal to ``want``; else what differs: type, shape, NaN or values."""
     if isinstance(got, np.ndarray):
-        got = torch.from_numpy(got)
+        got = torch.from_numpy(got.copy())  # a copy: a view with negative strides (``a[::-1]``) is read too
     elif isinstance(got, (list, tuple)) and as_tensor(got) is not None:
         got = as_tensor(got).reshape(len(got), *as_tensor(got).shape[1:]) if len(got) == 1 else as_tensor(got)
     if not isinstance(got, torch.Tensor):
@@ -119,14 +119,27 @@ class Forbidden:
 
 
 @contextlib.contextmanager
-def refusing(forbidden: tuple[Forbidden, ...], exercise: str, write: str) -> Iterator[None]:
-    """While the block runs, every forbidden call raises :class:`Refused` saying what ``exercise`` asks to write."""
+def refusing(
+    forbidden: tuple[Forbidden, ...], exercise: str, write: str, namespaces: tuple[dict, ...] = ()
+) -> Iterator[None]:
+    """While the block runs, every forbidden call raises :class:`Refused` saying what ``exercise`` asks to write —
+    under its own name, and under every name in ``namespaces`` (the learner's globals) bound to it, as ``from
+    torch.nn.functional import cross_entropy`` binds one."""
     saved = [(f, getattr(f.owner, f.name), f.name in vars(f.owner)) for f in forbidden]
+    aliases: list[tuple[dict, str, Any]] = []  # (namespace, name, the original): put back afterwards
     try:
         for f, original, _ in saved:
-            setattr(f.owner, f.name, _refuser(f, original, exercise, write))
+            refuser = _refuser(f, original, exercise, write)
+            setattr(f.owner, f.name, refuser)
+            for space in namespaces:
+                for name, value in list(space.items()):
+                    if value is original:
+                        aliases.append((space, name, value))
+                        space[name] = refuser
         yield
     finally:
+        for space, name, value in reversed(aliases):
+            space[name] = value
         for f, original, own in reversed(saved):
             if own:
                 setattr(f.owner, f.name, original)
@@ -211,7 +224,8 @@ class Exercise:
     def _run(self, answer: Callable, args: tuple) -> tuple[Any, str | None]:
         """→ (what the learner's function returned on a copy of ``args``, None) or (None, why it failed)."""
         try:
-            with refusing(self.forbidden, self.id, self.write):
+            namespaces = (answer.__globals__,) if isinstance(getattr(answer, "__globals__", None), dict) else ()
+            with refusing(self.forbidden, self.id, self.write, namespaces):
                 return answer(*copy.deepcopy(args)), None  # it may change its inputs in place: the check's stay intact
         except NotImplementedError:
             raise NotAttempted from None

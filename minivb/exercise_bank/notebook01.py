@@ -92,6 +92,20 @@ SAMPLE_MISTAKES = (
         "target_fps is frame k · fps / target_fps",
         lambda n, fps, target: [round(k * target / fps) for k in range(_count(n, fps, target))],
     ),
+    Mistake(
+        "the indices are rounded up: time k / target_fps falls at frame k · fps / target_fps, and the frame nearest "
+        "to it may be the one below",
+        lambda n, fps, target: [math.ceil(k * fps / target) for k in range(_count(n, fps, target))],
+    ),
+    Mistake(
+        "the first time is missing: the times start at 0 (k = 0, 1, 2, …), so frame 0 is always kept",
+        lambda n, fps, target: [round(k * fps / target) for k in range(1, _count(n, fps, target) + 1)],
+    ),
+    Mistake(
+        "a fixed step of fps // target_fps frames drifts away from the times (25 // 9 is 2, the times are 25 / 9 "
+        "frames apart) and keeps too many frames: compute the frame of each time k / target_fps on its own",
+        lambda n, fps, target: list(range(0, n, max(1, fps // target))),
+    ),
 )
 
 SAMPLE_AT_FPS = Exercise(
@@ -131,6 +145,12 @@ def _split_compare(got, want: torch.Tensor, args: tuple) -> str | None:
 def _corners(frame: np.ndarray, size: int, stride: int, stop: int = 1) -> tuple[range, range]:
     h, w = frame.shape[:2]
     return range(0, h - size + stop, stride), range(0, w - size + stop, stride)
+
+
+def _flush(frame: np.ndarray, size: int, stride: int) -> tuple[list, list]:
+    """The corners, and one more flush with the bottom (right) edge where the last one does not reach it."""
+    h, w = frame.shape[:2]
+    return [[*range(0, n - size, stride), n - size] for n in (h, w)]
 
 
 def _squares(frame: np.ndarray, size: int, tops, lefts) -> np.ndarray:
@@ -174,6 +194,32 @@ SPLIT_MISTAKES = (
     Mistake(
         "each region should be (size, size, 3), channels last like the frame itself",
         lambda frame, size, stride: _squares(frame, size, *_corners(frame, size, stride)).transpose(0, 3, 1, 2),
+    ),
+    Mistake(
+        "unfold puts each window's own axes last, after the channels, (rows, columns, 3, size, size): move the "
+        "channel axis back to the end (permute) before you reshape to (R, size, size, 3)",
+        lambda frame, size, stride: (
+            torch.from_numpy(frame).unfold(0, size, stride).unfold(1, size, stride).reshape(-1, size, size, 3)
+        ),
+    ),
+    Mistake(
+        "each region is transposed (its rows are the frame's columns): a region is frame[y : y + size, x : x + size], "
+        "rows first",
+        lambda frame, size, stride: _squares(frame, size, *_corners(frame, size, stride)).transpose(0, 2, 1, 3),
+    ),
+    Mistake(
+        "the pixel values changed: a region is a piece of the frame as it is (uint8, 0 … 255), not scaled",
+        lambda frame, size, stride: _squares(frame, size, *_corners(frame, size, stride)) / 255.0,
+    ),
+    Mistake(
+        "the channels are reversed: the frame is already RGB (minivb.video converted OpenCV's BGR), keep its "
+        "channel order",
+        lambda frame, size, stride: _squares(frame, size, *_corners(frame, size, stride))[..., ::-1].copy(),
+    ),
+    Mistake(
+        "a region was added flush with the right or bottom edge: a corner lies on a multiple of stride, so when "
+        "W − size is not one, the last pixels are simply left out",
+        lambda frame, size, stride: _squares(frame, size, *_flush(frame, size, stride)),
     ),
     Mistake(
         "the regions are still in a grid of rows and columns: put them in one axis, row by row → (R, size, size, 3)",

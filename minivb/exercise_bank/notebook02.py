@@ -8,7 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .judging import Exercise, Forbidden, Mistake, tensor_hint
+from .judging import Exercise, Forbidden, Mistake, as_tensor, kind, tensor_hint
 
 # --------------------------------------------------------------------------- 02.1 the receptive field of any stack
 
@@ -24,13 +24,32 @@ def _field_reference(layers: list[tuple[int, int]]) -> int:
     return rf
 
 
-def _field_compare(got, want: int, args: tuple) -> str | None:
-    if got == want:
+def whole_number_hint(got, want: int, what: str, how: str) -> str | None:
+    """None if ``got`` is one number equal to the whole number ``want`` (an int, a float, a one-element tensor or
+    array); else the type it has, or ``what`` gave … and ``how`` a right answer works. Used by 02.1 and 05.2."""
+    value = None if isinstance(got, (str, list, tuple, dict, set)) else as_tensor(got)
+    if value is None or value.ndim != 0:
+        return f"your function returned {kind(got)}, expected an int"
+    value = value.item()
+    if value == want:
         return None
-    return (
-        f"receptive_field({args[0]}) gave {got}: each layer widens the field by (kernel − 1) times the distance "
-        "between its input cells in pixels, and each stride multiplies that distance"
+    return f"{what} gave {int(value) if float(value).is_integer() else value}: {how}"
+
+
+def _field_compare(got, want: int, args: tuple) -> str | None:
+    how = (
+        "each layer widens the field by (kernel − 1) times the distance between its input cells in pixels, and each "
+        "stride multiplies that distance"
     )
+    return whole_number_hint(got, want, f"receptive_field({args[0]})", how)
+
+
+def _with(layers, widen):
+    """The field when each layer adds ``widen(kernel, stride, distance between its input cells)`` pixels."""
+    rf, jump = 1, 1
+    for kernel, stride in layers:
+        rf, jump = rf + widen(kernel, stride, jump), jump * stride
+    return rf
 
 
 def _own_stride(layers):
@@ -69,6 +88,15 @@ FIELD_MISTAKES = (
     Mistake(
         "one short: before any layer a cell is one pixel, which sees 1 pixel — start from 1",
         lambda layers: _field_reference(layers) - 1,
+    ),
+    Mistake(
+        "each layer's own stride is not the distance between its input cells: that distance is the product of the "
+        "strides of all the layers *below* it (1 for the first layer)",
+        lambda layers: _with(layers, lambda kernel, stride, jump: (kernel - 1) * stride),
+    ),
+    Mistake(
+        "a layer adds kernel − 1 cells to the field, not kernel: its centre cell is the one already counted",
+        lambda layers: _with(layers, lambda kernel, stride, jump: kernel * jump),
     ),
     Mistake(
         "the layers are read from the output down: they are given from the input up, and the strides of the layers "
@@ -110,8 +138,8 @@ def _pool_compare(got, want: torch.Tensor, args: tuple) -> str | None:
     return None
 
 
-def _spans(n: int, grid: int, end=math.ceil) -> list[tuple[int, int]]:
-    return [(math.floor(i * n / grid), end((i + 1) * n / grid)) for i in range(grid)]
+def _spans(n: int, grid: int, end=math.ceil, start=math.floor) -> list[tuple[int, int]]:
+    return [(start(i * n / grid), end((i + 1) * n / grid)) for i in range(grid)]
 
 
 def _tiles(fmap, rows, cols, reduce=lambda t: t.mean(dim=(1, 2)), by_column=False) -> torch.Tensor:
@@ -165,6 +193,37 @@ POOL_MISTAKES = (
     Mistake(
         "grid is the number of tiles per side, not their size: the map is cut into grid × grid tiles",
         lambda fmap, grid: F.avg_pool2d(fmap[None], grid)[0].flatten(1).T,
+    ),
+    Mistake(
+        "each tile's start is rounded up: adaptive pooling rounds the start *down*, ⌊i·n / grid⌋, and the end up, so "
+        "neighbouring tiles share a row or a column when the map does not divide into equal tiles",
+        lambda fmap, grid: _tiles(
+            fmap, _spans(fmap.shape[1], grid, start=math.ceil), _spans(fmap.shape[2], grid, start=math.ceil)
+        ),
+    ),
+    Mistake(
+        "the tile borders are rounded to the nearest cell, so the tiles never overlap: the start is rounded down, "
+        "⌊i·n / grid⌋, and the end up, ⌈(i + 1)·n / grid⌉",
+        lambda fmap, grid: _tiles(
+            fmap, _spans(fmap.shape[1], grid, round, round), _spans(fmap.shape[2], grid, round, round)
+        ),
+    ),
+    Mistake(
+        "one kernel and one stride for every tile (avg_pool2d) cannot make adaptive tiles: their starts ⌊i·n / grid⌋ "
+        "are not evenly spaced and their sizes differ — compute each tile's start and end on its own",
+        lambda fmap, grid: (
+            F.avg_pool2d(
+                fmap[None],
+                [n - (grid - 1) * (n // grid) for n in fmap.shape[1:]],
+                [n // grid for n in fmap.shape[1:]],
+            )[0]
+            .flatten(1)
+            .T
+        ),
+    ),
+    Mistake(
+        "the regions are still a grid × grid grid: put them in one axis, row by row → (grid², C)",
+        lambda fmap, grid: _adaptive(fmap, grid).reshape(grid, grid, -1),
     ),
 )
 

@@ -88,6 +88,18 @@ CAUSAL_MISTAKES = (
         "that is the attention matrix A: the output mixes the values with it, A V",
         lambda q, k, v: _attend(q, k, v, _past(q), weights=True),
     ),
+    Mistake(
+        "the scores are divided by √L, the length of the sequence: the formula divides by √D, the width of a query",
+        lambda q, k, v: _attend(q, k, v, _past(q), scale=1 / math.sqrt(q.shape[-2])),
+    ),
+    Mistake(
+        "the mask is one off: position i also sees position i + 1; it may see j ≤ i only, so mask every j > i",
+        lambda q, k, v: _attend(q, k, v, _past(q, 1)),
+    ),
+    Mistake(
+        "the scores are K Qᵀ: row i of the scores must be query i against every key, Q Kᵀ",
+        lambda q, k, v: _attend(k, q, v, _past(q)),
+    ),
 )
 
 CAUSAL_ATTENTION = Exercise(
@@ -171,6 +183,16 @@ PADDED_MISTAKES = (
     Mistake(
         "the scores are not divided by √D: the mask is right, but attention is softmax(QKᵀ/√D) V",
         lambda q, k, v, lengths: _attend(q, k, v, _real(lengths)[:, None, :], scale=1.0),
+    ),
+    Mistake(
+        "the padded keys' scores are 0 (zeroed keys, or a mask filled with 0), and e⁰ = 1 still gives them weight: "
+        "their scores must become −inf",
+        lambda q, k, v, lengths: _attend(q, k, v, _real(lengths)[:, None, :], fill=0.0),
+    ),
+    Mistake(
+        "a causal mask too: here every real token may see every real key of its sequence, before it or after it; "
+        "only the padded keys are hidden",
+        lambda q, k, v, lengths: _attend(q, k, v, _real(lengths)[:, None, :] & _past(q)),
     ),
 )
 

@@ -66,6 +66,14 @@ def _gqa(x, w_q, w_k, w_v, heads, kv_heads, *, share="interleave", scale=None, d
     return out.transpose(1, 2).reshape(B, L, width) if concat else out.reshape(B, L, width)
 
 
+def _gqa_heads_not_moved(x, w_q, w_k, w_v, heads, kv_heads):
+    B, L, width = x.shape
+    d, group = width // heads, heads // kv_heads
+    q = (x @ w_q).view(B, L, heads, d)
+    k, v = ((x @ w).view(B, L, kv_heads, d).repeat_interleave(group, dim=2) for w in (w_k, w_v))
+    return ((q @ k.transpose(-2, -1)) / math.sqrt(d)).softmax(dim=-1).matmul(v).reshape(B, L, width)
+
+
 GQA_MISTAKES = (
     Mistake(
         "the key/value heads are shared round robin (query head i uses key/value head i mod g): each group of h/g "
@@ -87,6 +95,11 @@ GQA_MISTAKES = (
     Mistake(
         "the softmax runs over the queries: each query's weights over the keys sum to 1 (the last axis)",
         lambda *a: _gqa(*a, dim=-2),
+    ),
+    Mistake(
+        "the head axis was not moved before attention: viewed as (B, L, heads, d), the scores compare the heads of "
+        "one token; transpose to (B, heads, L, d) so that each head compares the L tokens",
+        lambda *a: _gqa_heads_not_moved(*a),
     ),
     Mistake(
         "the heads are reshaped back without moving the head axis: (B, heads, L, d) → transpose to (B, L, heads, "
@@ -162,6 +175,20 @@ ENTROPY_MISTAKES = (
     Mistake(
         "in bits: the exercise's entropy uses the natural logarithm (a flat row over L keys has entropy log L)",
         lambda A: -torch.xlogy(A, A).sum(-1).mean(dim=(0, 2)) / math.log(2),
+    ),
+    Mistake(
+        "in base 10: the exercise's entropy uses the natural logarithm (a flat row over L keys has entropy log L)",
+        lambda A: -torch.xlogy(A, A).sum(-1).mean(dim=(0, 2)) / math.log(10),
+    ),
+    Mistake(
+        "divided by log L (a normalised entropy, from 0 to 1): the exercise asks for the entropy itself, in nats, "
+        "which for a flat row is log L",
+        lambda A: -torch.xlogy(A, A).sum(-1).mean(dim=(0, 2)) / math.log(A.shape[-1]),
+    ),
+    Mistake(
+        "averaged over the keys: a row's entropy is the *sum* −Σ_j a_ij log a_ij over its keys; only the rows "
+        "(queries) and the batch are averaged",
+        lambda A: -torch.xlogy(A, A).mean(-1).mean(dim=(0, 2)),
     ),
 )
 

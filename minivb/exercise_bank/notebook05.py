@@ -3,10 +3,14 @@ its pieces (05.2), and a prediction: does a frozen time embedding still see the 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
+from .. import transformer
 from .judging import Answer, Exercise, Forbidden, Mistake, Prediction, is_number, tensor_hint
+from .notebook02 import whole_number_hint
 
 # --------------------------------------------------------------------------- 05.1 a sinusoidal time embedding
 
@@ -82,6 +86,15 @@ SINUSOID_MISTAKES = (
         "transposed: one row per time, (T, dim)",
         lambda T, dim: _sinusoid(T, dim).T,
     ),
+    Mistake(
+        "every pair turns at the same speed, t itself: the exponent 2i/dim was computed with integer division (//), "
+        "which makes it 0 — divide with /",
+        lambda T, dim: _sinusoid(T, dim, exponent=lambda i, d: (2 * i) // d),
+    ),
+    Mistake(
+        "an extra leading axis, (1, T, dim), as for a batch: the table is (T, dim); the model adds it to its tokens",
+        lambda T, dim: _sinusoid(T, dim)[None],
+    ),
 )
 
 SINUSOIDAL_EMBEDDING = Exercise(
@@ -97,23 +110,21 @@ SINUSOIDAL_EMBEDDING = Exercise(
 
 
 def _count_cases() -> list[tuple]:
-    return [(64, 2, 4.0), (128, 4, 2.0), (32, 1, 1.0), (20, 2, 1.33)]
+    # 20 · 1.33 = 26.6 and 24 · 1.3 = 31.2: rounding, truncating and rounding up give different hidden widths
+    return [(64, 2, 4.0), (128, 4, 2.0), (32, 1, 1.0), (20, 2, 1.33), (24, 2, 1.3)]
 
 
 def _count_reference(dim: int, depth: int, mlp_ratio: float) -> int:
-    from ..transformer import Transformer  # the real module, counted before the learner's function runs
-
-    return sum(p.numel() for p in Transformer(dim, depth, num_heads=4, mlp_ratio=mlp_ratio).parameters())
+    module = transformer.Transformer(dim, depth, num_heads=4, mlp_ratio=mlp_ratio)  # counted before the learner's runs
+    return sum(p.numel() for p in module.parameters())
 
 
 def _count_compare(got, want: int, args: tuple) -> str | None:
-    if got == want:
-        return None
-    return (
-        f"transformer_parameters{args} gave {got}: count, per layer, two LayerNorms (a weight and a bias each), the "
-        "four dim × dim projections of attention with their biases, the MLP's two Linear layers with biases; and "
-        "the final LayerNorm once"
+    how = (
+        "count, per layer, two LayerNorms (a weight and a bias each), the four dim × dim projections of attention "
+        "with their biases, the MLP's two Linear layers with biases; and the final LayerNorm once"
     )
+    return whole_number_hint(got, want, f"transformer_parameters{args}", how)
 
 
 def _count(dim, depth, ratio, *, norm=2, norms=2, attention=4, bias=True, mlp_bias=True, hidden=None, final=1):
@@ -165,6 +176,20 @@ COUNT_MISTAKES = (
         "the hidden width is truncated: it is round(dim · mlp_ratio) (20 · 1.33 = 26.6 → 27)",
         lambda dim, depth, r: _count(dim, depth, r, hidden=int(dim * r)),
     ),
+    Mistake(
+        "the hidden width is rounded up: it is round(dim · mlp_ratio), to the nearest whole number (24 · 1.3 = 31.2 "
+        "→ 31)",
+        lambda dim, depth, r: _count(dim, depth, r, hidden=math.ceil(dim * r)),
+    ),
+    Mistake(
+        "a count of parameters is a whole number: the MLP's hidden width is round(dim · mlp_ratio), a whole number "
+        "of units",
+        lambda dim, depth, r: _count(dim, depth, r, hidden=dim * r),
+    ),
+    Mistake(
+        "the MLP is 4 · dim wide whatever mlp_ratio says: here its hidden width is round(dim · mlp_ratio)",
+        lambda dim, depth, r: _count(dim, depth, r, hidden=4 * dim),
+    ),
 )
 
 TRANSFORMER_PARAMETERS = Exercise(
@@ -178,6 +203,10 @@ TRANSFORMER_PARAMETERS = Exercise(
         Forbidden(nn.Module, "parameters", "Module.parameters()"),
         Forbidden(nn.Module, "named_parameters", "Module.named_parameters()"),
         Forbidden(nn.Module, "state_dict", "Module.state_dict()"),
+        Forbidden(nn.Module, "modules", "Module.modules()"),  # walking a built module to read its weights
+        Forbidden(nn.Module, "named_modules", "Module.named_modules()"),
+        Forbidden(transformer.Transformer, "__init__", "building a minivb.transformer.Transformer"),
+        Forbidden(transformer.TransformerLayer, "__init__", "building a minivb.transformer.TransformerLayer"),
     ),
     write="the count from the pieces' shapes",
 )

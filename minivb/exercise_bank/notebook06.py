@@ -88,6 +88,18 @@ SMOOTH_MISTAKES = (
         "negative: log p ≤ 0, so the loss −Σ q log p is ≥ 0 — mind the minus sign",
         lambda lg, t, eps, prior: _smoothed(lg, t, eps, prior, sign=1),
     ),
+    Mistake(
+        "averaged over the classes too (a mean over all B × C terms): sum −q_c log p_c over the classes, then "
+        "average over the batch",
+        lambda lg, t, eps, prior: _smoothed(lg, t, eps, prior, reduce=lambda per_clip: per_clip.mean() / lg.shape[1]),
+    ),
+    Mistake(
+        "that is the KL divergence from q to p: it is the cross-entropy minus q's own entropy, which is not 0 once "
+        "the target is smoothed; the loss is the cross-entropy −Σ_c q_c log p_c",
+        lambda lg, t, eps, prior: F.kl_div(
+            lg.log_softmax(dim=1), (1 - eps) * F.one_hot(t, lg.shape[1]) + eps * prior, reduction="batchmean"
+        ),
+    ),
 )
 
 SMOOTHED_CROSS_ENTROPY = Exercise(
@@ -165,6 +177,18 @@ CURVE_MISTAKES = (
         "those are error rates (1 − accuracy): the curve is the fraction of clips whose true class *is* among the k "
         "best",
         lambda logits, labels: 1 - _curve_reference(logits, labels),
+    ),
+    Mistake(
+        "one entry short: k runs from 1 to C included, so the curve has C entries, the last one (top-C) 1",
+        lambda logits, labels: _curve_reference(logits, labels)[:-1],
+    ),
+    Mistake(
+        "one entry too many: the curve starts at k = 1 (entry 0 is top-1), not at k = 0",
+        lambda logits, labels: torch.cat([torch.zeros(1, dtype=torch.float64), _curve_reference(logits, labels)]),
+    ),
+    Mistake(
+        "percentages: each entry is a fraction between 0 and 1, not a percentage",
+        lambda logits, labels: _curve_reference(logits, labels) * 100,
     ),
     Mistake(
         "that is the probability mass of the k most probable classes: top-k accuracy asks whether the true class "

@@ -21,6 +21,9 @@ def _mrr_cases() -> list[tuple]:
         emb = torch.randn(n, d, generator=g, dtype=torch.float64) * scale
         labels = (torch.arange(n) % classes)[torch.randperm(n, generator=g)]  # every label at least twice
         cases.append((emb, labels))
+    # classes of unequal size (10, 5, 3 and 2 videos), so that a mean per class is not the mean over the queries
+    emb = torch.randn(20, 6, generator=g, dtype=torch.float64) * torch.randn(20, 1, generator=g).exp()
+    cases.append((emb, torch.tensor([0] * 10 + [1] * 5 + [2] * 3 + [3] * 2)[torch.randperm(20, generator=g)]))
     return cases
 
 
@@ -28,6 +31,8 @@ def _similarity(emb, how="cosine", self_too=False):
     """(N, N) how near each video is to each other one (larger: nearer), itself at −inf unless ``self_too``."""
     if how == "cosine":
         sim = F.normalize(emb, dim=1) @ F.normalize(emb, dim=1).T
+    elif how == "columns":  # normalised over the wrong axis
+        sim = F.normalize(emb, dim=0) @ F.normalize(emb, dim=0).T
     elif how == "dot":
         sim = emb @ emb.T
     else:
@@ -67,6 +72,18 @@ def _mrr_far(emb, labels):
     return torch.stack([1 / (torch.nonzero(row).flatten()[0] + 1).double() for row in hits]).mean()
 
 
+def _mrr_self_at_zero(emb, labels):
+    """Itself "excluded" by a similarity of 0: it still outranks every video with a negative cosine, and counts."""
+    sim = _similarity(emb, self_too=True).fill_diagonal_(0.0)
+    hits = labels[sim.argsort(dim=1, descending=True)] == labels[:, None]  # (N, N), itself among them
+    return torch.stack([1 / (torch.nonzero(row).flatten()[0] + 1).double() for row in hits]).mean()
+
+
+def _mrr_per_class(emb, labels):
+    rr = torch.stack([1 / r[0].double() for r in _relevant_ranks(emb, labels)])
+    return torch.stack([rr[labels == c].mean() for c in labels.unique()]).mean()
+
+
 MRR_MISTAKES = (
     Mistake(
         "every query finds itself first, so every reciprocal rank is 1: a query is not its own neighbour",
@@ -101,6 +118,19 @@ MRR_MISTAKES = (
     Mistake(
         "that is recall@1 (a query scores 1 or 0): a query whose first match comes at rank r scores 1 / r",
         lambda emb, labels: torch.stack([(r[0] == 1).double() for r in _relevant_ranks(emb, labels)]).mean(),
+    ),
+    Mistake(
+        "averaged per class, then over the classes: MRR is the mean over the queries, so a large class counts more",
+        _mrr_per_class,
+    ),
+    Mistake(
+        "the query's own similarity was set to 0, but a cosine similarity goes down to −1: the query still outranks "
+        "the videos at a negative cosine and finds itself; set it to −inf, or leave it out",
+        _mrr_self_at_zero,
+    ),
+    Mistake(
+        "normalised over the wrong axis: each video (a row) is divided by its own length, dim=1",
+        lambda emb, labels: _mrr(emb, labels, how="columns"),
     ),
 )
 
@@ -165,6 +195,13 @@ def _equal_width(conf, bins):
     return [torch.nonzero(which == b).flatten() for b in range(bins)]
 
 
+def _ece_unsorted_right(probs, labels, bins):
+    conf, pred = probs.max(dim=1)
+    right = (pred == labels).double()  # in the videos' order, while the confidences are sorted
+    parts = zip(conf.sort().values.chunk(bins), right.chunk(bins))
+    return sum(len(c) / len(probs) * (r.mean() - c.mean()).abs() for c, r in parts)
+
+
 EQUAL_MASS_MISTAKES = (
     Mistake(
         "those are equal-*width* bins, the ECE of section 2: here every bin holds the same number of videos — "
@@ -199,6 +236,20 @@ EQUAL_MASS_MISTAKES = (
     Mistake(
         "each bin's gap added as it is, whatever its size: weight it by its share of the videos, |B_b| / N",
         lambda p, y, b: _ece(p, y, b, total="sum"),
+    ),
+    Mistake(
+        "the confidences were sorted but the answers' rightness was not: sort both by the same order (argsort of the "
+        "confidences), so that each bin's accuracy is of its own videos",
+        lambda p, y, b: _ece_unsorted_right(p, y, b),
+    ),
+    Mistake(
+        "groups of `bins` videos each: the exercise asks for `bins` groups, of N / bins videos each",
+        lambda p, y, b: _ece(p, y, b, split=lambda c, k: list(c.argsort().split(k))),
+    ),
+    Mistake(
+        "each video's own |right − confidence|, averaged: the gap is taken per bin, between the bin's accuracy and "
+        "its mean confidence, so that over- and under-confident videos in a bin can balance",
+        lambda p, y, b: _ece(p, y, len(p)),
     ),
 )
 

@@ -74,6 +74,11 @@ SCATTER_MISTAKES = (
         "that is the mean squared distance to the mean: the scatter is the sum over the rows, Σ_w ‖φ(e_w) − mean‖²",
         lambda E, s: _scatter(_kernel(E, s), per=len(E)).item(),
     ),
+    Mistake(
+        "the last term of the expansion was counted once: ‖φ(e_w) − mean‖² = K_ww − (2/n) Σ_v K_wv + (1/n²) Σ_uv K_uv "
+        "holds for each w, so summed over the n rows the (1/n²) Σ_uv K_uv term counts n times",
+        lambda E, s: (lambda K: (K.trace() - 2 * K.sum() / len(E) + K.sum() / len(E) ** 2).item())(_kernel(E, s)),
+    ),
 )
 
 GAUSSIAN_SCATTER = Exercise(
