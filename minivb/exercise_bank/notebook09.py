@@ -63,6 +63,23 @@ INERTIA_MISTAKES = (
         "divided by the total weight: the inertia is a sum, not a weighted mean",
         lambda p, w, c: _inertia(p, w, c, per=torch.sum).item(),
     ),
+    Mistake(
+        "divided by the number of points: the inertia is a sum over the points, not a mean",
+        lambda p, w, c: _inertia(p, w, c, per=len).item(),
+    ),
+    Mistake(
+        "the square root of the weights: a point of weight 3 counts 3 times, w_i · min_j ‖x_i − c_j‖²",
+        lambda p, w, c: _inertia(p, w, c, w_power=0.5).item(),
+    ),
+    Mistake(
+        "that adds up the *index* of each point's nearest centroid (argmin): take the distance itself (min)",
+        lambda p, w, c: (w.double() * torch.cdist(p.double(), c.double()).argmin(dim=1).double()).sum().item(),
+    ),
+    Mistake(
+        "the minimum was taken over the points (dim 0) for each centroid: each *point* takes its nearest centroid, "
+        "the minimum over the centroids (dim 1)",
+        lambda p, w, c: (torch.cdist(p.double(), c.double()) ** 2).amin(dim=0).sum().item(),
+    ),
 )
 
 WEIGHTED_INERTIA = Exercise(
@@ -87,6 +104,12 @@ def _majority_cases() -> list[tuple]:
         val = torch.randint(0, vocab, (10, 8), generator=g)
         val[:3, :4], val[3:7, 4:] = first, second  # in the validation words the second is the more frequent
         cases.append((train, val))
+    train = torch.randint(0, 10, (20, 8), generator=g)
+    train[:, 0] = 2  # the word of position 0 in every sentence (20 times) …
+    train[:, 1:4] = 5  # … and the most frequent word overall (60 times), never at position 0
+    val = torch.randint(0, 10, (60, 8), generator=g)
+    val[:, 4:] = 7  # so many validation words that training and validation together favour another word
+    cases.append((train, val))
     return cases
 
 
@@ -106,6 +129,22 @@ def _per_position(train, val):
 
 
 MAJORITY_MISTAKES = (
+    Mistake(
+        "the most frequent word of the training and validation words together: the baseline is chosen on the "
+        "training words only, as a model is trained on them; the validation words only score it",
+        lambda train, val: (
+            (val == torch.bincount(torch.cat([train.flatten(), val.flatten()])).argmax()).double().mean().item()
+        ),
+    ),
+    Mistake(
+        "the most frequent word at the first position only: the baseline's word is the most frequent over every "
+        "position of every training sentence",
+        lambda train, val: (val == torch.bincount(train[:, 0]).argmax()).double().mean().item(),
+    ),
+    Mistake(
+        "that is a percentage: return a fraction between 0 and 1",
+        lambda train, val: 100 * (val == torch.bincount(train.flatten()).argmax()).double().mean().item(),
+    ),
     Mistake(
         "the most frequent word is taken from the validation sentences: a baseline, like a model, is chosen on the "
         "training words only; the validation words only score it",
