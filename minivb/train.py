@@ -95,6 +95,12 @@ def _data_and_run_options(g) -> None:
     g.add_argument("--limit-val", type=positive_int, help="use only N validation videos")
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument(
+        "--calibrate",
+        action=argparse.BooleanOptionalAction,
+        help='at the end, fit the temperature and the "none of these" thresholds that predict uses (default: on; '
+        "--no-calibrate saves that time: predict then prints plain probabilities and rejects nothing)",
+    )
+    g.add_argument(
         "--init-from",
         help="start from a checkpoint of python -m minivb.pretrain (pretrain.pt or its folder): its "
         "Transformer, time embedding and [CLS] token are copied; the CNN and the output layer start fresh",

@@ -364,6 +364,17 @@ def test_train_once_reuses_a_finished_run_with_the_same_options_and_trains_other
     assert (tmp_path / "run" / "last.pt").read_bytes() == weights
 
 
+def test_no_calibrate_skips_the_confidence_record_and_a_run_without_one_is_reused(toy, tmp_path):
+    opts = parse_args(["--data-root", str(toy), *TINY, "--epochs", "1", "--no-calibrate"])
+    lines = []
+    train(opts | {"out": str(tmp_path / "run")}, log=lines.append)
+    assert not any(line.startswith("calibrating") for line in lines)
+    assert "confidence" not in read_checkpoint(tmp_path / "run" / "last.pt")
+    lines.clear()
+    train_once(opts | {"out": str(tmp_path / "run")}, log=lines.append)  # finished as asked: not trained again
+    assert len(lines) == 1 and lines[0].startswith("reusing")
+
+
 def test_two_runs_cannot_share_an_output_folder(toy, tmp_path, one_line_error):
     out = tmp_path / "run"
     first = _start_stalling(["--data-root", str(toy), "--out", str(out), *TINY], tmp_path, 2, release=tmp_path / "go")

@@ -64,6 +64,7 @@ class TrainOptions:
     limit_val: int | None = None
     compile: bool = False
     init_from: str | None = None
+    calibrate: bool = True  # fit the confidence record at the end (minivb.engine.confidence)
 
     @classmethod
     def given(cls, given: dict) -> "TrainOptions":

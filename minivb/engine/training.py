@@ -63,7 +63,9 @@ from .options import TrainOptions
 
 # Options that may differ when resuming (they do not change what is computed; --decode and --gpu-share change the
 # last bit of a pixel, the rounding of the resize, so a run resumed with the same ones stays bit-exact).
-RUNTIME_OPTIONS = set("out resume device workers save_every compile preload data_root decode gpu_share".split())
+RUNTIME_OPTIONS = set(
+    "out resume device workers save_every compile preload data_root decode gpu_share calibrate".split()
+)
 
 
 # --------------------------------------------------------------------------- options
@@ -568,7 +570,8 @@ def fit(run: Run, on_step: Callable[[TrainState], None] | None = None) -> dict:
     if val is None:  # resumed a finished run: validate once more for the summary
         val = validate(run.forward, run.val_loader, len(run.classes), run.device, run.world_size, progress=run.is_main)
     s.tick(training=False)
-    calibrate(run)
+    if opts.calibrate:
+        calibrate(run)
     return finish(run, val)
 
 
@@ -658,9 +661,9 @@ def train_once(given: dict, log: Callable[..., None] | None = print) -> dict:
     """:func:`train` with ``given``, unless ``given["out"]`` already holds that run, finished: then its summary.
 
     "That run" means the same options (all but the runtime ones, :data:`RUNTIME_OPTIONS`; the data folder by its
-    resolved path), every epoch trained and the confidence record fitted. Training is deterministic on a CPU, so the
-    summary is the one training would return (but for its ``seconds``): notebooks 07 and 08 reuse the model notebook
-    06 trained this way, and train it when 06 has not run.
+    resolved path), every epoch trained and, unless ``calibrate`` is off, the confidence record fitted. Training is
+    deterministic on a CPU, so the summary is the one training would return (but for its ``seconds``): notebooks 07
+    and 08 reuse the model notebook 06 trained this way, and train it when 06 has not run.
     """
     out = Path(given["out"])
     wanted = TrainOptions.given(given).to_dict()
@@ -676,9 +679,8 @@ def train_once(given: dict, log: Callable[..., None] | None = print) -> dict:
             return Path(had[key]).resolve() == Path(wanted[key]).resolve()
         return key in RUNTIME_OPTIONS or had.get(key) == wanted[key]
 
-    finished = (
-        ckpt.get("epoch") == wanted["epochs"] and "confidence" in ckpt and summary.get("command") == "minivb.train"
-    )
+    calibrated = "confidence" in ckpt or not wanted["calibrate"]
+    finished = ckpt.get("epoch") == wanted["epochs"] and calibrated and summary.get("command") == "minivb.train"
     if not (finished and all(same(k) for k in wanted)):
         return train(given, log=log)  # not the same run: train() refuses to overwrite it, with the reason
     if log is not None:
