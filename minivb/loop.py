@@ -76,8 +76,9 @@ def train_step(model, videos, labels, optimizer, scheduler, criterion, step: int
     optimizer and schedule step → ``(loss, learning rate of the step)``. A loss or gradient that is not finite
     raises :class:`Diverged` (naming ``step``) before the weights change."""
     with autocast(videos.device):  # bf16 on CUDA
-        logits = model(videos)  # (B, C)
-    loss = criterion(logits.float(), labels)  # cross-entropy with label smoothing
+        logits = model(videos)  # (B, C), or a tuple of outputs (the joint model's token and alignment logits)
+    logits = logits.float() if torch.is_tensor(logits) else tuple(x.float() for x in logits)
+    loss = criterion(logits, labels)  # cross-entropy with label smoothing (or the model's own objectives)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()  # (DDP averages the gradients across processes here)
     grad_norm = nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0).item()  # ‖g‖ before clipping

@@ -25,6 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
     presets = "\n".join(
         f"  {k}: " + ", ".join(f"{a}={b}" for a, b in d.pretrain_preset.items()) for k, d in DATASETS.items()
     )
+    presets += "".join(
+        f"\n  {k} with --language: " + ", ".join(f"{a}={b}" for a, b in d.language_preset.items())
+        for k, d in DATASETS.items()
+        if d.language_preset
+    )
     p = Parser(
         prog="python -m minivb.pretrain",
         argument_default=argparse.SUPPRESS,
@@ -58,6 +63,13 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "(only --device and --workers may change)",
     )
     p.add_argument("--seed", type=seed, help="seed for the tokenizer CNN, k-means, masking and the model (default: 0)")
+    p.add_argument(
+        "--language",
+        choices=("none", "prior", "joint"),
+        help="none: visual words only (default); joint: the narration and the visual words in one sequence, with "
+        "text cloze, video cloze and alignment (VideoBERT's joint model; then zero-shot, search and captions are "
+        "measured); prior: the narrations alone, the language-prior baseline (toy set only: it has narrations)",
+    )
 
 
 def _vocabulary_options(p: argparse.ArgumentParser) -> None:
@@ -69,6 +81,12 @@ def _vocabulary_options(p: argparse.ArgumentParser) -> None:
         help="clusters per node, at least 2 (the paper: 12); words = clusters ** levels",
     )
     p.add_argument("--kmeans-frames", type=positive_int, help="fit k-means on at most this many frames")
+    p.add_argument(
+        "--tokenizer",
+        choices=("cnn", "flow"),
+        help="cnn: a word per frame from the frozen CNN; flow: a word per pair of consecutive frames from their "
+        "optical flow (default: cnn, or flow with --language)",
+    )
 
 
 def _optimisation_options(p: argparse.ArgumentParser) -> None:

@@ -451,6 +451,7 @@ def test_help(capsys, run_module):
         ("flops", "--preset"),
         ("contention", "--neighbours"),
         ("ood", "--acceptance"),
+        ("language", "--fractions"),
     ):
         with pytest.raises(SystemExit) as stop:
             main([command, "--help"])
@@ -578,3 +579,32 @@ def test_json_never_writes_over_an_earlier_result_or_an_input(tmp_path, one_line
 def test_bad_option_from_the_shell(tmp_path, run_module):
     proc = run_module("minivb.bench", "loader", "--preset", "toy", "--data-root", str(tmp_path / "missing"))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_language_tiny(toy_copy, tmp_path, capsys):
+    """The paper's experiments end to end on a tiny toy set: five pretraining runs, the zero-shot table, the
+    transfer over two seeds; a second call reuses every finished run (and a run with other options is refused)."""
+    runs = tmp_path / "runs"
+    args = ["language", "--data-root", str(toy_copy), "--runs", str(runs), "--fractions", "0.5", "1"]
+    args += ["--seeds", "2", "--epochs", "1", "--json", str(tmp_path / "language.json")]
+    torch.set_num_threads(1)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    result = json.loads((tmp_path / "language.json").read_text())
+    assert [r["run"] for r in result["results"]] == ["prior", "joint-50", "joint-100"]
+    assert [r["train_videos"] for r in result["results"]] == [16, 8, 16]
+    for r in result["results"]:
+        assert 0 <= r["summary"]["zero_shot_verb"]["top1"] <= 1 and f"| {r['run']} |" in out
+    transfer = result["transfer"]
+    assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in transfer["accuracy"].values())
+    assert set(transfer["mean"]) == {"joint", "video", "scratch"} and "transfer (5 labels per class) from joint" in out
+    assert sorted(p.name for p in runs.iterdir()) == ["joint-100", "joint-50", "prior", "video"]
+
+    stamp = {p.name: (p / "pretrain.pt").stat().st_mtime_ns for p in runs.iterdir()}
+    assert main([*args[:-2], "--json", str(tmp_path / "again.json")]) == 0  # every run reused, not trained again
+    assert {p.name: (p / "pretrain.pt").stat().st_mtime_ns for p in runs.iterdir()} == stamp
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["transfer"]["accuracy"] == transfer["accuracy"]  # the same seeds give the same numbers
+    capsys.readouterr()
+    assert main([*args[:-4], "--epochs", "2"]) == 2
+    assert "holds a run with other options (epochs)" in capsys.readouterr().err

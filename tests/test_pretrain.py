@@ -2,6 +2,7 @@
 
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -628,3 +629,146 @@ def test_pretrain_k400_path_on_a_small_folder(toy, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["train_sequences"] == 16 and summary["val_sequences"] == 8  # no mirrors for k400
     assert summary["args"]["encoder"] == "resnet18" and summary["args"]["pretrained"] is False
+
+
+# --------------------------------------------------------------------------- --language (notebook 10)
+
+TINY_JOINT = [*TINY_PRE, "--epochs", "2"]
+
+
+@pytest.fixture(scope="module")
+def joint_run(toy, tmp_path_factory):
+    """A tiny ``--language joint`` run on a copy of ``toy`` (its narrations are written beside the index)."""
+    import shutil
+
+    from minivb.pretrain import main as pretrain_main
+
+    root = Path(shutil.copytree(toy, tmp_path_factory.mktemp("narrated") / "toy"))
+    out = root.parent / "joint"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert pretrain_main(["--data-root", str(root), "--out", str(out), "--language", "joint", *TINY_JOINT]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root, out
+
+
+def test_joint_pretraining_measures_the_papers_tests(joint_run, capsys):
+    import json
+
+    from minivb.joint import JointBERT, JointBERTConfig
+
+    root, out = joint_run
+    assert (root / "narrations.csv").is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["language"] == "joint" and summary["args"]["tokenizer"] == "flow"
+    assert summary["verb_classes"] == 8 and summary["noun_classes"] >= 2
+    for test in ("zero_shot_verb", "zero_shot_noun"):
+        assert 0 <= summary[test]["top1"] <= summary[test]["top5"] <= 1
+    assert set(summary["text_to_video"]) == {"recall@1", "recall@5", "recall@10", "same_motion@10"}
+    assert summary["text_to_video"]["recall@10"] == 1.0  # 8 validation videos: the own one is always in the top 10
+    caps = summary["captions"]
+    assert 0 <= caps["model"]["bleu4"] <= 1 and caps["model"]["cider"] >= 0 and len(caps["examples"]) == 4
+    assert len(caps["examples"][0]["said"].split()) == caps["length"]
+    assert {"text_top1", "video_top1", "align_accuracy"} <= set(summary["history"][-1])
+    ckpt = torch.load(out / "pretrain.pt", weights_only=True)
+    model = JointBERT(JointBERTConfig(**ckpt["joint"]["config"]))
+    model.load_state_dict(ckpt["joint"]["model"])  # the joint model rebuilds from the checkpoint alone
+    assert ckpt["config"]["num_frames"] == 3  # the video half: a word per pair of the 4 frames
+    assert not (out / "words.pt").exists() and not (out / "progress.pt").exists()
+
+
+def test_language_prior_reads_the_narrations_only(joint_run, tmp_path):
+    import json
+
+    from minivb.pretrain import main as pretrain_main
+
+    root, _ = joint_run
+    out = tmp_path / "prior"
+    assert pretrain_main(["--data-root", str(root), "--out", str(out), "--language", "prior", *TINY_JOINT]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["language"] == "prior" and "text_to_video" not in summary and "captions" not in summary
+    assert summary["history"][-1]["video_top1"] is None and summary["history"][-1]["align_accuracy"] is None
+    # without the video, every clip gets the same answer: the share of the class the prior prefers
+    assert summary["zero_shot_verb"]["top1"] in (0.0, 0.125)
+    assert torch.load(out / "pretrain.pt", weights_only=True)["model"] is None  # no video side to fine-tune
+
+
+def test_language_runs_refuse_what_they_cannot_do(joint_run, tmp_path, one_line_error):
+    from conftest import TINY
+
+    from minivb.pretrain import main as pretrain_main
+    from minivb.train import main as train_main
+
+    root, out = joint_run
+    one_line_error(
+        train_main,
+        ["--data-root", str(root), *TINY, "--out", str(tmp_path / "ft"), "--init-from", str(out)],
+        "is a --language joint run on flow words",
+    )
+    folder = tmp_path / "k400"
+    (folder / "train").mkdir(parents=True)
+    one_line_error(
+        pretrain_main,
+        ["--subset", "k400", "--data-root", str(folder), "--out", str(tmp_path / "x"), "--language", "joint"],
+        "needs narrations; the k400 set has none",
+    )
+    one_line_error(
+        pretrain_main,
+        ["--data-root", str(root), "--out", str(tmp_path / "y"), "--language", "joint", "--num-frames", "1"],
+        "--tokenizer flow needs --num-frames ≥ 2",
+    )
+
+
+def test_joint_pretraining_resumes_bit_identical(joint_run, tmp_path, monkeypatch):
+    """Stopped after an epoch (as SIGTERM stops it), --resume ends with the weights of a run never stopped."""
+    import minivb.engine.pretraining as engine
+    from minivb.pretrain import main as pretrain_main
+
+    root, _ = joint_run
+    args = ["--data-root", str(root), "--language", "joint", *TINY_PRE, "--epochs", "3"]
+    torch.set_num_threads(1)
+    assert pretrain_main([*args, "--out", str(tmp_path / "ref")]) == 0
+    real = engine.train_one_epoch
+    calls = []
+
+    def stops_in_the_second_epoch(*a, **k):
+        calls.append(1)
+        return real(*a, **k) if len(calls) < 2 else False  # as if SIGTERM came during epoch 2
+
+    monkeypatch.setattr(engine, "train_one_epoch", stops_in_the_second_epoch)
+    out = tmp_path / "run"
+    assert pretrain_main([*args, "--out", str(out)]) == 0  # a stop: exit 0, the finished epoch kept
+    assert (out / "words.pt").is_file() and (out / "progress.pt").is_file()
+    monkeypatch.undo()
+    assert pretrain_main(["--resume", str(out)]) == 0
+    mine, theirs = (torch.load(p / "pretrain.pt", weights_only=True) for p in (out, tmp_path / "ref"))
+    assert all(torch.equal(mine["joint"]["model"][k], v) for k, v in theirs["joint"]["model"].items())
+    assert mine["summary"]["zero_shot_verb"] == theirs["summary"]["zero_shot_verb"]
+
+
+def test_flow_features_follow_the_motion():
+    """A bright square moving right: the flow's x component is positive where it moves, and the features equal
+    OpenCV's Farnebäck flow averaged over the regions by hand."""
+    import cv2
+
+    from minivb.visual_words import FLOW_FLOOR, flow_features
+
+    frames = np.full((5, 64, 64, 3), 40, np.uint8)
+    for t in range(5):
+        frames[t, 8:24, 6 + 3 * t : 22 + 3 * t] = 220  # the square in the top-left region, moving right
+    video = torch.from_numpy(frames).permute(0, 3, 1, 2)[None]  # (1, T, 3, H, W)
+    got = flow_features(video)
+    assert got.shape == (1, 4, 8)
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
+    for t in range(4):
+        flow = cv2.calcOpticalFlowFarneback(grey[t], grey[t + 1], None, 0.5, 2, 9, 3, 5, 1.1, 0)
+        pooled = flow.reshape(2, 32, 2, 32, 2).mean(axis=(1, 3)).transpose(2, 0, 1).reshape(-1)  # (x, y) × 2 × 2
+        want = pooled / max(np.linalg.norm(pooled), FLOW_FLOOR)
+        np.testing.assert_allclose(got[0, t].numpy(), want, atol=1e-5)
+        assert got[0, t, 0] > 0.5  # x flow of the top-left region: to the right
+    still = flow_features(torch.from_numpy(np.repeat(frames[:1], 3, 0)).permute(0, 3, 1, 2)[None])
+    assert still.abs().max() < 1e-3  # nothing moves: near 0, not noise stretched to length 1
+    with pytest.raises(ValueError, match="uint8"):
+        flow_features(video.float())

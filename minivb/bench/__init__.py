@@ -1,6 +1,6 @@
 """Benchmarks anyone can rerun: video decoding, data loading against the model's own speed, the model's FLOPs,
-training beside a busy process, and how well a toy model tells
-its classes from videos it never saw.
+training beside a busy process, how well a toy model tells
+its classes from videos it never saw, and what the joint video-and-language model learns.
 
     python -m minivb.bench decode                          # two generated H.264 clips (340×256, 1280×720)
     python -m minivb.bench decode --videos a.mp4 b.mp4 --repeats 5
@@ -11,6 +11,7 @@ its classes from videos it never saw.
     python -m minivb.bench flops                           # GFLOPs per clip: the k400 model and variants
     python -m minivb.bench contention                      # toy training clips/s alone and beside a busy process
     python -m minivb.bench ood --checkpoint runs/toy-…     # out-of-distribution scores and calibration of a toy model
+    python -m minivb.bench language                        # the VideoBERT paper's experiments on the toy set
 
 ``decode``: milliseconds per clip on one core for the same files and frame indices, read by
 :func:`minivb.video.read_frames` (OpenCV), by PyAV (decode from the start; or seek to the
@@ -37,6 +38,10 @@ model's 8 classes from videos it never saw (the toy ``--rotation`` pair, static 
 rejection rate at a threshold that keeps 95% of the validation videos, and the expected calibration error before
 and after temperature scaling (:mod:`minivb.engine.calibration`).
 
+``language``: the VideoBERT paper's experiments on the toy set: the language prior, the video-only model and the
+joint model (on fractions of the training videos) pretrained by ``python -m minivb.pretrain``; zero-shot verb and
+noun accuracy, text-to-video search, captions, and a fine-tune from a few labels per class over several seeds.
+
 Machines are noisy, so speed is reported as ratios against a reference measured in the same
 run, as min/median/max over ``--repeats`` repeats. Output: a header with the machine and the
 command line, then Markdown tables (ready for the README), each row printed as soon as it is measured, with a
@@ -44,5 +49,6 @@ progress bar on stderr; Ctrl-C keeps the rows measured (and ``--json`` writes th
 
 Modules: :mod:`~minivb.bench.report` (numbers, tables, the header, rows printed as measured),
 :mod:`~minivb.bench.decode`, :mod:`~minivb.bench.loader`, :mod:`~minivb.bench.flops`, :mod:`~minivb.bench.contention`,
-:mod:`~minivb.bench.ood`; the command line (``python -m minivb.bench``) is ``minivb/bench/__main__.py``.
+:mod:`~minivb.bench.ood`, :mod:`~minivb.bench.language`; the command line (``python -m minivb.bench``) is
+``minivb/bench/__main__.py``.
 """

@@ -1,4 +1,4 @@
-"""``python -m minivb.bench {decode,loader,flops,contention,ood}``: the benchmarks of :mod:`minivb.bench`."""
+"""``python -m minivb.bench {decode,loader,flops,contention,ood,language}``: the benchmarks of :mod:`minivb.bench`."""
 
 from __future__ import annotations
 
@@ -11,24 +11,26 @@ from ..plumbing import runs
 from ..plumbing.cli import Parser, run_main, seed
 from ..plumbing.files import write_json
 from ..video import VideoDecodeError
-from . import contention, decode, flops, loader, ood
+from . import contention, decode, flops, language, loader, ood
 from .report import Interrupted
 
 COMMANDS = {"decode": decode.run_decode, "loader": loader.run_loader, "flops": flops.run_flops}
 COMMANDS["contention"] = contention.run_contention
 COMMANDS["ood"] = ood.run_ood
+COMMANDS["language"] = language.run_language
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """``python -m minivb.bench {decode,…,ood}``; each module adds its own subcommand's options."""
+    """``python -m minivb.bench {decode,…,language}``; each module adds its own subcommand's options."""
     p = Parser(
         prog="python -m minivb.bench",
         description=" ".join(bench.__doc__.split("\n\n")[0].split()),  # the first paragraph, as one line
-        epilog="python -m minivb.bench decode --help / loader --help / flops --help / contention --help / ood --help "
+        epilog="python -m minivb.bench decode --help / loader --help / flops --help / contention --help / ood --help / "
+        "language --help "
         "for the options of each. Each prints its table a row at a time, as measured (progress on stderr); "
         "Ctrl-C keeps the rows so far.",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{decode,loader,flops,contention,ood}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{decode,loader,flops,contention,ood,language}")
     json_opt = argparse.ArgumentParser(add_help=False)
     json_opt.add_argument(
         "--json",
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     flops.add_parser(sub, [json_opt])
     contention.add_parser(sub, [json_opt])
     ood.add_parser(sub, [json_opt, seed_opt])
+    language.add_parser(sub, [json_opt, seed_opt])
     return p
 
 

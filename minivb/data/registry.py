@@ -77,6 +77,8 @@ class DataSet:
     hflip: dict[str, str] | None = None  # class → its class when mirrored left ⟷ right (None: a mirror keeps the label)
     vflip: dict[str, str] | None = None  # class → its class when mirrored top ⟷ bottom (None: no vertical mirror)
     preload: bool = False  # small enough to decode every video into memory first (pretraining's feature pass)
+    narrated: bool = False  # each video has a narration (python -m minivb.pretrain --language)
+    language_preset: dict | None = None  # what python -m minivb.pretrain --language changes in pretrain_preset
 
     def check(self, root: str | Path) -> None:
         """Cheap, before any work: a one-line :class:`UsageError` if the data cannot be found or made at ``root``."""
@@ -155,6 +157,8 @@ DATASETS: dict[str, DataSet] = {
         hflip=toy.HFLIP,  # a mirror swaps left ⟷ right motion: left_to_right ⟷ right_to_left
         vflip=toy.VFLIP,  # and top ⟷ bottom
         preload=True,
+        narrated=True,
+        language_preset=dict(epochs=40, batch_size=32, lr=3e-3),  # the joint model's three objectives learn slower
     ),
     "k400": DataSet(
         name="k400",

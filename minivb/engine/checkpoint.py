@@ -253,7 +253,14 @@ def init_from_pretrained(model: nn.Module, path: str | os.PathLike) -> list[str]
     → one-line ``ValueError`` naming both sizes.
     """
     path = Path(path) / "pretrain.pt" if Path(path).is_dir() else Path(path)
-    source = read_pretrained(path)["model"]
+    ckpt = read_pretrained(path)
+    language = ckpt.get("args", {}).get("language", "none")
+    if language != "none" or ckpt.get("tokenizer", {}).get("encoder") == "flow":
+        raise ValueError(
+            f"{path} is a --language {language} run on {ckpt['tokenizer']['encoder']} words; the classifier reads "
+            f"frames, so --init-from takes a run of python -m minivb.pretrain without --language or --tokenizer flow"
+        )
+    source = ckpt["model"]
     target = model.state_dict()
     names = [n for n in target if n.startswith("transformer.") or n in ("time_embed", "cls_token")]
     for n in names:

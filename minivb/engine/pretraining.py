@@ -18,9 +18,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..data import registry
-from ..data.clips import ClipDataset, ShardedSampler, limit_items
+from ..data.clips import ClipDataset, Item, ShardedSampler, limit_items
 from ..data.loader import clip_loader
 from ..encoder import build_encoder
+from ..joint import video_half
 from ..loop import TrainState, stop_signals, train_one_epoch, warmup_cosine
 from ..plumbing import runs
 from ..plumbing.checks import UsageError
@@ -37,7 +38,8 @@ from ..pretraining import (
     evaluate_masked,
     motion_features,
 )
-from ..visual_words import HierarchicalKMeans
+from ..visual_words import HierarchicalKMeans, flow_features
+from . import joint_pretraining
 from .checkpoint import PRETRAIN_FORMAT, load_file, save_checkpoint
 
 FEATURE_BATCH = 32  # clips per batch of the tokenizer's feature pass
@@ -59,21 +61,28 @@ def clip_dataset(items: list, opts: dict) -> ClipDataset:
 
 @torch.no_grad()
 def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool):
-    """Yield motion features ``(B, T, F)`` of every batch of clips (then of its two mirror images, if ``flips``)."""
+    """Yield motion features of every batch of clips (then of its two mirror images, if ``flips``): the CNN's
+    ``(B, T, F)`` (:func:`motion_features`), or with ``tokenizer="flow"`` the optical flow's ``(B, T − 1, F)``
+    (:func:`flow_features`)."""
     for videos, _, skipped in clip_loader(data, device, FEATURE_BATCH, opts["workers"]):
         report_skipped(skipped)
         if videos is None:
             continue
         videos = videos.to(device)  # (B, T, 3, H, W) uint8
         for v in (videos, videos.flip(-1), videos.flip(-2)) if flips else (videos,):  # mirrors: more data, no labels
-            yield motion_features(encoder, v).cpu()
+            yield flow_features(v, opts["grid"]) if encoder is None else motion_features(encoder, v).cpu()
 
 
 def tokenize_clips(encoder, vocabulary, data: ClipDataset, opts: dict, device, flips: bool = False) -> torch.Tensor:
     """Every clip of ``data`` → its words ``(N, T)`` long; with ``flips``, each batch of 32 clips is followed by its
     left–right and then its top–bottom mirror images (3× the sentences)."""
     parts = [vocabulary.assign(f) for f in _features(encoder, data, opts, device, flips)]  # (B·k, T) each
-    return torch.cat(parts) if parts else torch.zeros(0, opts["num_frames"], dtype=torch.long)
+    return torch.cat(parts) if parts else torch.zeros(0, words_per_clip(opts), dtype=torch.long)
+
+
+def words_per_clip(opts: dict) -> int:
+    """A clip's visual words: one per frame (CNN), or one per pair of consecutive frames (flow)."""
+    return opts["num_frames"] - (opts["tokenizer"] == "flow")
 
 
 def check_options(opts: dict, device: torch.device) -> None:
@@ -85,16 +94,21 @@ def check_options(opts: dict, device: torch.device) -> None:
             f"--clusters {opts['clusters']} ** --levels {opts['levels']} = {words:,} words, more than the "
             f"{opts['kmeans_frames']:,} frames k-means is fitted on (--kmeans-frames); lower them"
         )
+    if opts["tokenizer"] == "flow" and opts["num_frames"] < 2:
+        raise UsageError("--tokenizer flow needs --num-frames ≥ 2 (a word per pair of consecutive frames)")
     try:
-        WordBERTConfig(words, opts["num_frames"], opts["dim"], opts["depth"], opts["heads"])
+        WordBERTConfig(words, words_per_clip(opts), opts["dim"], opts["depth"], opts["heads"])
     except ValueError as e:
         raise UsageError(f"model options: {e}") from None
     t, size = opts["num_frames"], opts["size"]
     check_batch_fits(device, FEATURE_BATCH, t, size, f"{FEATURE_BATCH} clips × --num-frames {t} × 3 × --size {size}²")
 
 
-def _tokenizer(opts: dict, device: torch.device) -> nn.Module:
-    """The frozen CNN that turns frames into features (random weights for the toy set: no labels anywhere)."""
+def _tokenizer(opts: dict, device: torch.device) -> nn.Module | None:
+    """The frozen CNN that turns frames into features (random weights for the toy set: no labels anywhere); None
+    for the optical-flow tokenizer."""
+    if opts["tokenizer"] == "flow":
+        return None
     torch.manual_seed(opts["seed"])
     try:
         return build_encoder(opts["encoder"], opts["grid"], opts["pretrained"]).to(device).eval()
@@ -116,7 +130,8 @@ def _sentences(
     log(
         f"minivb.pretrain: {vocabulary.vocab_size} visual words ({opts['levels']} level{'s' * (opts['levels'] != 1)} × "
         f"{opts['clusters']} clusters; {int((vocabulary.counts > 0).sum())} used) from "
-        f"{len(feats) * opts['num_frames']} frames of {opts['encoder']} "
+        f"{feats.shape[0] * feats.shape[1]} {'flows' if encoder is None else 'frames'} of "
+        f"{'optical flow' if encoder is None else opts['encoder']} "
         f"features ({vocabulary.dim}-d), {time.perf_counter() - start:.0f} s"
     )
     train_ids = (
@@ -128,30 +143,32 @@ def _sentences(
 
 
 def _masked_modeling(
-    model: WordBERT,
-    train_ids: torch.Tensor,
-    val_ids: torch.Tensor,
+    model: nn.Module,
+    train_set,
+    val_set,
+    criterion: nn.Module,
+    end_epoch: Callable,
     opts: dict,
     device: torch.device,
-    majority: float,
     log,
     out: Path,
     options: dict,
 ) -> list[dict]:
-    """Masked visual-token modeling in the trainer's own loop (``train_one_epoch``) → one history row per epoch.
+    """Masked modeling in the trainer's own loop (``train_one_epoch``) → one history row per epoch, from
+    ``end_epoch(model, val_loader, train_loss, epoch)``. ``train_set`` yields ``(inputs, targets)`` for
+    ``criterion(model(inputs), targets)``: masked visual words (:class:`MaskedWords`) or the joint model's pairs
+    (:class:`~minivb.joint.JointExamples`).
 
     After every epoch the model, optimizer, schedule and history go to ``out/progress.pt``, and a run that
     finds one there continues after its last epoch (bit-identical on a CPU: the masking and the order are
     functions of (seed, epoch, index)). SIGTERM or Ctrl-C stop at the next step → :class:`Stopped`.
     """
-    V = model.config.vocab_size
-    train_set = MaskedWords(train_ids, V, seed=opts["seed"])
     sampler = ShardedSampler(len(train_set), shuffle=True, seed=opts["seed"], with_epoch=True)
     loader = DataLoader(train_set, batch_size=opts["batch_size"], sampler=sampler, collate_fn=collate)
-    val_loader = DataLoader(MaskedWords(val_ids, V, seed=opts["seed"], train=False), batch_size=256, collate_fn=collate)
+    val_loader = DataLoader(val_set, batch_size=256, collate_fn=collate)
     optimizer = model.configure_optimizers(opts["lr"], opts["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(len(loader), opts["epochs"] * len(loader)))
-    state, criterion, history = TrainState(), MaskedTokenLoss(), []
+    state, history = TrainState(), []
     first = 0
     if (out / "progress.pt").is_file():  # a stopped run: continue after its last finished epoch
         saved = load_file(out / "progress.pt", "pretraining progress", "delete it to start the epochs again")
@@ -167,7 +184,8 @@ def _masked_modeling(
                 model, loader, optimizer, scheduler, criterion, state, device, stop=lambda: stopped() is not None
             ):
                 raise Stopped(stopped(), epoch)  # progress.pt holds the epochs before this one
-            _end_epoch(model, val_loader, device, state, history, epoch, opts, majority, log)
+            history.append(end_epoch(model, val_loader, state.loss_sum / max(state.loss_count, 1), epoch))
+            state.loss_sum, state.loss_count = 0.0, 0
             save_checkpoint(
                 out / "progress.pt",
                 dict(
@@ -185,21 +203,15 @@ def _masked_modeling(
     return history
 
 
-def _end_epoch(model, val_loader, device, state: TrainState, history: list, epoch: int, opts: dict, majority, log):
-    """An epoch's history row (training loss, validation loss, masked-token accuracy) and its log line."""
+def _masked_words_row(model, val_loader, device, train_loss: float, epoch: int, opts: dict, majority, log) -> dict:
+    """A visual-word epoch's history row (training loss, validation loss, masked-token accuracy) and its log line."""
     val = evaluate_masked(model, val_loader, device)
-    row = dict(
-        epoch=epoch + 1,
-        train_loss=state.loss_sum / max(state.loss_count, 1),
-        val_loss=val["loss"],
-        masked_top1=val["accuracy"],
-    )
-    history.append(row)
-    state.loss_sum, state.loss_count = 0.0, 0
+    row = dict(epoch=epoch + 1, train_loss=train_loss, val_loss=val["loss"], masked_top1=val["accuracy"])
     log(
         f"epoch {epoch + 1:>3}/{opts['epochs']}  loss {row['train_loss']:.4f}  val loss {val['loss']:.4f}  "
         f"masked top-1 {100 * val['accuracy']:5.1f}%  (majority word {100 * majority:.1f}%)"
     )
+    return row
 
 
 class Stopped(Exception):
@@ -226,11 +238,19 @@ def pretrain(given: dict, log: Callable[..., None] | None = print) -> dict:
     subset = dataset.name
     opts = (
         dict(subset=subset, data_root=dataset.root, out=None, seed=0, device="auto", limit=None)
+        | dict(language="none", tokenizer=None)
         | dataset.pretrain_preset
+        | ((dataset.language_preset or {}) if given.get("language", "none") != "none" else {})
         | given
     )
     if opts["workers"] is None:
         opts["workers"] = max(1, (os.cpu_count() or 2) - 1)
+    if opts["tokenizer"] is None:  # motion words for the joint model: the CNN's single-frame words carry too little
+        opts["tokenizer"] = "cnn" if opts["language"] == "none" else "flow"
+    if opts["language"] != "none":
+        if not dataset.narrated:
+            raise UsageError(f"--language {opts['language']} needs narrations; the {subset} set has none (toy has)")
+        opts["flips"] = False  # a mirror image would contradict its narration ("to the left")
     start = time.perf_counter()
     device = resolve_device(opts["device"])
     check_options(opts, device)  # every option before any work (the tokenizer and k-means take minutes at scale)
@@ -307,15 +327,24 @@ def _pretrain_into(
 
 def _words(
     out: Path, opts: dict, options: dict, device, train_items: list | None, val_items: list | None, start: float, log
-) -> tuple[nn.Module, HierarchicalKMeans, torch.Tensor, torch.Tensor]:
-    """Tokenizer → vocabulary and sentences, kept in ``words.pt`` (or read from it, resuming)
-    → (tokenizer, vocabulary, train sentences, val sentences)."""
+) -> tuple[nn.Module | None, HierarchicalKMeans, torch.Tensor, torch.Tensor, dict | None]:
+    """Tokenizer → vocabulary and sentences (and, with ``--language``, the narrations), kept in ``words.pt`` (or
+    read from it, resuming) → (tokenizer, vocabulary, train sentences, val sentences, narrations)."""
     resuming = (out / "words.pt").is_file()
     encoder = _tokenizer(opts | ({"pretrained": False} if resuming else {}), device)  # (its weights are saved)
     if resuming:
         words = load_file(out / "words.pt", "pretraining words", "delete the folder and pretrain again")
-        encoder.load_state_dict(words["tokenizer"])
-        return encoder, HierarchicalKMeans.from_state_dict(words["vocabulary"]), words["train_ids"], words["val_ids"]
+        if encoder is not None:
+            encoder.load_state_dict(words["tokenizer"])
+        vocabulary = HierarchicalKMeans.from_state_dict(words["vocabulary"])
+        return encoder, vocabulary, words["train_ids"], words["val_ids"], words.get("narrations")
+    narrations = None
+    if opts["language"] != "none":  # read before the feature pass: a missing narration is a usage error
+        narrations = dict(
+            train=joint_pretraining.narrations_of(opts["data_root"], train_items),
+            val=joint_pretraining.narrations_of(opts["data_root"], val_items),
+            val_items=[[it.path, it.label] for it in val_items],
+        )
     with sigterm_raises(lambda: Stopped("SIGTERM", 0)):  # (nothing of this phase is kept)
         vocabulary, train_ids, val_ids = _sentences(encoder, train_items, val_items, opts, device, log)
     seconds = time.perf_counter() - start
@@ -325,12 +354,13 @@ def _words(
             vocabulary=vocabulary.state_dict(),
             train_ids=train_ids,
             val_ids=val_ids,
-            tokenizer=encoder.state_dict(),
+            tokenizer=None if encoder is None else encoder.state_dict(),
             args=options,
             seconds=seconds,
-        ),
+        )
+        | ({} if narrations is None else dict(narrations=narrations)),
     )
-    return encoder, vocabulary, train_ids, val_ids
+    return encoder, vocabulary, train_ids, val_ids, narrations
 
 
 def _pretrain_steps(
@@ -338,34 +368,105 @@ def _pretrain_steps(
 ) -> dict:
     """Tokenizer → vocabulary and sentences (or those of ``words.pt``, resuming) → masked modeling → pretrain.pt."""
     options = {k: v for k, v in opts.items() if k not in ("out", "resume")} | {"out": str(out)}
-    encoder, vocabulary, train_ids, val_ids = _words(out, opts, options, device, train_items, val_items, start, log)
+    encoder, vocabulary, train_ids, val_ids, narrations = _words(
+        out, opts, options, device, train_items, val_items, start, log
+    )
+    if narrations is not None:
+        return _joint_steps(out, opts, options, device, encoder, vocabulary, train_ids, val_ids, narrations, start, log)
     majority = float((val_ids == vocabulary.majority_word).float().mean()) if val_ids.numel() else 0.0
     torch.manual_seed(opts["seed"])
-    config = WordBERTConfig(vocabulary.vocab_size, opts["num_frames"], opts["dim"], opts["depth"], opts["heads"])
+    config = WordBERTConfig(vocabulary.vocab_size, words_per_clip(opts), opts["dim"], opts["depth"], opts["heads"])
     model = WordBERT(config).to(device)
-    history = _masked_modeling(model, train_ids, val_ids, opts, device, majority, log, out, options)
+    V = config.vocab_size
+    train_set = MaskedWords(train_ids, V, seed=opts["seed"])
+    val_set = MaskedWords(val_ids, V, seed=opts["seed"], train=False)
 
+    def end_epoch(model, val_loader, train_loss: float, epoch: int) -> dict:
+        return _masked_words_row(model, val_loader, device, train_loss, epoch, opts, majority, log)
+
+    history = _masked_modeling(model, train_set, val_set, MaskedTokenLoss(), end_epoch, opts, device, log, out, options)
     summary = dict(
         command="minivb.pretrain",
         masked_top1=history[-1]["masked_top1"],
         majority_top1=majority,
+        **_vocabulary_facts(vocabulary, train_ids, val_ids, opts, start),
+        history=history,
+    )
+    _write_run(
+        out, dict(model=model.state_dict(), config=config.to_dict()), summary, encoder, vocabulary, opts, options
+    )
+    log(
+        f"done: masked top-1 {100 * summary['masked_top1']:.1f}% (majority word {100 * majority:.1f}%), "
+        f"{summary['seconds']:.0f} s → {out}"
+    )
+    return summary
+
+
+def _joint_steps(
+    out: Path, opts: dict, options: dict, device, encoder, vocabulary, train_ids, val_ids, narrations: dict, start, log
+) -> dict:
+    """``--language prior|joint``: the joint model (:mod:`minivb.joint`) over the narrations and the visual words,
+    trained with its three objectives (the text cloze alone for the prior), then the paper's measurements."""
+    voc, model, train_set, val_set, criterion = joint_pretraining.build(
+        vocabulary.vocab_size, narrations["train"], narrations["val"], train_ids, val_ids, opts
+    )
+    model = model.to(device)
+
+    def end_epoch(model, val_loader, train_loss: float, epoch: int) -> dict:
+        return joint_pretraining.epoch_row(model, val_loader, device, train_loss, epoch, opts["epochs"], log)
+
+    history = _masked_modeling(model, train_set, val_set, criterion, end_epoch, opts, device, log, out, options)
+    log("minivb.pretrain: measuring zero-shot classification" + ", search and captions" * (opts["language"] == "joint"))
+    val_items = [Item(path, label, None) for path, label in narrations["val_items"]]
+    measured = joint_pretraining.assess(
+        model, voc, opts, narrations["train"], train_ids, val_items, narrations["val"], val_ids
+    )
+    summary = dict(
+        command="minivb.pretrain",
+        language=opts["language"],
+        **measured,
+        text_words=len(voc.words),
+        **_vocabulary_facts(vocabulary, train_ids, val_ids, opts, start),
+        history=history,
+    )
+    video = {} if opts["language"] == "prior" else dict(video_half(model.cpu(), voc).state_dict())
+    weights = dict(
+        model=video or None,  # the video side as a WordBERT (what --init-from would copy; None for the prior)
+        config=None if not video else video_half(model, voc).config.to_dict(),
+        joint=dict(model=model.state_dict(), config=model.config.to_dict(), words=list(voc.words)),
+    )
+    _write_run(out, weights, summary, encoder, vocabulary, opts, options)
+    verb, noun = measured["zero_shot_verb"], measured["zero_shot_noun"]
+    log(
+        f"done: zero-shot verb top-1 {100 * verb['top1']:.1f}% (top-5 {100 * verb['top5']:.1f}%), noun top-1 "
+        f"{100 * noun['top1']:.1f}%, {summary['seconds']:.0f} s → {out}"
+    )
+    return summary
+
+
+def _vocabulary_facts(vocabulary: HierarchicalKMeans, train_ids, val_ids, opts: dict, start: float) -> dict:
+    return dict(
         vocab_size=vocabulary.vocab_size,
         words_used=int((vocabulary.counts > 0).sum()),
         train_sequences=len(train_ids),
         val_sequences=len(val_ids),
         epochs=opts["epochs"],
         seconds=round(time.perf_counter() - start, 1),
-        history=history,
     )
+
+
+def _write_run(out: Path, weights: dict, summary: dict, encoder, vocabulary, opts: dict, options: dict) -> None:
+    """``pretrain.pt`` (the weights, the vocabulary, the tokenizer, the options, the summary) and ``summary.json``;
+    then the working files go."""
+    tokenizer = dict(encoder="flow" if encoder is None else opts["encoder"], grid=opts["grid"])
     save_checkpoint(
         out / "pretrain.pt",
         dict(
             format=PRETRAIN_FORMAT,
             version=1,
-            model=model.state_dict(),
-            config=config.to_dict(),
+            **weights,
             vocabulary=vocabulary.state_dict(),
-            tokenizer=dict(encoder=opts["encoder"], grid=opts["grid"], state=encoder.state_dict()),
+            tokenizer=tokenizer | dict(state=None if encoder is None else encoder.state_dict()),
             args=options,
             summary=summary,
         ),
@@ -373,8 +474,3 @@ def _pretrain_steps(
     write_json(out / "summary.json", summary | {"args": options})
     for working in ("words.pt", "progress.pt"):  # pretrain.pt holds all of it now
         (out / working).unlink(missing_ok=True)
-    log(
-        f"done: masked top-1 {100 * summary['masked_top1']:.1f}% (majority word {100 * majority:.1f}%), "
-        f"{summary['seconds']:.0f} s → {out}"
-    )
-    return summary

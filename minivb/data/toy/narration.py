@@ -107,7 +107,7 @@ _SYNONYMS = {
 }
 
 
-def _third(phrase: str) -> str:
+def third_person(phrase: str) -> str:
     """The base form's first word in the third person: "go right" → "goes right", "slide up" → "slides up"."""
     verb, _, rest = phrase.partition(" ")
     verb += "es" if verb.endswith(("o", "s", "sh", "ch", "x")) else "s"
@@ -117,7 +117,7 @@ def _third(phrase: str) -> str:
 def _vocabulary() -> frozenset[str]:
     words = {w for t in TEMPLATES for w in t.split() if not w.startswith("{")}
     phrases = [p for ps in MOTION_PHRASES.values() for p in ps]
-    words |= {w for p in phrases + [_third(p) for p in phrases] for w in p.split()}
+    words |= {w for p in phrases + [third_person(p) for p in phrases] for w in p.split()}
     for table in (NOUNS, COLOURS, SIZES, SPEEDS):
         words |= {w for group in table.values() for w in group if w}
     words |= {*DETERMINERS, "an", *FILLERS, "with", "tip"} | {w for c in CONNECTIVES for p in c for w in p.split()}
@@ -193,7 +193,7 @@ def sentence(seen: Facts, rng: np.random.Generator) -> list[str]:
     colour, noun = _pick(rng, COLOURS[seen.colour]), _pick(rng, NOUNS[seen.noun])
     phrase, speed = _pick(rng, MOTION_PHRASES[seen.label]), _pick(rng, SPEEDS[seen.speed])
     np_ = f"{det} {size} {colour} {noun}" + (f" with a {COLOURS[seen.tip][0]} tip" if seen.tip else "")
-    words = template.format(np=np_, vp=phrase, vp3=_third(phrase), speed=speed).split()
+    words = template.format(np=np_, vp=phrase, vp3=third_person(phrase), speed=speed).split()
     return [_article(w, nxt) for w, nxt in zip(words, words[1:] + [""])]
 
 
