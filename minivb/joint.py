@@ -91,16 +91,18 @@ class JointBERTConfig:
 
 def pack(text_ids: Sequence[int], video_ids: torch.Tensor | None, config: JointBERTConfig) -> torch.Tensor:
     """``[CLS] text [>] video [SEP]`` in the fixed slots → ids ``(seq_len,)`` long. ``text_ids`` and ``video_ids``
-    ``(video_len,)`` are ids of the joint vocabulary; ``video_ids=None``: no video ([PAD] in its slots)."""
+    (at most ``video_len``; the slots left are [PAD]) are ids of the joint vocabulary; ``video_ids=None``: no
+    video ([PAD] in its slots)."""
     if len(text_ids) > config.text_len:
         raise ValueError(f"the narration has {len(text_ids)} words; the model's text slots hold {config.text_len}")
     ids = torch.full((config.seq_len,), PAD, dtype=torch.long)
     ids[0], ids[config.separator], ids[-1] = CLS, TO_VIDEO, SEP
     ids[1 : 1 + len(text_ids)] = torch.as_tensor(list(text_ids), dtype=torch.long)
     if video_ids is not None:
-        if video_ids.shape != (config.video_len,):
-            raise ValueError(f"the video must be {config.video_len} visual words, got shape {tuple(video_ids.shape)}")
-        ids[config.video_positions()] = video_ids
+        if video_ids.ndim != 1 or len(video_ids) > config.video_len:
+            raise ValueError(f"the video must be ≤ {config.video_len} visual words, got shape {tuple(video_ids.shape)}")
+        start = config.separator + 1
+        ids[start : start + len(video_ids)] = video_ids
     return ids
 
 
@@ -195,8 +197,12 @@ class JointExamples(Dataset):
     otherwise its own. Both modalities are masked either way (or the masks alone would give the pairs away), but
     only an aligned pair's masked words are targets (a misaligned narration does not describe the video, so neither
     cloze could be answered from the other side). ``targets[0]`` (the ``[CLS]`` slot) is the alignment label: 1
-    aligned, 0 not, :data:`IGNORE_INDEX` without video. Every draw comes from ``sample_seed(13, seed, epoch, i)``;
-    ``train=False`` always uses epoch 0's draws.
+    aligned, 0 not, :data:`IGNORE_INDEX` without video.
+
+    The paper's trick against pace: "we randomly pick a subsampling rate of 1 to 5 steps for the video tokens" —
+    with ``max_stride`` > 1, a training pair's visual sentence is every ``s``-th word, ``s`` uniform in
+    ``1 … max_stride``, from a random offset below ``s`` (the slots left are [PAD]). Every draw comes from
+    ``sample_seed(13, seed, epoch, i)``; ``train=False`` always uses epoch 0's draws and the whole sentence.
     """
 
     def __init__(
@@ -209,6 +215,7 @@ class JointExamples(Dataset):
         seed: int = 0,
         train: bool = True,
         misaligned: float = MISALIGNED,
+        max_stride: int = 1,
         p: float = 0.15,
     ):
         if videos is not None and (videos.ndim != 2 or len(videos) != len(texts)):
@@ -219,6 +226,7 @@ class JointExamples(Dataset):
         self.videos = None if videos is None else vocabulary.encode_video(videos.long().cpu())
         self.vocabulary, self.config, self.seed, self.train = vocabulary, config, int(seed), bool(train)
         self.misaligned, self.p, self.epoch = float(misaligned), float(p), 0
+        self.max_stride = check_int("max_stride", max_stride)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -231,6 +239,9 @@ class JointExamples(Dataset):
         g = torch.Generator().manual_seed(sample_seed(_PAIR_STREAM, self.seed, epoch if self.train else 0, i))
         c, voc, N = self.config, self.vocabulary, len(self.texts)
         text, video = self.texts[i], None if self.videos is None else self.videos[i]
+        if video is not None and self.train and self.max_stride > 1:  # the visual sentence at another pace
+            stride = 1 + int(torch.randint(self.max_stride, (1,), generator=g))
+            video = video[int(torch.randint(stride, (1,), generator=g)) :: stride]
         aligned = video is None or N < 2 or float(torch.rand(1, generator=g)) >= self.misaligned
         if not aligned:  # another clip's narration: j ≠ i, uniformly
             j = int(torch.randint(N - 1, (1,), generator=g))
@@ -240,11 +251,11 @@ class JointExamples(Dataset):
         inputs[1 : 1 + len(text)] = t_in
         if video is not None:
             v_in, v_tgt = mask_span(video, voc.visual_offset, len(voc), generator=g, p=self.p)
-            inputs[c.video_positions()] = v_in
+            inputs[c.separator + 1 : c.separator + 1 + len(video)] = v_in
         if aligned:  # (a misaligned pair is masked too, or the masks alone would tell the pairs apart)
             targets[1 : 1 + len(text)] = torch.where(text != UNK, t_tgt, IGNORE_INDEX)  # (an unknown word: no target)
             if video is not None:
-                targets[c.video_positions()] = v_tgt
+                targets[c.separator + 1 : c.separator + 1 + len(video)] = v_tgt
         if video is not None:
             targets[0] = int(aligned)
         return inputs, targets

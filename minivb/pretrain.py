@@ -70,6 +70,12 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "text cloze, video cloze and alignment (VideoBERT's joint model; then zero-shot, search and captions are "
         "measured); prior: the narrations alone, the language-prior baseline (toy set only: it has narrations)",
     )
+    p.add_argument(
+        "--max-stride",
+        type=positive_int,
+        help="--language joint: each training pair's visual sentence at a random pace, every s-th word with s "
+        "from 1 to MAX_STRIDE (the paper: 1 to 5; default: 1, off)",
+    )
 
 
 def _vocabulary_options(p: argparse.ArgumentParser) -> None:

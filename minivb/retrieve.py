@@ -4,9 +4,11 @@
     python -m minivb.retrieve index --checkpoint runs/toy-… my_videos/ --out runs/mine.pt
     python -m minivb.retrieve search --index runs/gallery.pt clip.mp4 --k 5
     python -m minivb.retrieve evaluate --index runs/gallery.pt --confusion runs/neighbours.png
+    python -m minivb.retrieve text "a ball slides to the left" --pretrained runs/pretrain-joint data/toy/val
 
 The numbers are :mod:`minivb.retrieval`'s: one unit [CLS] vector per video (mean over its views),
-cosine similarity, leave-one-out Recall@K and mAP.
+cosine similarity, leave-one-out Recall@K and mAP. ``text`` searches videos with a sentence instead, through the
+joint model of ``python -m minivb.pretrain --language joint`` (:mod:`minivb.engine.text_search`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .data.clips import load_items
 from .engine.checkpoint import Preprocessing, weights_fingerprint
 from .engine.gallery import Gallery, embed_videos
 from .engine.inference import find_videos, load_model
+from .engine.text_search import text_search
 from .plumbing import runs
 from .plumbing.cli import (
     Parser,
@@ -53,11 +56,29 @@ def build_parser() -> argparse.ArgumentParser:
         "cosine similarity. 'index' embeds videos into a gallery file, 'search' lists the gallery videos nearest to "
         "query videos, 'evaluate' scores a labelled gallery leave-one-out (Recall@1/5/10, mAP).",
     )
-    sub = p.add_subparsers(dest="command", required=True, metavar="{index,search,evaluate}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{index,search,evaluate,text}")
     _index_parser(sub)
     _search_parser(sub)
     _evaluate_parser(sub)
+    _text_parser(sub)
     return p
+
+
+def _text_parser(sub) -> None:
+    """'text': a sentence, a joint pretraining run, the videos to search."""
+    q = sub.add_parser(
+        "text",
+        help="the videos a sentence most likely narrates (a joint video-and-language model)",
+        description="Turn every video into visual words as the joint pretraining run did, then score each (sentence, "
+        "video) pair with the run's alignment head on [CLS] and list the K most likely videos. Words the model never "
+        "heard are named on one line (they read as [UNK]); a video that cannot be read is reported on one line and "
+        "the others are still searched, the exit status is then 1.",
+    )
+    q.add_argument("sentence", help='what to look for, in the narrations\' words, e.g. "a ball slides to the left"')
+    add_videos_argument(q)
+    q.add_argument("--pretrained", required=True, help="a run of python -m minivb.pretrain --language joint")
+    q.add_argument("--k", type=positive_int, default=5, help="how many videos to list (default: 5)")
+    q.add_argument("--json", action="store_true", help="print one JSON document instead of text")
 
 
 def _device_options(q: argparse.ArgumentParser) -> None:
@@ -389,10 +410,26 @@ def _evaluate(opts: argparse.Namespace) -> int:
     return 0
 
 
+def _text(opts: argparse.Namespace) -> int:
+    """'text': the videos the sentence most likely narrates, best first."""
+    paths, problems = find_videos(opts.videos)
+    found = text_search(opts.pretrained, opts.sentence, paths, opts.k)
+    if found["unknown"]:
+        print(f"words the model never heard (read as [UNK]): {' '.join(found['unknown'])}", file=sys.stderr)
+    _report(problems + found["skipped"], "search")
+    if opts.json:
+        print(json.dumps({k: v for k, v in found.items() if k != "skipped"}, indent=2))
+    else:
+        print(f"{opts.sentence!r}:")
+        for r in found["results"]:
+            print(f"  {r['rank']:>3}. {r['probability']:.3f}  {r['path']}")
+    return 1 if problems or found["skipped"] else 0
+
+
 def run(argv: list[str] | None = None) -> int:
     """The command line's work → exit status (0, or 1 if some video could not be read)."""
     opts = build_parser().parse_args(argv)
-    return {"index": _index, "search": _search, "evaluate": _evaluate}[opts.command](opts)
+    return {"index": _index, "search": _search, "evaluate": _evaluate, "text": _text}[opts.command](opts)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -591,14 +591,20 @@ def test_language_tiny(toy_copy, tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     result = json.loads((tmp_path / "language.json").read_text())
-    assert [r["run"] for r in result["results"]] == ["prior", "joint-50", "joint-100"]
-    assert [r["train_videos"] for r in result["results"]] == [16, 8, 16]
+    assert [r["run"] for r in result["results"]] == ["prior", "joint-50", "joint-100", "joint-100-stride3"]
+    assert [r["train_videos"] for r in result["results"]] == [16, 8, 16, 16]
     for r in result["results"]:
         assert 0 <= r["summary"]["zero_shot_verb"]["top1"] <= 1 and f"| {r['run']} |" in out
     transfer = result["transfer"]
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in transfer["accuracy"].values())
     assert set(transfer["mean"]) == {"joint", "video", "scratch"} and "transfer (5 labels per class) from joint" in out
-    assert sorted(p.name for p in runs.iterdir()) == ["joint-100", "joint-50", "prior", "video"]
+    assert sorted(p.name for p in runs.iterdir()) == [
+        "joint-100",
+        "joint-100-stride3",
+        "joint-50",
+        "prior",
+        "video",
+    ]
 
     stamp = {p.name: (p / "pretrain.pt").stat().st_mtime_ns for p in runs.iterdir()}
     assert main([*args[:-2], "--json", str(tmp_path / "again.json")]) == 0  # every run reused, not trained again

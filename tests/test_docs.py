@@ -97,8 +97,8 @@ def test_readme_is_short_and_shows_the_notebooks_first():
     assert len(lines) <= 200, len(lines)
     first = "\n".join(lines[:60])
     assert "\n## The notebooks\n" in first, "the notebooks table starts within the README's first 60 lines"
-    notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("0*.ipynb"))
-    assert len(notebooks) == 9, notebooks
+    notebooks = sorted(p.name for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert len(notebooks) == 10, notebooks
     rows = [line for line in lines[:60] if line.startswith("| [")]
     for name in notebooks:
         assert any(f"](notebooks/{name})" in row for row in rows), f"{name}: no table row within the first 60 lines"

@@ -51,8 +51,10 @@ def test_pack_lays_out_cls_text_separator_video_sep():
     assert c.segments().tolist() == [0] * 10 + [1] * 6  # [CLS] text [>] | video [SEP]
     with pytest.raises(ValueError, match="9 words; the model's text slots hold 8"):
         pack(list(range(6, 15)), None, c)
-    with pytest.raises(ValueError, match="must be 5 visual words"):
-        pack(text, torch.tensor([voc.visual_offset]), c)
+    short = pack(text, torch.tensor([voc.visual_offset]), c)  # a shorter visual sentence: [PAD] after it
+    assert short[c.separator + 1] == voc.visual_offset and (short[c.separator + 2 : -1] == PAD).all()
+    with pytest.raises(ValueError, match="must be ≤ 5 visual words"):
+        pack(text, torch.full((6,), voc.visual_offset), c)
 
 
 def test_initial_state_is_the_sum_of_three_embeddings():
@@ -205,3 +207,22 @@ def test_video_half_starts_from_the_joint_models_embeddings():
     masked = words.word_embed.weight[V]  # WordBERT's [MASK] row
     torch.testing.assert_close(masked, model.token_embed.weight[MASK] + model.segment_embed.weight[1])
     assert all(torch.equal(a, b) for a, b in zip(words.transformer.parameters(), model.transformer.parameters()))
+
+
+def test_a_random_stride_subsamples_the_visual_sentence_in_training_only():
+    """The paper's trick against pace: every s-th visual word, s in 1 … max_stride, from an offset below s."""
+    voc, c, _ = setup(video_len=6)
+    video = torch.arange(6)[None].repeat(200, 1)  # visual words 0 … 5 in order
+    data = JointExamples([voc.encode_text(TEXTS[0])] * 200, video, voc, c, misaligned=0.0, max_stride=3, p=0.01)
+    seen = set()
+    for i in range(200):
+        inputs, targets = (x[c.video_positions()] for x in data[i])
+        words = torch.where(targets != IGNORE_INDEX, targets, inputs)  # the sentence before masking
+        kept = words[words != PAD] - voc.visual_offset
+        assert (words[len(kept) :] == PAD).all()  # the slots left over are padding
+        steps = set(torch.diff(kept).tolist())
+        assert len(steps) <= 1 and steps <= {1, 2, 3}  # one pace per sentence
+        seen.add((len(kept), int(kept[0])))
+    assert {n for n, _ in seen} >= {6, 3, 2} and len(seen) > 4  # every stride, several offsets
+    val = JointExamples([voc.encode_text(TEXTS[0])] * 4, video[:4], voc, c, train=False, max_stride=3)
+    assert all((val[i][0][c.video_positions()] != PAD).all() for i in range(4))  # validation: the whole sentence

@@ -719,6 +719,11 @@ def test_language_runs_refuse_what_they_cannot_do(joint_run, tmp_path, one_line_
         ["--data-root", str(root), "--out", str(tmp_path / "y"), "--language", "joint", "--num-frames", "1"],
         "--tokenizer flow needs --num-frames ≥ 2",
     )
+    one_line_error(
+        pretrain_main,
+        ["--data-root", str(root), "--out", str(tmp_path / "z"), "--max-stride", "2"],
+        "--max-stride subsamples the visual sentence of a narrated pair: it needs --language joint",
+    )
 
 
 def test_joint_pretraining_resumes_bit_identical(joint_run, tmp_path, monkeypatch):
@@ -772,3 +777,31 @@ def test_flow_features_follow_the_motion():
     assert still.abs().max() < 1e-3  # nothing moves: near 0, not noise stretched to length 1
     with pytest.raises(ValueError, match="uint8"):
         flow_features(video.float())
+
+
+def test_retrieve_text_lists_the_videos_a_sentence_narrates(joint_run, pretrained, tmp_path, capsys, one_line_error):
+    import json
+
+    from minivb.retrieve import main as retrieve_main
+
+    root, out = joint_run
+    val = sorted(str(p) for p in (root / "val").rglob("*.mp4"))
+    assert retrieve_main(["text", "the ball moves right", *val[:5], "--pretrained", str(out), "--k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "'the ball moves right':" and len(lines) == 4
+    assert [line.split()[0] for line in lines[1:]] == ["1.", "2.", "3."]
+    probabilities = [float(line.split()[1]) for line in lines[1:]]
+    assert probabilities == sorted(probabilities, reverse=True) and all(0 < p < 1 for p in probabilities)
+
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+    argv = ["text", "the purplish ball moves right", str(broken), val[0], "--pretrained", str(out), "--json"]
+    assert retrieve_main(argv) == 1  # a video that cannot be read: reported, the others still searched
+    captured = capsys.readouterr()
+    found = json.loads(captured.out)
+    assert found["unknown"] == ["purplish"] and [r["path"] for r in found["results"]] == [val[0]]
+    assert "read as [UNK]): purplish" in captured.err and f"cannot search {broken}" in captured.err
+    one_line_error(retrieve_main, ["text", "zzz qqq", val[0], "--pretrained", str(out)], "knows none of the words")
+    one_line_error(
+        retrieve_main, ["text", "the ball", val[0], "--pretrained", str(pretrained)], "is not a --language joint run"
+    )

@@ -263,8 +263,8 @@ def test_the_site_builds_with_no_warning(built):
     # The fixture fails on a warning; here, what it built: the front page, every notebook, the search index.
     assert (built / "index.html").is_file() and (built / "searchindex.js").is_file()
     pages = html_pages(built)
-    course = len(list(ROOT.glob("notebooks/0*.ipynb")))  # 9: 01 … 09
-    assert len([p for p in pages if re.fullmatch(r"notebooks/0\d_\w+\.html", p)]) == course, pages
+    course = len(list(ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")))  # 10: 01 … 10
+    assert len([p for p in pages if re.fullmatch(r"notebooks/\d\d_\w+\.html", p)]) == course, pages
     assert (built / "_static" / "mathjax" / "tex-chtml.js").is_file(), "MathJax is served with the site"
 
 
@@ -275,12 +275,14 @@ def test_every_page_opens_without_a_defect(site, built):
 
 def test_the_book_holds_the_course_in_its_order(site):
     nav = [urllib.parse.urlsplit(h).path.lstrip("/") for h in site.pages["index.html"]["nav"]]
-    notebooks = sorted(p.relative_to(ROOT).with_suffix(".html").as_posix() for p in ROOT.glob("notebooks/0*.ipynb"))
+    notebooks = sorted(
+        p.relative_to(ROOT).with_suffix(".html").as_posix() for p in ROOT.glob("notebooks/[0-9][0-9]_*.ipynb")
+    )
     solutions = sorted(
         p.relative_to(ROOT).with_suffix(".html").as_posix() for p in ROOT.glob("notebooks/solutions/*.ipynb")
     )
     docs = [f"docs/{p.stem}.html" for p in sorted(ROOT.glob("docs/*.md"))] + ["README.html", "data/README.html"]
-    assert len(notebooks) == len(solutions) == 9
+    assert len(notebooks) == len(solutions) == 10
     for page in notebooks + solutions + docs:
         assert page in nav, page
     assert [p for p in nav if p in notebooks] == notebooks, "the notebooks in the course's order"
@@ -289,14 +291,16 @@ def test_the_book_holds_the_course_in_its_order(site):
 
 def test_formulas_figures_and_search_are_there(site):
     assert site.pages["notebooks/03_self_attention.html"]["formulas"] >= 20  # typeset by MathJax, served locally
-    figures = sum(page["figures"] for name, page in site.pages.items() if name.startswith("notebooks/0"))
+    figures = sum(
+        page["figures"] for name, page in site.pages.items() if re.fullmatch(r"notebooks/\d\d_\w+\.html", name)
+    )
     assert figures >= 40, figures  # the notebooks' saved plots (every one loaded: the test above)
     assert site.pages[SEARCH]["searchResults"] > 0
 
 
 def test_each_notebook_page_gives_its_time_code_and_solutions(site):
     for name, page in site.pages.items():
-        if not re.fullmatch(r"notebooks/0\d_\w+\.html", name):
+        if not re.fullmatch(r"notebooks/\d\d_\w+\.html", name):
             continue
         facts = page["facts"]
         assert facts, f"{name}: no facts box"

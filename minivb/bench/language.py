@@ -6,7 +6,8 @@ in ``--runs`` or reused from there when finished with the same options:
 - ``prior``: ``--language prior``, the narrations alone (the language prior);
 - ``video``: ``--language none --tokenizer flow``, the visual words alone (video cloze only; without the mirror
   images a visual-only run adds, so that it sees the joint run's clips and words);
-- ``joint-P``: ``--language joint --limit N``, the joint model on P% of the training videos (``--fractions``).
+- ``joint-P``: ``--language joint --limit N``, the joint model on P% of the training videos (``--fractions``);
+- ``joint-100-strideS``: ``--language joint --max-stride S``, the paper's random pace of the visual sentence.
 
 Table 1, zero-shot (the paper's Tables 1 and 2), from each run's summary.json: verb (motion) top-1 / top-5 and noun
 top-1 with the fixed templates, text-to-video recall@10 and the share of the first ten with the narration's motion,
@@ -64,6 +65,13 @@ def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.Argument
     )
     o.add_argument("--seeds", type=positive_int, default=5, help="transfer: seeds 0 … N−1 (default: 5)")
     o.add_argument("--labels", type=positive_int, default=5, help="transfer: labelled videos per class (default: 5)")
+    o.add_argument(
+        "--max-stride",
+        type=positive_int,
+        default=3,
+        help="one more joint run, on every training video, with the visual sentence at a random pace (every s-th "
+        "word, s from 1 to MAX_STRIDE; 1: no such run; default: 3)",
+    )
     o.add_argument("--epochs", type=positive_int, help="pretraining epochs of every run (default: the preset's)")
     return o
 
@@ -79,6 +87,8 @@ def _runs(opts) -> dict[str, dict]:
             raise UsageError(f"--fractions must be in (0, 1], got {share}")
         limit = None if share == 1 or n is None else max(1, round(share * n))
         runs[f"joint-{round(100 * share)}"] = base | dict(language="joint") | ({"limit": limit} if limit else {})
+    if opts.max_stride > 1:  # the paper's random pace of the visual sentence, on every training video
+        runs[f"joint-100-stride{opts.max_stride}"] = base | dict(language="joint", max_stride=opts.max_stride)
     return runs
 
 
@@ -166,7 +176,7 @@ def run_language(opts, argv: list[str]) -> dict:
             if name != "video":
                 table.add(dict(run=name, train_videos=summaries[name]["train_sequences"], summary=summaries[name]))
             table.tick()
-    full = max((n for n in runs if n.startswith("joint-")), key=lambda n: runs[n].get("limit") or 1e9)
+    full = f"joint-{round(100 * max(opts.fractions))}"
     result["transfer"] = _transfer(opts, out / full, out / "video")
     for name, accs in result["transfer"]["accuracy"].items():
         mean, sd = result["transfer"]["mean"][name], result["transfer"]["std"][name]

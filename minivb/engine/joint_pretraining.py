@@ -77,8 +77,9 @@ def build(
     prior = opts["language"] == "prior"
 
     def pairs(texts, ids, train: bool) -> JointExamples:
-        encoded = [vocabulary.encode_text(t) for t in texts]
-        return JointExamples(encoded, None if prior else ids, vocabulary, config, seed=opts["seed"], train=train)
+        encoded, videos = [vocabulary.encode_text(t) for t in texts], None if prior else ids
+        stride = opts["max_stride"] if train else 1  # the paper's subsampling of the visual sentence, in training
+        return JointExamples(encoded, videos, vocabulary, config, seed=opts["seed"], train=train, max_stride=stride)
 
     return vocabulary, model, pairs(train_texts, train_ids, True), pairs(val_texts, val_ids, False), JointLoss(config)
 

@@ -96,6 +96,10 @@ def check_options(opts: dict, device: torch.device) -> None:
         )
     if opts["tokenizer"] == "flow" and opts["num_frames"] < 2:
         raise UsageError("--tokenizer flow needs --num-frames ≥ 2 (a word per pair of consecutive frames)")
+    if opts["max_stride"] > 1 and opts["language"] != "joint":
+        raise UsageError("--max-stride subsamples the visual sentence of a narrated pair: it needs --language joint")
+    if opts["max_stride"] > words_per_clip(opts):
+        raise UsageError(f"--max-stride {opts['max_stride']} is more than a clip's {words_per_clip(opts)} visual words")
     try:
         WordBERTConfig(words, words_per_clip(opts), opts["dim"], opts["depth"], opts["heads"])
     except ValueError as e:
@@ -238,7 +242,7 @@ def pretrain(given: dict, log: Callable[..., None] | None = print) -> dict:
     subset = dataset.name
     opts = (
         dict(subset=subset, data_root=dataset.root, out=None, seed=0, device="auto", limit=None)
-        | dict(language="none", tokenizer=None)
+        | dict(language="none", tokenizer=None, max_stride=1)
         | dataset.pretrain_preset
         | ((dataset.language_preset or {}) if given.get("language", "none") != "none" else {})
         | given
@@ -299,7 +303,8 @@ def _resume(given: dict, log) -> dict:
     if other:
         flag = "--" + next(iter(other)).replace("_", "-")
         raise UsageError(f"--resume {out}: {flag} differs from the stopped run's; drop it to continue that run")
-    opts = dict(words["args"]) | {k: given[k] for k in RESUME_OPTIONS if k in given}
+    earlier = dict(language="none", tokenizer="cnn", max_stride=1)  # a run stopped before these options existed
+    opts = earlier | dict(words["args"]) | {k: given[k] for k in RESUME_OPTIONS if k in given}
     device = resolve_device(opts["device"])
     lock = runs.claim(out)
     try:

@@ -254,7 +254,9 @@ class GuidesToctree(TocTree):
 def on_builder_inited(app: Sphinx) -> None:
     srcdir = Path(app.srcdir)
     notebooks = read_notebook_table((srcdir / "README.md").read_text(encoding="utf-8"))
-    committed = sorted(p.relative_to(srcdir).with_suffix("").as_posix() for p in srcdir.glob("notebooks/0*.ipynb"))
+    committed = sorted(
+        p.relative_to(srcdir).with_suffix("").as_posix() for p in srcdir.glob("notebooks/[0-9][0-9]_*.ipynb")
+    )
     if sorted(notebooks) != committed:
         raise ExtensionError(f"README's notebook table lists {sorted(notebooks)}, notebooks/ holds {committed}")
     for notebook in notebooks.values():
