@@ -160,8 +160,8 @@ class JointBERT(nn.Module):
 def video_half(model: JointBERT, vocabulary: JointVocabulary) -> WordBERT:
     """The joint model's video side as a :class:`~minivb.pretraining.WordBERT` (``[CLS]`` then the visual words,
     no text): ``word_embed`` = a visual word's (and [MASK]'s) token row + segment 1, ``time_embed`` = the video
-    slots' positions, ``cls_token`` = ``[CLS]``'s H₀ row; the same Transformer. What ``minivb.train --init-from``
-    copies into a classifier, as from a visual-only pretraining run."""
+    slots' positions, ``cls_token`` = ``[CLS]``'s H₀ row; the same Transformer. A classifier on visual words starts
+    from it as from a visual-only pretraining run (``python -m minivb.bench language``'s transfer)."""
     c, V = model.config, vocabulary.visual_words
     words = WordBERT(WordBERTConfig(V, c.video_len, c.dim, c.depth, c.num_heads, c.mlp_ratio, c.dropout))
     rows = torch.cat([torch.arange(vocabulary.visual_offset, len(vocabulary)), torch.tensor([MASK])])  # (V + 1,)
@@ -265,11 +265,13 @@ class JointExamples(Dataset):
 
 
 def joint_losses(outputs: tuple[torch.Tensor, torch.Tensor], targets: torch.Tensor, config: JointBERTConfig) -> dict:
-    """The three objectives, each a mean over its own items (0 where there are none) → dict(text, video, align)::
+    """The three objectives → dict(text, video, align)::
 
-    text  = −mean log p(word | context)          over the masked text positions
-    video = −mean log p(visual word | context)   over the masked video positions
-    align = −mean [y log σ(s) + (1 − y) log(1 − σ(s))],  s = align_head(H[CLS]),  over pairs with a video
+        text  = −mean log p(word | context)          over the masked text positions
+        video = −mean log p(visual word | context)   over the masked video positions
+        align = −mean [y log σ(s) + (1 − y) log(1 − σ(s))],  s = align_head(H[CLS]),  over pairs with a video
+
+    Each is a mean over its own items, 0 (not NaN) where there are none. :class:`JointLoss` adds them.
     """
     logits, align = outputs  # (B, L, vocab), (B,)
 

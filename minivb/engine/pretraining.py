@@ -82,7 +82,7 @@ def tokenize_clips(encoder, vocabulary, data: ClipDataset, opts: dict, device, f
 
 def words_per_clip(opts: dict) -> int:
     """A clip's visual words: one per frame (CNN), or one per pair of consecutive frames (flow)."""
-    return opts["num_frames"] - (opts["tokenizer"] == "flow")
+    return opts["num_frames"] - 1 if opts["tokenizer"] == "flow" else opts["num_frames"]
 
 
 def check_options(opts: dict, device: torch.device) -> None:
@@ -434,10 +434,10 @@ def _joint_steps(
         **_vocabulary_facts(vocabulary, train_ids, val_ids, opts, start),
         history=history,
     )
-    video = {} if opts["language"] == "prior" else dict(video_half(model.cpu(), voc).state_dict())
+    half = None if opts["language"] == "prior" else video_half(model.cpu(), voc)  # the video side, as a WordBERT
     weights = dict(
-        model=video or None,  # the video side as a WordBERT (what --init-from would copy; None for the prior)
-        config=None if not video else video_half(model, voc).config.to_dict(),
+        model=None if half is None else half.state_dict(),
+        config=None if half is None else half.config.to_dict(),
         joint=dict(model=model.state_dict(), config=model.config.to_dict(), words=list(voc.words)),
     )
     _write_run(out, weights, summary, encoder, vocabulary, opts, options)
