@@ -33,6 +33,7 @@ from .exercise_bank import (
     notebook07,
     notebook08,
     notebook09,
+    notebook10,
 )
 from .exercise_bank.judging import Exercise, NotAttempted, Prediction
 
@@ -48,6 +49,7 @@ EXERCISES: dict[str, Exercise | Prediction] = {
         notebook07,
         notebook08,
         notebook09,
+        notebook10,
     )
     for e in module.EXERCISES
 }

@@ -216,7 +216,6 @@ class JointExamples(Dataset):
         train: bool = True,
         misaligned: float = MISALIGNED,
         max_stride: int = 1,
-        p: float = 0.15,
     ):
         if videos is not None and (videos.ndim != 2 or len(videos) != len(texts)):
             raise ValueError(f"videos must be shaped ({len(texts)}, video_len), got {tuple(videos.shape)}")
@@ -225,7 +224,7 @@ class JointExamples(Dataset):
         self.texts = [torch.as_tensor(list(t), dtype=torch.long) for t in texts]
         self.videos = None if videos is None else vocabulary.encode_video(videos.long().cpu())
         self.vocabulary, self.config, self.seed, self.train = vocabulary, config, int(seed), bool(train)
-        self.misaligned, self.p, self.epoch = float(misaligned), float(p), 0
+        self.misaligned, self.epoch = float(misaligned), 0
         self.max_stride = check_int("max_stride", max_stride)
 
     def set_epoch(self, epoch: int) -> None:
@@ -247,10 +246,10 @@ class JointExamples(Dataset):
             j = int(torch.randint(N - 1, (1,), generator=g))
             text = self.texts[j + (j >= i)]
         inputs, targets = pack(text, video, c), torch.full((c.seq_len,), IGNORE_INDEX, dtype=torch.long)
-        t_in, t_tgt = mask_span(text, voc.text_offset, voc.visual_offset, generator=g, p=self.p)
+        t_in, t_tgt = mask_span(text, voc.text_offset, voc.visual_offset, generator=g)
         inputs[1 : 1 + len(text)] = t_in
         if video is not None:
-            v_in, v_tgt = mask_span(video, voc.visual_offset, len(voc), generator=g, p=self.p)
+            v_in, v_tgt = mask_span(video, voc.visual_offset, len(voc), generator=g)
             inputs[c.separator + 1 : c.separator + 1 + len(video)] = v_in
         if aligned:  # (a misaligned pair is masked too, or the masks alone would tell the pairs apart)
             targets[1 : 1 + len(text)] = torch.where(text != UNK, t_tgt, IGNORE_INDEX)  # (an unknown word: no target)

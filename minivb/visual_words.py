@@ -59,13 +59,12 @@ FLOW_FLOOR = 0.05  # flow_features: a region moving less than 0.05 pixels per st
 def flow_features(videos: torch.Tensor, grid: int = 2) -> torch.Tensor:
     """Built in notebook 10, §2. Motion features: ``(B, T, 3, H, W)`` uint8 → ``(B, T − 1, 2·grid²)`` float.
 
-    VideoBERT's words come from S3D, a network that sees motion. A random CNN's frame features
-    (:func:`frame_features`) hardly do: on the toy set, a Transformer trained *with labels* on those words reaches
-    about 60%. Optical flow sees motion by construction: for each pair of consecutive frames, OpenCV's Farnebäck
-    flow (where each pixel moved, ``(H, W, 2)`` in pixels), averaged over ``grid × grid`` regions, scaled to unit
-    length (a region moving under :data:`FLOW_FLOOR` pixels stays short, as a still frame stays near 0): the
-    direction of the motion in each region, whatever the object's colour or shape. With 64 words, the same
-    supervised check reaches about 85% (notebook 10 measures both).
+    VideoBERT's words come from S3D, a network that sees motion; a random CNN's single frames
+    (:func:`frame_features`) hardly do. Optical flow sees motion by construction: for each pair of consecutive
+    frames, OpenCV's Farnebäck flow (where each pixel moved, ``(H, W, 2)`` in pixels), averaged over
+    ``grid × grid`` regions, scaled to unit length (a region moving under :data:`FLOW_FLOOR` pixels stays short, as a
+    still frame stays near 0): the direction of the motion in each region, whatever the object's colour or shape.
+    ``python -m minivb.bench language`` measures what each kind of word allows (its "ceiling" line).
     """
     import cv2  # (OpenCV: the course's video library, notebook 01)
 

@@ -598,12 +598,15 @@ def test_language_tiny(toy_copy, tmp_path, capsys):
     transfer = result["transfer"]
     assert all(len(v) == 2 and all(0 <= a <= 1 for a in v) for v in transfer["accuracy"].values())
     assert set(transfer["mean"]) == {"joint", "video", "scratch"} and "transfer (5 labels per class) from joint" in out
+    assert set(result["ceiling"]) == {"cnn", "flow"} and all(0 <= a <= 1 for a in result["ceiling"].values())
+    assert "with every training label, a classifier on the words alone reaches" in out
     assert sorted(p.name for p in runs.iterdir()) == [
         "joint-100",
         "joint-100-stride3",
         "joint-50",
         "prior",
         "video",
+        "video-cnn",
     ]
 
     stamp = {p.name: (p / "pretrain.pt").stat().st_mtime_ns for p in runs.iterdir()}
@@ -613,4 +616,4 @@ def test_language_tiny(toy_copy, tmp_path, capsys):
     assert again["transfer"]["accuracy"] == transfer["accuracy"]  # the same seeds give the same numbers
     capsys.readouterr()
     assert main([*args[:-4], "--epochs", "2"]) == 2
-    assert "holds a run with other options (epochs)" in capsys.readouterr().err
+    assert "already holds a run (pretrain.pt, summary.json); choose another --out" in capsys.readouterr().err

@@ -46,8 +46,8 @@ def verdict(exercise, answer, capsys):
 
 
 def test_every_notebook_has_exercises_and_from_04_on_a_prediction():
-    assert sorted({i[:2] for i in EXERCISES}) == [f"0{n}" for n in range(1, 10)]
-    assert sorted(i[:2] for i in PREDICTIONS) == ["04", "05", "06", "07", "08", "09"]
+    assert sorted({i[:2] for i in EXERCISES}) == [f"{n:02d}" for n in range(1, 11)]
+    assert sorted(i[:2] for i in PREDICTIONS) == ["04", "05", "06", "07", "08", "09", "10"]
     assert all(" → " in e.task for e in FUNCTIONS.values())  # what a function should return, for a hint
 
 
@@ -122,6 +122,8 @@ UNKNOWN = {
     "08.1": lambda E, sigma: 1.0,
     "09.1": lambda p, w, c: 3.0,
     "09.2": lambda train, val: 0.5,
+    "10.1": lambda ids, tok, pos, seg: 2 * tok[ids],
+    "10.2": lambda scores, k: 0.5,
 }
 
 
@@ -139,8 +141,8 @@ def test_not_attempted_and_failing_answers(capsys):
         False,
         "02.1 not yet: your function raised IndexError: list index out of range",
     )
-    with pytest.raises(ValueError, match="no exercise '10.1'; there are 01.1, 01.2"):
-        check("10.1", todo)
+    with pytest.raises(ValueError, match="no exercise '11.1'; there are 01.1, 01.2"):
+        check("11.1", todo)
 
 
 def test_a_return_value_of_the_wrong_type_is_named_not_blamed_on_the_function(capsys):
@@ -373,6 +375,14 @@ def ece_descending(probs, labels, bins):  # sorted from the most confident: the 
     return sum((r.mean() - c.mean()).abs() / bins for c, r in zip(conf[order].chunk(bins), right.chunk(bins)))
 
 
+def h0_row_by_row(ids, tok, pos, seg):  # a list of rows, each position's three table rows added one by one
+    rows = []
+    for row in ids.tolist():
+        separator = row.index(3)  # [>]
+        rows.append(torch.stack([tok[t] + pos[i] + seg[int(i > separator)] for i, t in enumerate(row)]))
+    return torch.stack(rows).numpy()
+
+
 RIGHT_ANSWERS_WRITTEN_ANOTHER_WAY = {
     "01.1": sample_loop,
     "01.2": lambda frame, size, stride: (
@@ -398,6 +408,8 @@ RIGHT_ANSWERS_WRITTEN_ANOTHER_WAY = {
     "07.1": mrr_drop_self,
     "07.2": ece_descending,
     "08.1": lambda E, sigma: len(E) - torch.exp(-(torch.cdist(E, E) ** 2) / (2 * sigma**2)).sum() / len(E),
+    "10.1": h0_row_by_row,
+    "10.2": lambda scores, k: np.mean([i in np.argsort(-row)[:k] for i, row in enumerate(scores.numpy())]),
 }
 
 

@@ -213,7 +213,7 @@ def test_a_random_stride_subsamples_the_visual_sentence_in_training_only():
     """The paper's trick against pace: every s-th visual word, s in 1 … max_stride, from an offset below s."""
     voc, c, _ = setup(video_len=6)
     video = torch.arange(6)[None].repeat(200, 1)  # visual words 0 … 5 in order
-    data = JointExamples([voc.encode_text(TEXTS[0])] * 200, video, voc, c, misaligned=0.0, max_stride=3, p=0.01)
+    data = JointExamples([voc.encode_text(TEXTS[0])] * 200, video, voc, c, misaligned=0.0, max_stride=3)
     seen = set()
     for i in range(200):
         inputs, targets = (x[c.video_positions()] for x in data[i])

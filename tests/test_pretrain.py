@@ -805,3 +805,20 @@ def test_retrieve_text_lists_the_videos_a_sentence_narrates(joint_run, pretraine
     one_line_error(
         retrieve_main, ["text", "the ball", val[0], "--pretrained", str(pretrained)], "is not a --language joint run"
     )
+
+
+def test_pretrain_once_reuses_the_same_run_and_refuses_another(joint_run):
+    """Notebook 10 pretrains through pretrain_once: a second execution must find the finished run (no training), and
+    other options must not quietly reuse it."""
+    from minivb.engine.pretraining import pretrain_once
+    from minivb.plumbing.checks import UsageError
+
+    root, out = joint_run
+    given = dict(data_root=str(root), out=str(out), language="joint", epochs=2, batch_size=8, num_frames=4)
+    given |= dict(stride=1, size=32, dim=32, depth=1, heads=2, levels=2, clusters=3)
+    stamp, said = (out / "pretrain.pt").stat().st_mtime_ns, []
+    summary = pretrain_once(given | {"workers": 3}, log=said.append)  # a runtime option may differ
+    assert said == [f"reusing {out}: a finished pretraining run with these options"]
+    assert (out / "pretrain.pt").stat().st_mtime_ns == stamp and summary["language"] == "joint"
+    with pytest.raises(UsageError, match="already holds a run"):
+        pretrain_once(given | {"epochs": 3}, log=None)

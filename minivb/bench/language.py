@@ -17,12 +17,15 @@ Table 2, transfer: ``--labels`` labelled training videos per class (drawn per se
 the visual words — a WordBERT plus a linear layer on ``[CLS]``, started from the joint model's video half
 (:func:`minivb.joint.video_half`), from the video-only run, or from scratch — for every seed of ``--seeds``: its
 validation top-1, and the mean and standard deviation over the seeds.
+
+Last, the ceiling: a classifier trained from scratch on every training video's words *with its label*, on the flow
+words and on notebook 09's single-frame CNN words (a ``--language none --tokenizer cnn`` run, ``video-cnn``): the
+most any pretraining on those words could give.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -31,7 +34,7 @@ import torch.nn.functional as F
 
 from ..data import registry
 from ..engine.checkpoint import read_pretrained
-from ..engine.pretraining import clip_dataset, pretrain, tokenize_clips
+from ..engine.pretraining import clip_dataset, load_tokenizer, pretrain, pretrain_once, tokenize_clips
 from ..joint import JointBERT, JointBERTConfig, video_half
 from ..language import JointVocabulary
 from ..plumbing.checks import UsageError
@@ -40,8 +43,8 @@ from ..pretraining import WordBERT, WordBERTConfig
 from ..visual_words import HierarchicalKMeans
 from .report import LiveTable, fmt, machine_facts
 
-FINETUNE_STEPS = 60  # full-batch AdamW steps of the transfer classifier
-FINETUNE_LR = 1e-3
+FINETUNE_LR = 1e-3  # the transfer classifier: full-batch AdamW, 60 steps
+CEILING_STEPS = 300  # the classifier trained on every label
 
 
 def add_parser(sub, parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -81,7 +84,8 @@ def _runs(opts) -> dict[str, dict]:
     n = len(registry.get("toy").load(opts.data_root)[0]) if Path(opts.data_root).is_dir() else None
     base = dict(data_root=opts.data_root, seed=opts.seed) | ({"epochs": opts.epochs} if opts.epochs else {})
     video = base | dict(language="none", tokenizer="flow", flips=False)  # the joint run's clips and words, no text
-    runs = {"prior": base | dict(language="prior"), "video": video}
+    cnn = base | dict(language="none", tokenizer="cnn", flips=False)  # notebook 09's single-frame words
+    runs = {"prior": base | dict(language="prior"), "video": video, "video-cnn": cnn}
     for share in sorted(set(opts.fractions)):
         if not 0 < share <= 1:
             raise UsageError(f"--fractions must be in (0, 1], got {share}")
@@ -93,36 +97,30 @@ def _runs(opts) -> dict[str, dict]:
 
 
 def _pretrained(out: Path, given: dict) -> dict:
-    """The summary of the finished run in ``out`` made with ``given`` (trained now, resumed, or reused)."""
-    if (out / "summary.json").is_file():
-        summary = json.loads((out / "summary.json").read_text())
-        args = summary.get("args", {})
-        differ = [k for k, v in given.items() if k != "data_root" and args.get(k) != v]
-        if differ or Path(args.get("data_root", "")).resolve() != Path(given["data_root"]).resolve():
-            raise UsageError(f"{out} holds a run with other options ({', '.join(differ) or 'data_root'}); move it")
-        return summary
-    if (out / "words.pt").is_file():
+    """The summary of the finished run in ``out`` made with ``given`` (reused, resumed, or trained now)."""
+    if (out / "words.pt").is_file() and not (out / "pretrain.pt").is_file():
         return pretrain({"resume": str(out)}, log=None)
-    return pretrain(given | {"out": str(out)}, log=None)
+    return pretrain_once(given | {"out": str(out)}, log=None)
 
 
 def _words(run: Path, items: list) -> tuple[torch.Tensor, HierarchicalKMeans, dict]:
     """The run's visual words of ``items`` ``(N, T)``, its vocabulary and its checkpoint."""
     ckpt = read_pretrained(run / "pretrain.pt")
-    opts = ckpt["args"] | {"workers": 0}
-    vocabulary = HierarchicalKMeans.from_state_dict(ckpt["vocabulary"])
-    return tokenize_clips(None, vocabulary, clip_dataset(items, opts), opts, "cpu"), vocabulary, ckpt
+    encoder, vocabulary, opts = load_tokenizer(ckpt)
+    return tokenize_clips(encoder, vocabulary, clip_dataset(items, opts), opts, "cpu"), vocabulary, ckpt
 
 
-def finetune(start: WordBERT, ids: torch.Tensor, labels: torch.Tensor, val_ids, val_labels, seed: int) -> float:
-    """``start`` + a linear layer on ``[CLS]``, every weight trained (full batch, :data:`FINETUNE_STEPS` AdamW steps)
-    on ``ids`` ``(N, T)`` → validation top-1."""
+def finetune(
+    start: WordBERT, ids: torch.Tensor, labels: torch.Tensor, val_ids, val_labels, seed: int, steps: int = 60
+) -> float:
+    """``start`` + a linear layer on ``[CLS]``, every weight trained (full batch, ``steps`` AdamW steps) on ``ids``
+    ``(N, T)`` → validation top-1."""
     torch.manual_seed(seed)
     head = torch.nn.Linear(start.config.dim, int(labels.max()) + 1)
     params = [*start.parameters(), *head.parameters()]
     optimizer = torch.optim.AdamW(params, lr=FINETUNE_LR, weight_decay=0.05)
     start.train()
-    for _ in range(FINETUNE_STEPS):
+    for _ in range(steps):
         loss = F.cross_entropy(head(start.cls_state(ids)), labels)
         optimizer.zero_grad()
         loss.backward()
@@ -173,7 +171,7 @@ def run_language(opts, argv: list[str]) -> dict:
     with LiveTable(result, ZERO_SHOT, _zero_shot_cells, len(runs), "run") as table:
         for name, given in runs.items():
             summaries[name] = _pretrained(out / name, given)
-            if name != "video":
+            if not name.startswith("video"):
                 table.add(dict(run=name, train_videos=summaries[name]["train_sequences"], summary=summaries[name]))
             table.tick()
     full = f"joint-{round(100 * max(opts.fractions))}"
@@ -184,8 +182,25 @@ def run_language(opts, argv: list[str]) -> dict:
             f"transfer ({opts.labels} labels per class) from {name}: {fmt(100 * mean, 1)} ± {fmt(100 * sd, 1)}% "
             f"(seeds: {', '.join(fmt(100 * a, 1) for a in accs)})"
         )
+    result["ceiling"] = {kind: _ceiling(opts, out / run) for kind, run in (("cnn", "video-cnn"), ("flow", "video"))}
+    print(
+        "with every training label, a classifier on the words alone reaches "
+        + ", ".join(f"{fmt(100 * a, 1)}% on {kind} words" for kind, a in result["ceiling"].items())
+        + " (the most any pretraining on these words could give)"
+    )
     result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
+
+
+def _ceiling(opts, run: Path) -> float:
+    """Validation top-1 of a classifier trained from scratch on every training video's words (and label)."""
+    train_items, val_items, _ = registry.get("toy").load(opts.data_root)
+    classes = sorted({it.label for it in train_items})
+    ids, _, ckpt = _words(run, train_items)
+    labels = torch.tensor([classes.index(it.label) for it in train_items])
+    val_labels = torch.tensor([classes.index(it.label) for it in val_items])
+    model = WordBERT(WordBERTConfig(**ckpt["config"]))
+    return finetune(model, ids, labels, _words(run, val_items)[0], val_labels, seed=0, steps=CEILING_STEPS)
 
 
 def _transfer(opts, joint_run: Path, video_run: Path) -> dict:

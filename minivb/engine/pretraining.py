@@ -8,6 +8,7 @@ run's folder.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -120,6 +121,17 @@ def _tokenizer(opts: dict, device: torch.device) -> nn.Module | None:
         raise UsageError(" ".join(str(e).split()).replace("pass pretrained=False", "pass --no-pretrained")) from None
 
 
+def load_tokenizer(ckpt: dict) -> tuple[nn.Module | None, HierarchicalKMeans, dict]:
+    """A finished run's ``pretrain.pt`` (read) → (its tokenizer CNN, or None for optical flow; its vocabulary; its
+    options, with no DataLoader workers): what turns any clip into that run's words (:func:`tokenize_clips`)."""
+    opts = dict(ckpt["args"]) | {"workers": 0}
+    opts.setdefault("tokenizer", "flow" if ckpt["tokenizer"]["encoder"] == "flow" else "cnn")
+    encoder = _tokenizer(opts | {"pretrained": False}, torch.device("cpu"))  # (its weights are in the checkpoint)
+    if encoder is not None:
+        encoder.load_state_dict(ckpt["tokenizer"]["state"])
+    return encoder, HierarchicalKMeans.from_state_dict(ckpt["vocabulary"]), opts
+
+
 def _sentences(
     encoder: nn.Module, train_items: list, val_items: list, opts: dict, device: torch.device, log
 ) -> tuple[HierarchicalKMeans, torch.Tensor, torch.Tensor]:
@@ -134,7 +146,7 @@ def _sentences(
     log(
         f"minivb.pretrain: {vocabulary.vocab_size} visual words ({opts['levels']} level{'s' * (opts['levels'] != 1)} × "
         f"{opts['clusters']} clusters; {int((vocabulary.counts > 0).sum())} used) from "
-        f"{feats.shape[0] * feats.shape[1]} {'flows' if encoder is None else 'frames'} of "
+        f"{feats.shape[0] * feats.shape[1]} {'frame pairs' if encoder is None else 'frames'} of "
         f"{'optical flow' if encoder is None else opts['encoder']} "
         f"features ({vocabulary.dim}-d), {time.perf_counter() - start:.0f} s"
     )
@@ -238,23 +250,8 @@ def pretrain(given: dict, log: Callable[..., None] | None = print) -> dict:
     log = log or (lambda *args: None)  # a log that says nothing
     if given.get("resume"):
         return _resume(given, log)
-    dataset = registry.get(given.get("subset"))
+    dataset, opts = pretrain_options(given)
     subset = dataset.name
-    opts = (
-        dict(subset=subset, data_root=dataset.root, out=None, seed=0, device="auto", limit=None)
-        | dict(language="none", tokenizer=None, max_stride=1)
-        | dataset.pretrain_preset
-        | ((dataset.language_preset or {}) if given.get("language", "none") != "none" else {})
-        | given
-    )
-    if opts["workers"] is None:
-        opts["workers"] = max(1, (os.cpu_count() or 2) - 1)
-    if opts["tokenizer"] is None:  # motion words for the joint model: the CNN's single-frame words carry too little
-        opts["tokenizer"] = "cnn" if opts["language"] == "none" else "flow"
-    if opts["language"] != "none":
-        if not dataset.narrated:
-            raise UsageError(f"--language {opts['language']} needs narrations; the {subset} set has none (toy has)")
-        opts["flips"] = False  # a mirror image would contradict its narration ("to the left")
     start = time.perf_counter()
     device = resolve_device(opts["device"])
     check_options(opts, device)  # every option before any work (the tokenizer and k-means take minutes at scale)
@@ -276,7 +273,59 @@ def pretrain(given: dict, log: Callable[..., None] | None = print) -> dict:
         runs.release(out, lock)
 
 
+def pretrain_options(given: dict) -> tuple[registry.DataSet, dict]:
+    """The data set and every option of a run: the defaults, the data set's preset (and its ``--language`` preset),
+    then ``given``."""
+    dataset = registry.get(given.get("subset"))
+    opts = (
+        dict(subset=dataset.name, data_root=dataset.root, out=None, seed=0, device="auto", limit=None)
+        | dict(language="none", tokenizer=None, max_stride=1)
+        | dataset.pretrain_preset
+        | ((dataset.language_preset or {}) if given.get("language", "none") != "none" else {})
+        | given
+    )
+    if opts["workers"] is None:
+        opts["workers"] = max(1, (os.cpu_count() or 2) - 1)
+    if opts["tokenizer"] is None:  # motion words for the joint model: the CNN's single-frame words carry too little
+        opts["tokenizer"] = "cnn" if opts["language"] == "none" else "flow"
+    if opts["language"] != "none":
+        if not dataset.narrated:
+            raise UsageError(
+                f"--language {opts['language']} needs narrations; the {dataset.name} set has none (toy has)"
+            )
+        opts["flips"] = False  # a mirror image would contradict its narration ("to the left")
+    return dataset, opts
+
+
+def pretrain_once(given: dict, log: Callable[..., None] | None = print) -> dict:
+    """:func:`pretrain` with ``given``, unless ``given["out"]`` already holds that run, finished: then its summary.
+
+    "That run" means the same options (all but :data:`RESUME_OPTIONS`, which do not change the result; the data
+    folder by its resolved path). Pretraining is deterministic on a CPU, so the summary is the one pretraining would
+    return (but for its ``seconds``): notebook 10 pretrains this way, once.
+    """
+    out = Path(given["out"])
+    wanted = {k: v for k, v in pretrain_options(given)[1].items() if k not in (*RESUME_OPTIONS, "out")}
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+        had = EARLIER | summary["args"]
+    except (OSError, ValueError, KeyError, TypeError):  # no finished run there (yet): pretrain
+        return pretrain(given, log=log)
+
+    def same(key: str) -> bool:
+        if key == "data_root":
+            return Path(had.get(key, "")).resolve() == Path(wanted[key]).resolve()
+        return had.get(key) == wanted[key]
+
+    if summary.get("command") != "minivb.pretrain" or not all(same(k) for k in wanted):
+        return pretrain(given, log=log)  # not the same run: pretrain() refuses to overwrite it, with the reason
+    if log is not None:
+        log(f"reusing {out}: a finished pretraining run with these options")
+    return summary
+
+
 RESUME_OPTIONS = ("device", "workers")  # what may differ when continuing a stopped run
+EARLIER = dict(language="none", tokenizer="cnn", max_stride=1)  # what a run made before these options existed did
 WORDS_KEYS = {"vocabulary", "train_ids", "val_ids", "tokenizer", "args", "seconds"}  # what words.pt holds
 
 
@@ -303,8 +352,7 @@ def _resume(given: dict, log) -> dict:
     if other:
         flag = "--" + next(iter(other)).replace("_", "-")
         raise UsageError(f"--resume {out}: {flag} differs from the stopped run's; drop it to continue that run")
-    earlier = dict(language="none", tokenizer="cnn", max_stride=1)  # a run stopped before these options existed
-    opts = earlier | dict(words["args"]) | {k: given[k] for k in RESUME_OPTIONS if k in given}
+    opts = EARLIER | dict(words["args"]) | {k: given[k] for k in RESUME_OPTIONS if k in given}
     device = resolve_device(opts["device"])
     lock = runs.claim(out)
     try:

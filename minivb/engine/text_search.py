@@ -23,7 +23,7 @@ from ..plumbing.samples import Skipped
 from ..pretraining import motion_features
 from ..visual_words import HierarchicalKMeans, flow_features
 from .checkpoint import read_pretrained
-from .pretraining import FEATURE_BATCH, _tokenizer, clip_dataset
+from .pretraining import FEATURE_BATCH, clip_dataset, load_tokenizer
 
 
 def load_joint(run: str | Path) -> tuple[JointBERT, JointVocabulary, HierarchicalKMeans, nn.Module | None, dict]:
@@ -38,13 +38,9 @@ def load_joint(run: str | Path) -> tuple[JointBERT, JointVocabulary, Hierarchica
         raise UsageError(
             f"{path} is not a --language joint run; pretrain one with python -m minivb.pretrain --language joint"
         )
-    vocabulary = HierarchicalKMeans.from_state_dict(ckpt["vocabulary"])
+    encoder, vocabulary, opts = load_tokenizer(ckpt)
     model = JointBERT(JointBERTConfig(**ckpt["joint"]["config"]))
     model.load_state_dict(ckpt["joint"]["model"])
-    opts = dict(ckpt["args"]) | {"workers": 0}
-    encoder = _tokenizer(opts | {"pretrained": False}, torch.device("cpu"))
-    if encoder is not None:
-        encoder.load_state_dict(ckpt["tokenizer"]["state"])
     voc = JointVocabulary(tuple(ckpt["joint"]["words"]), vocabulary.vocab_size)
     return model.eval(), voc, vocabulary, encoder, opts
 
