@@ -3,9 +3,10 @@
     python -m minivb.pretrain                          # toy set: 64 words, 20 epochs, ~30 s on a CPU
     python -m minivb.pretrain --subset k400            # ImageNet ResNet-18 tokenizer, 12⁴ words, the k400 model size
     python -m minivb.train --init-from runs/pretrain-toy-…   # fine-tune the classifier from it
+    python -m minivb.pretrain --language joint         # with the narrations: VideoBERT's joint model (notebook 10)
 
 The work is :func:`minivb.engine.pretraining.pretrain`; the defaults per data set are its
-``pretrain_preset`` in :mod:`minivb.data.registry`.
+``pretrain_preset`` in :mod:`minivb.data.registry` (and its ``language_preset`` with ``--language``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pretrain VideoBERT the original way, without labels: every frame of a clip becomes a visual "
         "word (frozen CNN features, hierarchical k-means), and a BERT over the words learns to fill in masked ones "
         "(15% of the positions: 80% [MASK], 10% a random word, 10% unchanged). Writes pretrain.pt and "
-        "summary.json to --out; python -m minivb.train --init-from OUT fine-tunes from it.",
+        "summary.json to --out; python -m minivb.train --init-from OUT fine-tunes from it. With --language joint, "
+        "the toy set's narrations join the visual words in one sequence (VideoBERT's joint model): the run then "
+        "measures zero-shot classification, text-to-video search and captions, and python -m minivb.retrieve text "
+        "searches videos with a sentence.",
         epilog=f"preset defaults (options override them):\n{presets}",
     )
     _run_options(p)

@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Video retrieval with a checkpoint written by python -m minivb.train: every video "
         "becomes one unit vector (the [CLS] embedding, averaged over clips × crops views) and videos are compared by "
         "cosine similarity. 'index' embeds videos into a gallery file, 'search' lists the gallery videos nearest to "
-        "query videos, 'evaluate' scores a labelled gallery leave-one-out (Recall@1/5/10, mAP).",
+        "query videos, 'evaluate' scores a labelled gallery leave-one-out (Recall@1/5/10, mAP); 'text' lists the "
+        "videos a sentence most likely narrates, with a run of python -m minivb.pretrain --language joint.",
     )
     sub = p.add_subparsers(dest="command", required=True, metavar="{index,search,evaluate,text}")
     _index_parser(sub)

@@ -657,6 +657,7 @@ def joint_run(toy, tmp_path_factory):
 def test_joint_pretraining_measures_the_papers_tests(joint_run, capsys):
     import json
 
+    from minivb.data.toy.narration import MOTION_PHRASES, NOUNS
     from minivb.joint import JointBERT, JointBERTConfig
 
     root, out = joint_run
@@ -672,6 +673,7 @@ def test_joint_pretraining_measures_the_papers_tests(joint_run, capsys):
     assert 0 <= caps["model"]["bleu4"] <= 1 and caps["model"]["cider"] >= 0 and len(caps["examples"]) == 4
     assert len(caps["examples"][0]["said"].split()) == caps["length"]
     assert {"text_top1", "video_top1", "align_accuracy"} <= set(summary["history"][-1])
+    assert set(summary["unheard"]) <= set(NOUNS) | set(MOTION_PHRASES)  # what the training narrations never said
     ckpt = torch.load(out / "pretrain.pt", weights_only=True)
     model = JointBERT(JointBERTConfig(**ckpt["joint"]["config"]))
     model.load_state_dict(ckpt["joint"]["model"])  # the joint model rebuilds from the checkpoint alone
@@ -822,3 +824,13 @@ def test_pretrain_once_reuses_the_same_run_and_refuses_another(joint_run):
     assert (out / "pretrain.pt").stat().st_mtime_ns == stamp and summary["language"] == "joint"
     with pytest.raises(UsageError, match="already holds a run"):
         pretrain_once(given | {"epochs": 3}, log=None)
+
+
+def test_a_class_whose_words_were_never_heard_is_never_chosen():
+    from minivb.engine.joint_pretraining import _best_of
+
+    scores = torch.tensor([[0.0, -1.0, 5.0], [2.0, 1.0, -3.0]])
+    best = _best_of(scores, [[0, 1], [], [2]])
+    assert (
+        best[:, 0].tolist() == [0.0, 2.0] and best[:, 1].tolist() == [-math.inf] * 2 and best[:, 2].tolist() == [5, -3]
+    )

@@ -37,7 +37,7 @@ from ..joint import (
     masked_log_probs,
     phrase_scores,
 )
-from ..language import JointVocabulary, WordTokenizer
+from ..language import UNK, JointVocabulary, WordTokenizer
 from ..plumbing.checks import UsageError
 
 LANGUAGES = ("none", "prior", "joint")  # --language: visual words only; narrations only; both in one sequence
@@ -137,21 +137,33 @@ def _zero_shot(model, vocabulary, videos, labels: torch.Tensor, classes: list[st
     """Zero-shot verb (each class's best phrase in :data:`VERB_TEMPLATE`) and noun (the second mask of
     :data:`NOUN_TEMPLATE`, each object's best name): top-1 and top-5."""
     n = len(labels)
-    phrases = [(c, third_person(p)) for c in classes for p in MOTION_PHRASES.get(c, ())]
+
+    def heard(text: str) -> bool:  # every word of it was in the training narrations (none read as [UNK])
+        return UNK not in vocabulary.encode_text(text)
+
+    phrases = [(c, third_person(p)) for c in classes for p in MOTION_PHRASES.get(c, ()) if heard(third_person(p))]
     scores = phrase_scores(model, vocabulary, VERB_TEMPLATE, [p for _, p in phrases], videos).expand(n, -1)
     of = [[i for i, (c, _) in enumerate(phrases) if c == k] for k in classes]  # each class's phrases
-    per_class = torch.stack([scores[:, ids].max(1).values for ids in of], 1)  # (N, classes)
+    per_class = _best_of(scores, of)  # (N, classes)
     nouns = sorted(set(truth))
     logp = masked_log_probs(model, vocabulary, NOUN_TEMPLATE, videos)[:, 1].expand(n, -1)  # (N, vocab)
-    named = [[vocabulary.encode_text(w)[0] for w in NOUNS[k]] for k in nouns]  # each noun's words
-    per_noun = torch.stack([logp[:, ids].max(1).values for ids in named], 1)  # (N, nouns)
+    named = [[vocabulary.encode_text(w)[0] for w in NOUNS[k] if heard(w)] for k in nouns]  # each noun's words
+    per_noun = _best_of(logp, named)  # (N, nouns)
     truth_ids = torch.tensor([nouns.index(t) for t in truth])
     return dict(
         zero_shot_verb=_topk(per_class, labels),
         verb_classes=len(classes),
         zero_shot_noun=_topk(per_noun, truth_ids),
         noun_classes=len(nouns),
+        unheard=[k for k, ids in zip(classes, of) if not ids] + [k for k, ids in zip(nouns, named) if not ids],
     )
+
+
+def _best_of(scores: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
+    """``scores`` ``(N, K)`` → each group's best column ``(N, groups)``; a group with no column (its words never
+    heard in training, so it cannot be asked about) scores −∞: never chosen, and listed as ``unheard``."""
+    empty = torch.full((len(scores),), -torch.inf)
+    return torch.stack([scores[:, ids].max(1).values if ids else empty for ids in groups], 1)
 
 
 def _search_and_captions(model, vocabulary, train_texts, train_ids, val_items, val_texts, val_ids, labels) -> dict:
