@@ -10,6 +10,7 @@ import io
 import json
 import math
 import re
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -292,7 +293,44 @@ WERE_ACCEPTED_OR_MISREAD = [  # (exercise, a wrong answer, the start of what che
     ("02.1", lambda layers: str(_field(layers)), "your function returned str, expected an int"),
     ("02.1", lambda layers: True, "your function returned bool, expected an int"),
     ("05.2", lambda dim, depth, r: str(_count_with_hidden(dim, depth, round(dim * r))), "your function returned str"),
+    ("10.1", lambda ids, tok, pos, seg: h0_row_by_row(ids, tok, pos, seg).astype(np.float16), "H₀ is float16"),
+    ("10.1", lambda ids, tok, pos, seg: h0_with_segments(ids, tok, pos, seg, 2), "the first visual word after [>]"),
+    (
+        "10.1",
+        lambda ids, tok, pos, seg: h0_fixed_slot(ids, tok, pos, seg),
+        "every row takes its segments from the batch",
+    ),
+    (
+        "10.1",
+        lambda ids, tok, pos, seg: h0_text_without_segment(ids, tok, pos, seg),
+        "the text positions add no segment",
+    ),
+    ("10.2", lambda scores, k: recall_from_one_based_ranks(scores, k), "that looks at the k − 1 best videos"),
+    ("10.2", lambda scores, k: ((scores > scores.diag()).sum(1) < k).float().mean(), "each score is compared with its"),
+    ("10.2", lambda scores, k: int(((scores > scores.diag()[:, None]).sum(1) < k).sum()) // len(scores), "a whole-num"),
+    ("10.2", lambda scores, k: 0, "recall@1 over 50 narrations gave 0: "),  # not blamed on //: one case finds all
 ]
+
+
+def h0_with_segments(ids, tok, pos, seg, start):  # segment 1 from `start` positions after each row's [>]
+    separator = (ids == 3).long().argmax(1, keepdim=True)
+    return tok[ids] + pos + seg[(torch.arange(ids.shape[1]) >= separator + start).long()]
+
+
+def h0_fixed_slot(ids, tok, pos, seg):  # section 3's fixed slot: the longest text's [>] for every row
+    slot = int((ids == 3).nonzero()[:, 1].max())
+    return tok[ids] + pos + seg[(torch.arange(ids.shape[1]) > slot).long()]
+
+
+def h0_text_without_segment(ids, tok, pos, seg):  # segment 1's row added after [>], nothing before it
+    separator = (ids == 3).long().argmax(1, keepdim=True)
+    return tok[ids] + pos + (torch.arange(ids.shape[1]) > separator)[..., None] * seg[1]
+
+
+def recall_from_one_based_ranks(scores, k):  # rank 1 is the best video, then compared with < k
+    order = scores.argsort(dim=1, descending=True)
+    ranks = (order == torch.arange(len(scores))[:, None]).nonzero()[:, 1] + 1
+    return (ranks < k).float().mean().item()
 
 
 def _field(layers):
@@ -416,6 +454,23 @@ RIGHT_ANSWERS_WRITTEN_ANOTHER_WAY = {
 @pytest.mark.parametrize("exercise", list(RIGHT_ANSWERS_WRITTEN_ANOTHER_WAY))
 def test_a_right_answer_written_another_way_passes(exercise, capsys):
     assert verdict(exercise, RIGHT_ANSWERS_WRITTEN_ANOTHER_WAY[exercise], capsys) == (True, f"{exercise} correct")
+
+
+def test_10_a_right_answer_of_another_type_passes(capsys):  # each was judged wrong
+    def recall_as_a_fraction(scores, k):
+        found = sum(int((row > row[i]).sum()) < k for i, row in enumerate(scores))
+        return Fraction(found, len(scores))
+
+    assert verdict("10.2", recall_as_a_fraction, capsys) == (True, "10.2 correct")
+    assert verdict("10.3", torch.tensor(1), capsys)[0] and verdict("10.3", np.array(1.0), capsys)[0]
+
+
+@pytest.mark.parametrize("named", [0.5, 0.995, 1.005, 7.995, 3.5])
+def test_10_3_a_number_of_classes_is_a_whole_number(named, capsys):  # 0.995 was told "expected … 0 … 8"
+    assert verdict("10.3", named, capsys) == (
+        False,
+        f"10.3 not yet: expected a whole number of classes, 0 … 8, got {named}",
+    )
 
 
 def test_a_right_answer_returned_as_a_view_with_negative_strides_passes(capsys):

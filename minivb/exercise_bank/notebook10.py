@@ -3,12 +3,15 @@ text-to-video search from a score matrix (10.2), and a prediction: how many clas
 
 from __future__ import annotations
 
+import decimal
 import math
+import numbers
 
+import numpy as np
 import torch
 
 from ..language import CLS, PAD, SEP, TO_VIDEO
-from .judging import Answer, Exercise, Mistake, Prediction, between, is_number, number_hint, tensor_hint
+from .judging import Answer, Exercise, Mistake, Prediction, is_number, number_hint, tensor_hint
 
 # --------------------------------------------------------------------------- 10.1 H₀ of tightly packed sequences
 
@@ -60,6 +63,15 @@ def _h0_reference(ids, tok, pos, seg):
 
 
 def _h0_compare(got, want: torch.Tensor, args: tuple) -> str | None:
+    dtype = getattr(got, "dtype", None)  # a half-precision or integer H₀: say so, not that the layout is wrong
+    if isinstance(got, (torch.Tensor, np.ndarray)) and tuple(got.shape) == tuple(want.shape) and dtype is not None:
+        whole = not got.is_floating_point() if isinstance(got, torch.Tensor) else np.issubdtype(dtype, np.integer)
+        low = dtype in (torch.float16, torch.bfloat16, np.float16) or (whole and dtype != torch.bool)
+        if low and not torch.allclose(torch.as_tensor(got).double(), want.double(), atol=1e-5):
+            return (
+                f"H₀ is {dtype}: the tables hold float32 rows, and adding them as {dtype} rounds them; keep their "
+                "dtype (or a wider one)"
+            )
     hint = tensor_hint(got, want, "H₀")
     if hint and "right shape" in hint:
         return (
@@ -76,6 +88,11 @@ def _first_rows_separator(ids: torch.Tensor) -> torch.Tensor:
 
 def _video_only_segment(ids: torch.Tensor) -> torch.Tensor:
     return _after_separator(ids) * (ids != PAD).long()  # the [PAD] after [SEP] back in segment 0
+
+
+def _one_separator_for_all(ids: torch.Tensor) -> torch.Tensor:
+    last = int((ids == TO_VIDEO).long().argmax(1).max())  # the longest text's [>]: section 3's fixed slot
+    return (torch.arange(ids.shape[1]) > last).long().expand_as(ids)
 
 
 def _restarted_positions(ids: torch.Tensor) -> torch.Tensor:
@@ -103,6 +120,23 @@ H0_MISTAKES = (
         lambda ids, tok, pos, seg: _h0(ids, tok, pos, seg, segments=_first_rows_separator(ids)),
     ),
     Mistake(
+        "every row takes its segments from the batch's last [>] (the longest text's), as section 3's fixed slot "
+        "does: here each row's text has its own length, so find each row's own [>]",
+        lambda ids, tok, pos, seg: _h0(ids, tok, pos, seg, segments=_one_separator_for_all(ids)),
+    ),
+    Mistake(
+        "the first visual word after [>] is still in segment 0 here: segment 1 begins at the position right after "
+        "the row's [>], not one later",
+        lambda ids, tok, pos, seg: _h0(
+            ids, tok, pos, seg, segments=_after_separator(ids).roll(1, 1) * _after_separator(ids)
+        ),
+    ),
+    Mistake(
+        "the text positions add no segment row: segment 0 has a row of its own in the segment table (its first "
+        "row), added at every position up to [>], as segment 1's is after it",
+        lambda ids, tok, pos, seg: _h0(ids, tok, pos, seg, use_seg=False) + _after_separator(ids)[..., None] * seg[1],
+    ),
+    Mistake(
         "the segments are swapped: the text (with [CLS] and [>]) is segment 0, the video after [>] segment 1",
         lambda ids, tok, pos, seg: _h0(ids, tok, pos, seg, segments=1 - _after_separator(ids)),
     ),
@@ -126,6 +160,11 @@ H0_MISTAKES = (
         "segment 1",
         lambda ids, tok, pos, seg: _h0(ids, tok, pos, seg, segments=_video_only_segment(ids)),
     ),
+    Mistake(
+        "[SEP] and the [PAD] after it are in segment 0 here, as if segment 1 were the visual words only: the task "
+        "puts every position after the row's [>] in segment 1",
+        lambda ids, tok, pos, seg: _h0(ids, tok, pos, seg, segments=_video_only_segment(ids) * (ids != SEP).long()),
+    ),
 )
 
 INITIAL_STATE = Exercise(
@@ -143,15 +182,16 @@ INITIAL_STATE = Exercise(
 def _recall_cases() -> list[tuple]:
     g = torch.Generator().manual_seed(0)
     cases = []
-    for n, k, boost in [(50, 1, 2.0), (50, 5, 1.0), (30, 10, 0.5), (40, 3, 1.5)]:
+    for n, k, boost in [(50, 1, 2.0), (50, 5, 1.0), (30, 10, 0.5), (40, 3, 1.5), (20, 12, 4.0)]:  # the last: all found
         scores = torch.randn(n, n, generator=g) + boost * torch.eye(n)  # its own video scores a little higher
         cases.append((scores, k))
     return cases
 
 
-def _recall(scores, k, *, above=torch.gt, within=lambda rank, k: rank < k, per=None):
+def _recall(scores, k, *, above=torch.gt, within=lambda rank, k: rank < k, per=None, right=None):
     """Narration i's own video is video i: the share of narrations with it among their k best-scored videos."""
-    rank = above(scores, scores.diag()[:, None]).sum(1)  # (N,) videos scored above (or with) the right one
+    right = scores.diag()[:, None] if right is None else right
+    rank = above(scores, right).sum(1)  # (N,) videos scored above (or with) the right one
     hits = within(rank, k).double()
     return hits.sum().item() if per == "count" else (hits.mean() if per is None else hits.mean() / per(k)).item()
 
@@ -162,6 +202,8 @@ def _recall_reference(scores, k):
 
 def _recall_compare(got, want: float, args: tuple) -> str | None:
     scores, k = args
+    if isinstance(got, (numbers.Rational, decimal.Decimal)) and not isinstance(got, bool):
+        got = float(got)  # a Fraction(41, 50) is a fraction too
     how = f"for each narration (a row), is its own video (column i) among the {k} highest scores of the row?"
     return number_hint(got, want, f"recall@{k} over {len(scores)} narrations", how)
 
@@ -173,8 +215,9 @@ RECALL_MISTAKES = (
         lambda scores, k: _recall(scores.T.contiguous(), k),
     ),
     Mistake(
-        "the right video is counted among the videos that beat it (≥ instead of >): a narration whose own video "
-        "scores highest has 0 videos above it, and counts for recall@1",
+        "that looks at the k − 1 best videos: a narration whose own video scores highest has 0 videos above it and "
+        "counts for recall@1. Is the right video counted among the videos that beat it (≥ instead of >), or a rank "
+        "that starts at 1 compared with < k?",
         lambda scores, k: _recall(scores, k, above=torch.ge),
     ),
     Mistake(
@@ -203,6 +246,20 @@ RECALL_MISTAKES = (
         "among the k best",
         lambda scores, k: _recall(scores, k, per=float),
     ),
+    Mistake(
+        "each score is compared with its column's right score: scores.diag() lines up along the last dimension, so "
+        "score[i, j] meets score[j, j]; each row's scores should meet that row's own right score, score[i, i]",
+        lambda scores, k: _recall(scores, k, right=scores.diag()[None, :]),
+    ),
+    Mistake(
+        "that is the share of narrations whose own video is *not* among the k best: recall counts the ones found",
+        lambda scores, k: 1 - _recall(scores, k),
+    ),
+    Mistake(
+        "a whole-number division (//) drops the fraction: the hits over the narrations is a number between 0 and 1, "
+        "divide with /",
+        lambda scores, k: _recall(scores, k, per="count") // len(scores),
+    ),
 )
 
 RECALL_AT_K = Exercise(
@@ -216,13 +273,26 @@ RECALL_AT_K = Exercise(
 
 # --------------------------------------------------------------------------- 10.3 how many classes does the prior name?
 
+
+def _classes(x):
+    """A prediction as a number of classes: a one-element tensor or array as its number; None if not a whole number
+    from 0 to 8."""
+    if isinstance(x, (torch.Tensor, np.ndarray)) and x.ndim == 0:
+        x = x.item()
+    return x if is_number(x) and 0 <= x <= 8 and float(x).is_integer() else None
+
+
+def _named(low: int, high: int):
+    return lambda x: _classes(x) is not None and low <= _classes(x) <= high
+
+
 PRIOR_CLASSES = Prediction(
     "10.3",
-    "a number of classes, 0 … 8",
-    lambda x: is_number(x) and 0 <= x <= 8,
+    "a whole number of classes, 0 … 8",
+    lambda x: _classes(x) is not None,
     (
         Answer(
-            between(1, 1),
+            _named(1, 1),
             "one: the prior's input has no video — the same '[CLS] here the [MASK] [MASK] … [>] [PAD] … [SEP]' for "
             "every clip — so every clip gets the same scores and the same class; 24 of the 192 clips are that "
             "class: 12.5%, exactly chance",
@@ -230,18 +300,18 @@ PRIOR_CLASSES = Prediction(
             right=True,
         ),
         Answer(
-            between(0, 0.99),
+            _named(0, 0),
             "every clip gets a class: the one whose best phrase scores highest, so at least one class is named",
             0,
         ),
         Answer(
-            between(1.01, 7.99),
+            _named(2, 7),
             "what could make the prior name one class for one clip and another for the next? Its input holds no "
             "video, and the text is the same template for every clip",
             4,
         ),
         Answer(
-            between(8, 8),
+            _named(8, 8),
             "naming every class would need an answer that changes with the video; the prior's input is the same "
             "token sequence for all 192 clips",
             8,
