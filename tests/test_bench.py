@@ -535,6 +535,8 @@ def test_rows_print_as_measured_and_ctrl_c_keeps_them(
         (["contention", "--settings", "fast"], "--settings"),
         (["ood", "--checkpoint", "{tmp}/missing"], "--checkpoint"),
         (["ood", "--checkpoint", "{tmp}", "--acceptance", "1.5"], "--acceptance"),
+        (["language", "--data-root", "{tmp}/toy", "--fractions", "0.5"], "--fractions must include 1"),
+        (["language", "--data-root", "{tmp}/toy", "--fractions", "1", "1.5"], "--fractions must be in (0, 1]"),
         ([], "required"),
     ],
 )

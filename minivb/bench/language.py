@@ -87,8 +87,6 @@ def _runs(opts) -> dict[str, dict]:
     cnn = base | dict(language="none", tokenizer="cnn", flips=False)  # notebook 09's single-frame words
     runs = {"prior": base | dict(language="prior"), "video": video, "video-cnn": cnn}
     for share in sorted(set(opts.fractions)):
-        if not 0 < share <= 1:
-            raise UsageError(f"--fractions must be in (0, 1], got {share}")
         limit = None if share == 1 or n is None else max(1, round(share * n))
         runs[f"joint-{round(100 * share)}"] = base | dict(language="joint") | ({"limit": limit} if limit else {})
     if opts.max_stride > 1:  # the paper's random pace of the visual sentence, on every training video
@@ -156,8 +154,17 @@ ZERO_SHOT = ["run", "train videos", "verb top-1 %", "verb top-5 %", "noun top-1 
 ZERO_SHOT += ["BLEU-4 %", "CIDEr-D", "caption names the motion %"]
 
 
+def _check(opts) -> None:
+    """The options, before any work."""
+    if any(not 0 < share <= 1 for share in opts.fractions):
+        raise UsageError(f"--fractions must be in (0, 1], got {' '.join(map(str, opts.fractions))}")
+    if 1 not in opts.fractions:  # the transfer compares the joint and the video-only runs on the same words
+        raise UsageError("--fractions must include 1: the transfer starts from the joint run on every training video")
+
+
 def run_language(opts, argv: list[str]) -> dict:
     """The ``language`` subcommand → its results (also printed: the two tables)."""
+    _check(opts)
     registry.get("toy").prepare(opts.data_root)
     facts, t0 = machine_facts(argv), time.perf_counter()
     runs = _runs(opts)
@@ -174,8 +181,7 @@ def run_language(opts, argv: list[str]) -> dict:
             if not name.startswith("video"):
                 table.add(dict(run=name, train_videos=summaries[name]["train_sequences"], summary=summaries[name]))
             table.tick()
-    full = f"joint-{round(100 * max(opts.fractions))}"
-    result["transfer"] = _transfer(opts, out / full, out / "video")
+    result["transfer"] = _transfer(opts, out / "joint-100", out / "video")
     for name, accs in result["transfer"]["accuracy"].items():
         mean, sd = result["transfer"]["mean"][name], result["transfer"]["std"][name]
         print(
