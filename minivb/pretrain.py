@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from .data.registry import DATASETS
+from .engine.joint_pretraining import LANGUAGES
 from .engine.pretraining import Stopped, pretrain
 from .plumbing.cli import Parser, nonnegative_int, number, positive_int, run_main, seed
 from .plumbing.device import DEVICES
@@ -69,7 +70,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=seed, help="seed for the tokenizer CNN, k-means, masking and the model (default: 0)")
     p.add_argument(
         "--language",
-        choices=("none", "prior", "joint"),
+        choices=LANGUAGES,
         help="none: visual words only (default); joint: the narration and the visual words in one sequence, with "
         "text cloze, video cloze and alignment (VideoBERT's joint model; then zero-shot, search and captions are "
         "measured); prior: the narrations alone, the language-prior baseline (toy set only: it has narrations)",

@@ -101,11 +101,17 @@ def _pretrained(out: Path, given: dict) -> dict:
     return pretrain_once(given | {"out": str(out)}, log=None)
 
 
-def _words(run: Path, items: list) -> tuple[torch.Tensor, HierarchicalKMeans, dict]:
-    """The run's visual words of ``items`` ``(N, T)``, its vocabulary and its checkpoint."""
+def _words(
+    run: Path, train_items: list, val_items: list
+) -> tuple[torch.Tensor, torch.Tensor, HierarchicalKMeans, dict]:
+    """The run's visual words of the training and the validation items ``(N, T)``, its vocabulary, its checkpoint."""
     ckpt = read_pretrained(run / "pretrain.pt")
     encoder, vocabulary, opts = load_tokenizer(ckpt)
-    return tokenize_clips(encoder, vocabulary, clip_dataset(items, opts), opts, "cpu"), vocabulary, ckpt
+    ids = [
+        tokenize_clips(encoder, vocabulary, clip_dataset(items, opts), opts, "cpu")
+        for items in (train_items, val_items)
+    ]
+    return ids[0], ids[1], vocabulary, ckpt
 
 
 def finetune(
@@ -202,11 +208,11 @@ def _ceiling(opts, run: Path) -> float:
     """Validation top-1 of a classifier trained from scratch on every training video's words (and label)."""
     train_items, val_items, _ = registry.get("toy").load(opts.data_root)
     classes = sorted({it.label for it in train_items})
-    ids, _, ckpt = _words(run, train_items)
+    ids, val_ids, _, ckpt = _words(run, train_items, val_items)
     labels = torch.tensor([classes.index(it.label) for it in train_items])
     val_labels = torch.tensor([classes.index(it.label) for it in val_items])
     model = WordBERT(WordBERTConfig(**ckpt["config"]))
-    return finetune(model, ids, labels, _words(run, val_items)[0], val_labels, seed=0, steps=CEILING_STEPS)
+    return finetune(model, ids, labels, val_ids, val_labels, seed=0, steps=CEILING_STEPS)
 
 
 def _transfer(opts, joint_run: Path, video_run: Path) -> dict:
@@ -215,8 +221,7 @@ def _transfer(opts, joint_run: Path, video_run: Path) -> dict:
     classes = sorted({it.label for it in train_items})
     labels = torch.tensor([classes.index(it.label) for it in train_items])
     val_labels = torch.tensor([classes.index(it.label) for it in val_items])
-    ids, vocabulary, ckpt = _words(joint_run, train_items)
-    val_ids = _words(joint_run, val_items)[0]
+    ids, val_ids, vocabulary, ckpt = _words(joint_run, train_items, val_items)
     video_ckpt = read_pretrained(video_run / "pretrain.pt")
     theirs = HierarchicalKMeans.from_state_dict(video_ckpt["vocabulary"])
     if not all(torch.equal(a, b) for a, b in zip(theirs.centroids, vocabulary.centroids)):

@@ -24,8 +24,16 @@ from pathlib import Path
 import torch
 
 from ..caption_metrics import bleu, cider
-from ..data.toy import ToyConfig, read_index, scene_at
-from ..data.toy.narration import MOTION_PHRASES, NOUNS, facts, read_narrations, third_person, write_narrations
+from ..data.toy import read_index, scene_at
+from ..data.toy.narration import (
+    MOTION_PHRASES,
+    NOUNS,
+    config_of,
+    facts,
+    read_narrations,
+    third_person,
+    write_narrations,
+)
 from ..joint import (
     JointBERT,
     JointBERTConfig,
@@ -98,13 +106,6 @@ def epoch_row(model: JointBERT, val_loader, device, train_loss: float, epoch: in
 _ACCURACIES = (("text cloze", "text_top1"), ("video cloze", "video_top1"), ("alignment", "align_accuracy"))
 
 
-def _toy_config(root: Path) -> ToyConfig:
-    import json
-
-    meta = json.loads((root / "meta.json").read_text())
-    return ToyConfig(**{k: meta[k] for k in ToyConfig.__dataclass_fields__})
-
-
 @torch.no_grad()
 def assess(
     model: JointBERT,
@@ -123,12 +124,12 @@ def assess(
     out = _zero_shot(model, vocabulary, videos, labels, classes, _nouns_of(Path(opts["data_root"]), val_items))
     if videos is None:
         return out
-    return out | _search_and_captions(model, vocabulary, train_texts, train_ids, val_items, val_texts, val_ids, labels)
+    return out | _search_and_captions(model, vocabulary, train_texts, train_ids, val_items, val_texts, val_ids, classes)
 
 
 def _nouns_of(root: Path, val_items: list) -> list[str]:
     """What each validation video's object is (:data:`NOUNS`' keys), from its scene."""
-    config = _toy_config(root)
+    config = config_of(root)
     index = {str(root / row["path"]): i for i, row in enumerate(read_index(root, "val"))}
     return [facts(scene_at(config, "val", index[it.path])).noun for it in val_items]
 
@@ -166,9 +167,10 @@ def _best_of(scores: torch.Tensor, groups: list[list[int]]) -> torch.Tensor:
     return torch.stack([scores[:, ids].max(1).values if ids else empty for ids in groups], 1)
 
 
-def _search_and_captions(model, vocabulary, train_texts, train_ids, val_items, val_texts, val_ids, labels) -> dict:
+def _search_and_captions(model, vocabulary, train_texts, train_ids, val_items, val_texts, val_ids, classes) -> dict:
     """Text-to-video search and captions on the validation videos (the module docstring says how)."""
-    out, n, classes = {}, len(val_items), sorted({it.label for it in val_items})
+    out, n = {}, len(val_items)
+    labels = torch.tensor([classes.index(it.label) for it in val_items])  # (N,)
     # text-to-video search: each narration ranks every video
     s = alignment_scores(model, vocabulary, val_texts, val_ids)  # (N texts, N videos)
     rank = (s > s.diag()[:, None]).sum(1)  # (N,) videos scored above the narration's own

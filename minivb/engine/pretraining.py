@@ -61,12 +61,15 @@ def clip_dataset(items: list, opts: dict) -> ClipDataset:
 
 
 @torch.no_grad()
-def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool):
+def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool, skipped: list | None = None):
     """Yield motion features of every batch of clips (then of its two mirror images, if ``flips``): the CNN's
     ``(B, T, F)`` (:func:`motion_features`), or with ``tokenizer="flow"`` the optical flow's ``(B, T − 1, F)``
-    (:func:`flow_features`)."""
-    for videos, _, skipped in clip_loader(data, device, FEATURE_BATCH, opts["workers"]):
-        report_skipped(skipped)
+    (:func:`flow_features`). Unreadable clips are reported, or added to ``skipped`` if it is given."""
+    for videos, _, bad in clip_loader(data, device, FEATURE_BATCH, opts["workers"]):
+        if skipped is None:
+            report_skipped(bad)
+        else:
+            skipped.extend(bad)
         if videos is None:
             continue
         videos = videos.to(device)  # (B, T, 3, H, W) uint8
@@ -74,10 +77,12 @@ def _features(encoder, data: ClipDataset, opts: dict, device, flips: bool):
             yield flow_features(v, opts["grid"]) if encoder is None else motion_features(encoder, v).cpu()
 
 
-def tokenize_clips(encoder, vocabulary, data: ClipDataset, opts: dict, device, flips: bool = False) -> torch.Tensor:
-    """Every clip of ``data`` → its words ``(N, T)`` long; with ``flips``, each batch of 32 clips is followed by its
-    left–right and then its top–bottom mirror images (3× the sentences)."""
-    parts = [vocabulary.assign(f) for f in _features(encoder, data, opts, device, flips)]  # (B·k, T) each
+def tokenize_clips(
+    encoder, vocabulary, data: ClipDataset, opts: dict, device, flips: bool = False, skipped: list | None = None
+) -> torch.Tensor:
+    """Every readable clip of ``data`` → its words ``(N, T)`` long; with ``flips``, each batch of 32 clips is followed
+    by its left–right and then its top–bottom mirror images (3× the sentences). ``skipped``: as :func:`_features`."""
+    parts = [vocabulary.assign(f) for f in _features(encoder, data, opts, device, flips, skipped)]  # (B·k, T) each
     return torch.cat(parts) if parts else torch.zeros(0, words_per_clip(opts), dtype=torch.long)
 
 

@@ -15,15 +15,13 @@ import torch
 from torch import nn
 
 from ..data.clips import Item
-from ..data.loader import clip_loader
 from ..joint import JointBERT, JointBERTConfig, alignment_scores
 from ..language import UNK, JointVocabulary
 from ..plumbing.checks import UsageError
 from ..plumbing.samples import Skipped
-from ..pretraining import motion_features
-from ..visual_words import HierarchicalKMeans, flow_features
+from ..visual_words import HierarchicalKMeans
 from .checkpoint import read_pretrained
-from .pretraining import FEATURE_BATCH, clip_dataset, load_tokenizer
+from .pretraining import clip_dataset, load_tokenizer, tokenize_clips
 
 
 def load_joint(run: str | Path) -> tuple[JointBERT, JointVocabulary, HierarchicalKMeans, nn.Module | None, dict]:
@@ -50,16 +48,11 @@ def visual_sentences(
     paths: list[str], vocabulary: HierarchicalKMeans, encoder: nn.Module | None, opts: dict
 ) -> tuple[torch.Tensor, list[str], list[Skipped]]:
     """Each video → its visual words, as the run tokenized its own: ``(ids (N, T), the paths read, the skipped)``."""
+    skipped: list[Skipped] = []
     data = clip_dataset([Item(p, "video", None) for p in paths], opts)
-    parts, skipped = [], []
-    for videos, _, bad in clip_loader(data, "cpu", FEATURE_BATCH, 0):
-        skipped += bad
-        if videos is not None:
-            feats = flow_features(videos, opts["grid"]) if encoder is None else motion_features(encoder, videos)
-            parts.append(vocabulary.assign(feats))
+    ids = tokenize_clips(encoder, vocabulary, data, opts, "cpu", skipped=skipped)  # (kept, T)
     gone = {s.path for s in skipped}
-    kept = [p for p in paths if p not in gone]
-    return (torch.cat(parts) if parts else torch.zeros(0, 1, dtype=torch.long)), kept, skipped
+    return ids, [p for p in paths if p not in gone], skipped
 
 
 def text_search(run: str | Path, sentence: str, paths: list[str], k: int) -> dict:

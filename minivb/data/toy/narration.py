@@ -281,7 +281,7 @@ def concat_narration(
 # --------------------------------------------------------------------------- on disk
 
 
-def _config_of(root: Path) -> ToyConfig:
+def config_of(root: Path) -> ToyConfig:
     """The settings of the complete toy set under ``root`` (its meta.json), or a one-line ``ValueError``."""
     try:
         meta = json.loads((root / "meta.json").read_text())
@@ -305,7 +305,7 @@ def write_narrations(root: str | Path, noise: float = NOISE) -> Path:
     in their order) for the toy set under ``root`` → its path. Idempotent (a file already right is left alone) and
     atomic (a reader sees the old file or the new one)."""
     root = Path(root)
-    config = _config_of(root)
+    config = config_of(root)
     classes, out = classes_of(config), io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["path", "narration"])
