@@ -826,6 +826,29 @@ def test_pretrain_once_reuses_the_same_run_and_refuses_another(joint_run):
         pretrain_once(given | {"epochs": 3}, log=None)
 
 
+def test_pretrain_once_sets_aside_a_run_that_other_code_made(joint_run, tmp_path):
+    """A run made before a change to minivb is kept under another name and made again, not reused as this code's."""
+    import json
+    import shutil
+
+    from minivb.engine.pretraining import pretrain_once
+    from minivb.plumbing.runs import code_version
+
+    root, made = joint_run
+    out = Path(shutil.copytree(made, tmp_path / "joint"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["code"] == code_version()
+    (out / "summary.json").write_text(json.dumps(summary | {"code": "0" * 12}))
+    given = dict(data_root=str(root), out=str(out), language="joint", epochs=2, batch_size=8, num_frames=4)
+    given |= dict(stride=1, size=32, dim=32, depth=1, heads=2, levels=2, clusters=3)
+    said = []
+    again = pretrain_once(given, log=said.append)
+    (aside,) = tmp_path.glob("joint.old-*")
+    assert said[0] == f"{out} was made by other minivb code than this; kept as {aside}, made again"
+    assert (aside / "pretrain.pt").read_bytes() == (made / "pretrain.pt").read_bytes()
+    assert again["code"] == code_version() and again["zero_shot_verb"] == summary["zero_shot_verb"]  # deterministic
+
+
 def test_a_class_whose_words_were_never_heard_is_never_chosen():
     from minivb.engine.joint_pretraining import _best_of
 

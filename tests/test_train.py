@@ -20,6 +20,7 @@ from minivb.data.registry import PRESETS
 from minivb.data.toy import CLASSES
 from minivb.engine.checkpoint import read_checkpoint, save_checkpoint
 from minivb.engine.training import train, train_once
+from minivb.plumbing import runs
 from minivb.plumbing.checks import UsageError
 from minivb.train import main, parse_args
 
@@ -362,6 +363,38 @@ def test_train_once_reuses_a_finished_run_with_the_same_options_and_trains_other
     with pytest.raises(UsageError, match="holds a run"):  # other options: not this run, and never overwritten
         train_once(opts | {"seed": 1}, log=None)
     assert (tmp_path / "run" / "last.pt").read_bytes() == weights
+
+
+def test_train_once_sets_aside_a_run_that_other_code_made_and_trains_again(toy, tmp_path):
+    """Notebooks 07 and 08 reuse notebook 06's runs: after a change to minivb (a fixed bug, a new default) an old run
+    must not stand in for what this code trains, and must not be lost either."""
+    opts = parse_args(["--data-root", str(toy), *TINY, "--epochs", "1"]) | {"out": str(tmp_path / "run")}
+    first = train_once(opts, log=None)
+    assert first["code"] == runs.code_version()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary | {"code": "0" * 12}))
+    weights = (tmp_path / "run" / "last.pt").read_bytes()
+    lines = []
+    again = train_once(opts, log=lines.append)
+    (aside,) = tmp_path.glob("run.old-*")
+    assert lines[0] == f"{tmp_path / 'run'} was made by other minivb code than this; kept as {aside}, made again"
+    assert lines[1].startswith("minivb.train: toy") and again["code"] == runs.code_version()
+    assert (aside / "last.pt").read_bytes() == weights and json.loads((aside / "summary.json").read_text())["code"]
+
+
+def test_source_fingerprint_follows_the_code_not_its_comments_docstrings_or_layout(tmp_path):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    module = package / "m.py"
+    module.write_text('"""A module."""\n\n\ndef f(x):\n    """Twice x."""\n    return 2 * x\n')
+    before = runs.source_fingerprint(package)
+    module.write_text('"""The module, said anew."""\n\ndef f(x):  # a comment\n    """Doubled."""\n    return 2*x\n')
+    assert runs.source_fingerprint(package) == before
+    module.write_text('"""A module."""\n\n\ndef f(x):\n    """Twice x."""\n    return 3 * x\n')
+    assert runs.source_fingerprint(package) != before
+    module.write_text('"""A module."""\n\n\ndef f(x):\n    """Twice x."""\n    return 2 * x\n')
+    (package / "n.py").write_text("y = 1\n")  # a new module is new code
+    assert runs.source_fingerprint(package) != before
 
 
 def test_no_calibrate_skips_the_confidence_record_and_a_run_without_one_is_reused(toy, tmp_path):

@@ -306,7 +306,8 @@ def pretrain_once(given: dict, log: Callable[..., None] | None = print) -> dict:
     """:func:`pretrain` with ``given``, unless ``given["out"]`` already holds that run, finished: then its summary.
 
     "That run" means the same options (all but :data:`RESUME_OPTIONS`, which do not change the result; the data
-    folder by its resolved path). Pretraining is deterministic on a CPU, so the summary is the one pretraining would
+    folder by its resolved path) and the same code (:func:`~minivb.plumbing.runs.code_version`; a run of other code
+    is set aside, not deleted). Pretraining is deterministic on a CPU, so the summary is the one pretraining would
     return (but for its ``seconds``): notebook 10 pretrains this way, once.
     """
     out = Path(given["out"])
@@ -324,6 +325,8 @@ def pretrain_once(given: dict, log: Callable[..., None] | None = print) -> dict:
 
     if summary.get("command") != "minivb.pretrain" or not all(same(k) for k in wanted):
         return pretrain(given, log=log)  # not the same run: pretrain() refuses to overwrite it, with the reason
+    if runs.set_aside_if_stale(out, summary, log):  # made by other code: kept under another name, made again
+        return pretrain(given, log=log)
     if log is not None:
         log(f"reusing {out}: a finished pretraining run with these options")
     return summary
@@ -445,6 +448,7 @@ def _pretrain_steps(
     history = _masked_modeling(model, train_set, val_set, MaskedTokenLoss(), end_epoch, opts, device, log, out, options)
     summary = dict(
         command="minivb.pretrain",
+        code=runs.code_version(),  # which minivb made it: pretrain_once reuses only a run of this code
         masked_top1=history[-1]["masked_top1"],
         majority_top1=majority,
         **_vocabulary_facts(vocabulary, train_ids, val_ids, opts, start),
@@ -481,6 +485,7 @@ def _joint_steps(
     )
     summary = dict(
         command="minivb.pretrain",
+        code=runs.code_version(),  # which minivb made it: pretrain_once reuses only a run of this code
         language=opts["language"],
         **measured,
         text_words=len(voc.words),

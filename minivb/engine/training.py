@@ -483,6 +483,7 @@ def finish(run: Run, val: dict) -> dict:
     final = s.history[-1] if s.history else {}
     summary = {
         "command": "minivb.train",  # who wrote it (plumbing.runs.output_folder: evaluate --force never replaces it)
+        "code": runs.code_version(),  # which minivb trained it: train_once reuses only a run of this code
         "val_top1": val["top1"],
         "val_top5": val["top5"],
         "val_loss": val["loss"],
@@ -661,7 +662,8 @@ def train_once(given: dict, log: Callable[..., None] | None = print) -> dict:
     """:func:`train` with ``given``, unless ``given["out"]`` already holds that run, finished: then its summary.
 
     "That run" means the same options (all but the runtime ones, :data:`RUNTIME_OPTIONS`; the data folder by its
-    resolved path), every epoch trained and, unless ``calibrate`` is off, the confidence record fitted. Training is
+    resolved path), every epoch trained and, unless ``calibrate`` is off, the confidence record fitted, by this
+    code (:func:`~minivb.plumbing.runs.code_version`; a run of other code is set aside, not deleted). Training is
     deterministic on a CPU, so the summary is the one training would return (but for its ``seconds``): notebooks 07
     and 08 reuse the model notebook 06 trained this way, and train it when 06 has not run.
     """
@@ -683,6 +685,8 @@ def train_once(given: dict, log: Callable[..., None] | None = print) -> dict:
     finished = ckpt.get("epoch") == wanted["epochs"] and calibrated and summary.get("command") == "minivb.train"
     if not (finished and all(same(k) for k in wanted)):
         return train(given, log=log)  # not the same run: train() refuses to overwrite it, with the reason
+    if runs.set_aside_if_stale(out, summary, log):  # made by other code: kept under another name, made again
+        return train(given, log=log)
     if log is not None:
         log(f"reusing {out}: a finished run with these options (val top-1 {100 * summary['val_top1']:.1f}%)")
     return summary

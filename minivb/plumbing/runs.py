@@ -16,12 +16,15 @@ system releases when the process ends), so a second run cannot write into the sa
 
 from __future__ import annotations
 
+import ast
 import csv
 import datetime
+import functools
+import hashlib
 import io
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .checks import UsageError
@@ -271,6 +274,58 @@ def new_run_folder(subset: str) -> Path:
             break
         name = f"{stamp}-{n}"
     return Path(name)
+
+
+@functools.cache
+def code_version() -> str:
+    """minivb's code as a fingerprint (:func:`source_fingerprint` of the package, once per process).
+
+    ``summary.json`` records it, and :func:`~minivb.engine.training.train_once` and
+    :func:`~minivb.engine.pretraining.pretrain_once` reuse only a run the same code made.
+    """
+    return source_fingerprint(Path(__file__).resolve().parents[1])
+
+
+def source_fingerprint(package: Path) -> str:
+    """12 hex digits of sha256 over the syntax tree of every module under ``package``, docstrings left out: an edit
+    to a comment, a docstring or the layout keeps it; any other edit (a fixed bug, a new default) changes it."""
+    digest = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_bytes())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
+                first = body[0]
+                if (
+                    isinstance(first, ast.Expr)
+                    and isinstance(first.value, ast.Constant)
+                    and isinstance(first.value.value, str)
+                ):
+                    node.body = body[1:] or [ast.Pass()]
+        digest.update(f"{path.relative_to(package).as_posix()}\0{ast.dump(tree)}\0".encode())
+    return digest.hexdigest()[:12]
+
+
+def set_aside(out: Path) -> Path:
+    """Rename the run folder ``out`` to ``<out>.old-<date>-<time>`` (kept whole, not deleted) → its new name."""
+    stamp = f"{out.name}.old-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    for n in range(1, 1000):
+        aside = out.with_name(stamp if n == 1 else f"{stamp}-{n}")
+        if not aside.exists():
+            break
+    out.rename(aside)
+    return aside
+
+
+def set_aside_if_stale(out: Path, summary: dict, log: Callable[..., None] | None) -> bool:
+    """True, after :func:`set_aside` and a line to ``log``, when the finished run in ``out`` was made by other code
+    than this (its ``summary`` records another :func:`code_version`, or none: a run from before it was recorded)."""
+    if summary.get("code") == code_version():
+        return False
+    aside = set_aside(out)
+    if log is not None:
+        log(f"{out} was made by other minivb code than this; kept as {aside}, made again")
+    return True
 
 
 def write_metrics(out: Path, history: list[dict]) -> None:
