@@ -21,38 +21,19 @@ From notebook 04 on, one exercise is a prediction: write a number or a choice, t
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from typing import Any
 
-from .exercise_bank import (
-    notebook01,
-    notebook02,
-    notebook03,
-    notebook04,
-    notebook05,
-    notebook06,
-    notebook07,
-    notebook08,
-    notebook09,
-    notebook10,
-)
+from . import exercise_bank
 from .exercise_bank.judging import Exercise, NotAttempted, Prediction
 
-EXERCISES: dict[str, Exercise | Prediction] = {
-    e.id: e
-    for module in (
-        notebook01,
-        notebook02,
-        notebook03,
-        notebook04,
-        notebook05,
-        notebook06,
-        notebook07,
-        notebook08,
-        notebook09,
-        notebook10,
-    )
-    for e in module.EXERCISES
-}
+BANKS = [  # exercise_bank.notebook01 … notebook10: one module per notebook, found by name
+    importlib.import_module(f"{exercise_bank.__name__}.{m.name}")
+    for m in sorted(pkgutil.iter_modules(exercise_bank.__path__), key=lambda m: m.name)
+    if m.name.startswith("notebook")
+]
+EXERCISES: dict[str, Exercise | Prediction] = {e.id: e for module in BANKS for e in module.EXERCISES}
 
 
 def check(exercise: str, answer: Any) -> bool:
