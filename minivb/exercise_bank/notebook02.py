@@ -238,6 +238,7 @@ POOL_TO_GRID = Exercise(
         Forbidden(F, "adaptive_avg_pool2d", "F.adaptive_avg_pool2d (or nn.AdaptiveAvgPool2d)"),
         Forbidden(F, "adaptive_avg_pool1d", "F.adaptive_avg_pool1d"),
         Forbidden(torch, "adaptive_avg_pool1d", "torch.adaptive_avg_pool1d"),
+        Forbidden(torch._C._nn, "adaptive_avg_pool2d", "adaptive_avg_pool2d (under any name)"),  # what F's calls
     ),
     write="the tiles and their means",
 )
