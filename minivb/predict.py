@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from .engine.confidence import ACCEPTANCE
-from .engine.inference import classify, find_videos, load_confidence, load_model
+from .engine.inference import classify, find_videos, load_classifier
 from .plumbing.cli import (
     Parser,
     UsageError,
@@ -116,8 +116,7 @@ def run(argv: list[str] | None = None) -> int:
     import json
 
     opts = build_parser().parse_args(argv)
-    model, classes, prep = load_model(opts.checkpoint, opts.clips, opts.crops)
-    record = load_confidence(opts.checkpoint)
+    model, classes, prep, record = load_classifier(opts.checkpoint, opts.clips, opts.crops)
     if record is None:
         print(
             f"minivb.predict: note: {opts.checkpoint} has no confidence record (trained before there was one): the "

@@ -125,6 +125,23 @@ def test_cli_predicts_files_and_folders_and_reports_bad_ones(tiny_run, toy, tmp_
         assert probs == sorted(probs, reverse=True) and abs(sum(probs) - 1) < 1e-3
 
 
+def test_the_model_and_its_confidence_record_come_from_one_reading_of_the_checkpoint(
+    tiny_run, toy, monkeypatch, capsys
+):
+    """A run still training rewrites last.pt every epoch: predict read it twice (the model, then the record), so it
+    could pair one epoch's weights with the next epoch's temperature. Now it reads it once."""
+    import minivb.engine.inference as inference
+    from minivb.engine.checkpoint import read_checkpoint
+
+    reads = []
+    monkeypatch.setattr(inference, "read_checkpoint", lambda path: reads.append(path) or read_checkpoint(path))
+    video = sorted((toy / "val").rglob("*.mp4"))[0]
+    code, out, err = _cli(capsys, [str(video), "--checkpoint", str(tiny_run), "--json"])
+    assert code == 0 and reads == [tiny_run / "last.pt"]
+    model, classes, prep, record = inference.load_classifier(tiny_run)
+    assert record.temperature == inference.load_confidence(tiny_run).temperature and classes == load_model(tiny_run)[1]
+
+
 def test_find_videos_lists_folders_and_reports_what_is_not_there(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "v").mkdir()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
@@ -81,14 +81,29 @@ def load_model(
 
     A missing or unreadable checkpoint → one-line :class:`~minivb.plumbing.checks.UsageError`.
     """
+    return _from_checkpoint(checkpoint, lambda ckpt, path: _model_of(ckpt, path, clips, crops))
+
+
+def load_classifier(
+    checkpoint: str | os.PathLike, clips: int | None = None, crops: int | None = None
+) -> tuple[VideoBERT, list[str], Preprocessing, confidence.Confidence | None]:
+    """:func:`load_model`'s three and :func:`load_confidence`'s record, from one reading of the file: a run still
+    training rewrites its ``last.pt``, and the record must be the one fitted to these weights."""
+    return _from_checkpoint(
+        checkpoint,
+        lambda ckpt, path: (*_model_of(ckpt, path, clips, crops), confidence.Confidence.from_checkpoint(ckpt)),
+    )
+
+
+def _model_of(ckpt: dict, path: Path, clips: int | None, crops: int | None) -> tuple:
+    return model_from_checkpoint(ckpt, path), list(ckpt["classes"]), Preprocessing.from_checkpoint(ckpt, clips, crops)
+
+
+def _from_checkpoint(checkpoint: str | os.PathLike, read: Callable[[dict, Path], Any]) -> Any:
+    """``read(the checkpoint dict, its path)``, the file read once; every ``ValueError`` → one-line UsageError."""
     path = runs.checkpoint_path(checkpoint, "--checkpoint")
     try:
-        ckpt = read_checkpoint(path)
-        return (
-            model_from_checkpoint(ckpt, path),
-            list(ckpt["classes"]),
-            Preprocessing.from_checkpoint(ckpt, clips, crops),
-        )
+        return read(read_checkpoint(path), path)
     except ValueError as e:
         raise UsageError(str(e)) from None
 
@@ -256,10 +271,7 @@ def measure_videos(model, paths: list[str], prep, device, rank: int = 0, world_s
 def load_confidence(checkpoint: str | os.PathLike) -> confidence.Confidence | None:
     """The checkpoint's :class:`~minivb.engine.confidence.Confidence` record, or ``None`` if it was written before
     there was one (one-line :class:`UsageError` for a file that cannot be read)."""
-    try:
-        return confidence.Confidence.from_checkpoint(read_checkpoint(runs.checkpoint_path(checkpoint, "--checkpoint")))
-    except ValueError as e:
-        raise UsageError(str(e)) from None
+    return _from_checkpoint(checkpoint, lambda ckpt, path: confidence.Confidence.from_checkpoint(ckpt))
 
 
 def classify(
