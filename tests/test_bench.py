@@ -619,3 +619,39 @@ def test_language_tiny(toy_copy, tmp_path, capsys):
     capsys.readouterr()
     assert main([*args[:-4], "--epochs", "2"]) == 2
     assert "already holds a run (pretrain.pt, summary.json); choose another --out" in capsys.readouterr().err
+
+
+def test_the_gpu_measurement_script_asks_what_the_bench_and_the_tests_accept(tmp_path):
+    """.ci/gpu is run once, on a lent GPU machine with minutes to spare (issue 35): an option the benchmark no longer
+    takes must fail here, not there. Its python calls are recorded by a stand-in and parsed by the real parsers."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    calls, bin_dir, clips = tmp_path / "calls.jsonl", tmp_path / "bin", tmp_path / "clips"
+    bin_dir.mkdir()
+    clips.mkdir()
+    names = ("k400_arm_wrestling.mp4", "basketball_426x240.mp4")
+    for name in names:
+        (clips / name).write_bytes(b"")
+    stand_in = bin_dir / "python"
+    stand_in.write_text(
+        f"#!{sys.executable}\nimport json, sys\nopen({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+    )
+    stand_in.chmod(0o755)
+    env = os.environ | {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        ["bash", ".ci/gpu", str(clips), str(tmp_path / "out"), "0.25"], cwd=root, env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    argvs = [json.loads(line) for line in calls.read_text().splitlines()]
+    tests = [a for a in argvs if a[:2] == ["-m", "pytest"]]
+    benches = [a[3:] for a in argvs if a[:3] == ["-m", "minivb.bench", "loader"]]
+    assert len(tests) == 1 and (root / tests[0][-1]).is_file()
+    assert len(benches) == 2
+    eager, compiled = (bench_main.build_parser().parse_args(["loader", *argv]) for argv in benches)
+    assert eager.gpu_share == [1.0, 0.5, 0.25] and eager.decode == ["cpu", "gpu"] and eager.device == "cuda"
+    assert compiled.compile and compiled.gpu_share == [0.25] and compiled.videos == [str(clips / n) for n in names]
+    missing = subprocess.run(
+        ["bash", ".ci/gpu", str(tmp_path), str(tmp_path / "out")], cwd=root, env=env, capture_output=True
+    )
+    assert missing.returncode == 2 and b"copy ../shared/fixtures' clips there" in missing.stderr
