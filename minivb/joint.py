@@ -226,6 +226,10 @@ class JointExamples(Dataset):
         self.vocabulary, self.config, self.seed, self.train = vocabulary, config, int(seed), bool(train)
         self.misaligned, self.epoch = float(misaligned), 0
         self.max_stride = check_int("max_stride", max_stride)
+        if videos is not None and self.max_stride > videos.shape[1]:  # an offset past the end: no video at all
+            raise ValueError(
+                f"max_stride must be at most the visual sentence's {videos.shape[1]} words, got {max_stride}"
+            )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -297,32 +301,33 @@ class JointLoss(nn.Module):
 
 @torch.no_grad()
 def evaluate_joint(model: JointBERT, loader, device: torch.device | str = "cpu") -> dict:
-    """Over a loader of ``(inputs, targets, _)`` batches → dict(loss, text_top1, video_top1, align_accuracy)
-    (each accuracy over its own items; ``None`` where there are none)."""
+    """Over a loader of ``(inputs, targets, _)`` batches → dict(loss, text_top1, video_top1, align_accuracy): the
+    loss is :func:`joint_losses`' three means taken over the whole set (not a mean of batches' means, which would
+    depend on the batch size), each accuracy over its own items (``None`` where there are none)."""
     was_training = model.training
     model.eval()
-    sums = dict(loss=0.0, text=0, text_n=0, video=0, video_n=0, align=0, align_n=0)
+    sums = {f"{name}{what}": 0.0 for name in ("text", "video", "align") for what in ("", "_n", "_loss")}
     c = model.config
     for inputs, targets, _ in loader:
         inputs, targets = inputs.to(device), targets.to(device)
         logits, align = (x.float() for x in model(inputs))
-        sums["loss"] += float(sum(joint_losses((logits, align), targets, c).values())) * len(inputs)
+        losses = joint_losses((logits, align), targets, c)  # each a mean over this batch's items of its kind
         for name, part in (("text", c.text_positions()), ("video", c.video_positions())):
             t, chosen = targets[:, part], targets[:, part] != IGNORE_INDEX
             sums[name] += int((logits[:, part].argmax(-1)[chosen] == t[chosen]).sum())
             sums[f"{name}_n"] += int(chosen.sum())
+            sums[f"{name}_loss"] += float(losses[name]) * int(chosen.sum())
         has = targets[:, 0] != IGNORE_INDEX
         sums["align"] += int(((align[has] > 0).long() == targets[has, 0]).sum())
         sums["align_n"] += int(has.sum())
+        sums["align_loss"] += float(losses["align"]) * int(has.sum())
     model.train(was_training)
-    n = len(loader.dataset)
 
-    def share(name: str):
-        return sums[name] / sums[f"{name}_n"] if sums[f"{name}_n"] else None
+    def share(name: str, what: str = ""):
+        return sums[name + what] / sums[f"{name}_n"] if sums[f"{name}_n"] else None
 
-    return dict(
-        loss=sums["loss"] / max(n, 1), text_top1=share("text"), video_top1=share("video"), align_accuracy=share("align")
-    )
+    loss = sum(share(name, "_loss") or 0.0 for name in ("text", "video", "align"))  # 0 for a kind with no items
+    return dict(loss=loss, text_top1=share("text"), video_top1=share("video"), align_accuracy=share("align"))
 
 
 # --------------------------------------------------------------------------- asking the model
@@ -336,6 +341,8 @@ def _rows(text_ids: Sequence[int], videos: torch.Tensor | None, vocabulary, conf
     """``n`` sequences of the same text, one per video (or ``n = 1`` and no video) → ids ``(n, L)``."""
     if videos is None:
         return pack(text_ids, None, config)[None].expand(n, -1)
+    if not len(videos):
+        return torch.zeros(0, config.seq_len, dtype=torch.long)
     return torch.stack([pack(text_ids, v, config) for v in vocabulary.encode_video(videos.long().cpu())])
 
 
@@ -364,6 +371,8 @@ def phrase_scores(
 
     For a phrase of ``k`` words the text is ``prefix`` followed by ``k`` masks, all masked at once; the score is
     the mean of ``log p(wordᵢ)`` at the i-th mask (a mean, so that long and short phrases compare)."""
+    if any(not p.split() for p in phrases):
+        raise ValueError(f"every phrase needs a word; got {[p for p in phrases if not p.split()][0]!r}")
     scores = torch.zeros(1 if videos is None else len(videos), len(phrases))
     for k in sorted({len(p.split()) for p in phrases}):
         logp = masked_log_probs(model, vocabulary, prefix + " [MASK]" * k, videos)[:, -k:]  # (N, k, vocab)

@@ -32,14 +32,15 @@ class WordTokenizer:
     """Whitespace words ↔ ids ``0 … W-1`` for a fixed list of words (the order given is the ids' order).
 
     ``encode`` maps a word it does not know to ``None`` (the joint vocabulary turns it into [UNK]); ``decode`` is its
-    inverse: ``decode(encode(text)) == text`` for every text made of known words.
+    inverse: ``decode(encode(text)) == " ".join(text.split())`` for every text made of known words (the text with
+    its words one space apart).
     """
 
     def __init__(self, words: Sequence[str]):
         words = list(words)
-        bad = [w for w in words if not isinstance(w, str) or not w or w != w.strip() or " " in w]
+        bad = [w for w in words if not isinstance(w, str) or w.split() != [w]]  # one word: no whitespace in it
         if bad:
-            raise ValueError(f"a word is a non-empty string without spaces, got {bad[0]!r}")
+            raise ValueError(f"a word is a non-empty string without whitespace, got {bad[0]!r}")
         if len(set(words)) != len(words):
             raise ValueError("the words must be distinct")
         self.words = words

@@ -23,7 +23,10 @@ def test_tokenizer_round_trip_and_unknown_words():
     assert tok.encode("the purple ball") == [tok.index["the"], None, tok.index["ball"]]
 
 
-@pytest.mark.parametrize("words, match", [(["a", "a"], "distinct"), (["a b"], "without spaces"), ([""], "non-empty")])
+@pytest.mark.parametrize(
+    "words, match",
+    [(["a", "a"], "distinct"), (["a b"], "without whitespace"), (["a\tb"], "without whitespace"), ([""], "non-empty")],
+)
 def test_tokenizer_refuses_bad_words(words, match):
     with pytest.raises(ValueError, match=match):
         WordTokenizer(words)

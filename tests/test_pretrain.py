@@ -857,3 +857,35 @@ def test_a_class_whose_words_were_never_heard_is_never_chosen():
     assert (
         best[:, 0].tolist() == [0.0, 2.0] and best[:, 1].tolist() == [-math.inf] * 2 and best[:, 2].tolist() == [5, -3]
     )
+
+
+def test_a_class_never_heard_is_never_counted_in_the_top_five():
+    """With fewer than five classes heard, topk filled the top five with −∞ columns in any order, and a video of an
+    unheard class could count as named."""
+    from minivb.engine.joint_pretraining import _topk
+
+    inf = math.inf
+    scores = torch.tensor([[0.0, -inf, -inf, -inf, -inf, -inf, 1.0, 2.0]] * 3)
+    assert _topk(scores, torch.tensor([3, 4, 5])) == dict(top1=0.0, top5=0.0)
+    assert _topk(scores, torch.tensor([7, 6, 0])) == pytest.approx(dict(top1=1 / 3, top5=1.0))
+
+
+def test_a_tie_with_the_narrations_own_video_is_not_a_hit():
+    """Recall@k counted only the videos scored strictly above the narration's own: a model that scores every pair
+    alike had recall@1 = 1. Now a tie counts against it."""
+    from types import SimpleNamespace
+
+    from minivb.engine.joint_pretraining import _search_and_captions
+    from minivb.joint import JointBERT, JointBERTConfig
+    from minivb.language import JointVocabulary, WordTokenizer
+
+    texts = ["the ball goes left", "the box goes right", "a ball grows", "a box shrinks"]
+    voc = JointVocabulary(WordTokenizer.build(texts).words, 6)
+    torch.manual_seed(0)
+    model = JointBERT(JointBERTConfig(len(voc), 6, 4, dim=16, depth=1, num_heads=2)).eval()
+    with torch.no_grad():
+        model.align_head.weight.zero_(), model.align_head.bias.zero_()  # every pair scored alike
+    ids = torch.randint(6, (4, 4), generator=torch.Generator().manual_seed(0))
+    items = [SimpleNamespace(path=f"v{i}.mp4", label=k) for i, k in enumerate("abab")]
+    found = _search_and_captions(model, voc, texts, ids, items, texts, ids, ["a", "b"])["text_to_video"]
+    assert found["recall@1"] == 0.0 and found["recall@5"] == 1.0  # three other videos tie: rank 3 of 0 … 3

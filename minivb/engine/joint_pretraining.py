@@ -173,7 +173,7 @@ def _search_and_captions(model, vocabulary, train_texts, train_ids, val_items, v
     labels = torch.tensor([classes.index(it.label) for it in val_items])  # (N,)
     # text-to-video search: each narration ranks every video
     s = alignment_scores(model, vocabulary, val_texts, val_ids)  # (N texts, N videos)
-    rank = (s > s.diag()[:, None]).sum(1)  # (N,) videos scored above the narration's own
+    rank = (s >= s.diag()[:, None]).sum(1) - 1  # (N,) other videos scored at least as high as the narration's own
     out["text_to_video"] = {f"recall@{k}": float((rank < k).float().mean()) for k in RECALL_AT}
     top = s.topk(min(10, n), 1).indices  # (N, 10) each narration's first ten videos
     out["text_to_video"]["same_motion@10"] = float((labels[top] == labels[:, None]).float().mean())
@@ -204,7 +204,8 @@ def _caption_scores(said: list[str], refs: list[list[str]], labels: torch.Tensor
 
 
 def _topk(scores: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Top-1 and top-5 accuracy of ``scores (N, K)``; a class scored −∞ (never heard, :func:`_best_of`) is never
+    counted as named, not even when fewer than five classes could be."""
     top = scores.topk(min(5, scores.shape[1]), 1).indices  # (N, k)
-    return dict(
-        top1=float((top[:, 0] == labels).float().mean()), top5=float((top == labels[:, None]).any(1).float().mean())
-    )
+    named = (top == labels[:, None]) & scores.gather(1, top).isfinite()  # (N, k)
+    return dict(top1=float(named[:, 0].float().mean()), top5=float(named.any(1).float().mean()))
