@@ -417,14 +417,18 @@ def _text(opts: argparse.Namespace) -> int:
     found = text_search(opts.pretrained, opts.sentence, paths, opts.k)
     if found["unknown"]:
         print(f"words the model never heard (read as [UNK]): {' '.join(found['unknown'])}", file=sys.stderr)
-    _report(problems + found["skipped"], "search")
-    if opts.json:
-        print(json.dumps({k: v for k, v in found.items() if k != "skipped"}, indent=2))
+    unread = problems + found["skipped"]
+    _report(unread, "search")
+    if opts.json:  # the videos that could not be read are in it too, as search --json has them
+        errors = [{"path": s.path, "error": s.reason} for s in unread]
+        print(json.dumps({k: v for k, v in found.items() if k != "skipped"} | {"errors": errors}, indent=2))
     else:
         print(f"{opts.sentence!r}:")
         for r in found["results"]:
             print(f"  {r['rank']:>3}. {r['probability']:.3f}  {r['path']}")
-    return 1 if problems or found["skipped"] else 0
+        if not found["results"]:
+            print("  (no video could be searched)")
+    return 1 if unread else 0
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -618,7 +618,12 @@ def test_language_tiny(toy_copy, tmp_path, capsys):
     assert again["transfer"]["accuracy"] == transfer["accuracy"]  # the same seeds give the same numbers
     capsys.readouterr()
     assert main([*args[:-4], "--epochs", "2"]) == 2
-    assert "already holds a run (pretrain.pt, summary.json); choose another --out" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert f"--runs {runs}: prior cannot be reused or made (--out {runs / 'prior'} already holds a run" in said
+    assert f"delete {runs / 'prior'}, or choose another --runs" in said
+    assert main([*args[:-2], "--max-stride", "50"]) == 2  # refused before any run: not after the other runs
+    assert "--max-stride 50 is more than a clip's" in capsys.readouterr().err
+    assert not (runs / "joint-100-stride50").exists()
 
 
 def test_the_gpu_measurement_script_asks_what_the_bench_and_the_tests_accept(tmp_path):

@@ -802,11 +802,58 @@ def test_retrieve_text_lists_the_videos_a_sentence_narrates(joint_run, pretraine
     captured = capsys.readouterr()
     found = json.loads(captured.out)
     assert found["unknown"] == ["purplish"] and [r["path"] for r in found["results"]] == [val[0]]
-    assert "read as [UNK]): purplish" in captured.err and f"cannot search {broken}" in captured.err
+    assert found["errors"] == [{"path": str(broken), "error": found["errors"][0]["error"]}]  # in the document too
+    assert "read as [UNK]): purplish" in captured.err and captured.err.count(str(broken)) == 1  # reported once
     one_line_error(retrieve_main, ["text", "zzz qqq", val[0], "--pretrained", str(out)], "knows none of the words")
     one_line_error(
         retrieve_main, ["text", "the ball", val[0], "--pretrained", str(pretrained)], "is not a --language joint run"
     )
+    one_line_error(retrieve_main, ["text", " ?! ", val[0], "--pretrained", str(out)], "has no words")
+    for missing in (tmp_path / "no-run", tmp_path):  # no such run; a folder without pretrain.pt
+        one_line_error(retrieve_main, ["text", "the ball", val[0], "--pretrained", str(missing)], "does not exist")
+    # the narrations' form: case and punctuation do not make a known word unknown
+    assert retrieve_main(["text", "The BALL moves right.", val[0], "--pretrained", str(out), "--json"]) == 0
+    shouted = json.loads(capsys.readouterr().out)
+    assert retrieve_main(["text", "the ball moves right", val[0], "--pretrained", str(out), "--json"]) == 0
+    assert shouted["unknown"] == [] and shouted["results"] == json.loads(capsys.readouterr().out)["results"]
+    assert retrieve_main(["text", "the ball", str(broken), "--pretrained", str(out)]) == 1
+    assert capsys.readouterr().out.splitlines()[1] == "  (no video could be searched)"
+
+
+def test_resume_and_bad_tokenizer_options_are_refused_before_the_work(
+    joint_run, toy, tmp_path, monkeypatch, capsys, one_line_error
+):
+    """A resumed narrated run whose data root cannot be seen from here failed after every epoch; --grid larger than
+    the CNN's feature map failed inside the feature pass; a damaged progress.pt gave a traceback."""
+    import os
+
+    import minivb.engine.pretraining as engine
+    from minivb.pretrain import main as pretrain_main
+
+    bad_grid = ["--data-root", str(toy), "--out", str(tmp_path / "g"), *TINY_PRE, "--tokenizer", "cnn", "--grid", "3"]
+    one_line_error(pretrain_main, bad_grid, "--size 32: feature map 2x2 is smaller than the 3x3 region grid")
+    assert not (tmp_path / "g" / "words.pt").exists()
+
+    root, _ = joint_run
+    real, calls = engine.train_one_epoch, []
+
+    def stops_in_the_second_epoch(*a, **k):
+        calls.append(1)
+        return real(*a, **k) if len(calls) < 2 else False  # as if SIGTERM came during epoch 2
+
+    monkeypatch.setattr(engine, "train_one_epoch", stops_in_the_second_epoch)
+    monkeypatch.chdir(root.parent)  # the data root given relative to here
+    args = ["--data-root", root.name, "--language", "joint", *TINY_JOINT, "--out", str(tmp_path / "run")]
+    assert pretrain_main(args) == 0 and (tmp_path / "run" / "progress.pt").is_file()
+    assert "continue with: python -m minivb.pretrain --resume" in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)  # elsewhere: the relative data root is not there
+    one_line_error(pretrain_main, ["--resume", str(tmp_path / "run")], "resume from the folder the run was started")
+    monkeypatch.chdir(root.parent)
+    progress = tmp_path / "run" / "progress.pt"
+    progress.write_bytes(progress.read_bytes()[:500])
+    one_line_error(pretrain_main, ["--resume", str(tmp_path / "run")], "is not a readable pretraining progress")
+    assert os.path.getsize(progress) == 500  # kept as it was: the user decides
 
 
 def test_pretrain_once_reuses_the_same_run_and_refuses_another(joint_run):

@@ -34,7 +34,15 @@ import torch.nn.functional as F
 
 from ..data import registry
 from ..engine.checkpoint import read_pretrained
-from ..engine.pretraining import clip_dataset, load_tokenizer, pretrain, pretrain_once, tokenize_clips
+from ..engine.pretraining import (
+    check_options,
+    clip_dataset,
+    load_tokenizer,
+    pretrain,
+    pretrain_once,
+    pretrain_options,
+    tokenize_clips,
+)
 from ..joint import JointBERT, JointBERTConfig, video_half
 from ..language import JointVocabulary
 from ..plumbing.checks import UsageError
@@ -98,7 +106,12 @@ def _pretrained(out: Path, given: dict) -> dict:
     """The summary of the finished run in ``out`` made with ``given`` (reused, resumed, or trained now)."""
     if (out / "words.pt").is_file() and not (out / "pretrain.pt").is_file():
         return pretrain({"resume": str(out)}, log=None)
-    return pretrain_once(given | {"out": str(out)}, log=None)
+    try:
+        return pretrain_once(given | {"out": str(out)}, log=None)
+    except UsageError as e:  # said in pretrain's words (--out): say which of the bench's options it is about
+        raise UsageError(
+            f"--runs {out.parent}: {out.name} cannot be reused or made ({e}); delete {out}, or choose another --runs"
+        ) from None
 
 
 def _words(
@@ -174,6 +187,8 @@ def run_language(opts, argv: list[str]) -> dict:
     registry.get("toy").prepare(opts.data_root)
     facts, t0 = machine_facts(argv), time.perf_counter()
     runs = _runs(opts)
+    for given in runs.values():  # each run's options, checked as pretrain checks them, before any run starts
+        check_options(pretrain_options(given)[1], torch.device("cpu"))
     out = Path(opts.runs)
     result = {"benchmark": "language", "machine": facts, "settings": {"runs": str(out), "data_root": opts.data_root}}
     result["notes"] = [

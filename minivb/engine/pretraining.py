@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from ..data import registry
 from ..data.clips import ClipDataset, Item, ShardedSampler, limit_items
 from ..data.loader import clip_loader
+from ..data.toy.narration import config_of
 from ..encoder import build_encoder
 from ..joint import video_half
 from ..loop import TrainState, stop_signals, train_one_epoch, warmup_cosine
@@ -46,8 +47,9 @@ from .checkpoint import PRETRAIN_FORMAT, load_file, save_checkpoint
 FEATURE_BATCH = 32  # clips per batch of the tokenizer's feature pass
 
 
-def clip_dataset(items: list, opts: dict) -> ClipDataset:
-    """The evaluation-style clips (centre clip, centre square) of ``items`` that the tokenizer reads."""
+def clip_dataset(items: list, opts: dict, *, preload: bool | None = None) -> ClipDataset:
+    """The evaluation-style clips (centre clip, centre square) of ``items`` that the tokenizer reads; ``preload``:
+    decode every video into memory first (default: as the data set's preset says — the toy set's short videos are)."""
     classes = sorted({it.label for it in items})
     return ClipDataset(
         items,
@@ -56,7 +58,7 @@ def clip_dataset(items: list, opts: dict) -> ClipDataset:
         opts["stride"],
         train=False,
         size=opts["size"],
-        preload=registry.get(opts["subset"]).preload,
+        preload=registry.get(opts["subset"]).preload if preload is None else preload,
     )
 
 
@@ -121,9 +123,15 @@ def _tokenizer(opts: dict, device: torch.device) -> nn.Module | None:
         return None
     torch.manual_seed(opts["seed"])
     try:
-        return build_encoder(opts["encoder"], opts["grid"], opts["pretrained"]).to(device).eval()
+        encoder = build_encoder(opts["encoder"], opts["grid"], opts["pretrained"]).to(device).eval()
     except RuntimeError as e:  # ImageNet weights neither cached nor downloadable
         raise UsageError(" ".join(str(e).split()).replace("pass pretrained=False", "pass --no-pretrained")) from None
+    try:  # one frame through the CNN checks --size against --grid before the feature pass
+        with torch.no_grad():
+            encoder(torch.zeros(1, 1, 3, opts["size"], opts["size"], device=device))
+    except ValueError as e:
+        raise UsageError(f"--size {opts['size']}: {e}") from None
+    return encoder
 
 
 def load_tokenizer(ckpt: dict) -> tuple[nn.Module | None, HierarchicalKMeans, dict]:
@@ -192,7 +200,7 @@ def _masked_modeling(
     state, history = TrainState(), []
     first = 0
     if (out / "progress.pt").is_file():  # a stopped run: continue after its last finished epoch
-        saved = load_file(out / "progress.pt", "pretraining progress", "delete it to start the epochs again")
+        saved = _read_progress(out)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -222,6 +230,14 @@ def _masked_modeling(
             if stopped() is not None and epoch + 1 < opts["epochs"]:
                 raise Stopped(stopped(), epoch + 1)
     return history
+
+
+def _read_progress(out: Path) -> dict:
+    """A stopped run's ``progress.pt`` (one-line :class:`UsageError` if it cannot be read)."""
+    try:
+        return load_file(out / "progress.pt", "pretraining progress", "delete it to start the epochs again")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _masked_words_row(model, val_loader, device, train_loss: float, epoch: int, opts: dict, majority, log) -> dict:
@@ -361,6 +377,14 @@ def _resume(given: dict, log) -> dict:
         flag = "--" + next(iter(other)).replace("_", "-")
         raise UsageError(f"--resume {out}: {flag} differs from the stopped run's; drop it to continue that run")
     opts = EARLIER | dict(words["args"]) | {k: given[k] for k in RESUME_OPTIONS if k in given}
+    if opts["language"] != "none":  # the measurements at the end read the toy set: check it is there before epochs
+        try:
+            config_of(Path(opts["data_root"]))
+        except ValueError:
+            raise UsageError(
+                f"--resume {out}: the run's data root {opts['data_root']} holds no toy set seen from here; resume "
+                "from the folder the run was started in"
+            ) from None
     device = resolve_device(opts["device"])
     lock = runs.claim(out)
     try:

@@ -9,6 +9,7 @@ square), and each (sentence, video) pair is scored by the alignment head on ``[C
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import torch
@@ -30,7 +31,7 @@ def load_joint(run: str | Path) -> tuple[JointBERT, JointVocabulary, Hierarchica
     path = Path(run) / "pretrain.pt" if Path(run).is_dir() else Path(run)
     try:
         ckpt = read_pretrained(path)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:  # damaged, or not there (a folder without pretrain.pt)
         raise UsageError(str(e)) from None
     if ckpt.get("args", {}).get("language") != "joint":
         raise UsageError(
@@ -49,7 +50,7 @@ def visual_sentences(
 ) -> tuple[torch.Tensor, list[str], list[Skipped]]:
     """Each video → its visual words, as the run tokenized its own: ``(ids (N, T), the paths read, the skipped)``."""
     skipped: list[Skipped] = []
-    data = clip_dataset([Item(p, "video", None) for p in paths], opts)
+    data = clip_dataset([Item(p, "video", None) for p in paths], opts, preload=False)  # any length: one clip each
     ids = tokenize_clips(encoder, vocabulary, data, opts, "cpu", skipped=skipped)  # (kept, T)
     gone = {s.path for s in skipped}
     return ids, [p for p in paths if p not in gone], skipped
@@ -57,16 +58,20 @@ def visual_sentences(
 
 def text_search(run: str | Path, sentence: str, paths: list[str], k: int) -> dict:
     """The ``k`` videos of ``paths`` whose visual sentence the run's model finds most likely narrated by
-    ``sentence`` → dict(sentence, unknown words, results [{rank, path, probability}], skipped)."""
+    ``sentence`` (lower-cased, punctuation dropped, as the narrations are) → dict(sentence, unknown words, results
+    [{rank, path, probability}], skipped)."""
     model, voc, vocabulary, encoder, opts = load_joint(run)
-    words = sentence.split()
-    unknown = [w for w, i in zip(words, voc.encode_text(sentence)) if i == UNK]
-    if not words or len(unknown) == len(words):
+    words = re.findall(r"[\w']+", sentence.lower())  # the narrations' form: lower case, no punctuation
+    if not words:
+        raise UsageError(f"the sentence {sentence!r} has no words; say what to look for, e.g. 'a ball slides left'")
+    said = " ".join(words)
+    unknown = [w for w, i in zip(words, voc.encode_text(said)) if i == UNK]
+    if len(unknown) == len(words):
         raise UsageError(f"the model knows none of the words of {sentence!r}; it heard: {' '.join(voc.words[:12])} …")
     if len(words) > model.config.text_len:
         raise UsageError(f"the sentence has {len(words)} words; the model reads at most {model.config.text_len}")
     ids, kept, skipped = visual_sentences(paths, vocabulary, encoder, opts)
-    scores = alignment_scores(model, voc, [sentence], ids)[0] if kept else torch.zeros(0)  # (N,)
+    scores = alignment_scores(model, voc, [said], ids)[0] if kept else torch.zeros(0)  # (N,)
     order = scores.argsort(descending=True)[:k].tolist()
     results = [dict(rank=r + 1, path=kept[j], probability=float(torch.sigmoid(scores[j]))) for r, j in enumerate(order)]
     return dict(sentence=sentence, unknown=unknown, results=results, skipped=skipped)
