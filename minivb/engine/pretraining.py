@@ -334,12 +334,7 @@ def pretrain_once(given: dict, log: Callable[..., None] | None = print) -> dict:
     except (OSError, ValueError, KeyError, TypeError):  # no finished run there (yet): pretrain
         return pretrain(given, log=log)
 
-    def same(key: str) -> bool:
-        if key == "data_root":
-            return Path(had.get(key, "")).resolve() == Path(wanted[key]).resolve()
-        return had.get(key) == wanted[key]
-
-    if summary.get("command") != "minivb.pretrain" or not all(same(k) for k in wanted):
+    if summary.get("command") != "minivb.pretrain" or not runs.same_options(had, wanted):
         return pretrain(given, log=log)  # not the same run: pretrain() refuses to overwrite it, with the reason
     if runs.set_aside_if_stale(out, summary, log):  # made by other code: kept under another name, made again
         return pretrain(given, log=log)

@@ -676,14 +676,9 @@ def train_once(given: dict, log: Callable[..., None] | None = print) -> dict:
         return train(given, log=log)
     had = TrainOptions.from_dict(ckpt.get("args", {})).to_dict()
 
-    def same(key: str) -> bool:
-        if key == "data_root":
-            return Path(had[key]).resolve() == Path(wanted[key]).resolve()
-        return key in RUNTIME_OPTIONS or had.get(key) == wanted[key]
-
     calibrated = "confidence" in ckpt or not wanted["calibrate"]
     finished = ckpt.get("epoch") == wanted["epochs"] and calibrated and summary.get("command") == "minivb.train"
-    if not (finished and all(same(k) for k in wanted)):
+    if not (finished and runs.same_options(had, wanted, RUNTIME_OPTIONS)):
         return train(given, log=log)  # not the same run: train() refuses to overwrite it, with the reason
     if runs.set_aside_if_stale(out, summary, log):  # made by other code: kept under another name, made again
         return train(given, log=log)

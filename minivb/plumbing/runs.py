@@ -317,6 +317,18 @@ def set_aside(out: Path) -> Path:
     return aside
 
 
+def same_options(had: dict, wanted: dict, ignore: Sequence[str] = ()) -> bool:
+    """Whether a finished run made with options ``had`` is the run ``wanted`` asks for: every option equal but those
+    in ``ignore`` (runtime ones, which do not change the result), the data folder compared by its resolved path."""
+
+    def same(key: str) -> bool:
+        if key == "data_root":
+            return Path(had.get(key, "")).resolve() == Path(wanted[key]).resolve()
+        return had.get(key) == wanted[key]
+
+    return all(key in ignore or same(key) for key in wanted)
+
+
 def set_aside_if_stale(out: Path, summary: dict, log: Callable[..., None] | None) -> bool:
     """True, after :func:`set_aside` and a line to ``log``, when the finished run in ``out`` was made by other code
     than this (its ``summary`` records another :func:`code_version`, or none: a run from before it was recorded)."""
