@@ -306,6 +306,7 @@ def evaluate_joint(model: JointBERT, loader, device: torch.device | str = "cpu")
     depend on the batch size), each accuracy over its own items (``None`` where there are none)."""
     was_training = model.training
     model.eval()
+    # for each objective: right answers ("text"), items scored ("text_n"), summed loss ("text_loss")
     sums = {f"{name}{what}": 0.0 for name in ("text", "video", "align") for what in ("", "_n", "_loss")}
     c = model.config
     for inputs, targets, _ in loader:
